@@ -1,0 +1,228 @@
+// Package memstore is an in-memory usersync.Store: for tests, examples and
+// single-process apps that need no persistence.
+//
+// Lookups by ID and by token identifier are O(1) map reads under a read
+// lock; List keeps IDs sorted for keyset pagination. Returned users are
+// copies, so callers cannot change stored state.
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/usersync/usersync"
+)
+
+// Store is a concurrency-safe in-memory usersync.Store. The zero value is
+// not ready for use; call New.
+type Store struct {
+	mu      sync.RWMutex
+	byToken map[string]*record
+	byID    map[string]*record
+	ids     []string // every ID, tombstones included, sorted
+	live    int
+}
+
+// record is a stored user with the version each Profile field was last
+// written at.
+type record struct {
+	user     usersync.User
+	versions [fieldCount]usersync.Version
+}
+
+const fieldCount = 6 // the single fields in usersync.AllFields
+
+var _ usersync.Store = (*Store)(nil)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{byToken: make(map[string]*record), byID: make(map[string]*record)}
+}
+
+// Get implements usersync.Store.
+func (s *Store) Get(ctx context.Context, id string) (usersync.User, error) {
+	if err := ctx.Err(); err != nil {
+		return usersync.User{}, err
+	}
+	s.mu.RLock()
+	r := s.byID[id]
+	if r == nil || !r.user.DeletedAt.IsZero() {
+		s.mu.RUnlock()
+		return usersync.User{}, fmt.Errorf("%w: id %q", usersync.ErrNotFound, id)
+	}
+	u := r.user
+	s.mu.RUnlock()
+	return u.Clone(), nil
+}
+
+// GetByToken implements usersync.Store.
+func (s *Store) GetByToken(ctx context.Context, tokenIdentifier string) (usersync.User, error) {
+	if err := ctx.Err(); err != nil {
+		return usersync.User{}, err
+	}
+	s.mu.RLock()
+	r := s.byToken[tokenIdentifier]
+	if r == nil || !r.user.DeletedAt.IsZero() {
+		s.mu.RUnlock()
+		return usersync.User{}, usersync.ErrNotFound
+	}
+	u := r.user
+	s.mu.RUnlock()
+	return u.Clone(), nil
+}
+
+// GetMany implements usersync.Store.
+func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]usersync.User, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m := make(map[string]usersync.User, len(ids))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, id := range ids {
+		if r := s.byID[id]; r != nil && r.user.DeletedAt.IsZero() {
+			m[id] = r.user.Clone()
+		}
+	}
+	return m, nil
+}
+
+// Upsert implements usersync.Store.
+func (s *Store) Upsert(ctx context.Context, w usersync.Write) (usersync.User, usersync.Outcome, error) {
+	if err := w.Validate(); err != nil {
+		return usersync.User{}, usersync.Stale, err
+	}
+	if err := ctx.Err(); err != nil {
+		return usersync.User{}, usersync.Stale, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.byToken[w.TokenIdentifier]
+	if r == nil {
+		if s.byID[w.ID] != nil {
+			return usersync.User{}, usersync.Stale, fmt.Errorf("%w: ID %q is taken", usersync.ErrInvalid, w.ID)
+		}
+		r = &record{user: usersync.User{
+			ID:              w.ID,
+			TokenIdentifier: w.TokenIdentifier,
+			Issuer:          w.Issuer,
+			Subject:         w.Subject,
+			Profile:         w.Profile,
+			CreatedAt:       w.At,
+			UpdatedAt:       w.At,
+		}}
+		r.user.Metadata = slices.Clone(w.Profile.Metadata)
+		for i := range fieldCount {
+			if w.Fields.Has(1 << i) {
+				r.versions[i] = w.Version
+				r.user.Version = w.Version
+			}
+		}
+		s.insert(r)
+		return r.user.Clone(), usersync.Created, nil
+	}
+	if !r.user.DeletedAt.IsZero() {
+		return usersync.User{}, usersync.Stale, fmt.Errorf("%w: %q", usersync.ErrDeleted, w.TokenIdentifier)
+	}
+	var newer usersync.Fields
+	for i := range fieldCount {
+		if w.Fields.Has(1<<i) && w.Version > r.versions[i] {
+			newer |= 1 << i
+			r.versions[i] = w.Version
+		}
+	}
+	if newer == 0 {
+		return r.user.Clone(), usersync.Stale, nil
+	}
+	r.user.Profile.CopyFields(&w.Profile, newer)
+	if newer.Has(usersync.FieldMetadata) {
+		r.user.Metadata = slices.Clone(w.Profile.Metadata)
+	}
+	r.user.Version = max(r.user.Version, w.Version)
+	r.user.UpdatedAt = w.At
+	return r.user.Clone(), usersync.Updated, nil
+}
+
+// Delete implements usersync.Store.
+func (s *Store) Delete(ctx context.Context, t usersync.Tombstone) (usersync.User, usersync.Outcome, error) {
+	if err := t.Validate(); err != nil {
+		return usersync.User{}, usersync.Stale, err
+	}
+	if err := ctx.Err(); err != nil {
+		return usersync.User{}, usersync.Stale, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.byToken[t.TokenIdentifier]
+	switch {
+	case r == nil:
+		if s.byID[t.ID] != nil {
+			return usersync.User{}, usersync.Stale, fmt.Errorf("%w: ID %q is taken", usersync.ErrInvalid, t.ID)
+		}
+		r = &record{user: usersync.User{
+			ID:              t.ID,
+			TokenIdentifier: t.TokenIdentifier,
+			Issuer:          t.Issuer,
+			Subject:         t.Subject,
+			CreatedAt:       t.At,
+		}}
+		s.insert(r)
+	case !r.user.DeletedAt.IsZero():
+		return r.user, usersync.Stale, nil
+	}
+	r.user.Profile = usersync.Profile{}
+	r.user.UpdatedAt, r.user.DeletedAt = t.At, t.At
+	s.live--
+	return r.user, usersync.Deleted, nil
+}
+
+// insert adds a new record to the indexes. The caller holds the write lock.
+func (s *Store) insert(r *record) {
+	s.byToken[r.user.TokenIdentifier] = r
+	s.byID[r.user.ID] = r
+	s.live++
+	// IDs from the default generator grow, so this is almost always an
+	// append.
+	if n := len(s.ids); n == 0 || s.ids[n-1] < r.user.ID {
+		s.ids = append(s.ids, r.user.ID)
+		return
+	}
+	i, _ := slices.BinarySearch(s.ids, r.user.ID)
+	s.ids = slices.Insert(s.ids, i, r.user.ID)
+}
+
+// List implements usersync.Store.
+func (s *Store) List(ctx context.Context, after string, limit int) ([]usersync.User, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("%w: limit %d", usersync.ErrInvalid, limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i := sort.SearchStrings(s.ids, after)
+	if i < len(s.ids) && s.ids[i] == after {
+		i++
+	}
+	var out []usersync.User
+	for ; i < len(s.ids) && len(out) < limit; i++ {
+		if r := s.byID[s.ids[i]]; r.user.DeletedAt.IsZero() {
+			out = append(out, r.user.Clone())
+		}
+	}
+	return out, nil
+}
+
+// Count implements usersync.Store.
+func (s *Store) Count(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.live, nil
+}

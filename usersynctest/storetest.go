@@ -1,0 +1,540 @@
+package usersynctest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/usersync/usersync"
+)
+
+// TestStore checks that the stores newStore makes follow the usersync.Store
+// contract, like testing/fstest.TestFS and testing/slogtest.Run: each
+// subtest gets a fresh, empty store and is named for the rule it checks.
+// Call it from a test of the store's package:
+//
+//	func TestConformance(t *testing.T) {
+//		usersynctest.TestStore(t, func(t *testing.T) usersync.Store { return memstore.New() })
+//	}
+func TestStore(t *testing.T, newStore func(t *testing.T) usersync.Store) {
+	t.Helper()
+	for _, c := range storeCases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.run(t, &storeFixture{t: t, s: newStore(t), newStore: newStore})
+		})
+	}
+}
+
+// storeFixture is the state of one conformance subtest.
+type storeFixture struct {
+	t        *testing.T
+	s        usersync.Store
+	newStore func(t *testing.T) usersync.Store
+	ids      int
+}
+
+var (
+	bg    = context.Background()
+	epoch = time.UnixMilli(1_700_000_000_000).UTC()
+)
+
+func (f *storeFixture) nextID() string {
+	f.ids++
+	return fmt.Sprintf("id-%08d", f.ids)
+}
+
+// write builds a write for subject sub at version v carrying fields.
+func (f *storeFixture) write(sub string, v usersync.Version, fields usersync.Fields, p usersync.Profile) usersync.Write {
+	return usersync.Write{
+		ID:              f.nextID(),
+		TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", sub),
+		Issuer:          "https://issuer.test",
+		Subject:         sub,
+		Version:         v,
+		Fields:          fields,
+		Profile:         p,
+		At:              epoch.Add(time.Duration(f.ids) * time.Second),
+	}
+}
+
+func (f *storeFixture) upsert(w usersync.Write, want usersync.Outcome) usersync.User {
+	f.t.Helper()
+	u, got, err := f.s.Upsert(bg, w)
+	if err != nil {
+		f.t.Fatalf("Upsert(%s v%d): %v", w.Subject, w.Version, err)
+	}
+	if got != want {
+		f.t.Fatalf("Upsert(%s v%d) outcome = %v, want %v", w.Subject, w.Version, got, want)
+	}
+	return u
+}
+
+func (f *storeFixture) tombstone(sub string) usersync.Tombstone {
+	return usersync.Tombstone{
+		ID:              f.nextID(),
+		TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", sub),
+		Issuer:          "https://issuer.test",
+		Subject:         sub,
+		At:              epoch.Add(time.Duration(f.ids) * time.Second),
+	}
+}
+
+func (f *storeFixture) delete(sub string, want usersync.Outcome) usersync.User {
+	f.t.Helper()
+	u, got, err := f.s.Delete(bg, f.tombstone(sub))
+	if err != nil {
+		f.t.Fatalf("Delete(%s): %v", sub, err)
+	}
+	if got != want {
+		f.t.Fatalf("Delete(%s) outcome = %v, want %v", sub, got, want)
+	}
+	return u
+}
+
+func (f *storeFixture) byToken(sub string) (usersync.User, error) {
+	return f.s.GetByToken(bg, usersync.TokenIdentifier("https://issuer.test", sub))
+}
+
+func (f *storeFixture) mustGet(sub string) usersync.User {
+	f.t.Helper()
+	u, err := f.byToken(sub)
+	if err != nil {
+		f.t.Fatalf("GetByToken(%s): %v", sub, err)
+	}
+	return u
+}
+
+func full(name string) usersync.Profile {
+	return usersync.Profile{
+		Name: name, Email: name + "@example.com", EmailVerified: true,
+		PictureURL: "https://img.example.com/" + name, Username: name,
+		PhoneNumber: "+15550100", Metadata: json.RawMessage(`{"plan":"pro"}`),
+	}
+}
+
+// sameProfile fails the test if got's profile differs from want.
+func sameProfile(t *testing.T, what string, got, want usersync.Profile) {
+	t.Helper()
+	if !profileEqual(got, want) {
+		t.Fatalf("%s: profile = %+v, want %+v", what, got, want)
+	}
+}
+
+func profileEqual(a, b usersync.Profile) bool {
+	return a.Name == b.Name && a.Email == b.Email && a.EmailVerified == b.EmailVerified &&
+		a.PictureURL == b.PictureURL && a.Username == b.Username &&
+		a.PhoneNumber == b.PhoneNumber && jsonEqual(a.Metadata, b.Metadata)
+}
+
+// jsonEqual compares two JSON texts by value; nil and empty are equal.
+func jsonEqual(a, b json.RawMessage) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	ja, _ := json.Marshal(va)
+	jb, _ := json.Marshal(vb)
+	return string(ja) == string(jb)
+}
+
+func sameTime(t *testing.T, what string, got, want time.Time) {
+	t.Helper()
+	if got.UnixMilli() != want.UnixMilli() {
+		t.Fatalf("%s = %v, want %v", what, got, want)
+	}
+}
+
+type storeCase struct {
+	name string
+	run  func(t *testing.T, f *storeFixture)
+}
+
+var storeCases = []storeCase{
+	{"Upsert/creates a user with the write's ID, every profile value and its version", func(t *testing.T, f *storeFixture) {
+		w := f.write("alice", 10, usersync.AllFields, full("alice"))
+		u := f.upsert(w, usersync.Created)
+		if u.ID != w.ID || u.TokenIdentifier != w.TokenIdentifier || u.Issuer != w.Issuer || u.Subject != w.Subject {
+			t.Fatalf("created %+v from %+v", u, w)
+		}
+		sameProfile(t, "created", u.Profile, w.Profile)
+		sameTime(t, "CreatedAt", u.CreatedAt, w.At)
+		sameTime(t, "UpdatedAt", u.UpdatedAt, w.At)
+		if u.Version != 10 || !u.DeletedAt.IsZero() {
+			t.Fatalf("Version = %d, DeletedAt = %v; want 10 and zero", u.Version, u.DeletedAt)
+		}
+		got, err := f.s.Get(bg, w.ID)
+		if err != nil {
+			t.Fatalf("Get: %v", err)
+		}
+		sameProfile(t, "Get", got.Profile, w.Profile)
+		sameProfile(t, "GetByToken", f.mustGet("alice").Profile, w.Profile)
+	}},
+	{"Upsert/a newer version replaces the fields it carries", func(t *testing.T, f *storeFixture) {
+		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
+		w := f.write("alice", 11, usersync.AllFields, full("alicia"))
+		u := f.upsert(w, usersync.Updated)
+		sameProfile(t, "updated", u.Profile, full("alicia"))
+		if u.ID != created.ID || u.Version != 11 {
+			t.Fatalf("updated ID %q version %d, want %q and 11", u.ID, u.Version, created.ID)
+		}
+		sameTime(t, "CreatedAt", u.CreatedAt, created.CreatedAt)
+		sameTime(t, "UpdatedAt", u.UpdatedAt, w.At)
+		sameProfile(t, "stored", f.mustGet("alice").Profile, full("alicia"))
+	}},
+	{"Upsert/an equal version is stale and returns the stored user", func(t *testing.T, f *storeFixture) {
+		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
+		u := f.upsert(f.write("alice", 10, usersync.AllFields, full("mallory")), usersync.Stale)
+		sameProfile(t, "returned", u.Profile, full("alice"))
+		sameTime(t, "UpdatedAt", u.UpdatedAt, created.UpdatedAt)
+		if u.ID != created.ID {
+			t.Fatalf("stale write returned ID %q, want %q", u.ID, created.ID)
+		}
+		sameProfile(t, "stored", f.mustGet("alice").Profile, full("alice"))
+	}},
+	{"Upsert/an older version is stale and changes nothing", func(t *testing.T, f *storeFixture) {
+		f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
+		u := f.upsert(f.write("alice", 9, usersync.AllFields, full("old")), usersync.Stale)
+		sameProfile(t, "returned", u.Profile, full("alice"))
+		if u.Version != 10 {
+			t.Fatalf("Version = %d, want 10", u.Version)
+		}
+		sameProfile(t, "stored", f.mustGet("alice").Profile, full("alice"))
+	}},
+	{"Upsert/fields a write does not carry never wipe stored values", func(t *testing.T, f *storeFixture) {
+		f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
+		u := f.upsert(f.write("alice", 11, usersync.FieldName, usersync.Profile{Name: "Alice B"}), usersync.Updated)
+		want := full("alice")
+		want.Name = "Alice B"
+		sameProfile(t, "after a name-only write", u.Profile, want)
+		sameProfile(t, "stored", f.mustGet("alice").Profile, want)
+	}},
+	{"Upsert/a write carrying no fields changes nothing", func(t *testing.T, f *storeFixture) {
+		f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
+		u := f.upsert(f.write("alice", 20, 0, usersync.Profile{Name: "ignored"}), usersync.Stale)
+		sameProfile(t, "stored", u.Profile, full("alice"))
+	}},
+	{"Upsert/values of fields not carried are defaults used only on creation", func(t *testing.T, f *storeFixture) {
+		u := f.upsert(f.write("alice", 10, 0, usersync.Profile{Name: "Anonymous"}), usersync.Created)
+		if u.Name != "Anonymous" {
+			t.Fatalf("created name %q, want the default", u.Name)
+		}
+		// A later write carrying the name replaces the default even with
+		// an older version: the default was never versioned.
+		u = f.upsert(f.write("alice", 5, usersync.FieldName, usersync.Profile{Name: "Alice"}), usersync.Updated)
+		if u.Name != "Alice" {
+			t.Fatalf("name %q, want Alice", u.Name)
+		}
+	}},
+	{"Upsert/each field keeps the newest value written to it, whatever the order", func(t *testing.T, f *storeFixture) {
+		// A token (name only, newer) and a webhook (everything, older) in
+		// both orders end equal.
+		for _, order := range [][2]int{{0, 1}, {1, 0}} {
+			sub := fmt.Sprintf("u%d%d", order[0], order[1])
+			writes := []usersync.Write{
+				f.write(sub, 20, usersync.FieldName, usersync.Profile{Name: "From Token"}),
+				f.write(sub, 10, usersync.AllFields, full("webhook")),
+			}
+			for _, i := range order {
+				if _, _, err := f.s.Upsert(bg, writes[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := full("webhook")
+			want.Name = "From Token"
+			u := f.mustGet(sub)
+			sameProfile(t, fmt.Sprintf("order %v", order), u.Profile, want)
+			if u.Version != 20 {
+				t.Fatalf("order %v: Version = %d, want 20", order, u.Version)
+			}
+		}
+	}},
+	{"Upsert/identity fields never change", func(t *testing.T, f *storeFixture) {
+		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
+		w := f.write("alice", 11, usersync.AllFields, full("alicia"))
+		w.Issuer, w.Subject = "https://other.test", "bob"
+		u := f.upsert(w, usersync.Updated)
+		if u.ID != created.ID || u.Issuer != created.Issuer || u.Subject != created.Subject {
+			t.Fatalf("identity changed: %+v, was %+v", u, created)
+		}
+		sameTime(t, "CreatedAt", u.CreatedAt, created.CreatedAt)
+	}},
+	{"Upsert/metadata round-trips as JSON and an empty profile is kept empty", func(t *testing.T, f *storeFixture) {
+		p := usersync.Profile{Name: "n", Metadata: json.RawMessage(`{"a":[1,2,{"b":"ü\"x"}],"c":null}`)}
+		f.upsert(f.write("alice", 1, usersync.AllFields, p), usersync.Created)
+		sameProfile(t, "metadata", f.mustGet("alice").Profile, p)
+		f.upsert(f.write("bob", 1, usersync.AllFields, usersync.Profile{}), usersync.Created)
+		sameProfile(t, "empty", f.mustGet("bob").Profile, usersync.Profile{})
+	}},
+	{"Upsert/a malformed write is rejected with ErrInvalid and stores nothing", func(t *testing.T, f *storeFixture) {
+		bad := map[string]func(w *usersync.Write){
+			"empty token identifier": func(w *usersync.Write) { w.TokenIdentifier = "" },
+			"empty ID":               func(w *usersync.Write) { w.ID = "" },
+			"invalid metadata":       func(w *usersync.Write) { w.Profile.Metadata = json.RawMessage(`{"a":`) },
+			"negative version":       func(w *usersync.Write) { w.Version = -1 },
+		}
+		for name, mutate := range bad {
+			w := f.write("alice", 1, usersync.AllFields, full("alice"))
+			mutate(&w)
+			if _, _, err := f.s.Upsert(bg, w); !errors.Is(err, usersync.ErrInvalid) {
+				t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+			}
+		}
+		if n, err := f.s.Count(bg); err != nil || n != 0 {
+			t.Fatalf("Count = %d, %v; want 0", n, err)
+		}
+	}},
+	{"Delete/clears the personal fields and keeps ID, key and creation time", func(t *testing.T, f *storeFixture) {
+		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
+		ts := f.tombstone("alice")
+		u, o, err := f.s.Delete(bg, ts)
+		if err != nil || o != usersync.Deleted {
+			t.Fatalf("Delete = %v, %v; want Deleted", o, err)
+		}
+		if u.ID != created.ID || u.TokenIdentifier != created.TokenIdentifier || u.Subject != "alice" {
+			t.Fatalf("tombstone %+v lost the identity of %+v", u, created)
+		}
+		sameProfile(t, "tombstone", u.Profile, usersync.Profile{})
+		sameTime(t, "DeletedAt", u.DeletedAt, ts.At)
+		sameTime(t, "CreatedAt", u.CreatedAt, created.CreatedAt)
+	}},
+	{"Delete/lookups of a deleted user report ErrNotFound", func(t *testing.T, f *storeFixture) {
+		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
+		f.delete("alice", usersync.Deleted)
+		if _, err := f.byToken("alice"); !errors.Is(err, usersync.ErrNotFound) {
+			t.Errorf("GetByToken err = %v, want ErrNotFound", err)
+		}
+		if _, err := f.s.Get(bg, created.ID); !errors.Is(err, usersync.ErrNotFound) {
+			t.Errorf("Get err = %v, want ErrNotFound", err)
+		}
+		if m, err := f.s.GetMany(bg, []string{created.ID}); err != nil || len(m) != 0 {
+			t.Errorf("GetMany = %v, %v; want empty", m, err)
+		}
+		if l, err := f.s.List(bg, "", 10); err != nil || len(l) != 0 {
+			t.Errorf("List = %v, %v; want empty", l, err)
+		}
+		if n, err := f.s.Count(bg); err != nil || n != 0 {
+			t.Errorf("Count = %d, %v; want 0", n, err)
+		}
+	}},
+	{"Delete/is final: later and late upserts report ErrDeleted", func(t *testing.T, f *storeFixture) {
+		f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
+		f.delete("alice", usersync.Deleted)
+		for _, v := range []usersync.Version{5, 10, 11, 1 << 50} {
+			if _, _, err := f.s.Upsert(bg, f.write("alice", v, usersync.AllFields, full("zombie"))); !errors.Is(err, usersync.ErrDeleted) {
+				t.Errorf("Upsert v%d after Delete: err = %v, want ErrDeleted", v, err)
+			}
+		}
+		if _, err := f.byToken("alice"); !errors.Is(err, usersync.ErrNotFound) {
+			t.Errorf("GetByToken err = %v, want ErrNotFound", err)
+		}
+	}},
+	{"Delete/an unknown key records a tombstone that refuses a later create", func(t *testing.T, f *storeFixture) {
+		ts := f.delete("ghost", usersync.Deleted)
+		if ts.ID == "" || ts.DeletedAt.IsZero() {
+			t.Fatalf("tombstone %+v has no ID or DeletedAt", ts)
+		}
+		if _, _, err := f.s.Upsert(bg, f.write("ghost", 1, usersync.AllFields, full("ghost"))); !errors.Is(err, usersync.ErrDeleted) {
+			t.Fatalf("user.created after user.deleted: err = %v, want ErrDeleted", err)
+		}
+		if n, _ := f.s.Count(bg); n != 0 {
+			t.Fatalf("Count = %d, want 0", n)
+		}
+	}},
+	{"Delete/deleting twice is stale and keeps the first tombstone", func(t *testing.T, f *storeFixture) {
+		f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
+		first := f.delete("alice", usersync.Deleted)
+		second := f.delete("alice", usersync.Stale)
+		if second.ID != first.ID {
+			t.Fatalf("second delete ID %q, want %q", second.ID, first.ID)
+		}
+		sameTime(t, "DeletedAt", second.DeletedAt, first.DeletedAt)
+	}},
+	{"Delete/a malformed tombstone is rejected with ErrInvalid", func(t *testing.T, f *storeFixture) {
+		ts := f.tombstone("alice")
+		ts.TokenIdentifier = ""
+		if _, _, err := f.s.Delete(bg, ts); !errors.Is(err, usersync.ErrInvalid) {
+			t.Fatalf("err = %v, want ErrInvalid", err)
+		}
+	}},
+	{"GetMany/returns the live users among the IDs, skipping unknown and deleted", func(t *testing.T, f *storeFixture) {
+		a := f.upsert(f.write("a", 1, usersync.AllFields, full("a")), usersync.Created)
+		b := f.upsert(f.write("b", 1, usersync.AllFields, full("b")), usersync.Created)
+		c := f.upsert(f.write("c", 1, usersync.AllFields, full("c")), usersync.Created)
+		f.delete("c", usersync.Deleted)
+		m, err := f.s.GetMany(bg, []string{a.ID, "nope", b.ID, c.ID, a.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m) != 2 || m[a.ID].Name != "a" || m[b.ID].Name != "b" {
+			t.Fatalf("GetMany = %v, want a and b", m)
+		}
+		if m, err := f.s.GetMany(bg, nil); err != nil || len(m) != 0 {
+			t.Fatalf("GetMany(nil) = %v, %v", m, err)
+		}
+	}},
+	{"GetMany/handles a large page of IDs", func(t *testing.T, f *storeFixture) {
+		var ids []string
+		for i := range 600 {
+			u := f.upsert(f.write(fmt.Sprint("u", i), 1, usersync.FieldName, usersync.Profile{Name: fmt.Sprint(i)}), usersync.Created)
+			ids = append(ids, u.ID)
+		}
+		m, err := f.s.GetMany(bg, ids)
+		if err != nil || len(m) != len(ids) {
+			t.Fatalf("GetMany(600 IDs) = %d users, %v", len(m), err)
+		}
+	}},
+	{"List/pages through live users by ID without gaps or repeats", func(t *testing.T, f *storeFixture) {
+		var want []string
+		for i := range 25 {
+			u := f.upsert(f.write(fmt.Sprint("u", i), 1, usersync.AllFields, full(fmt.Sprint("n", i))), usersync.Created)
+			if i%5 == 0 {
+				f.delete(fmt.Sprint("u", i), usersync.Deleted)
+				continue
+			}
+			want = append(want, u.ID)
+		}
+		sort.Strings(want)
+		var got []string
+		after := ""
+		for {
+			page, err := f.s.List(bg, after, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) > 7 {
+				t.Fatalf("page of %d, limit 7", len(page))
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, u := range page {
+				got = append(got, u.ID)
+			}
+			after = page[len(page)-1].ID
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("listed %v, want %v", got, want)
+		}
+		if _, err := f.s.List(bg, "", 0); !errors.Is(err, usersync.ErrInvalid) {
+			t.Fatalf("List limit 0: err = %v, want ErrInvalid", err)
+		}
+	}},
+	{"Count/counts live users only", func(t *testing.T, f *storeFixture) {
+		for i := range 5 {
+			f.upsert(f.write(fmt.Sprint("u", i), 1, usersync.AllFields, full("x")), usersync.Created)
+		}
+		f.delete("u1", usersync.Deleted)
+		f.delete("never", usersync.Deleted)
+		if n, err := f.s.Count(bg); err != nil || n != 4 {
+			t.Fatalf("Count = %d, %v; want 4", n, err)
+		}
+	}},
+	{"Copies/changing a returned user never changes stored state", func(t *testing.T, f *storeFixture) {
+		w := f.write("alice", 1, usersync.AllFields, full("alice"))
+		u := f.upsert(w, usersync.Created)
+		w.Profile.Metadata[2] = 'X' // the caller's own buffer
+		u.Metadata[2] = 'X'
+		u.Name = "changed"
+		got := f.mustGet("alice")
+		got.Metadata[2] = 'Y'
+		sameProfile(t, "stored", f.mustGet("alice").Profile, full("alice"))
+	}},
+	{"Concurrency/64 concurrent first writes store one user and all get its ID", func(t *testing.T, f *storeFixture) {
+		const n = 64
+		writes := make([]usersync.Write, n)
+		for i := range writes {
+			writes[i] = f.write("racer", usersync.Version(i+1), usersync.AllFields, full(fmt.Sprint("r", i)))
+		}
+		ids := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				var u usersync.User
+				u, _, errs[i] = f.s.Upsert(bg, writes[i])
+				ids[i] = u.ID
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("writer %d: %v", i, errs[i])
+			}
+			if ids[i] != ids[0] {
+				t.Fatalf("writer %d got ID %q, writer 0 got %q", i, ids[i], ids[0])
+			}
+		}
+		if c, _ := f.s.Count(bg); c != 1 {
+			t.Fatalf("Count = %d, want 1", c)
+		}
+		u := f.mustGet("racer")
+		sameProfile(t, "final", u.Profile, full(fmt.Sprint("r", n-1)))
+	}},
+	{"Concurrency/a shuffled, partly duplicated stream folds to the in-order state", func(t *testing.T, f *storeFixture) {
+		events := Stream(rand.New(rand.NewPCG(1, 2)), 100, 1000)
+		inOrder := f.newStore(t)
+		for _, e := range events {
+			Apply(t, inOrder, e)
+		}
+		// Shuffle, duplicate a fifth, and deliver from 8 goroutines.
+		r := rand.New(rand.NewPCG(3, 4))
+		shuffled := append([]Event(nil), events...)
+		for i := 0; i < len(events)/5; i++ {
+			shuffled = append(shuffled, events[r.IntN(len(events))])
+		}
+		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := w; i < len(shuffled); i += 8 {
+					Apply(t, f.s, shuffled[i])
+				}
+			})
+		}
+		wg.Wait()
+		want := Fold(events)
+		for _, st := range []struct {
+			name string
+			s    usersync.Store
+		}{{"in order", inOrder}, {"shuffled", f.s}} {
+			if diff := CompareState(bg, st.s, want); diff != "" {
+				t.Fatalf("%s delivery differs from the fold: %s", st.name, diff)
+			}
+		}
+	}},
+	{"Context/a canceled context fails every method", func(t *testing.T, f *storeFixture) {
+		u := f.upsert(f.write("alice", 1, usersync.AllFields, full("alice")), usersync.Created)
+		ctx, cancel := context.WithCancel(bg)
+		cancel()
+		checks := map[string]error{}
+		_, checks["Get"] = f.s.Get(ctx, u.ID)
+		_, checks["GetByToken"] = f.s.GetByToken(ctx, u.TokenIdentifier)
+		_, checks["GetMany"] = f.s.GetMany(ctx, []string{u.ID})
+		_, _, checks["Upsert"] = f.s.Upsert(ctx, f.write("bob", 1, usersync.AllFields, full("bob")))
+		_, _, checks["Delete"] = f.s.Delete(ctx, f.tombstone("alice"))
+		_, checks["List"] = f.s.List(ctx, "", 10)
+		_, checks["Count"] = f.s.Count(ctx)
+		for name, err := range checks {
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("%s with a canceled context: err = %v, want context.Canceled", name, err)
+			}
+		}
+		if _, err := f.byToken("bob"); !errors.Is(err, usersync.ErrNotFound) {
+			t.Fatalf("a canceled Upsert stored a user: %v", err)
+		}
+		f.mustGet("alice")
+	}},
+}
