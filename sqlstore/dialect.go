@@ -1,0 +1,184 @@
+package sqlstore
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/usersync/usersync"
+)
+
+// A Dialect is the SQL flavour of a database. Every difference between
+// databases lives in this file: the Store itself has one code path.
+type Dialect struct {
+	name string
+	// quote quotes a validated identifier.
+	quote func(string) string
+	// placeholder returns the n-th (1-based) bind parameter.
+	placeholder func(n int) string
+	// returning is true where INSERT ... ON CONFLICT ... RETURNING exists;
+	// otherwise writes use ON DUPLICATE KEY UPDATE and the affected-row count.
+	returning bool
+	// lock and unlock serialise Migrate across replicas; %s is a key.
+	lock, unlock string
+	// schemaDir is the folder of embedded migrations.
+	schemaDir string
+	// createMigrations creates the migrations table; %s is its name.
+	createMigrations string
+}
+
+// String returns the dialect's name.
+func (d *Dialect) String() string { return d.name }
+
+var (
+	// SQLite is SQLite 3.35 or later (tested with modernc.org/sqlite).
+	SQLite = &Dialect{
+		name:             "sqlite",
+		quote:            func(s string) string { return `"` + s + `"` },
+		placeholder:      func(int) string { return "?" },
+		returning:        true,
+		lock:             "BEGIN IMMEDIATE",
+		unlock:           "COMMIT",
+		schemaDir:        "schema/sqlite",
+		createMigrations: "CREATE TABLE IF NOT EXISTS %s (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
+	}
+
+	// Postgres is PostgreSQL 12 or later (tested with
+	// github.com/jackc/pgx/v5/stdlib). The same SQL serves
+	// PostgreSQL-compatible distributed engines such as CockroachDB and
+	// YugabyteDB.
+	Postgres = &Dialect{
+		name:             "postgres",
+		quote:            func(s string) string { return `"` + s + `"` },
+		placeholder:      func(n int) string { return fmt.Sprintf("$%d", n) },
+		returning:        true,
+		lock:             "SELECT pg_advisory_lock(%s)",
+		unlock:           "SELECT pg_advisory_unlock(%s)",
+		schemaDir:        "schema/postgres",
+		createMigrations: "CREATE TABLE IF NOT EXISTS %s (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
+	}
+
+	// MySQL is MySQL 8 or MariaDB 10.6 or later (tested with
+	// github.com/go-sql-driver/mysql; keep its default clientFoundRows=false).
+	MySQL = &Dialect{
+		name:             "mysql",
+		quote:            func(s string) string { return "`" + s + "`" },
+		placeholder:      func(int) string { return "?" },
+		returning:        false,
+		lock:             "SELECT GET_LOCK(%s, 60)",
+		unlock:           "SELECT RELEASE_LOCK(%s)",
+		schemaDir:        "schema/mysql",
+		createMigrations: "CREATE TABLE IF NOT EXISTS %s (version INT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL) ENGINE=InnoDB",
+	}
+)
+
+// profileColumns maps each profile field to its columns and the column of
+// its version, in the order of the INSERT column list.
+var profileColumns = []struct {
+	field   usersync.Fields
+	cols    []string
+	version string
+}{
+	{usersync.FieldName, []string{"name"}, "name_version"},
+	{usersync.FieldEmail, []string{"email", "email_verified"}, "email_version"},
+	{usersync.FieldPictureURL, []string{"picture_url"}, "picture_url_version"},
+	{usersync.FieldUsername, []string{"username"}, "username_version"},
+	{usersync.FieldPhoneNumber, []string{"phone_number"}, "phone_number_version"},
+	{usersync.FieldMetadata, []string{"metadata"}, "metadata_version"},
+}
+
+// insertColumns is the column list of every INSERT; row.args follows it.
+const insertColumns = "id, token_identifier, issuer, subject, " +
+	"name, email, email_verified, picture_url, username, phone_number, metadata, " +
+	"name_version, email_version, picture_url_version, username_version, phone_number_version, metadata_version, " +
+	"version, created_at, updated_at, deleted_at"
+
+const insertColumnCount = 21
+
+// userColumns is what every read returns; scanUser follows it.
+const userColumns = "id, token_identifier, issuer, subject, " +
+	"name, email, email_verified, picture_url, username, phone_number, metadata, " +
+	"version, created_at, updated_at, deleted_at"
+
+// statements are one table's SQL in one dialect.
+type statements struct {
+	upsert, tombstone               string
+	getByID, getByToken, rawByToken string
+	list, count                     string
+	getManyPrefix                   string
+}
+
+func (d *Dialect) statements(table string) statements {
+	t := d.quote(table)
+	var ph []string
+	for i := 1; i <= insertColumnCount; i++ {
+		ph = append(ph, d.placeholder(i))
+	}
+	insert := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", t, insertColumns, strings.Join(ph, ", "))
+	s := statements{
+		getByID:       fmt.Sprintf("SELECT %s FROM %s WHERE id = %s AND deleted_at IS NULL", userColumns, t, d.placeholder(1)),
+		getByToken:    fmt.Sprintf("SELECT %s FROM %s WHERE token_identifier = %s AND deleted_at IS NULL", userColumns, t, d.placeholder(1)),
+		rawByToken:    fmt.Sprintf("SELECT %s FROM %s WHERE token_identifier = %s", userColumns, t, d.placeholder(1)),
+		list:          fmt.Sprintf("SELECT %s FROM %s WHERE id > %s AND deleted_at IS NULL ORDER BY id LIMIT %s", userColumns, t, d.placeholder(1), d.placeholder(2)),
+		count:         fmt.Sprintf("SELECT COUNT(*) FROM %s WHERE deleted_at IS NULL", t),
+		getManyPrefix: fmt.Sprintf("SELECT %s FROM %s WHERE deleted_at IS NULL AND id IN (", userColumns, t),
+	}
+	var set, newer []string
+	if d.returning {
+		// INSERT ... ON CONFLICT: SET expressions and WHERE see the stored
+		// row as t and the proposed one as excluded.
+		for _, pc := range profileColumns {
+			cond := fmt.Sprintf("excluded.%s > %s.%s", pc.version, t, pc.version)
+			newer = append(newer, cond)
+			for _, c := range append(append([]string(nil), pc.cols...), pc.version) {
+				set = append(set, fmt.Sprintf("%s = CASE WHEN %s THEN excluded.%s ELSE %s.%s END", c, cond, c, t, c))
+			}
+		}
+		set = append(set,
+			fmt.Sprintf("version = CASE WHEN excluded.version > %s.version THEN excluded.version ELSE %s.version END", t, t),
+			"updated_at = excluded.updated_at")
+		s.upsert = fmt.Sprintf("%s ON CONFLICT (token_identifier) DO UPDATE SET %s WHERE %s.deleted_at IS NULL AND (%s) RETURNING %s",
+			insert, strings.Join(set, ", "), t, strings.Join(newer, " OR "), userColumns)
+
+		var clear []string
+		for _, pc := range profileColumns {
+			for _, c := range pc.cols {
+				clear = append(clear, fmt.Sprintf("%s = excluded.%s", c, c))
+			}
+		}
+		clear = append(clear, "updated_at = excluded.updated_at", "deleted_at = excluded.deleted_at")
+		s.tombstone = fmt.Sprintf("%s ON CONFLICT (token_identifier) DO UPDATE SET %s WHERE %s.deleted_at IS NULL RETURNING %s",
+			insert, strings.Join(clear, ", "), t, userColumns)
+		return s
+	}
+
+	// ON DUPLICATE KEY UPDATE assigns left to right and later expressions
+	// see earlier assignments, so the row-level columns come first, while
+	// every field version still holds its stored value, and each field's
+	// value comes before its version.
+	for _, pc := range profileColumns {
+		newer = append(newer, fmt.Sprintf("VALUES(%s) > %s", pc.version, pc.version))
+	}
+	applies := fmt.Sprintf("deleted_at IS NULL AND (%s)", strings.Join(newer, " OR "))
+	set = append(set,
+		fmt.Sprintf("updated_at = IF(%s, VALUES(updated_at), updated_at)", applies),
+		fmt.Sprintf("version = IF(%s AND VALUES(version) > version, VALUES(version), version)", applies))
+	for _, pc := range profileColumns {
+		cond := fmt.Sprintf("deleted_at IS NULL AND VALUES(%s) > %s", pc.version, pc.version)
+		for _, c := range append(append([]string(nil), pc.cols...), pc.version) {
+			set = append(set, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", c, cond, c, c))
+		}
+	}
+	s.upsert = fmt.Sprintf("%s ON DUPLICATE KEY UPDATE %s", insert, strings.Join(set, ", "))
+
+	var clear []string
+	for _, pc := range profileColumns {
+		for _, c := range pc.cols {
+			clear = append(clear, fmt.Sprintf("%s = IF(deleted_at IS NULL, VALUES(%s), %s)", c, c, c))
+		}
+	}
+	clear = append(clear,
+		"updated_at = IF(deleted_at IS NULL, VALUES(updated_at), updated_at)",
+		"deleted_at = IF(deleted_at IS NULL, VALUES(deleted_at), deleted_at)")
+	s.tombstone = fmt.Sprintf("%s ON DUPLICATE KEY UPDATE %s", insert, strings.Join(clear, ", "))
+	return s
+}

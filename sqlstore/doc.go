@@ -1,0 +1,54 @@
+// Package sqlstore is a usersync.Store over database/sql, for SQLite,
+// PostgreSQL (and PostgreSQL-compatible engines such as CockroachDB and
+// YugabyteDB) and MySQL 8 / MariaDB 10.6+.
+//
+// You open the *sql.DB with the driver you like; sqlstore imports none.
+// Every write rule of usersync is one atomic SQL statement (an INSERT ...
+// ON CONFLICT DO UPDATE ... WHERE, or ON DUPLICATE KEY UPDATE on MySQL), so
+// the rules hold across goroutines, processes and app replicas sharing the
+// database: versions order writes per field, a tombstone is the same row
+// kept with its personal fields cleared (so foreign keys to users(id) stay
+// valid and the key can never be inserted again), and concurrent first
+// writes of one key make one row with one ID.
+//
+// The schema ships as embedded SQL (see Store.Schema and the package
+// README). New never touches the database; call Migrate once at start.
+//
+// # SQLite
+//
+// SQLite needs settings that are easy to get wrong: WAL (readers do not
+// block the writer), a busy timeout (writers wait for the lock instead of
+// failing with "database is locked"), foreign keys on, and one writer
+// connection. With modernc.org/sqlite, SQLiteDSN sets the first three:
+//
+//	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN("app.db"))
+//	if err != nil { ... }
+//	db.SetMaxOpenConns(1) // one connection: writers never contend in-process
+//	store, err := sqlstore.New(db, sqlstore.SQLite)
+//	if err != nil { ... }
+//	if err := store.Migrate(ctx); err != nil { ... }
+//
+// # PostgreSQL and MySQL
+//
+//	db, err := sql.Open("pgx", "postgres://user@host/db")   // github.com/jackc/pgx/v5/stdlib
+//	store, err := sqlstore.New(db, sqlstore.Postgres)
+//
+//	db, err := sql.Open("mysql", "user@tcp(host:3306)/db") // github.com/go-sql-driver/mysql
+//	store, err := sqlstore.New(db, sqlstore.MySQL)
+package sqlstore
+
+import "strings"
+
+// SQLiteDSN returns a modernc.org/sqlite data source name for the database
+// file at path with WAL, a 10 s busy timeout, foreign keys on and immediate
+// transactions. path may be a plain path or a "file:" URI.
+func SQLiteDSN(path string) string {
+	const pragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	if !strings.HasPrefix(path, "file:") {
+		path = "file:" + path
+	}
+	if strings.Contains(path, "?") {
+		return path + "&" + pragmas
+	}
+	return path + "?" + pragmas
+}

@@ -1,0 +1,129 @@
+package sqlstore
+
+import (
+	"context"
+	"embed"
+
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed schema
+var schemaFS embed.FS
+
+// migration is one numbered schema file.
+type migration struct {
+	version int
+	sql     string
+}
+
+// migrations returns the dialect's migrations in order, with the table name
+// filled in.
+func (s *Store) migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(schemaFS, s.dialect.schemaDir)
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range entries {
+		n, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("usersync/sqlstore: bad migration file name %q", e.Name())
+		}
+		b, err := schemaFS.ReadFile(path.Join(s.dialect.schemaDir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{v, strings.ReplaceAll(string(b), "{{table}}", s.dialect.quote(s.table))})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	return ms, nil
+}
+
+// Schema returns the SQL that Migrate runs for this store's dialect and
+// table, for review or for running by hand.
+func (s *Store) Schema() string {
+	ms, err := s.migrations()
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, m := range ms {
+		b.WriteString(m.sql)
+	}
+	return b.String()
+}
+
+// Migrate creates or updates the users table. It is explicit (New never
+// touches the database), idempotent, and safe to run from several replicas
+// at once: a database lock serialises runs, and a migrations table
+// (<table>_migrations) records the schema version so later releases
+// migrate forward.
+func (s *Store) Migrate(ctx context.Context) (err error) {
+	ms, err := s.migrations()
+	if err != nil {
+		return s.wrap("migrate", err)
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return s.wrap("migrate", err)
+	}
+	defer conn.Close()
+
+	h := fnv.New64a()
+	h.Write([]byte("usersync:" + s.table))
+	key := strconv.FormatInt(int64(h.Sum64()>>1), 10)
+	if s.dialect == MySQL {
+		key = "'usersync:" + s.table + "'"
+	}
+	lock := s.dialect.lock
+	if strings.Contains(lock, "%s") {
+		lock = fmt.Sprintf(lock, key)
+	}
+	if _, err := conn.ExecContext(ctx, lock); err != nil {
+		return s.wrap("migrate: lock", err)
+	}
+	defer func() {
+		unlock := s.dialect.unlock
+		if strings.Contains(unlock, "%s") {
+			unlock = fmt.Sprintf(unlock, key)
+		} else if err != nil { // SQLite: the lock is a transaction
+			unlock = "ROLLBACK"
+		}
+		// The unlock must run even if ctx was canceled.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, uerr := conn.ExecContext(uctx, unlock); uerr != nil && err == nil {
+			err = s.wrap("migrate: unlock", uerr)
+		}
+	}()
+
+	mt := s.dialect.quote(s.table + "_migrations")
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf(s.dialect.createMigrations, mt)); err != nil {
+		return s.wrap("migrate", err)
+	}
+	var current int
+	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM "+mt).Scan(&current); err != nil {
+		return s.wrap("migrate", err)
+	}
+	for _, m := range ms {
+		if m.version <= current {
+			continue
+		}
+		if _, err := conn.ExecContext(ctx, m.sql); err != nil {
+			return s.wrap(fmt.Sprintf("migrate to version %d", m.version), err)
+		}
+		q := fmt.Sprintf("INSERT INTO %s (version, applied_at) VALUES (%s, %s)", mt, s.dialect.placeholder(1), s.dialect.placeholder(2))
+		if _, err := conn.ExecContext(ctx, q, m.version, time.Now().UnixMilli()); err != nil {
+			return s.wrap("migrate", err)
+		}
+	}
+	return nil
+}

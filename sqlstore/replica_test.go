@@ -1,0 +1,138 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/sqlstore"
+	"github.com/usersync/usersync/usersynctest"
+)
+
+// Two app replicas (two Syncers on two pools over one database) share a
+// shuffled, duplicated event stream; the database must end in the in-order
+// fold, exactly as one process would.
+func TestTwoReplicasConverge(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			b.skipIfUnset(t)
+			db, table := b.open(t)
+			replicas := []*sqlstore.Store{b.storeOn(t, db, table), b.storeOn(t, b.openExtra(t, db), table)}
+			syncers := []*usersync.Syncer{usersync.New(replicas[0]), usersync.New(replicas[1])}
+
+			events := usersynctest.Stream(rand.New(rand.NewPCG(7, 8)), 60, 600)
+			r := rand.New(rand.NewPCG(9, 10))
+			stream := append([]usersynctest.Event(nil), events...)
+			for range len(events) / 4 {
+				stream = append(stream, events[r.IntN(len(events))])
+			}
+			r.Shuffle(len(stream), func(i, j int) { stream[i], stream[j] = stream[j], stream[i] })
+
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			for w := range 6 {
+				s := syncers[w%2]
+				wg.Go(func() {
+					for i := w; i < len(stream); i += 6 {
+						e := stream[i]
+						var err error
+						if e.Delete {
+							_, _, err = s.Delete(ctx, usersynctest.StreamIssuer, e.Subject)
+						} else {
+							_, _, err = s.Upsert(ctx, usersync.Update{Issuer: usersynctest.StreamIssuer, Subject: e.Subject, Version: e.Version, Fields: e.Fields, Profile: e.Profile})
+						}
+						if err != nil && !errors.Is(err, usersync.ErrDeleted) {
+							t.Errorf("replica %d: %v", w%2, err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			want := usersynctest.Fold(events)
+			for i, s := range replicas {
+				if diff := usersynctest.CompareState(ctx, s, want); diff != "" {
+					t.Fatalf("replica %d sees a state other than the fold: %s", i, diff)
+				}
+			}
+		})
+	}
+}
+
+// The server kills every connection of the store mid-stream: writes fail
+// with errors while it happens, nothing is half-written, and the store
+// recovers without a restart.
+func TestPostgresConnectionKilledMidStream(t *testing.T) {
+	dsn := os.Getenv("USERSYNC_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("USERSYNC_POSTGRES_DSN is not set: skipping the PostgreSQL fault test")
+	}
+	b := backends[1]
+	_, table := b.open(t)
+	app := "usersync_fault_" + randomHex(4)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	db, err := sql.Open("pgx", dsn+sep+"application_name="+app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(4)
+	store := b.storeOn(t, db, table)
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+
+	ctx := context.Background()
+	events := usersynctest.Stream(rand.New(rand.NewPCG(11, 12)), 40, 400)
+	var failed atomic.Int32
+	kill := func() {
+		// Kill every backend of the store's pool.
+		if _, err := admin.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
+			t.Errorf("terminate: %v", err)
+		}
+	}
+	deliver := func(e usersynctest.Event) error {
+		ti := usersync.TokenIdentifier(usersynctest.StreamIssuer, e.Subject)
+		var err error
+		if e.Delete {
+			_, _, err = store.Delete(ctx, usersync.Tombstone{ID: "id-" + randomHex(8), TokenIdentifier: ti, Issuer: usersynctest.StreamIssuer, Subject: e.Subject})
+		} else {
+			_, _, err = store.Upsert(ctx, usersync.Write{ID: "id-" + randomHex(8), TokenIdentifier: ti, Issuer: usersynctest.StreamIssuer, Subject: e.Subject, Version: e.Version, Fields: e.Fields, Profile: e.Profile})
+		}
+		if errors.Is(err, usersync.ErrDeleted) {
+			return nil
+		}
+		return err
+	}
+	var retry []usersynctest.Event
+	for i, e := range events {
+		if i%100 == 50 {
+			kill()
+		}
+		if err := deliver(e); err != nil {
+			failed.Add(1)
+			retry = append(retry, e) // as Svix would, after a 5xx
+		}
+	}
+	// Redeliver what failed, in reverse order for good measure.
+	for i := len(retry) - 1; i >= 0; i-- {
+		if err := deliver(retry[i]); err != nil {
+			t.Fatalf("after recovery: %v", err)
+		}
+	}
+	t.Logf("%d writes failed while connections were killed, all redelivered", failed.Load())
+	if diff := usersynctest.CompareState(ctx, store, usersynctest.Fold(events)); diff != "" {
+		t.Fatalf("after the faults: %s", diff)
+	}
+}

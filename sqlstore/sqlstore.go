@@ -1,0 +1,335 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/usersync/usersync"
+)
+
+// Store is a usersync.Store over a database/sql database. It is safe for
+// concurrent use, by many goroutines and by many processes sharing the
+// database.
+type Store struct {
+	db      *sql.DB
+	dialect *Dialect
+	table   string
+	sql     statements
+
+	stmts sync.Map   // query -> *sql.Stmt, prepared on first use
+	mu    sync.Mutex // serialises preparing
+}
+
+var _ usersync.Store = (*Store)(nil)
+
+// An Option configures a Store.
+type Option func(*Store)
+
+// WithTable sets the table name; the default is "users". It must be a
+// plain identifier (see New).
+func WithTable(name string) Option { return func(s *Store) { s.table = name } }
+
+// identifier is what a table name may be: it is quoted, but never built
+// from anything else.
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)
+
+// New returns a store over db in the given dialect. It does not touch the
+// database: call Migrate once before use. The table name must match
+// [A-Za-z_][A-Za-z0-9_]{0,47}; anything else is rejected with an error
+// wrapping usersync.ErrInvalid.
+func New(db *sql.DB, dialect *Dialect, opts ...Option) (*Store, error) {
+	if db == nil || dialect == nil {
+		return nil, fmt.Errorf("%w: sqlstore.New needs a database and a dialect", usersync.ErrInvalid)
+	}
+	s := &Store{db: db, dialect: dialect, table: "users"}
+	for _, o := range opts {
+		o(s)
+	}
+	if !identifier.MatchString(s.table) {
+		return nil, fmt.Errorf("%w: table name %q is not a plain identifier", usersync.ErrInvalid, s.table)
+	}
+	s.sql = dialect.statements(s.table)
+	return s, nil
+}
+
+// Table returns the name of the users table, for apps that reference it in
+// foreign keys.
+func (s *Store) Table() string { return s.table }
+
+// Close releases the prepared statements. It does not close the *sql.DB.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	s.stmts.Range(func(k, st any) bool {
+		errs = append(errs, st.(*sql.Stmt).Close())
+		s.stmts.Delete(k)
+		return true
+	})
+	return errors.Join(errs...)
+}
+
+// stmt returns query prepared, preparing it on first use.
+func (s *Store) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, s.wrap("prepare", err)
+	}
+	s.stmts.Store(query, st)
+	return st, nil
+}
+
+func (s *Store) wrap(op string, err error) error {
+	return fmt.Errorf("usersync/sqlstore: %s %s: %w", op, s.table, err)
+}
+
+// scanUser reads one row of userColumns.
+func scanUser(row interface{ Scan(...any) error }) (usersync.User, error) {
+	var (
+		u                usersync.User
+		meta             []byte
+		created, updated int64
+		deleted          sql.NullInt64
+		version          int64
+	)
+	err := row.Scan(&u.ID, &u.TokenIdentifier, &u.Issuer, &u.Subject,
+		&u.Name, &u.Email, &u.EmailVerified, &u.PictureURL, &u.Username, &u.PhoneNumber, &meta,
+		&version, &created, &updated, &deleted)
+	if err != nil {
+		return usersync.User{}, err
+	}
+	if meta != nil {
+		u.Metadata = json.RawMessage(meta)
+	}
+	u.Version = usersync.Version(version)
+	u.CreatedAt, u.UpdatedAt = time.UnixMilli(created), time.UnixMilli(updated)
+	if deleted.Valid {
+		u.DeletedAt = time.UnixMilli(deleted.Int64)
+	}
+	return u, nil
+}
+
+// queryUser runs a prepared single-row query.
+func (s *Store) queryUser(ctx context.Context, op, query string, args ...any) (usersync.User, error) {
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return usersync.User{}, err
+	}
+	u, err := scanUser(st.QueryRowContext(ctx, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return usersync.User{}, fmt.Errorf("%w (%s)", usersync.ErrNotFound, op)
+	}
+	if err != nil {
+		return usersync.User{}, s.wrap(op, err)
+	}
+	return u, nil
+}
+
+// Get implements usersync.Store.
+func (s *Store) Get(ctx context.Context, id string) (usersync.User, error) {
+	return s.queryUser(ctx, "get", s.sql.getByID, id)
+}
+
+// GetByToken implements usersync.Store.
+func (s *Store) GetByToken(ctx context.Context, tokenIdentifier string) (usersync.User, error) {
+	return s.queryUser(ctx, "get by token", s.sql.getByToken, tokenIdentifier)
+}
+
+// maxInList bounds the bind parameters of one GetMany query, well under
+// every dialect's limit.
+const maxInList = 1000
+
+// GetMany implements usersync.Store. Up to 1,000 distinct IDs cost one
+// query; more are fetched in chunks of 1,000.
+func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]usersync.User, error) {
+	seen := make(map[string]struct{}, len(ids))
+	uniq := make([]any, 0, len(ids))
+	for _, id := range ids {
+		if _, ok := seen[id]; !ok {
+			seen[id] = struct{}{}
+			uniq = append(uniq, id)
+		}
+	}
+	out := make(map[string]usersync.User, len(uniq))
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for len(uniq) > 0 {
+		chunk := uniq[:min(len(uniq), maxInList)]
+		uniq = uniq[len(chunk):]
+		var q strings.Builder
+		q.WriteString(s.sql.getManyPrefix)
+		for i := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(s.dialect.placeholder(i + 1))
+		}
+		q.WriteByte(')')
+		rows, err := s.db.QueryContext(ctx, q.String(), chunk...)
+		if err != nil {
+			return nil, s.wrap("get many", err)
+		}
+		for rows.Next() {
+			u, err := scanUser(rows)
+			if err != nil {
+				rows.Close()
+				return nil, s.wrap("get many", err)
+			}
+			out[u.ID] = u
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return nil, s.wrap("get many", err)
+		}
+	}
+	return out, nil
+}
+
+// insertArgs returns the INSERT arguments for a user row.
+func insertArgs(id, ti, iss, sub string, p *usersync.Profile, fields usersync.Fields, v usersync.Version, created, updated int64, deleted any) []any {
+	var meta any
+	if p.Metadata != nil {
+		meta = string(p.Metadata)
+	}
+	args := make([]any, 0, insertColumnCount)
+	args = append(args, id, ti, iss, sub, p.Name, p.Email, p.EmailVerified, p.PictureURL, p.Username, p.PhoneNumber, meta)
+	var rowVersion int64
+	for _, pc := range profileColumns {
+		var fv int64
+		if fields.Has(pc.field) {
+			fv, rowVersion = int64(v), int64(v)
+		}
+		args = append(args, fv)
+	}
+	return append(args, rowVersion, created, updated, deleted)
+}
+
+// Upsert implements usersync.Store in one statement.
+func (s *Store) Upsert(ctx context.Context, w usersync.Write) (usersync.User, usersync.Outcome, error) {
+	if err := w.Validate(); err != nil {
+		return usersync.User{}, usersync.Stale, err
+	}
+	at := w.At.UnixMilli()
+	args := insertArgs(w.ID, w.TokenIdentifier, w.Issuer, w.Subject, &w.Profile, w.Fields, w.Version, at, at, nil)
+	u, outcome, err := s.write(ctx, "upsert", s.sql.upsert, w.ID, w.TokenIdentifier, usersync.Updated, args)
+	if err != nil {
+		return usersync.User{}, usersync.Stale, err
+	}
+	if !u.DeletedAt.IsZero() {
+		return usersync.User{}, usersync.Stale, fmt.Errorf("%w: %q", usersync.ErrDeleted, w.TokenIdentifier)
+	}
+	return u, outcome, nil
+}
+
+// Delete implements usersync.Store in one statement.
+func (s *Store) Delete(ctx context.Context, t usersync.Tombstone) (usersync.User, usersync.Outcome, error) {
+	if err := t.Validate(); err != nil {
+		return usersync.User{}, usersync.Stale, err
+	}
+	at := t.At.UnixMilli()
+	args := insertArgs(t.ID, t.TokenIdentifier, t.Issuer, t.Subject, &usersync.Profile{}, 0, 0, at, at, at)
+	u, outcome, err := s.write(ctx, "delete", s.sql.tombstone, t.ID, t.TokenIdentifier, usersync.Deleted, args)
+	if outcome == usersync.Created {
+		outcome = usersync.Deleted // a tombstone for a key never seen
+	}
+	return u, outcome, err
+}
+
+// write runs an insert-or-update statement. It reports Created when the row
+// is new, changed when an existing row changed, and Stale with the stored
+// row otherwise.
+func (s *Store) write(ctx context.Context, op, query, id, ti string, changed usersync.Outcome, args []any) (usersync.User, usersync.Outcome, error) {
+	st, err := s.stmt(ctx, query)
+	if err != nil {
+		return usersync.User{}, usersync.Stale, err
+	}
+	if s.dialect.returning {
+		u, err := scanUser(st.QueryRowContext(ctx, args...))
+		switch {
+		case err == nil && u.ID == id:
+			return u, usersync.Created, nil
+		case err == nil:
+			return u, changed, nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return usersync.User{}, usersync.Stale, s.wrap(op, err)
+		}
+		// The row exists and the WHERE clause left it alone.
+		u, err = s.queryUser(ctx, op, s.sql.rawByToken, ti)
+		return u, usersync.Stale, err
+	}
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return usersync.User{}, usersync.Stale, s.wrap(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return usersync.User{}, usersync.Stale, s.wrap(op, err)
+	}
+	u, err := s.queryUser(ctx, op, s.sql.rawByToken, ti)
+	if err != nil {
+		return usersync.User{}, usersync.Stale, err
+	}
+	switch n { // MySQL: 1 inserted, 2 updated, 0 unchanged
+	case 1:
+		return u, usersync.Created, nil
+	case 0:
+		return u, usersync.Stale, nil
+	}
+	return u, changed, nil
+}
+
+// List implements usersync.Store with keyset pagination on the primary key.
+func (s *Store) List(ctx context.Context, after string, limit int) ([]usersync.User, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("%w: limit %d", usersync.ErrInvalid, limit)
+	}
+	st, err := s.stmt(ctx, s.sql.list)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(ctx, after, limit)
+	if err != nil {
+		return nil, s.wrap("list", err)
+	}
+	defer rows.Close()
+	var out []usersync.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, s.wrap("list", err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("list", err)
+	}
+	return out, nil
+}
+
+// Count implements usersync.Store.
+func (s *Store) Count(ctx context.Context) (int, error) {
+	st, err := s.stmt(ctx, s.sql.count)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := st.QueryRowContext(ctx).Scan(&n); err != nil {
+		return 0, s.wrap("count", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,227 @@
+package sqlstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/sqlstore"
+	"github.com/usersync/usersync/usersynctest"
+)
+
+// backend opens databases of one dialect for tests.
+type backend struct {
+	name    string
+	dialect *sqlstore.Dialect
+	env     string // DSN variable; "" for SQLite, which always runs
+	driver  string
+
+	once sync.Once
+	db   *sql.DB
+	err  error
+}
+
+var backends = []*backend{
+	{name: "sqlite", dialect: sqlstore.SQLite, driver: "sqlite"},
+	{name: "postgres", dialect: sqlstore.Postgres, env: "USERSYNC_POSTGRES_DSN", driver: "pgx"},
+	{name: "mysql", dialect: sqlstore.MySQL, env: "USERSYNC_MYSQL_DSN", driver: "mysql"},
+}
+
+// open returns a fresh database handle and a table name no other test
+// uses. SQLite gets a new file per call; servers share one pool per test
+// binary and get a fresh table, dropped at cleanup.
+func (b *backend) open(t testing.TB) (*sql.DB, string) {
+	t.Helper()
+	table := "t_" + randomHex(6)
+	if b.env == "" {
+		db, err := sql.Open(b.driver, sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "users.db")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		t.Cleanup(func() { db.Close() })
+		return db, table
+	}
+	b.skipIfUnset(t)
+	dsn := os.Getenv(b.env)
+	b.once.Do(func() {
+		b.db, b.err = sql.Open(b.driver, dsn)
+		if b.err == nil {
+			b.err = b.db.Ping()
+		}
+	})
+	if b.err != nil {
+		t.Fatalf("%s: %v", b.name, b.err)
+	}
+	t.Cleanup(func() { dropTable(b.db, table) })
+	return b.db, table
+}
+
+// skipIfUnset skips t when the backend's server DSN is not set.
+func (b *backend) skipIfUnset(t testing.TB) {
+	t.Helper()
+	if b.env != "" && os.Getenv(b.env) == "" {
+		t.Skipf("%s is not set: skipping the %s tests (set it to a DSN of a disposable database to run them)", b.env, b.name)
+	}
+}
+
+// openExtra opens a second, independent pool on the same database: another
+// app replica.
+func (b *backend) openExtra(t testing.TB, first *sql.DB) *sql.DB {
+	t.Helper()
+	var dsn string
+	if b.env == "" {
+		// SQLite: the same file through a new pool.
+		var path string
+		if err := first.QueryRow("SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&path); err != nil {
+			t.Fatal(err)
+		}
+		dsn = sqlstore.SQLiteDSN(path)
+	} else {
+		dsn = os.Getenv(b.env)
+	}
+	db, err := sql.Open(b.driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func dropTable(db *sql.DB, table string) {
+	for _, tb := range []string{table, table + "_migrations"} {
+		db.Exec("DROP TABLE IF EXISTS " + tb)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newStore opens and migrates a store on a fresh table.
+func (b *backend) newStore(t testing.TB) *sqlstore.Store {
+	t.Helper()
+	db, table := b.open(t)
+	return b.storeOn(t, db, table)
+}
+
+func (b *backend) storeOn(t testing.TB, db *sql.DB, table string) *sqlstore.Store {
+	t.Helper()
+	s, err := sqlstore.New(db, b.dialect, sqlstore.WithTable(table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			b.skipIfUnset(t)
+			usersynctest.TestStore(t, func(t *testing.T) usersync.Store { return b.newStore(t) })
+		})
+	}
+}
+
+func TestNewRejectsBadTableNames(t *testing.T) {
+	db, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, name := range []string{"", "users; DROP TABLE x", `us"ers`, "1users", "users-x", "schema.users", "ユーザー", "a b", "x" + string(make([]byte, 60))} {
+		if _, err := sqlstore.New(db, sqlstore.SQLite, sqlstore.WithTable(name)); !errors.Is(err, usersync.ErrInvalid) {
+			t.Errorf("table %q: err = %v, want ErrInvalid", name, err)
+		}
+	}
+	for _, name := range []string{"users", "app_users", "_u2"} {
+		if _, err := sqlstore.New(db, sqlstore.SQLite, sqlstore.WithTable(name)); err != nil {
+			t.Errorf("table %q: %v", name, err)
+		}
+	}
+	if _, err := sqlstore.New(nil, sqlstore.SQLite); !errors.Is(err, usersync.ErrInvalid) {
+		t.Errorf("nil db: err = %v, want ErrInvalid", err)
+	}
+}
+
+func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			db, table := b.open(t)
+			other := b.openExtra(t, db)
+			var wg sync.WaitGroup
+			errs := make([]error, 8)
+			for i := range errs {
+				wg.Go(func() {
+					pool := db
+					if i%2 == 1 {
+						pool = other
+					}
+					s, err := sqlstore.New(pool, b.dialect, sqlstore.WithTable(table))
+					if err == nil {
+						err = s.Migrate(context.Background())
+					}
+					errs[i] = err
+				})
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("Migrate %d: %v", i, err)
+				}
+			}
+			s := b.storeOn(t, db, table) // and once more
+			var n int
+			if err := db.QueryRow("SELECT COUNT(*) FROM " + table + "_migrations").Scan(&n); err != nil || n != 1 {
+				t.Fatalf("migrations recorded: %d, %v; want 1", n, err)
+			}
+			if c, err := s.Count(context.Background()); err != nil || c != 0 {
+				t.Fatalf("Count = %d, %v", c, err)
+			}
+		})
+	}
+}
+
+func TestSchemaIsPrinted(t *testing.T) {
+	db, _ := sql.Open("sqlite", ":memory:")
+	defer db.Close()
+	for _, d := range []*sqlstore.Dialect{sqlstore.SQLite, sqlstore.Postgres, sqlstore.MySQL} {
+		s, err := sqlstore.New(db, d, sqlstore.WithTable("accounts"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sc := s.Schema(); !containsAll(sc, "CREATE TABLE IF NOT EXISTS", "accounts", "token_identifier", "deleted_at") {
+			t.Errorf("%v schema: %s", d, sc)
+		}
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(s, sub string) bool {
+	return len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub))
+}
