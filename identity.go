@@ -2,7 +2,9 @@ package usersync
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -44,7 +46,7 @@ type Identity struct {
 	Address             *Address  // address
 	UpdatedAt           time.Time // updated_at; zero if absent
 
-	raw json.RawMessage // the token's claims, as signed
+	payload string // the token's claims segment, base64url, as signed
 }
 
 // Address is the OpenID Connect address claim (section 5.1.1).
@@ -73,10 +75,14 @@ func (id *Identity) Version() Version {
 // org_id, o, ...), into v with encoding/json. An identity built by hand has
 // no raw claims and leaves v untouched.
 func (id *Identity) Claims(v any) error {
-	if len(id.raw) == 0 {
+	if id.payload == "" {
 		return nil
 	}
-	return json.Unmarshal(id.raw, v)
+	raw, err := base64.RawURLEncoding.DecodeString(id.payload)
+	if err != nil {
+		return fmt.Errorf("%w: claims: %w", ErrMalformedToken, err)
+	}
+	return json.Unmarshal(raw, v)
 }
 
 // Profile returns the profile fields the identity carries and which of them

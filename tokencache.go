@@ -1,0 +1,63 @@
+package usersync
+
+import (
+	"sync"
+	"time"
+)
+
+// tokenCache remembers verified tokens, keyed by their exact text, until
+// they expire. It is bounded: when full it drops expired entries, then
+// arbitrary ones.
+type tokenCache struct {
+	mu      sync.RWMutex
+	max     int
+	entries map[string]*Identity
+}
+
+func newTokenCache(max int) *tokenCache {
+	return &tokenCache{max: max, entries: make(map[string]*Identity)}
+}
+
+// get returns the identity of token if it was verified and has not expired
+// by now.
+func (c *tokenCache) get(token string, now time.Time) *Identity {
+	c.mu.RLock()
+	id := c.entries[token]
+	c.mu.RUnlock()
+	if id == nil || !now.Before(id.Expiry) {
+		return nil
+	}
+	return id
+}
+
+// put remembers a verified token's identity.
+func (c *tokenCache) put(token string, id *Identity, now time.Time) {
+	if !now.Before(id.Expiry) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		for k, e := range c.entries {
+			if !now.Before(e.Expiry) {
+				delete(c.entries, k)
+			}
+		}
+		// Still full of live tokens: drop a tenth, at random (map order is
+		// random), so that the next puts do not sweep again.
+		for k := range c.entries {
+			if len(c.entries) < c.max-c.max/10 {
+				break
+			}
+			delete(c.entries, k)
+		}
+	}
+	c.entries[token] = id
+}
+
+// len returns the number of entries, for tests.
+func (c *tokenCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
+}
