@@ -1,0 +1,150 @@
+package usersynctest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/usersync/usersync"
+)
+
+// WebhookSender builds Clerk-shaped webhook events and signs them like Svix,
+// for testing a mounted usersync.WebhookHandler in-process (Request) or over
+// the network (Send).
+type WebhookSender struct {
+	// Secret is the signing secret, "whsec_<base64>": give it to the
+	// handler's WebhookConfig.Secrets.
+	Secret string
+	// Now is the clock of the svix-timestamp. Default time.Now.
+	Now func() time.Time
+
+	t  testing.TB
+	wh *svix.Webhook
+	n  atomic.Int64
+}
+
+// NewWebhookSender returns a sender with a fresh random secret.
+func NewWebhookSender(t testing.TB) *WebhookSender {
+	t.Helper()
+	key := make([]byte, 32)
+	rand.Read(key)
+	return NewWebhookSenderWithSecret(t, "whsec_"+base64.StdEncoding.EncodeToString(key))
+}
+
+// NewWebhookSenderWithSecret returns a sender signing with secret.
+func NewWebhookSenderWithSecret(t testing.TB, secret string) *WebhookSender {
+	t.Helper()
+	wh, err := svix.NewWebhook(secret)
+	if err != nil {
+		t.Fatalf("usersynctest: bad secret: %v", err)
+	}
+	return &WebhookSender{Secret: secret, Now: time.Now, t: t, wh: wh}
+}
+
+// ClerkUser describes the user of a generated event.
+type ClerkUser struct {
+	ID                  string
+	FirstName, LastName *string // nil sends JSON null, as Clerk does
+	Username            *string
+	Email               string // primary email, verified unless EmailUnverified
+	EmailUnverified     bool
+	Phone               string
+	ImageURL            string
+	PublicMetadata      json.RawMessage
+	UpdatedAt           time.Time // the event's version
+}
+
+// Str returns a pointer to s, for ClerkUser's nullable fields.
+func Str(s string) *string { return &s }
+
+// UserEvent returns the JSON body of a user.created or user.updated event.
+func UserEvent(eventType string, u ClerkUser) []byte {
+	d := usersync.ClerkUser{
+		Object: "user", ID: u.ID, Username: u.Username, FirstName: u.FirstName, LastName: u.LastName,
+		ImageURL: u.ImageURL, PublicMetadata: u.PublicMetadata,
+		EmailAddresses: []usersync.ClerkEmailAddress{}, PhoneNumbers: []usersync.ClerkPhoneNumber{},
+		CreatedAt: u.UpdatedAt.UnixMilli(), UpdatedAt: u.UpdatedAt.UnixMilli(),
+		PrivateMetadata: json.RawMessage(`{}`), UnsafeMetadata: json.RawMessage(`{}`),
+	}
+	if d.PublicMetadata == nil {
+		d.PublicMetadata = json.RawMessage(`{}`)
+	}
+	if u.Email != "" {
+		status := "verified"
+		if u.EmailUnverified {
+			status = "unverified"
+		}
+		d.PrimaryEmailAddressID = Str("idn_" + u.ID)
+		d.EmailAddresses = append(d.EmailAddresses, usersync.ClerkEmailAddress{ID: "idn_" + u.ID, EmailAddress: u.Email, Verification: &usersync.ClerkVerification{Status: status, Strategy: "email_code"}})
+	}
+	if u.Phone != "" {
+		d.PrimaryPhoneNumberID = Str("idn_phone_" + u.ID)
+		d.PhoneNumbers = append(d.PhoneNumbers, usersync.ClerkPhoneNumber{ID: "idn_phone_" + u.ID, PhoneNumber: u.Phone, Verification: &usersync.ClerkVerification{Status: "verified"}})
+	}
+	return event(eventType, d, u.UpdatedAt)
+}
+
+// UserDeletedEvent returns the JSON body of a user.deleted event.
+func UserDeletedEvent(id string) []byte {
+	return event("user.deleted", usersync.ClerkUser{Object: "user", ID: id, Deleted: true}, time.Now())
+}
+
+func event(eventType string, d usersync.ClerkUser, at time.Time) []byte {
+	b, err := json.Marshal(usersync.ClerkEvent{Type: eventType, Object: "event", Timestamp: at.UnixMilli(), InstanceID: "ins_test", Data: d})
+	if err != nil {
+		panic(err) // cannot happen: every field marshals
+	}
+	return b
+}
+
+// Headers returns the Svix headers of a delivery of body with message ID
+// id, signed at the sender's Now.
+func (s *WebhookSender) Headers(id string, body []byte) http.Header {
+	s.t.Helper()
+	now := s.Now()
+	sig, err := s.wh.Sign(id, now, body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set("svix-id", id)
+	h.Set("svix-timestamp", strconv.FormatInt(now.Unix(), 10))
+	h.Set("svix-signature", sig)
+	h.Set("Content-Type", "application/json")
+	return h
+}
+
+// Request returns a signed POST of body to target (a path or URL), with a
+// fresh svix-id, for in-process tests with httptest.
+func (s *WebhookSender) Request(target string, body []byte) *http.Request {
+	s.t.Helper()
+	r := httptest.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+	r.Header = s.Headers("msg_"+strconv.FormatInt(s.n.Add(1), 10)+randomID(), body)
+	return r
+}
+
+// Send posts body, signed, to url and returns the response; the body is
+// closed when the test ends.
+func (s *WebhookSender) Send(url string, body []byte) *http.Response {
+	s.t.Helper()
+	r, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	r.Header = s.Headers("msg_"+strconv.FormatInt(s.n.Add(1), 10)+randomID(), body)
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
