@@ -1,0 +1,195 @@
+// Command chat is the reference page's chat app on usersync: messages with
+// their authors, "deleted user" after a delete, a per-user sent count, the
+// current-user endpoints and the Clerk webhook.
+//
+//	go run ./examples/chat            # dev mode, SQLite in chat.db
+//
+// See the README for the environment variables (CLERK_ISSUER and friends
+// for a real Clerk instance, DATABASE_URL for PostgreSQL or MySQL).
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/memstore"
+	"github.com/usersync/usersync/sqlstore"
+)
+
+// config is the app's environment.
+type config struct {
+	addr, databaseURL                   string
+	issuer, jwksURL, audience, azp, key string
+	secrets                             string
+}
+
+func configFromEnv() config {
+	get := func(k, def string) string {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	return config{
+		addr:        get("USERSYNC_ADDR", "localhost:8080"),
+		databaseURL: get("DATABASE_URL", "file:chat.db"),
+		issuer:      os.Getenv("CLERK_ISSUER"),
+		jwksURL:     os.Getenv("CLERK_JWKS_URL"),
+		audience:    os.Getenv("CLERK_AUDIENCE"),
+		azp:         os.Getenv("CLERK_AUTHORIZED_PARTIES"),
+		key:         os.Getenv("CLERK_PUBLISHABLE_KEY"),
+		secrets:     os.Getenv("CLERK_WEBHOOK_SECRET"),
+	}
+}
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, configFromEnv(), log); err != nil {
+		log.Error("chat: " + err.Error())
+		os.Exit(1)
+	}
+}
+
+// run serves the app until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	base := "http://" + ln.Addr().String()
+	a, cleanup, err := newApp(ctx, cfg, base, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer cleanup()
+	srv := &http.Server{
+		Handler:           a.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("chat: listening", "url", base)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	log.Info("chat: shutting down")
+	return srv.Shutdown(shutdown)
+}
+
+// newApp wires the store, the syncer, the verifier and the webhook. base is
+// the server's own URL, the issuer of dev mode.
+func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*app, func(), error) {
+	store, msgs, closeDB, err := openStore(ctx, cfg.databaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	a := &app{syncer: usersync.New(store, usersync.WithLogger(log)), msgs: msgs, log: log, clerkKey: cfg.key}
+
+	ic := usersync.IssuerConfig{Issuer: cfg.issuer, JWKSURL: cfg.jwksURL}
+	if cfg.audience != "" {
+		ic.Audiences = []string{cfg.audience}
+	}
+	if cfg.azp != "" {
+		ic.AuthorizedParties = strings.Split(cfg.azp, ",")
+	}
+	if cfg.issuer == "" {
+		if a.dev, err = newDevIssuer(base); err != nil {
+			closeDB()
+			return nil, nil, err
+		}
+		ic = usersync.IssuerConfig{Issuer: base, JWKSURL: base + "/dev/jwks.json"}
+		log.Warn("chat: DEV MODE: CLERK_ISSUER is not set, so this server issues its own tokens to anyone. Never expose it.", "issuer", base)
+	}
+	a.issuer = ic.Issuer
+	secrets := strings.Split(cfg.secrets, ",")
+	if cfg.secrets == "" {
+		if a.dev == nil {
+			closeDB()
+			return nil, nil, errors.New("CLERK_WEBHOOK_SECRET is required with CLERK_ISSUER")
+		}
+		key := make([]byte, 32)
+		rand.Read(key)
+		secrets = []string{"whsec_" + base64.StdEncoding.EncodeToString(key)}
+		log.Warn("chat: DEV MODE: generated a webhook signing secret", "CLERK_WEBHOOK_SECRET", secrets[0])
+	}
+	vcfg := usersync.VerifierConfig{Issuers: []usersync.IssuerConfig{ic}, Logger: log, Realm: "chat"}
+	if a.dev != nil {
+		// The dev JWKS is served in-process: the server is not listening
+		// while the verifier fetches it.
+		vcfg.HTTPClient = &http.Client{Transport: a.dev, Timeout: 5 * time.Second}
+	}
+	a.verifier, err = usersync.NewVerifier(ctx, vcfg)
+	if err != nil {
+		closeDB()
+		return nil, nil, err
+	}
+	a.webhook, err = usersync.NewWebhookHandler(a.syncer, usersync.WebhookConfig{Secrets: secrets, Issuer: ic.Issuer, Logger: log})
+	if err != nil {
+		a.verifier.Close()
+		closeDB()
+		return nil, nil, err
+	}
+	return a, func() { a.verifier.Close(); closeDB() }, nil
+}
+
+// openStore opens the users store and the messages table for a
+// DATABASE_URL, migrating both.
+func openStore(ctx context.Context, url string) (usersync.Store, messages, func(), error) {
+	if url == "memory:" {
+		return memstore.New(), &memMessages{}, func() {}, nil
+	}
+	driver, dsn, dialect := "sqlite", sqlstore.SQLiteDSN(url), sqlstore.SQLite
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		driver, dsn, dialect = "pgx", url, sqlstore.Postgres
+	case strings.HasPrefix(url, "mysql://"):
+		driver, dsn, dialect = "mysql", strings.TrimPrefix(url, "mysql://"), sqlstore.MySQL
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open %s database: %w", dialect, err)
+	}
+	if dialect == sqlstore.SQLite {
+		db.SetMaxOpenConns(1)
+	}
+	store, err := sqlstore.New(db, dialect)
+	if err == nil {
+		err = store.Migrate(ctx)
+	}
+	msgs := &sqlMessages{db: db, d: dialect}
+	if err == nil {
+		err = msgs.migrate(ctx, store.Table())
+	}
+	if err != nil {
+		db.Close()
+		return nil, nil, nil, fmt.Errorf("migrate %s database: %w", dialect, err)
+	}
+	return store, msgs, func() { store.Close(); db.Close() }, nil
+}
