@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/usersynctest"
+)
+
+// testApp is the chat in Clerk mode against a fake issuer, with a webhook
+// sender holding its signing secret.
+type testApp struct {
+	*app
+	h      http.Handler
+	issuer *usersynctest.Issuer
+	sender *usersynctest.WebhookSender
+	store  *countingStore
+}
+
+// countingStore counts the store calls that resolve authors.
+type countingStore struct {
+	usersync.Store
+	getMany, get atomic.Int64
+}
+
+func (c *countingStore) GetMany(ctx context.Context, ids []string) (map[string]usersync.User, error) {
+	c.getMany.Add(1)
+	return c.Store.GetMany(ctx, ids)
+}
+
+func (c *countingStore) Get(ctx context.Context, id string) (usersync.User, error) {
+	c.get.Add(1)
+	return c.Store.Get(ctx, id)
+}
+
+func newTestApp(t *testing.T, databaseURL string) *testApp {
+	t.Helper()
+	iss := usersynctest.NewIssuer(t)
+	sender := usersynctest.NewWebhookSender(t)
+	log := slog.New(slog.DiscardHandler)
+	a, cleanup, err := newApp(context.Background(), config{databaseURL: databaseURL, issuer: iss.URL, secrets: sender.Secret}, "http://unused", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	cs := &countingStore{Store: a.syncer.Store()}
+	a.syncer = usersync.New(cs, usersync.WithLogger(log))
+	a.webhook, err = usersync.NewWebhookHandler(a.syncer, usersync.WebhookConfig{Secrets: []string{sender.Secret}, Issuer: iss.URL, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testApp{app: a, h: a.routes(), issuer: iss, sender: sender, store: cs}
+}
+
+// backends are the stores every handler test runs on.
+func backends(t *testing.T) map[string]string {
+	return map[string]string{"memory": "memory:", "sqlite": filepath.Join(t.TempDir(), "chat.db")}
+}
+
+func (ta *testApp) do(method, path, token string, body any) *httptest.ResponseRecorder {
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		r = bytes.NewReader(j)
+	}
+	req := httptest.NewRequest(method, path, r)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	w := httptest.NewRecorder()
+	ta.h.ServeHTTP(w, req)
+	return w
+}
+
+func decode[T any](t *testing.T, w *httptest.ResponseRecorder) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
+		t.Fatalf("decode %q: %v", w.Body, err)
+	}
+	return v
+}
+
+func expect(t *testing.T, what string, w *httptest.ResponseRecorder, status int) {
+	t.Helper()
+	if w.Code != status {
+		t.Fatalf("%s: status %d (%s), want %d", what, w.Code, strings.TrimSpace(w.Body.String()), status)
+	}
+}
+
+func TestEndpoints(t *testing.T) {
+	for name, url := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ta := newTestApp(t, url)
+			ada := ta.issuer.Token(map[string]any{"sub": "user_ada", "name": "Ada"})
+			bob := ta.issuer.Token(map[string]any{"sub": "user_bob", "name": "Bob"})
+			expired := ta.issuer.Token(map[string]any{"sub": "user_ada", "exp": time.Now().Add(-time.Hour).Unix()})
+
+			// Every API endpoint wants a valid token.
+			for _, ep := range [][2]string{{"POST", "/api/users/store"}, {"GET", "/api/users/me"}, {"POST", "/api/messages"}, {"GET", "/api/messages"}, {"GET", "/api/messages/sent-count"}} {
+				for _, tok := range []string{"", expired, "not.a.token"} {
+					w := ta.do(ep[0], ep[1], tok, nil)
+					expect(t, ep[0]+" "+ep[1]+" without a valid token", w, 401)
+					if !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), `Bearer realm="chat"`) {
+						t.Fatalf("no WWW-Authenticate on %s", ep[1])
+					}
+				}
+			}
+
+			expect(t, "me before store", ta.do("GET", "/api/users/me", ada, nil), 404)
+			expect(t, "send before store", ta.do("POST", "/api/messages", ada, map[string]string{"body": "hi"}), 403)
+
+			w := ta.do("POST", "/api/users/store", ada, nil)
+			expect(t, "store", w, 200)
+			id := decode[map[string]string](t, w)["id"]
+			w = ta.do("POST", "/api/users/store", ada, nil)
+			expect(t, "store again", w, 200)
+			if again := decode[map[string]string](t, w)["id"]; again != id || id == "" {
+				t.Fatalf("store is not idempotent: %q then %q", id, again)
+			}
+			w = ta.do("GET", "/api/users/me", ada, nil)
+			expect(t, "me", w, 200)
+			if me := decode[map[string]any](t, w); me["id"] != id || me["name"] != "Ada" {
+				t.Fatalf("me = %v", me)
+			}
+
+			expect(t, "empty message", ta.do("POST", "/api/messages", ada, map[string]string{"body": "   "}), 400)
+			expect(t, "oversized message", ta.do("POST", "/api/messages", ada, map[string]string{"body": strings.Repeat("x", 2001)}), 400)
+			expect(t, "not JSON", ta.do("POST", "/api/messages", ada, "body=hi"), 400)
+			expect(t, "first message", ta.do("POST", "/api/messages", ada, map[string]string{"body": "hello"}), 201)
+			expect(t, "second message", ta.do("POST", "/api/messages", ada, map[string]string{"body": "again"}), 201)
+			expect(t, "bob stores", ta.do("POST", "/api/users/store", bob, nil), 200)
+			expect(t, "bob writes", ta.do("POST", "/api/messages", bob, map[string]string{"body": "hi Ada"}), 201)
+
+			before := ta.store.getMany.Load()
+			w = ta.do("GET", "/api/messages", bob, nil)
+			expect(t, "list", w, 200)
+			msgs := decode[[]messageJSON](t, w)
+			if len(msgs) != 3 || msgs[0].Body != "hello" || msgs[0].Author != "Ada" || msgs[2].Author != "Bob" || msgs[0].UserID != id {
+				t.Fatalf("messages = %+v", msgs)
+			}
+			if n := ta.store.getMany.Load() - before; n != 1 || ta.store.get.Load() != 0 {
+				t.Fatalf("listing 3 messages cost %d GetMany and %d Get calls, want 1 and 0", n, ta.store.get.Load())
+			}
+			w = ta.do("GET", "/api/messages?limit=1&after="+itoa(msgs[0].ID), bob, nil)
+			if page := decode[[]messageJSON](t, w); len(page) != 1 || page[0].Body != "again" {
+				t.Fatalf("second page = %+v", page)
+			}
+			expect(t, "bad limit", ta.do("GET", "/api/messages?limit=0", bob, nil), 400)
+			w = ta.do("GET", "/api/messages/sent-count", ada, nil)
+			expect(t, "count", w, 200)
+			if c := decode[map[string]int](t, w)["count"]; c != 2 {
+				t.Fatalf("count = %d, want 2", c)
+			}
+
+			// Clerk deletes Ada: her messages stay, authored by "deleted user".
+			expect(t, "user.deleted", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", usersynctest.UserDeletedEvent("user_ada"))), 200)
+			msgs = decode[[]messageJSON](t, ta.do("GET", "/api/messages", bob, nil))
+			if len(msgs) != 3 || msgs[0].Author != "deleted user" || msgs[2].Author != "Bob" {
+				t.Fatalf("after delete: %+v", msgs)
+			}
+			expect(t, "me after delete", ta.do("GET", "/api/users/me", ada, nil), 404)
+			expect(t, "store after delete (token still valid)", ta.do("POST", "/api/users/store", ada, nil), 403)
+			expect(t, "send after delete", ta.do("POST", "/api/messages", ada, map[string]string{"body": "zombie"}), 403)
+
+			w = ta.do("GET", "/", "", nil)
+			expect(t, "page", w, 200)
+			if !strings.Contains(w.Body.String(), "usersync chat") {
+				t.Fatal("page has no title")
+			}
+		})
+	}
+}
+
+func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+func recorder(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+func TestWebhookEndpoint(t *testing.T) {
+	for name, url := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ta := newTestApp(t, url)
+			created := usersynctest.UserEvent("user.created", usersynctest.ClerkUser{ID: "user_web", FirstName: usersynctest.Str("Grace"), LastName: usersynctest.Str("Hopper"), Email: "grace@example.com", UpdatedAt: time.Now()})
+			expect(t, "applied", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", created)), 200)
+			expect(t, "duplicate", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", created)), 200)
+			bad := ta.sender.Request("/clerk-users-webhook", created)
+			bad.Header.Set("svix-signature", "v1,AAAA")
+			expect(t, "bad signature", recorder(ta.h, bad), 401)
+			unsigned := httptest.NewRequest("POST", "/clerk-users-webhook", bytes.NewReader(created))
+			expect(t, "no signature", recorder(ta.h, unsigned), 401)
+			expect(t, "bad JSON", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", []byte(`{"type":`))), 400)
+			expect(t, "too large", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", bytes.Repeat([]byte(" "), 2<<20))), 413)
+			expect(t, "other event", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", []byte(`{"type":"session.created","data":{"id":"s"}}`))), 200)
+
+			// The webhook's user and the same person's token are one row.
+			webhookUser, err := ta.syncer.Store().GetByToken(context.Background(), usersync.TokenIdentifier(ta.issuer.URL, "user_web"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok := ta.issuer.Token(map[string]any{"sub": "user_web"})
+			w := ta.do("POST", "/api/users/store", tok, nil)
+			expect(t, "store", w, 200)
+			if id := decode[map[string]string](t, w)["id"]; id != webhookUser.ID {
+				t.Fatalf("token stored %q, webhook made %q: two rows for one person", id, webhookUser.ID)
+			}
+			if me := decode[map[string]any](t, ta.do("GET", "/api/users/me", tok, nil)); me["name"] != "Grace Hopper" || me["email"] != "grace@example.com" {
+				t.Fatalf("me = %v: a token without claims must not wipe the webhook's profile", me)
+			}
+		})
+	}
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/usersync/usersync/usersynctest"
+)
+
+// chromium returns the path of a Chromium browser, or skips t.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no Chromium installed: skipping the browser test (apt-get install -y chromium)")
+	return ""
+}
+
+// TestBrowser drives the page in headless Chromium: dev sign-in, the
+// waiting state, two messages, the list and count, then a signed
+// user.deleted turns the author into "deleted user".
+func TestBrowser(t *testing.T) {
+	browser := chromium(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	sender := usersynctest.NewWebhookSender(t)
+	a, cleanup, err := newApp(context.Background(), config{databaseURL: filepath.Join(t.TempDir(), "chat.db"), secrets: sender.Secret}, base, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	// Hold POST /api/users/store until the test has seen the waiting state.
+	release := make(chan struct{})
+	routes := a.routes()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/users/store" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		routes.ServeHTTP(w, r)
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
+	}
+	do("open the page and sign in",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.ID("devform")),
+		chromedp.SetValue(chromedp.ID("devname"), "Ada Lovelace"),
+		chromedp.SetValue(chromedp.ID("devuser"), "user_ada"),
+		chromedp.Click(chromedp.ID("devsignin")),
+		chromedp.WaitVisible(chromedp.ID("waiting")),
+	)
+	close(release)
+	do("chat appears", chromedp.WaitVisible(chromedp.ID("chat")), chromedp.WaitVisible(chromedp.ID("empty")))
+	sendDisabled, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("sendbtn").disabled`))
+	if err != nil || !sendDisabled {
+		t.Fatalf("the send button is enabled with an empty message (%v)", err)
+	}
+	for _, msg := range []string{"Hello from the browser", "Second message"} {
+		do("send "+msg,
+			chromedp.SendKeys(chromedp.ID("body"), msg),
+			chromedp.Click(chromedp.ID("sendbtn")),
+			chromedp.WaitVisible(chromedp.Search(`//li[contains(., "`+msg+`")]`)),
+		)
+	}
+	do("count updates", chromedp.WaitVisible(chromedp.Search(`//span[@id="count" and text()="2"]`)))
+	if list, me := text("#messages"), text("#me"); strings.Count(list, "Ada Lovelace") != 2 || me != "Ada Lovelace" {
+		t.Fatalf("list %q, me %q", list, me)
+	}
+
+	// Clerk deletes the user: the page's next refresh shows "deleted user".
+	if resp := sender.Send(base+"/clerk-users-webhook", usersynctest.UserDeletedEvent("user_ada")); resp.StatusCode != 200 {
+		t.Fatalf("user.deleted: %d", resp.StatusCode)
+	}
+	do("author becomes deleted user", chromedp.WaitVisible(chromedp.Search(`//li[contains(., "deleted user") and contains(., "Second message")]`)))
+	if list := text("#messages"); strings.Contains(list, "Ada Lovelace") {
+		t.Fatalf("deleted author still named: %q", list)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := os.Getenv("USERSYNC_SCREENSHOT_DIR"); dir != "" {
+		os.WriteFile(filepath.Join(dir, "chat.png"), png, 0o644)
+	}
+	t.Logf("screenshot: %d bytes", len(png))
+}
