@@ -1,0 +1,132 @@
+package usersync_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/memstore"
+	"github.com/usersync/usersync/usersynctest"
+)
+
+// rsaKeyOf fetches the issuer's JWKS and returns its RSA public key.
+func rsaKeyOf(b *testing.B, i *usersynctest.Issuer) *rsa.PublicKey {
+	resp, err := http.Get(i.JWKSURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var set struct {
+		Keys []struct{ Kty, N, E string }
+	}
+	json.NewDecoder(resp.Body).Decode(&set)
+	for _, k := range set.Keys {
+		if k.Kty == "RSA" {
+			n, _ := base64.RawURLEncoding.DecodeString(k.N)
+			e, _ := base64.RawURLEncoding.DecodeString(k.E)
+			return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+		}
+	}
+	b.Fatal("no RSA key")
+	return nil
+}
+
+// floorVerify is the least a correct RS256 check can do: split, decode,
+// verify the signature, decode the claims.
+func floorVerify(pub *rsa.PublicKey, token string) error {
+	header, rest, _ := strings.Cut(token, ".")
+	payload, sig, _ := strings.Cut(rest, ".")
+	if _, err := base64.RawURLEncoding.DecodeString(header); err != nil {
+		return err
+	}
+	rawSig, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		return err
+	}
+	h := sha256.Sum256([]byte(token[:len(header)+1+len(payload)]))
+	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, h[:], rawSig); err != nil {
+		return err
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return err
+	}
+	var c struct {
+		Iss  string `json:"iss"`
+		Sub  string `json:"sub"`
+		Exp  int64  `json:"exp"`
+		Iat  int64  `json:"iat"`
+		Nbf  int64  `json:"nbf"`
+		Name string `json:"name"`
+	}
+	return json.Unmarshal(raw, &c)
+}
+
+func BenchmarkVerify(b *testing.B) {
+	iss := usersynctest.NewIssuer(b)
+	claims := map[string]any{"sub": "user_2abc", "name": "Ada Lovelace", "sid": "sess_123", "azp": "https://app.example.com"}
+	token := iss.Token(claims)
+	pub := rsaKeyOf(b, iss)
+	ctx := context.Background()
+	b.Run("RS256/floor", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := floorVerify(pub, token); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	noCache := newVerifier(b, func(c *usersync.VerifierConfig) { c.CacheSize = -1 }, iss)
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		tok := iss.TokenAlg(alg, claims)
+		b.Run(alg+"/usersync", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := noCache.Verify(ctx, tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	cached := newVerifier(b, nil, iss)
+	b.Run("cache-hit", func(b *testing.B) {
+		b.ReportAllocs()
+		if _, err := cached.Verify(ctx, token); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := cached.Verify(ctx, token); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("middleware+GetCurrent", func(b *testing.B) {
+		b.ReportAllocs()
+		syncer := usersync.New(memstore.New())
+		h := cached.RequireIdentity(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u, err := syncer.EnsureCurrent(r.Context())
+			if err != nil {
+				b.Fatal(err)
+			}
+			w.Write([]byte(u.ID))
+		}))
+		r := httptest.NewRequest("GET", "/me", nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		for b.Loop() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != 200 {
+				b.Fatal(w.Code)
+			}
+		}
+	})
+}
