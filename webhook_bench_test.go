@@ -34,7 +34,7 @@ func BenchmarkWebhook(b *testing.B) {
 		bodies[i] = usersynctest.UserEvent("user.updated", usersynctest.ClerkUser{
 			ID: fmt.Sprintf("user_%026d", i), FirstName: usersynctest.Str("Ada"), LastName: usersynctest.Str("Lovelace"),
 			Username: usersynctest.Str("ada"), Email: "ada@example.com", Phone: "+15550100",
-			ImageURL: "https://img.clerk.com/eyJ0eXBlIjoicHJveHkiLCJzcmMiOiJodHRwczovL2ltYWdlcy5jbGVyay5kZXYvb2F1dGhfZ2l0aHViL2ltZ18yIn0",
+			ImageURL:       "https://img.clerk.com/eyJ0eXBlIjoicHJveHkiLCJzcmMiOiJodHRwczovL2ltYWdlcy5jbGVyay5kZXYvb2F1dGhfZ2l0aHViL2ltZ18yIn0",
 			PublicMetadata: meta, UpdatedAt: time.UnixMilli(1_700_000_000_000),
 		})
 		headers[i] = sender.Headers(fmt.Sprintf("msg_%d", i), bodies[i])
