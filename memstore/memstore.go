@@ -55,7 +55,8 @@ func (s *Store) Get(ctx context.Context, id string) (usersync.User, error) {
 	}
 	u := r.user
 	s.mu.RUnlock()
-	return u.Clone(), nil
+	u.Metadata = slices.Clone(u.Metadata)
+	return u, nil
 }
 
 // GetByToken implements usersync.Store.
@@ -71,7 +72,8 @@ func (s *Store) GetByToken(ctx context.Context, tokenIdentifier string) (usersyn
 	}
 	u := r.user
 	s.mu.RUnlock()
-	return u.Clone(), nil
+	u.Metadata = slices.Clone(u.Metadata)
+	return u, nil
 }
 
 // GetMany implements usersync.Store.
