@@ -144,8 +144,10 @@ func readWebhookHeaders(h http.Header) (webhookHeaders, error) {
 // checkTimestamp checks the svix-timestamp against now and the tolerance.
 func checkTimestamp(ts string, now time.Time, tolerance time.Duration) error {
 	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return fmt.Errorf("%w: svix-timestamp is not an integer", ErrBadWebhookSignature)
+	if err != nil || strconv.FormatInt(sec, 10) != ts {
+		// Svix signs the canonical decimal; "+1614265330" or
+		// "01614265330" would verify as the same message in another form.
+		return fmt.Errorf("%w: svix-timestamp is not a canonical integer", ErrBadWebhookSignature)
 	}
 	t := time.Unix(sec, 0)
 	if now.Sub(t) > tolerance || t.Sub(now) > tolerance {

@@ -162,6 +162,16 @@ func TestWebhookResponses(t *testing.T) {
 			r.Header.Set("svix-timestamp", "1700000000.5")
 			return r
 		}, nil, 401, "bad signature"},
+		{"timestamp with a leading zero", func(http.Handler) *http.Request {
+			r := sender.Request("/hook", created)
+			r.Header.Set("svix-timestamp", "0"+r.Header.Get("svix-timestamp"))
+			return r
+		}, nil, 401, "bad signature"},
+		{"timestamp with a plus sign", func(http.Handler) *http.Request {
+			r := sender.Request("/hook", created)
+			r.Header.Set("svix-timestamp", "+"+r.Header.Get("svix-timestamp"))
+			return r
+		}, nil, 401, "bad signature"},
 		{"timestamp too old", func(http.Handler) *http.Request {
 			old := usersynctest.NewWebhookSenderWithSecret(t, sender.Secret)
 			old.Now = func() time.Time { return time.Now().Add(-5*time.Minute - time.Second) }
