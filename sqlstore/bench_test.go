@@ -52,6 +52,21 @@ func bulkLoad(b *testing.B, db *sql.DB, d *sqlstore.Dialect, table string, n int
 	}
 }
 
+// floorRow is what the floors scan a user row into, as plain Go values.
+type floorRowT struct {
+	id, ti, iss, sub, name, email, pic, un, phone string
+	ev                                            bool
+	meta                                          []byte
+	v, c, u                                       int64
+	d                                             sql.NullInt64
+}
+
+func (r *floorRowT) dest() []any {
+	return []any{&r.id, &r.ti, &r.iss, &r.sub, &r.name, &r.email, &r.ev, &r.pic, &r.un, &r.phone, &r.meta, &r.v, &r.c, &r.u, &r.d}
+}
+
+var floorRow floorRowT
+
 // BenchmarkSQL compares sqlstore lookups and upserts with hand-written
 // prepared statements doing the same work on the same table.
 func BenchmarkSQL(b *testing.B) {
@@ -95,14 +110,7 @@ func BenchmarkSQL(b *testing.B) {
 				b.Run("lookup/floor", func(b *testing.B) {
 					b.ReportAllocs()
 					for i := 0; b.Loop(); i++ {
-						var (
-							id, ti, iss, sub, name, email, pic, un, phone string
-							ev                                            bool
-							meta                                          []byte
-							v, c, u                                       int64
-							d                                             sql.NullInt64
-						)
-						if err := floorGet.QueryRow(keys[i%len(keys)]).Scan(&id, &ti, &iss, &sub, &name, &email, &ev, &pic, &un, &phone, &meta, &v, &c, &u, &d); err != nil {
+						if err := floorGet.QueryRow(keys[i%len(keys)]).Scan(floorRow.dest()...); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -148,15 +156,8 @@ func BenchmarkSQL(b *testing.B) {
 					b.ReportAllocs()
 					for i := 0; b.Loop(); i++ {
 						version++
-						var (
-							id, ti, iss, sub, name, email, pic, un, phone string
-							ev                                            bool
-							meta                                          []byte
-							v, c, u                                       int64
-							d                                             sql.NullInt64
-						)
 						if err := floorUp.QueryRow("new-id", keys[i%len(keys)], "https://bench.test", "x", fmt.Sprint("Name ", version), "", false, "", "", "", nil,
-							version, int64(0), int64(0), int64(0), int64(0), int64(0), version, int64(0), int64(0), nil).Scan(&id, &ti, &iss, &sub, &name, &email, &ev, &pic, &un, &phone, &meta, &v, &c, &u, &d); err != nil {
+							version, int64(0), int64(0), int64(0), int64(0), int64(0), version, int64(0), int64(0), nil).Scan(floorRow.dest()...); err != nil {
 							b.Fatal(err)
 						}
 					}
