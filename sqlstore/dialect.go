@@ -154,16 +154,19 @@ func (d *Dialect) statements(table string) statements {
 	// ON DUPLICATE KEY UPDATE assigns left to right and later expressions
 	// see earlier assignments, so the row-level columns come first, while
 	// every field version still holds its stored value, and each field's
-	// value comes before its version.
+	// value comes before its version. It also fires on a duplicate primary
+	// key, so every change is guarded by "same token identifier": a write
+	// whose new ID collides with another user's row leaves that row alone.
+	const mine = "token_identifier = VALUES(token_identifier) AND deleted_at IS NULL"
 	for _, pc := range profileColumns {
 		newer = append(newer, fmt.Sprintf("VALUES(%s) > %s", pc.version, pc.version))
 	}
-	applies := fmt.Sprintf("deleted_at IS NULL AND (%s)", strings.Join(newer, " OR "))
+	applies := fmt.Sprintf("%s AND (%s)", mine, strings.Join(newer, " OR "))
 	set = append(set,
 		fmt.Sprintf("updated_at = IF(%s, VALUES(updated_at), updated_at)", applies),
 		fmt.Sprintf("version = IF(%s AND VALUES(version) > version, VALUES(version), version)", applies))
 	for _, pc := range profileColumns {
-		cond := fmt.Sprintf("deleted_at IS NULL AND VALUES(%s) > %s", pc.version, pc.version)
+		cond := fmt.Sprintf("%s AND VALUES(%s) > %s", mine, pc.version, pc.version)
 		for _, c := range append(append([]string(nil), pc.cols...), pc.version) {
 			set = append(set, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", c, cond, c, c))
 		}
@@ -173,12 +176,12 @@ func (d *Dialect) statements(table string) statements {
 	var clear []string
 	for _, pc := range profileColumns {
 		for _, c := range pc.cols {
-			clear = append(clear, fmt.Sprintf("%s = IF(deleted_at IS NULL, VALUES(%s), %s)", c, c, c))
+			clear = append(clear, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", c, mine, c, c))
 		}
 	}
 	clear = append(clear,
-		"updated_at = IF(deleted_at IS NULL, VALUES(updated_at), updated_at)",
-		"deleted_at = IF(deleted_at IS NULL, VALUES(deleted_at), deleted_at)")
+		"updated_at = IF("+mine+", VALUES(updated_at), updated_at)",
+		"deleted_at = IF("+mine+", VALUES(deleted_at), deleted_at)")
 	s.tombstone = fmt.Sprintf("%s ON DUPLICATE KEY UPDATE %s", insert, strings.Join(clear, ", "))
 	return s
 }

@@ -281,6 +281,11 @@ func (s *Store) write(ctx context.Context, op, query, id, ti string, changed use
 		return usersync.User{}, usersync.Stale, s.wrap(op, err)
 	}
 	u, err := s.queryUser(ctx, op, s.sql.rawByToken, ti)
+	if errors.Is(err, usersync.ErrNotFound) {
+		// Nothing inserted and no row of ours: the new ID belongs to
+		// another user (whose row the guarded update left alone).
+		return usersync.User{}, usersync.Stale, fmt.Errorf("%w: ID %q is taken", usersync.ErrInvalid, id)
+	}
 	if err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}

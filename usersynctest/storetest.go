@@ -293,6 +293,27 @@ var storeCases = []storeCase{
 			t.Fatalf("Count = %d, %v; want 0", n, err)
 		}
 	}},
+	{"Upsert/a new user whose ID another user has fails and changes nothing", func(t *testing.T, f *storeFixture) {
+		alice := f.upsert(f.write("alice", 1, usersync.AllFields, full("alice")), usersync.Created)
+		w := f.write("bob", 2, usersync.AllFields, full("bob"))
+		w.ID = alice.ID
+		if _, _, err := f.s.Upsert(bg, w); err == nil {
+			t.Fatal("Upsert with a taken ID succeeded")
+		}
+		ts := f.tombstone("carol")
+		ts.ID = alice.ID
+		if _, _, err := f.s.Delete(bg, ts); err == nil {
+			t.Fatal("Delete with a taken ID succeeded")
+		}
+		u := f.mustGet("alice")
+		sameProfile(t, "alice", u.Profile, full("alice"))
+		if u.ID != alice.ID || !u.DeletedAt.IsZero() {
+			t.Fatalf("alice changed: %+v", u)
+		}
+		if _, err := f.byToken("bob"); !errors.Is(err, usersync.ErrNotFound) {
+			t.Fatalf("bob was stored: %v", err)
+		}
+	}},
 	{"Delete/clears the personal fields and keeps ID, key and creation time", func(t *testing.T, f *storeFixture) {
 		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
 		ts := f.tombstone("alice")
