@@ -373,3 +373,20 @@ func TestMiddleware(t *testing.T) {
 		})
 	}
 }
+
+func TestVerifyErrorsDoNotEchoTheToken(t *testing.T) {
+	a := usersynctest.NewIssuer(t)
+	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.CacheSize = -1; c.UnknownKeyWait = 50 * time.Millisecond }, a)
+	parts := strings.Split(a.Token(nil), ".")
+	marker := strings.Repeat("Q", 200)
+	for name, tok := range map[string]string{
+		"sender-chosen kid": b64(`{"alg":"RS256","kid":"`+marker+`"}`) + "." + parts[1] + "." + parts[2],
+		"sender-chosen alg": b64(`{"alg":"`+marker+`"}`) + "." + parts[1] + "." + parts[2],
+		"claims garbage":    parts[0] + "." + b64(`{"sub":"`+marker+`",`) + "." + parts[2],
+	} {
+		_, err := v.Verify(context.Background(), tok)
+		if err == nil || strings.Contains(err.Error(), "QQQQ") {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}

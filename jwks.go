@@ -62,8 +62,16 @@ func newIssuerKeys(ctx context.Context, ic IssuerConfig, cfg *VerifierConfig) (*
 // keyfunc returns the key that verifies t. A kid this issuer does not know
 // triggers a rate-limited refresh that waits at most UnknownKeyWait.
 func (k *issuerKeys) keyfunc(ctx context.Context, t *jwt.Token) (any, error) {
-	return k.keys.KeyfuncCtx(ctx)(t)
+	key, err := k.keys.KeyfuncCtx(ctx)(t)
+	if err != nil {
+		// keyfunc's error quotes the token's kid, which the sender
+		// chose: keep it out of error texts and logs.
+		return nil, errNoKey
+	}
+	return key, nil
 }
+
+var errNoKey = errors.New("usersync: no key of the issuer matches the token's kid and alg")
 
 // lastGoodStorage refuses to replace a key set with an empty one, so that an
 // endpoint answering {"keys":[]} by mistake does not lock every user out.

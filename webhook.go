@@ -230,6 +230,15 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.respond(w, r, status, headers.id, ev.Type, outcome)
 }
 
+// truncate bounds a sender-chosen string before it reaches a log line.
+func truncate(s string) string {
+	const max = 64
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
+
 func isUserEvent(t string) bool {
 	return t == "user.created" || t == "user.updated" || t == "user.deleted"
 }
@@ -282,7 +291,7 @@ func (h *WebhookHandler) respond(w http.ResponseWriter, r *http.Request, status 
 	ctx := r.Context()
 	if h.cfg.Logger.Enabled(ctx, level) {
 		h.cfg.Logger.LogAttrs(ctx, level, "usersync: webhook",
-			slog.String("svix_id", svixID), slog.String("type", eventType),
+			slog.String("svix_id", truncate(svixID)), slog.String("type", truncate(eventType)),
 			slog.String("outcome", outcome), slog.Int("status", status))
 	}
 	w.Header().Set("Content-Type", "application/json")
