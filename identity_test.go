@@ -390,3 +390,22 @@ func TestVerifyErrorsDoNotEchoTheToken(t *testing.T) {
 		}
 	}
 }
+
+// With two trusted issuers, a token claiming issuer A but signed with B's
+// key fails: each issuer has its own key set, never a pooled one.
+func TestVerifyKeySetsAreNotPooled(t *testing.T) {
+	a := usersynctest.NewIssuer(t)
+	b := usersynctest.NewIssuer(t)
+	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.CacheSize = -1; c.UnknownKeyWait = 100 * time.Millisecond }, a, b)
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		if _, err := v.Verify(context.Background(), a.TokenAlg(alg, nil)); err != nil {
+			t.Fatalf("A's own %s token: %v", alg, err)
+		}
+		if _, err := v.Verify(context.Background(), b.TokenAlg(alg, nil)); err != nil {
+			t.Fatalf("B's own %s token: %v", alg, err)
+		}
+		if _, err := v.Verify(context.Background(), b.TokenAlg(alg, map[string]any{"iss": a.URL})); !errors.Is(err, usersync.ErrBadSignature) {
+			t.Fatalf("iss A signed by B (%s): err = %v, want ErrBadSignature", alg, err)
+		}
+	}
+}
