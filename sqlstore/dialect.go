@@ -20,6 +20,9 @@ type Dialect struct {
 	returning bool
 	// lock and unlock serialise Migrate across replicas; %s is a key.
 	lock, unlock string
+	// lockReportsSuccess is true where lock returns 1 on success (MySQL's
+	// GET_LOCK returns 0 on timeout instead of failing).
+	lockReportsSuccess bool
 	// schemaDir is the folder of embedded migrations.
 	schemaDir string
 	// createMigrations creates the migrations table; %s is its name.
@@ -58,16 +61,17 @@ var (
 	}
 
 	// MySQL is MySQL 8 or MariaDB 10.6 or later (tested with
-	// github.com/go-sql-driver/mysql; keep its default clientFoundRows=false).
+	// github.com/go-sql-driver/mysql, with or without clientFoundRows).
 	MySQL = &Dialect{
-		name:             "mysql",
-		quote:            func(s string) string { return "`" + s + "`" },
-		placeholder:      func(int) string { return "?" },
-		returning:        false,
-		lock:             "SELECT GET_LOCK(%s, 60)",
-		unlock:           "SELECT RELEASE_LOCK(%s)",
-		schemaDir:        "schema/mysql",
-		createMigrations: "CREATE TABLE IF NOT EXISTS %s (version INT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL) ENGINE=InnoDB",
+		name:               "mysql",
+		quote:              func(s string) string { return "`" + s + "`" },
+		placeholder:        func(int) string { return "?" },
+		returning:          false,
+		lock:               "SELECT GET_LOCK(%s, 60)",
+		lockReportsSuccess: true,
+		unlock:             "SELECT RELEASE_LOCK(%s)",
+		schemaDir:          "schema/mysql",
+		createMigrations:   "CREATE TABLE IF NOT EXISTS %s (version INT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL) ENGINE=InnoDB",
 	}
 )
 

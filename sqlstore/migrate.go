@@ -2,7 +2,9 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"embed"
+	"errors"
 
 	"fmt"
 	"hash/fnv"
@@ -87,7 +89,15 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 	if strings.Contains(lock, "%s") {
 		lock = fmt.Sprintf(lock, key)
 	}
-	if _, err := conn.ExecContext(ctx, lock); err != nil {
+	if s.dialect.lockReportsSuccess {
+		var got sql.NullInt64
+		if err := conn.QueryRowContext(ctx, lock).Scan(&got); err != nil {
+			return s.wrap("migrate: lock", err)
+		}
+		if got.Int64 != 1 {
+			return s.wrap("migrate: lock", errors.New("timed out waiting for another migration"))
+		}
+	} else if _, err := conn.ExecContext(ctx, lock); err != nil {
 		return s.wrap("migrate: lock", err)
 	}
 	defer func() {

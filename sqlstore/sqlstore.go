@@ -289,13 +289,15 @@ func (s *Store) write(ctx context.Context, op, query, id, ti string, changed use
 	if err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
-	switch n { // MySQL: 1 inserted, 2 updated, 0 unchanged
-	case 1:
+	// MySQL counts 1 for an insert, 2 for a change and 0 for no change (1
+	// with clientFoundRows=true), so "created" is told by the ID.
+	switch {
+	case n >= 1 && u.ID == id:
 		return u, usersync.Created, nil
-	case 0:
-		return u, usersync.Stale, nil
+	case n == 2:
+		return u, changed, nil
 	}
-	return u, changed, nil
+	return u, usersync.Stale, nil
 }
 
 // List implements usersync.Store with keyset pagination on the primary key.
