@@ -69,26 +69,33 @@ func deref(p *string) string {
 
 // ClerkProfile is the default mapping of a Clerk user to a profile: name =
 // trimmed "first last", else username, else primary email; email and phone
-// = the primary ones (empty if the primary ID dangles), verified by their
-// verification status; picture = image_url; metadata = public_metadata. A
-// webhook carries the whole user, so every field is carried.
+// = the primary ones, verified by their verification status; picture =
+// image_url; metadata = public_metadata. A webhook carries the whole user,
+// so every field is carried — except an email or phone whose primary ID
+// names no entry of the lists (a dangling ID): that one is unknown, and the
+// stored value is kept.
 func ClerkProfile(u *ClerkUser) (Profile, Fields) {
 	p := Profile{
 		Username:   deref(u.Username),
 		PictureURL: u.ImageURL,
 	}
+	fields := AllFields
 	if id := deref(u.PrimaryEmailAddressID); id != "" {
+		fields &^= FieldEmail
 		for _, e := range u.EmailAddresses {
 			if e.ID == id {
 				p.Email, p.EmailVerified = e.EmailAddress, e.Verification.Verified()
+				fields |= FieldEmail
 				break
 			}
 		}
 	}
 	if id := deref(u.PrimaryPhoneNumberID); id != "" {
+		fields &^= FieldPhoneNumber
 		for _, n := range u.PhoneNumbers {
 			if n.ID == id {
 				p.PhoneNumber = n.PhoneNumber
+				fields |= FieldPhoneNumber
 				break
 			}
 		}
@@ -103,5 +110,5 @@ func ClerkProfile(u *ClerkUser) (Profile, Fields) {
 	if m := u.PublicMetadata; len(m) > 0 && string(m) != "null" {
 		p.Metadata = m
 	}
-	return p, AllFields
+	return p, fields
 }

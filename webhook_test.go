@@ -259,11 +259,18 @@ func TestWebhookClerkPayloads(t *testing.T) {
 		t.Fatalf("user.created stored %+v, %v", u, err)
 	}
 	updated := `{"event_attributes":{"http_request":{"client_ip":"192.168.1.100","user_agent":"Mozilla/5.0"}},"object":"event","type":"user.updated","instance_id":"ins_2g7np7Hrk0SN6kj5EDMLDaKNL0S","timestamp":1716883200,"data":{"object":"user","id":"user_2g7np7Hrk0SN6kj5EDMLDaKNL0S","external_id":null,"primary_email_address_id":"idn_2g7np7Hrk0SN6kj5EDMLDaKNL0S","primary_phone_number_id":null,"primary_web3_wallet_id":null,"username":"johndoe","first_name":"John","last_name":"Doe Updated","profile_image_url":"https://img.clerk.com/yyyyy","image_url":"https://img.clerk.com/yyyyy","has_image":true,"public_metadata":{"department":"engineering"},"private_metadata":null,"unsafe_metadata":{},"email_addresses":[],"phone_numbers":[],"web3_wallets":[],"passkeys":[],"password_enabled":true,"two_factor_enabled":true,"totp_enabled":true,"backup_code_enabled":false,"mfa_enabled_at":1716883200000,"mfa_disabled_at":null,"external_accounts":[],"saml_accounts":[],"enterprise_accounts":[],"last_sign_in_at":1716883400000,"banned":false,"locked":false,"lockout_expires_in_seconds":null,"verification_attempts_remaining":null,"updated_at":1716883500000,"created_at":1716883200000,"delete_self_enabled":true,"create_organization_enabled":true,"create_organizations_limit":null,"last_active_at":1716883500000,"legal_accepted_at":1716883200000}}`
+	// An earlier event gave the user an email; the OpenAPI example's
+	// primary_email_address_id dangles (email_addresses is empty), so the
+	// stored email must survive it.
+	earlier := usersynctest.UserEvent("user.created", usersynctest.ClerkUser{ID: "user_2g7np7Hrk0SN6kj5EDMLDaKNL0S", Email: "john@example.com", UpdatedAt: time.UnixMilli(1716883200000)})
+	if w := serve(h, sender.Request("/", earlier)); w.Code != 200 {
+		t.Fatalf("earlier user.created: %d %s", w.Code, w.Body)
+	}
 	if w := serve(h, sender.Request("/", []byte(updated))); w.Code != 200 {
 		t.Fatalf("user.updated: %d %s", w.Code, w.Body)
 	}
 	u, err = s.Store().GetByToken(ctx, clerkIssuer+"|user_2g7np7Hrk0SN6kj5EDMLDaKNL0S")
-	if err != nil || u.Name != "John Doe Updated" || u.Email != "" || u.Username != "johndoe" || string(u.Metadata) != `{"department":"engineering"}` {
+	if err != nil || u.Name != "John Doe Updated" || u.Email != "john@example.com" || u.Username != "johndoe" || string(u.Metadata) != `{"department":"engineering"}` {
 		t.Fatalf("user.updated (dangling primary email) stored %+v, %v", u, err)
 	}
 	deleted := `{"event_attributes":{"http_request":{"client_ip":"192.168.1.100","user_agent":"Mozilla/5.0"}},"object":"event","type":"user.deleted","instance_id":"ins_2g7np7Hrk0SN6kj5EDMLDaKNL0S","timestamp":1716883200,"data":{"object":"user","id":"user_2g7np7Hrk0SN6kj5EDMLDaKNL0S","deleted":true,"external_id":"ex_123456789"}}`
@@ -289,8 +296,37 @@ func TestClerkProfileNames(t *testing.T) {
 		{"nothing at all", usersync.ClerkUser{}, ""},
 	}
 	for _, tt := range tests {
-		if p, f := usersync.ClerkProfile(&tt.u); p.Name != tt.want || f != usersync.AllFields || strings.Contains(p.Name, "null") {
+		if p, _ := usersync.ClerkProfile(&tt.u); p.Name != tt.want || strings.Contains(p.Name, "null") {
 			t.Errorf("%s: name %q, want %q", tt.name, p.Name, tt.want)
+		}
+	}
+}
+
+func TestClerkProfileFields(t *testing.T) {
+	s := usersynctest.Str
+	verified := &usersync.ClerkVerification{Status: "verified"}
+	tests := []struct {
+		name     string
+		u        usersync.ClerkUser
+		fields   usersync.Fields
+		email    string
+		verified bool
+		phone    string
+		meta     string
+	}{
+		{"no primary email: carried, empty", usersync.ClerkUser{}, usersync.AllFields, "", false, "", ""},
+		{"primary email found and verified", usersync.ClerkUser{PrimaryEmailAddressID: s("e1"), EmailAddresses: []usersync.ClerkEmailAddress{{ID: "e1", EmailAddress: "a@x", Verification: verified}}}, usersync.AllFields, "a@x", true, "", ""},
+		{"primary email unverified", usersync.ClerkUser{PrimaryEmailAddressID: s("e1"), EmailAddresses: []usersync.ClerkEmailAddress{{ID: "e1", EmailAddress: "a@x", Verification: &usersync.ClerkVerification{Status: "unverified"}}}}, usersync.AllFields, "a@x", false, "", ""},
+		{"dangling primary email: not carried", usersync.ClerkUser{PrimaryEmailAddressID: s("e9"), EmailAddresses: []usersync.ClerkEmailAddress{{ID: "e1", EmailAddress: "a@x"}}}, usersync.AllFields &^ usersync.FieldEmail, "", false, "", ""},
+		{"dangling primary phone: not carried", usersync.ClerkUser{PrimaryPhoneNumberID: s("p9")}, usersync.AllFields &^ usersync.FieldPhoneNumber, "", false, "", ""},
+		{"primary phone", usersync.ClerkUser{PrimaryPhoneNumberID: s("p1"), PhoneNumbers: []usersync.ClerkPhoneNumber{{ID: "p1", PhoneNumber: "+1555"}}}, usersync.AllFields, "", false, "+1555", ""},
+		{"null metadata", usersync.ClerkUser{PublicMetadata: []byte("null")}, usersync.AllFields, "", false, "", ""},
+		{"metadata", usersync.ClerkUser{PublicMetadata: []byte(`{"a":1}`)}, usersync.AllFields, "", false, "", `{"a":1}`},
+	}
+	for _, tt := range tests {
+		p, f := usersync.ClerkProfile(&tt.u)
+		if f != tt.fields || p.Email != tt.email || p.EmailVerified != tt.verified || p.PhoneNumber != tt.phone || string(p.Metadata) != tt.meta {
+			t.Errorf("%s: got %+v fields %b", tt.name, p, f)
 		}
 	}
 }
