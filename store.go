@@ -1,10 +1,12 @@
 package usersync
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -158,8 +160,24 @@ func (w *Write) Validate() error {
 		return fmt.Errorf("%w: unknown fields %#x", ErrInvalid, w.Fields&^AllFields)
 	case w.Profile.Metadata != nil && !json.Valid(w.Profile.Metadata):
 		return fmt.Errorf("%w: metadata is not valid JSON", ErrInvalid)
+	case hasNUL(w.ID, w.TokenIdentifier, w.Issuer, w.Subject, w.Profile.Name, w.Profile.Email,
+		w.Profile.PictureURL, w.Profile.Username, w.Profile.PhoneNumber) ||
+		bytes.Contains(w.Profile.Metadata, []byte(`\u0000`)):
+		// No SQL text type stores NUL (PostgreSQL refuses it even in JSONB):
+		// refuse it everywhere, as bad input, not a store failure.
+		return fmt.Errorf("%w: NUL character in a field", ErrInvalid)
 	}
 	return nil
+}
+
+// hasNUL reports whether any of ss contains a NUL byte.
+func hasNUL(ss ...string) bool {
+	for _, s := range ss {
+		if strings.IndexByte(s, 0) >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Tombstone asks a Store to delete a user for good.
@@ -180,6 +198,8 @@ func (t *Tombstone) Validate() error {
 		return fmt.Errorf("%w: empty ID", ErrInvalid)
 	case t.TokenIdentifier == "":
 		return fmt.Errorf("%w: empty token identifier", ErrInvalid)
+	case hasNUL(t.ID, t.TokenIdentifier, t.Issuer, t.Subject):
+		return fmt.Errorf("%w: NUL character in a field", ErrInvalid)
 	}
 	return nil
 }

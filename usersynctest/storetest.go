@@ -281,6 +281,9 @@ var storeCases = []storeCase{
 			"empty ID":               func(w *usersync.Write) { w.ID = "" },
 			"invalid metadata":       func(w *usersync.Write) { w.Profile.Metadata = json.RawMessage(`{"a":`) },
 			"negative version":       func(w *usersync.Write) { w.Version = -1 },
+			"NUL in a name":          func(w *usersync.Write) { w.Profile.Name = "a\x00b" },
+			"NUL in the subject":     func(w *usersync.Write) { w.Subject = "a\x00"; w.TokenIdentifier = "x|a\x00" },
+			"NUL escape in metadata": func(w *usersync.Write) { w.Profile.Metadata = json.RawMessage(`{"a":"\u0000"}`) },
 		}
 		for name, mutate := range bad {
 			w := f.write("alice", 1, usersync.AllFields, full("alice"))

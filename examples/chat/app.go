@@ -65,6 +65,10 @@ func (a *app) storeUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "user was deleted")
 		return
 	}
+	if errors.Is(err, usersync.ErrInvalid) {
+		writeError(w, http.StatusBadRequest, "the token's claims cannot be stored")
+		return
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return
