@@ -158,6 +158,10 @@ func (w *Write) Validate() error {
 		return fmt.Errorf("%w: negative version", ErrInvalid)
 	case w.Fields&^AllFields != 0:
 		return fmt.Errorf("%w: unknown fields %#x", ErrInvalid, w.Fields&^AllFields)
+	case len(w.ID) > MaxIDLen || len(w.TokenIdentifier) > MaxTokenIdentifierLen || len(w.Subject) > MaxSubjectLen:
+		return fmt.Errorf("%w: ID, token identifier or subject too long", ErrInvalid)
+	case tooLong(MaxFieldLen, w.Profile.Name, w.Profile.Email, w.Profile.PictureURL, w.Profile.Username, w.Profile.PhoneNumber):
+		return fmt.Errorf("%w: a profile field is longer than %d bytes", ErrInvalid, MaxFieldLen)
 	case w.Profile.Metadata != nil && !json.Valid(w.Profile.Metadata):
 		return fmt.Errorf("%w: metadata is not valid JSON", ErrInvalid)
 	case hasNUL(w.ID, w.TokenIdentifier, w.Issuer, w.Subject, w.Profile.Name, w.Profile.Email,
@@ -168,6 +172,24 @@ func (w *Write) Validate() error {
 		return fmt.Errorf("%w: NUL character in a field", ErrInvalid)
 	}
 	return nil
+}
+
+// Size limits of a write, the same for every store (SQL key columns have
+// fixed widths). A longer value is bad input: ErrInvalid.
+const (
+	MaxIDLen              = 128
+	MaxTokenIdentifierLen = 512
+	MaxSubjectLen         = 255
+	MaxFieldLen           = 16 << 10 // each Profile string
+)
+
+func tooLong(max int, ss ...string) bool {
+	for _, s := range ss {
+		if len(s) > max {
+			return true
+		}
+	}
+	return false
 }
 
 // hasNUL reports whether any of ss contains a NUL byte.
@@ -198,6 +220,8 @@ func (t *Tombstone) Validate() error {
 		return fmt.Errorf("%w: empty ID", ErrInvalid)
 	case t.TokenIdentifier == "":
 		return fmt.Errorf("%w: empty token identifier", ErrInvalid)
+	case len(t.ID) > MaxIDLen || len(t.TokenIdentifier) > MaxTokenIdentifierLen || len(t.Subject) > MaxSubjectLen:
+		return fmt.Errorf("%w: ID, token identifier or subject too long", ErrInvalid)
 	case hasNUL(t.ID, t.TokenIdentifier, t.Issuer, t.Subject):
 		return fmt.Errorf("%w: NUL character in a field", ErrInvalid)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -275,6 +276,16 @@ var storeCases = []storeCase{
 		f.upsert(f.write("bob", 1, usersync.AllFields, usersync.Profile{}), usersync.Created)
 		sameProfile(t, "empty", f.mustGet("bob").Profile, usersync.Profile{})
 	}},
+	{"Upsert/values at the size limits are stored whole", func(t *testing.T, f *storeFixture) {
+		sub := strings.Repeat("s", usersync.MaxSubjectLen)
+		w := f.write("x", 1, usersync.AllFields, usersync.Profile{Name: strings.Repeat("ü", usersync.MaxFieldLen/2), Email: "e"})
+		w.Subject, w.TokenIdentifier, w.ID = sub, strings.Repeat("t", usersync.MaxTokenIdentifierLen), strings.Repeat("i", usersync.MaxIDLen)
+		f.upsert(w, usersync.Created)
+		u, err := f.s.GetByToken(bg, w.TokenIdentifier)
+		if err != nil || u.Subject != sub || u.Name != w.Profile.Name || u.ID != w.ID {
+			t.Fatalf("stored %d-byte name, %d-byte subject: %v", len(u.Name), len(u.Subject), err)
+		}
+	}},
 	{"Upsert/a malformed write is rejected with ErrInvalid and stores nothing", func(t *testing.T, f *storeFixture) {
 		bad := map[string]func(w *usersync.Write){
 			"empty token identifier": func(w *usersync.Write) { w.TokenIdentifier = "" },
@@ -282,6 +293,9 @@ var storeCases = []storeCase{
 			"invalid metadata":       func(w *usersync.Write) { w.Profile.Metadata = json.RawMessage(`{"a":`) },
 			"negative version":       func(w *usersync.Write) { w.Version = -1 },
 			"NUL in a name":          func(w *usersync.Write) { w.Profile.Name = "a\x00b" },
+			"subject too long":       func(w *usersync.Write) { w.Subject = strings.Repeat("s", 256); w.TokenIdentifier = "x|" + w.Subject },
+			"token id too long":      func(w *usersync.Write) { w.TokenIdentifier = strings.Repeat("t", 513) },
+			"name too long":          func(w *usersync.Write) { w.Profile.Name = strings.Repeat("n", 16<<10+1) },
 			"NUL in the subject":     func(w *usersync.Write) { w.Subject = "a\x00"; w.TokenIdentifier = "x|a\x00" },
 			"NUL escape in metadata": func(w *usersync.Write) { w.Profile.Metadata = json.RawMessage(`{"a":"\u0000"}`) },
 		}
