@@ -36,16 +36,35 @@ type Change struct {
 // An Option configures a Syncer.
 type Option func(*Syncer)
 
-// WithLogger sets the logger; the default is slog.Default().
-func WithLogger(l *slog.Logger) Option { return func(s *Syncer) { s.log = l } }
+// WithLogger sets the logger; the default (and nil) is slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Syncer) {
+		if l != nil {
+			s.log = l
+		}
+	}
+}
 
 // WithClock sets the source of local time for CreatedAt, UpdatedAt and
-// DeletedAt; the default is time.Now.
-func WithClock(now func() time.Time) Option { return func(s *Syncer) { s.now = now } }
+// DeletedAt; the default (and nil) is time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(s *Syncer) {
+		if now != nil {
+			s.now = now
+		}
+	}
+}
 
-// WithIDGenerator sets how new user IDs are made; the default is a UUIDv7
-// string, so IDs sort by creation time. IDs must be unique and non-empty.
-func WithIDGenerator(newID func() string) Option { return func(s *Syncer) { s.newID = newID } }
+// WithIDGenerator sets how new user IDs are made; the default (and nil) is
+// a UUIDv7 string, so IDs sort by creation time. IDs must be unique,
+// non-empty and at most MaxIDLen bytes.
+func WithIDGenerator(newID func() string) Option {
+	return func(s *Syncer) {
+		if newID != nil {
+			s.newID = newID
+		}
+	}
+}
 
 // WithOnChange sets a function called after every write that changed stored
 // state (never for Stale ones), in the goroutine of the write. Apps use it
@@ -65,12 +84,6 @@ func New(store Store, opts ...Option) *Syncer {
 
 // Store returns the syncer's store.
 func (s *Syncer) Store() Store { return s.store }
-
-// Logger returns the syncer's logger.
-func (s *Syncer) Logger() *slog.Logger { return s.log }
-
-// Now returns the current time by the syncer's clock.
-func (s *Syncer) Now() time.Time { return s.now() }
 
 func newUUIDv7() string {
 	id, err := uuid.NewV7()
