@@ -42,6 +42,11 @@ type WebhookConfig struct {
 	// Tolerance is how far the svix-timestamp may be from now, either way.
 	// Default 5 minutes.
 	Tolerance time.Duration
+	// DedupeSize is how many recently applied svix-ids are remembered, so
+	// that a redelivery of the same message is answered 200 "duplicate"
+	// without a store write. (Without it a redelivery is still harmless:
+	// the write is stale.) Default 10,000; negative turns it off.
+	DedupeSize int
 	// Now is the clock. Default: the Syncer's.
 	Now func() time.Time
 	// Logger logs one line per delivery: svix-id, event type, outcome.
@@ -55,8 +60,9 @@ type WebhookConfig struct {
 //
 //	mux.Handle("POST /clerk-users-webhook", handler)
 //
-// It answers 2xx when the delivery was applied, stale (a duplicate or an
-// older event), aimed at a deleted user, or ignored (another event type):
+// It answers 2xx when the delivery was applied, a duplicate (a svix-id it
+// applied recently), stale (an older event), aimed at a deleted user, or
+// ignored (another event type):
 // none of these can ever change anything, so Svix must not retry them. It
 // answers 400 for malformed JSON or missing fields, 401 for a missing or
 // bad signature or a timestamp out of tolerance, 405 for a method other
@@ -66,6 +72,7 @@ type WebhookHandler struct {
 	syncer   *Syncer
 	cfg      WebhookConfig
 	webhooks []*svix.Webhook
+	seen     *seenSet // nil when DedupeSize < 0
 }
 
 // NewWebhookHandler returns a handler applying verified deliveries to s. An
@@ -91,6 +98,10 @@ func NewWebhookHandler(s *Syncer, cfg WebhookConfig) (*WebhookHandler, error) {
 	}
 	setDefault(&h.cfg.MaxBodySize, 1<<20)
 	setDefault(&h.cfg.Tolerance, 5*time.Minute)
+	setDefault(&h.cfg.DedupeSize, 10_000)
+	if h.cfg.DedupeSize > 0 {
+		h.seen = newSeenSet(h.cfg.DedupeSize)
+	}
 	if h.cfg.Map == nil {
 		h.cfg.Map = ClerkProfile
 	}
@@ -215,6 +226,12 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The svix-id is signed and stays the same across retries.
+	if h.seen != nil && h.seen.has(headers.id) {
+		h.respond(w, r, http.StatusOK, headers.id, "", "duplicate")
+		return
+	}
+
 	// Verified: only now is the body decoded.
 	var ev ClerkEvent
 	if err := json.Unmarshal(body, &ev); err != nil {
@@ -227,6 +244,9 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status, outcome := h.apply(r.Context(), &ev)
+	if status == http.StatusOK && h.seen != nil {
+		h.seen.add(headers.id)
+	}
 	h.respond(w, r, status, headers.id, ev.Type, outcome)
 }
 

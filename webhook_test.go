@@ -115,10 +115,32 @@ func TestWebhookResponses(t *testing.T) {
 		outcome string
 	}{
 		{"applied", func(http.Handler) *http.Request { return sender.Request("/hook", created) }, nil, 200, "created"},
-		{"duplicate is stale", func(h http.Handler) *http.Request {
+		{"the same event in a new message is stale", func(h http.Handler) *http.Request {
 			serve(h, sender.Request("/hook", created))
 			return sender.Request("/hook", created)
 		}, nil, 200, "stale"},
+		{"a redelivered message is a duplicate", func(h http.Handler) *http.Request {
+			first := sender.Request("/hook", created)
+			serve(h, first)
+			again := httptest.NewRequest("POST", "/hook", bytes.NewReader(created))
+			again.Header = first.Header.Clone()
+			return again
+		}, nil, 200, "duplicate"},
+		{"a redelivered message with a forged signature is not a duplicate", func(h http.Handler) *http.Request {
+			first := sender.Request("/hook", created)
+			serve(h, first)
+			again := httptest.NewRequest("POST", "/hook", bytes.NewReader(created))
+			again.Header = first.Header.Clone()
+			again.Header.Set("svix-signature", "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=")
+			return again
+		}, nil, 401, "bad signature"},
+		{"a message that failed is not remembered", func(h http.Handler) *http.Request {
+			first := sender.Request("/hook", []byte(`{"type":"user.created","data":{"id":"u"}}`))
+			serve(h, first) // 400: missing updated_at
+			again := httptest.NewRequest("POST", "/hook", strings.NewReader(`{"type":"user.created","data":{"id":"u"}}`))
+			again.Header = first.Header.Clone()
+			return again
+		}, nil, 400, "missing data.updated_at"},
 		{"aimed at a deleted user", func(h http.Handler) *http.Request {
 			serve(h, sender.Request("/hook", usersynctest.UserDeletedEvent("user_1")))
 			return sender.Request("/hook", created)
