@@ -409,3 +409,28 @@ func TestVerifyKeySetsAreNotPooled(t *testing.T) {
 		}
 	}
 }
+
+func TestVerifierCloseStopsBackgroundRefresh(t *testing.T) {
+	a := usersynctest.NewIssuer(t)
+	v, err := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{
+		Issuers: []usersync.IssuerConfig{{Issuer: a.URL}}, RefreshInterval: 10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for a.Fetches() < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	v.Close()
+	time.Sleep(30 * time.Millisecond) // a refresh already under way may finish
+	n := a.Fetches()
+	time.Sleep(100 * time.Millisecond)
+	if a.Fetches() != n {
+		t.Fatalf("JWKS fetched %d more times after Close", a.Fetches()-n)
+	}
+	// Verify keeps working with the keys it has.
+	if _, err := v.Verify(context.Background(), a.Token(nil)); err != nil {
+		t.Fatalf("Verify after Close: %v", err)
+	}
+}
