@@ -149,27 +149,40 @@ type Write struct {
 
 // Validate reports whether w is well formed, wrapping ErrInvalid if not.
 func (w *Write) Validate() error {
+	if err := validateKey(w.ID, w.TokenIdentifier, w.Issuer, w.Subject); err != nil {
+		return err
+	}
+	p := &w.Profile
 	switch {
-	case w.ID == "":
-		return fmt.Errorf("%w: empty ID", ErrInvalid)
-	case w.TokenIdentifier == "":
-		return fmt.Errorf("%w: empty token identifier", ErrInvalid)
 	case w.Version < 0:
 		return fmt.Errorf("%w: negative version", ErrInvalid)
 	case w.Fields&^AllFields != 0:
 		return fmt.Errorf("%w: unknown fields %#x", ErrInvalid, w.Fields&^AllFields)
-	case len(w.ID) > MaxIDLen || len(w.TokenIdentifier) > MaxTokenIdentifierLen || len(w.Subject) > MaxSubjectLen:
-		return fmt.Errorf("%w: ID, token identifier or subject too long", ErrInvalid)
-	case tooLong(MaxFieldLen, w.Profile.Name, w.Profile.Email, w.Profile.PictureURL, w.Profile.Username, w.Profile.PhoneNumber):
+	case tooLong(MaxFieldLen, p.Name, p.Email, p.PictureURL, p.Username, p.PhoneNumber):
 		return fmt.Errorf("%w: a profile field is longer than %d bytes", ErrInvalid, MaxFieldLen)
-	case w.Profile.Metadata != nil && !json.Valid(w.Profile.Metadata):
+	case p.Metadata != nil && !json.Valid(p.Metadata):
 		return fmt.Errorf("%w: metadata is not valid JSON", ErrInvalid)
-	case hasNUL(w.ID, w.TokenIdentifier, w.Issuer, w.Subject, w.Profile.Name, w.Profile.Email,
-		w.Profile.PictureURL, w.Profile.Username, w.Profile.PhoneNumber) ||
-		bytes.Contains(w.Profile.Metadata, []byte(`\u0000`)):
-		// No SQL text type stores NUL (PostgreSQL refuses it even in JSONB):
-		// refuse it everywhere, as bad input, not a store failure.
-		return fmt.Errorf("%w: NUL character in a field", ErrInvalid)
+	case hasNUL(p.Name, p.Email, p.PictureURL, p.Username, p.PhoneNumber) || bytes.Contains(p.Metadata, []byte(`\u0000`)):
+		return errNUL
+	}
+	return nil
+}
+
+// No SQL text type stores NUL (PostgreSQL refuses it even as \u0000 in
+// JSONB): it is refused everywhere, as bad input rather than a store failure.
+var errNUL = fmt.Errorf("%w: NUL character in a field", ErrInvalid)
+
+// validateKey checks the identity part of a write or tombstone.
+func validateKey(id, tokenIdentifier, issuer, subject string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty ID", ErrInvalid)
+	case tokenIdentifier == "":
+		return fmt.Errorf("%w: empty token identifier", ErrInvalid)
+	case len(id) > MaxIDLen || len(tokenIdentifier) > MaxTokenIdentifierLen || len(subject) > MaxSubjectLen:
+		return fmt.Errorf("%w: ID, token identifier or subject too long", ErrInvalid)
+	case hasNUL(id, tokenIdentifier, issuer, subject):
+		return errNUL
 	}
 	return nil
 }
@@ -215,17 +228,7 @@ type Tombstone struct {
 
 // Validate reports whether t is well formed, wrapping ErrInvalid if not.
 func (t *Tombstone) Validate() error {
-	switch {
-	case t.ID == "":
-		return fmt.Errorf("%w: empty ID", ErrInvalid)
-	case t.TokenIdentifier == "":
-		return fmt.Errorf("%w: empty token identifier", ErrInvalid)
-	case len(t.ID) > MaxIDLen || len(t.TokenIdentifier) > MaxTokenIdentifierLen || len(t.Subject) > MaxSubjectLen:
-		return fmt.Errorf("%w: ID, token identifier or subject too long", ErrInvalid)
-	case hasNUL(t.ID, t.TokenIdentifier, t.Issuer, t.Subject):
-		return fmt.Errorf("%w: NUL character in a field", ErrInvalid)
-	}
-	return nil
+	return validateKey(t.ID, t.TokenIdentifier, t.Issuer, t.Subject)
 }
 
 // Outcome says what a write did.
