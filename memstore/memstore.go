@@ -35,6 +35,9 @@ type record struct {
 
 const fieldCount = 6 // the single fields in usersync.AllFields
 
+// A compile-time check that AllFields has no field beyond fieldCount.
+var _ [0]struct{} = [usersync.AllFields >> fieldCount]struct{}{}
+
 var _ usersync.Store = (*Store)(nil)
 
 // New returns an empty store.
