@@ -78,16 +78,9 @@ func (a *app) storeUser(w http.ResponseWriter, r *http.Request) {
 
 // me is a pure read: 404 until the user row exists.
 func (a *app) me(w http.ResponseWriter, r *http.Request) {
-	u, err := a.syncer.GetCurrentOrErr(r.Context())
-	if errors.Is(err, usersync.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "user not stored yet")
-		return
+	if u, ok := a.currentUser(w, r, http.StatusNotFound, "user not stored yet"); ok {
+		writeJSON(w, http.StatusOK, u)
 	}
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, u)
 }
 
 func (a *app) send(w http.ResponseWriter, r *http.Request) {
@@ -103,13 +96,8 @@ func (a *app) send(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "message must have 1 to 2000 characters")
 		return
 	}
-	u, err := a.syncer.GetCurrentOrErr(r.Context())
-	if errors.Is(err, usersync.ErrNotFound) {
-		writeError(w, http.StatusForbidden, "no stored user: call POST /api/users/store first")
-		return
-	}
-	if err != nil {
-		a.fail(w, r, err)
+	u, ok := a.currentUser(w, r, http.StatusForbidden, "no stored user: call POST /api/users/store first")
+	if !ok {
 		return
 	}
 	id, err := a.msgs.add(r.Context(), u.ID, body, time.Now())
@@ -175,7 +163,7 @@ func (a *app) list(w http.ResponseWriter, r *http.Request) {
 
 func (a *app) sentCount(w http.ResponseWriter, r *http.Request) {
 	u, err := a.syncer.GetCurrentOrErr(r.Context())
-	if errors.Is(err, usersync.ErrNotFound) {
+	if errors.Is(err, usersync.ErrNotFound) { // not stored yet, or deleted: sent nothing
 		writeJSON(w, http.StatusOK, map[string]int{"count": 0})
 		return
 	}
@@ -194,6 +182,22 @@ func (a *app) sentCount(w http.ResponseWriter, r *http.Request) {
 // config tells the page which sign-in to show.
 func (a *app) config(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"dev": a.dev != nil, "issuer": a.issuer, "clerkPublishableKey": a.clerkKey})
+}
+
+// currentUser returns the stored user of the request's identity, or
+// answers status with msg when there is none (not stored yet, or deleted)
+// and 500 when the store fails.
+func (a *app) currentUser(w http.ResponseWriter, r *http.Request, status int, msg string) (usersync.User, bool) {
+	u, err := a.syncer.GetCurrentOrErr(r.Context())
+	switch {
+	case errors.Is(err, usersync.ErrNotFound):
+		writeError(w, status, msg)
+		return u, false
+	case err != nil:
+		a.fail(w, r, err)
+		return u, false
+	}
+	return u, true
 }
 
 func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {
