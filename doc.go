@@ -1,19 +1,19 @@
 // Package usersync keeps an application's own users table in step with an
-// external identity provider: Clerk first, and any OpenID Connect issuer
-// whose tokens carry iss and sub.
+// external identity provider: Clerk first (package clerk), and any OpenID
+// Connect issuer whose tokens carry iss and sub.
 //
 // # Two ways in, one row per person
 //
-// From the token: a request carries "Authorization: Bearer <JWT>". A
-// Verifier checks it against the issuer's JWKS and its Middleware puts the
-// resulting Identity in the request context; Syncer.StoreCurrentUser (or
-// EnsureCurrent) upserts the user from it, and GetCurrent reads it back.
+// From the token: a request carries "Authorization: Bearer <JWT>" (or
+// Clerk's __session cookie). A Verifier checks it against its issuer's keys
+// into an Identity. Behind Syncer.RequireUser, a handler finds the stored
+// user in its context (UserFromContext); the middleware stores the user
+// from the token first if the provider's webhook has not arrived yet.
 //
-// From the provider: a WebhookHandler receives Clerk's Svix-signed
-// user.created, user.updated and user.deleted events and upserts or
-// deletes the same row. Webhook users are keyed issuer + "|" + Clerk user
-// ID, the very key a token of that person gives (see TokenIdentifier), so
-// both ways meet in one row with one ID.
+// From the provider: a webhook handler (NewWebhookHandler with a Provider,
+// such as clerk.New) receives signed user events and upserts or deletes
+// the same row. Both ways find a person by TokenIdentifier(issuer, subject),
+// so they meet in one row with one ID.
 //
 // Behind both sits a Store: memstore keeps users in memory, sqlstore in
 // SQLite, PostgreSQL or MySQL/MariaDB. Apps keep User.ID as the foreign key
@@ -39,32 +39,32 @@
 //     either order.
 //   - Delete leaves a tombstone keyed by the token identifier: the ID stays
 //     (so foreign keys stay valid), the personal fields are cleared, and
-//     lookups report ErrNotFound. A tombstone is final: every later or late
-//     write for its key reports ErrDeleted. Deleting a key never seen still
-//     records the tombstone, so a user.created delivered after its
-//     user.deleted cannot create the user. Deleting twice is harmless.
-//   - Concurrent first writes of one key produce exactly one user with one
-//     ID, and every caller gets that ID — in one process with memstore, and
-//     across processes and replicas with sqlstore.
+//     lookups fail with ErrDeleted. A tombstone is final: every later or
+//     late write for its token identifier fails with ErrDeleted too.
+//     Deleting a token identifier never seen still records the tombstone,
+//     so a user.created delivered after its user.deleted cannot create the
+//     user. Deleting twice is harmless.
+//   - Concurrent first writes of one token identifier produce exactly one
+//     user with one ID, and every caller gets that ID — in one process with
+//     memstore, and across processes and replicas with sqlstore.
 //
 // usersynctest.TestStore checks every rule against any Store.
 //
 // # Tour
 //
-//	store := memstore.New()                  // or sqlstore.New(db, sqlstore.SQLite)
-//	syncer := usersync.New(store)
-//	verifier, _ := usersync.NewVerifier(ctx, usersync.VerifierConfig{
-//		Issuers: []usersync.IssuerConfig{{Issuer: "https://example.clerk.accounts.dev"}},
-//	})
-//	defer verifier.Close()
-//	webhook, _ := usersync.NewWebhookHandler(syncer, usersync.WebhookConfig{
-//		Secrets: []string{os.Getenv("CLERK_WEBHOOK_SECRET")},
-//		Issuer:  "https://example.clerk.accounts.dev",
+//	syncer, webhook, err := clerk.Setup(ctx, store, clerk.Config{
+//		Issuer:         "https://example.clerk.accounts.dev",
+//		WebhookSecrets: []string{os.Getenv("CLERK_WEBHOOK_SECRET")},
 //	})
 //	mux := http.NewServeMux()
 //	mux.Handle("POST /clerk-users-webhook", webhook)
-//	mux.Handle("GET /api/me", verifier.RequireIdentity(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-//		user, err := syncer.EnsureCurrent(r.Context())
-//		...
+//	mux.Handle("GET /api/me", syncer.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+//		user, _ := usersync.UserFromContext(r.Context())
+//		json.NewEncoder(w).Encode(user)
 //	})))
+//
+// The error handler of VerifierConfig maps every error of the middlewares
+// to its HTTP status in one place: 401 for ErrNoToken and ErrInvalidToken
+// (with an RFC 6750 challenge), 503 for ErrKeysUnavailable (with
+// Retry-After), 403 for ErrDeleted, 400 for ErrInvalid, 500 otherwise.
 package usersync

@@ -4,105 +4,132 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/memstore"
 )
 
-// The README's quick start: a token's identity and a webhook's event for
-// the same person meet in one row, and a late event cannot bring a deleted
-// user back.
+// The write rules: a newer write wins field by field, an older event
+// cannot roll a newer one back, and nothing brings a deleted user back.
 func Example() {
 	ctx := context.Background()
-	syncer := usersync.New(memstore.New())
+	syncer, _ := usersync.New(usersync.Config{Store: memstore.New()})
 	const issuer = "https://example.clerk.accounts.dev"
 
-	// From the token: what the middleware puts in the request context.
-	id := &usersync.Identity{Issuer: issuer, Subject: "user_2abc", Name: "Ada", IssuedAt: time.Unix(1_700_000_000, 0)}
-	fromToken, _ := syncer.StoreCurrentUser(ctx, id)
-
-	// From the provider: a user.updated webhook with the full profile.
-	fromWebhook, outcome, _ := syncer.Upsert(ctx, usersync.Update{
-		Issuer: issuer, Subject: "user_2abc", Version: usersync.VersionOf(time.Unix(1_700_000_100, 0)),
+	// From the provider: a user.updated webhook carries the full profile,
+	// versioned by its updated_at (ms).
+	fromWebhook, outcome, _ := syncer.Upsert(ctx, usersync.Write{
+		Issuer: issuer, Subject: "user_2abc", Version: 1_700_000_100_000,
 		Fields: usersync.AllFields, Profile: usersync.Profile{Name: "Ada Lovelace", Email: "ada@example.com"},
 	})
-	fmt.Println(outcome, fromToken.ID == fromWebhook.ID, fromWebhook.Name)
+	fmt.Println(outcome, fromWebhook.Name, fromWebhook.TokenIdentifier)
 
 	// A retry of an older event is stale: the rename is not rolled back.
-	_, outcome, _ = syncer.Upsert(ctx, usersync.Update{
-		Issuer: issuer, Subject: "user_2abc", Version: usersync.VersionOf(time.Unix(1_700_000_050, 0)),
+	_, outcome, _ = syncer.Upsert(ctx, usersync.Write{
+		Issuer: issuer, Subject: "user_2abc", Version: 1_700_000_050_000,
 		Fields: usersync.FieldName, Profile: usersync.Profile{Name: "Old Name"},
 	})
 	fmt.Println(outcome)
 
-	// Deletion is final, even for a token that is still valid.
-	syncer.Delete(ctx, issuer, "user_2abc")
-	_, err := syncer.StoreCurrentUser(ctx, id)
-	fmt.Println(errors.Is(err, usersync.ErrDeleted))
+	// Deletion is final: the tombstone keeps the ID for your foreign keys,
+	// and refuses every later write.
+	tombstone, _, _ := syncer.Delete(ctx, issuer, "user_2abc")
+	_, _, err := syncer.Upsert(ctx, usersync.Write{Issuer: issuer, Subject: "user_2abc", Version: 1_800_000_000_000, Fields: usersync.FieldName})
+	fmt.Println(tombstone.ID == fromWebhook.ID, errors.Is(err, usersync.ErrDeleted))
 	// Output:
-	// updated true Ada Lovelace
+	// created Ada Lovelace https://example.clerk.accounts.dev|user_2abc
 	// stale
-	// true
+	// true true
 }
 
-// Mount the middleware on a plain http.ServeMux and read the current user.
-// (Here the identity is injected by hand; NewVerifier's Middleware does it
-// from the bearer token.)
-func ExampleSyncer_EnsureCurrent() {
-	syncer := usersync.New(memstore.New())
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/me", func(w http.ResponseWriter, r *http.Request) {
-		user, err := syncer.EnsureCurrent(r.Context())
-		if err != nil {
-			http.Error(w, "no user", http.StatusNotFound)
-			return
-		}
-		fmt.Fprintf(w, "hello %s", user.Name)
-	})
-	withIdentity := func(next http.Handler) http.Handler { // stands in for verifier.Middleware
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			id := &usersync.Identity{Issuer: "https://issuer.example", Subject: "u1", Name: "Grace"}
-			next.ServeHTTP(w, r.WithContext(usersync.NewContext(r.Context(), id)))
-		})
-	}
-	w := httptest.NewRecorder()
-	withIdentity(mux).ServeHTTP(w, httptest.NewRequest("GET", "/api/me", nil))
-	fmt.Println(w.Body.String())
-	// Output: hello Grace
-}
-
-// Mount a verifier's middleware on http.ServeMux: requests without a valid
-// bearer token get 401 with an RFC 6750 challenge.
-func ExampleVerifier_RequireIdentity() {
-	ctx := context.Background()
-	verifier, err := usersync.NewVerifier(ctx, usersync.VerifierConfig{
-		Issuers: []usersync.IssuerConfig{{Issuer: "https://example.clerk.accounts.dev", JWKSURL: "http://127.0.0.1:1/jwks.json"}},
-		Logger:  slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		panic(err)
-	}
+// RequireUser verifies the bearer token, stores the user from it if the
+// provider's webhook has not arrived yet, and hands the user to the
+// handler. The issuer here is a stand-in with a static key; with Clerk,
+// use clerk.New(...).Issuer() and nothing else changes.
+func ExampleSyncer_RequireUser() {
+	issuer, key := standInIssuer()
+	verifier, _ := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{Issuers: []usersync.Issuer{issuer}})
 	defer verifier.Close()
-	syncer := usersync.New(memstore.New())
+	syncer, _ := usersync.New(usersync.Config{Store: memstore.New(), Verifier: verifier})
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /api/me", verifier.RequireIdentity(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, err := syncer.EnsureCurrent(r.Context())
-		if err != nil {
-			http.Error(w, "no user", http.StatusForbidden)
+	mux.Handle("GET /api/me", syncer.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := usersync.UserFromContext(r.Context())
+		fmt.Fprintln(w, "hello", user.Name)
+	})))
+	mux.Handle("GET /", syncer.LoadUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if user, ok := usersync.UserFromContext(r.Context()); ok {
+			fmt.Fprintln(w, "welcome back,", user.Name)
 			return
 		}
-		fmt.Fprintln(w, user.ID)
+		fmt.Fprintln(w, "welcome, stranger")
 	})))
 
+	token := sign(key, jwt.MapClaims{"iss": issuer.URL, "sub": "user_2abc", "name": "Ada", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix()})
+	for _, c := range []struct{ path, token string }{{"/api/me", ""}, {"/api/me", token}, {"/", ""}, {"/", token}} {
+		r := httptest.NewRequest("GET", c.path, nil)
+		if c.token != "" {
+			r.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		fmt.Print(w.Code, " ", w.Body.String())
+	}
+	// Output:
+	// 401 unauthorized
+	// 200 hello Ada
+	// 200 welcome, stranger
+	// 200 welcome back, Ada
+}
+
+// RequireIdentity is for handlers that need the verified identity but no
+// stored user; Claims reads any other claim of the token.
+func ExampleVerifier_RequireIdentity() {
+	issuer, key := standInIssuer()
+	verifier, _ := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{Issuers: []usersync.Issuer{issuer}})
+	defer verifier.Close()
+	h := verifier.RequireIdentity(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _ := usersync.IdentityFromContext(r.Context())
+		var clerk struct {
+			SessionID string `json:"sid"`
+		}
+		id.Claims(&clerk)
+		fmt.Fprintln(w, id.Subject, clerk.SessionID)
+	}))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer "+sign(key, jwt.MapClaims{"iss": issuer.URL, "sub": "user_2abc", "sid": "sess_1", "exp": time.Now().Add(time.Minute).Unix()}))
 	w := httptest.NewRecorder()
-	mux.ServeHTTP(w, httptest.NewRequest("GET", "/api/me", nil))
-	body, _ := io.ReadAll(w.Result().Body)
-	fmt.Println(w.Code, w.Header().Get("WWW-Authenticate"), string(body))
-	// Output: 401 Bearer realm="usersync" unauthorized
+	h.ServeHTTP(w, r)
+	fmt.Print(w.Body.String())
+	// Output: user_2abc sess_1
+}
+
+// OnChange is an in-process hook after every write that changed something:
+// here, a cache of display names kept in step.
+func ExampleConfig_onChange() {
+	names := map[string]string{} // user ID -> name
+	syncer, _ := usersync.New(usersync.Config{
+		Store: memstore.New(),
+		OnChange: func(ctx context.Context, c usersync.Change) {
+			if c.Outcome == usersync.Deleted {
+				delete(names, c.User.ID)
+				return
+			}
+			names[c.User.ID] = c.User.Name
+		},
+	})
+	ctx := context.Background()
+	u, _, _ := syncer.Upsert(ctx, usersync.Write{Issuer: "https://id.example.com", Subject: "u1", Version: 1, Fields: usersync.FieldName, Profile: usersync.Profile{Name: "Ada"}})
+	fmt.Println(names[u.ID])
+	syncer.Delete(ctx, "https://id.example.com", "u1")
+	_, ok := names[u.ID]
+	fmt.Println(ok)
+	// Output:
+	// Ada
+	// false
 }

@@ -4,20 +4,22 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
+	"strings"
+	"sync"
 	"time"
 )
 
 // Identity is the verified identity of a request: the issuer and subject of
-// its token and every OpenID Connect Core 5.1 standard claim the token
-// carries (section 5.1). Claims the token lacks are left empty.
+// its bearer token and the claims usersync stores. Every other claim,
+// standard or custom (Clerk's sid, org_id, ...), is read with Claims.
 //
-// A Verifier produces identities from bearer tokens; tests and apps with
-// their own authentication may build one by hand.
+// A Verifier makes identities; treat them as read-only, since one may be
+// shared by every request that sends the same token.
 type Identity struct {
-	Issuer  string // iss
+	Issuer  string // iss, without a trailing "/"
 	Subject string // sub
-	// TokenIdentifier is Issuer + "|" + Subject: the user's key.
+	// TokenIdentifier is TokenIdentifier(Issuer, Subject), which ties the
+	// person to one stored row.
 	TokenIdentifier string
 
 	Audience        []string  // aud
@@ -26,110 +28,159 @@ type Identity struct {
 	NotBefore       time.Time // nbf; zero if absent
 	Expiry          time.Time // exp
 
-	Name                string    // name
-	GivenName           string    // given_name
-	FamilyName          string    // family_name
-	MiddleName          string    // middle_name
-	Nickname            string    // nickname
-	PreferredUsername   string    // preferred_username
-	ProfileURL          string    // profile
-	PictureURL          string    // picture
-	Website             string    // website
-	Email               string    // email
-	EmailVerified       bool      // email_verified
-	Gender              string    // gender
-	Birthdate           string    // birthdate
-	ZoneInfo            string    // zoneinfo
-	Locale              string    // locale
-	PhoneNumber         string    // phone_number
-	PhoneNumberVerified bool      // phone_number_verified
-	Address             *Address  // address
-	UpdatedAt           time.Time // updated_at; zero if absent
+	Name              string // name
+	GivenName         string // given_name
+	FamilyName        string // family_name
+	PreferredUsername string // preferred_username
+	PictureURL        string // picture
+	Email             string // email
+	EmailVerified     bool   // email_verified
+	PhoneNumber       string // phone_number
+	// Metadata is the JSON value of the issuer's MetadataClaim, or nil.
+	Metadata json.RawMessage
 
-	payload string // the token's claims segment, base64url, as signed
+	// Data is for the app: VerifierConfig.MapIdentity may attach what it
+	// decoded from the token's claims, once per verified token.
+	Data any
+
+	claims *payload // the token's claims, as signed
+	kid    string   // the key that verified the token
 }
 
-// Address is the OpenID Connect address claim (section 5.1.1).
-type Address struct {
-	Formatted     string `json:"formatted,omitempty"`
-	StreetAddress string `json:"street_address,omitempty"`
-	Locality      string `json:"locality,omitempty"`
-	Region        string `json:"region,omitempty"`
-	PostalCode    string `json:"postal_code,omitempty"`
-	Country       string `json:"country,omitempty"`
+// payload is a verified token's claims segment, base64-decoded on first
+// use and then kept: every Claims call of the identity (and of the
+// requests that share it through the cache) reuses it.
+type payload struct {
+	once    sync.Once
+	segment string // base64url, as in the token
+	json    []byte
+	err     error
 }
 
-// Version is the version of the identity's data: its token's iat, or nbf
-// when iat is absent. StoreCurrentUser orders writes by it.
-func (id *Identity) Version() Version {
-	switch {
-	case !id.IssuedAt.IsZero():
-		return VersionOf(id.IssuedAt)
-	case !id.NotBefore.IsZero():
-		return VersionOf(id.NotBefore)
-	}
-	return 0
+func (p *payload) decode() ([]byte, error) {
+	p.once.Do(func() {
+		p.json, p.err = base64.RawURLEncoding.DecodeString(p.segment)
+	})
+	return p.json, p.err
 }
 
-// Claims decodes every claim of the token, standard or custom (Clerk's sid,
-// org_id, o, ...), into v with encoding/json. An identity built by hand has
-// no raw claims and leaves v untouched.
+// Claims decodes every claim of the token into v with encoding/json.
 func (id *Identity) Claims(v any) error {
-	if id.payload == "" {
+	if id.claims == nil {
 		return nil
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(id.payload)
+	raw, err := id.claims.decode()
 	if err != nil {
-		return fmt.Errorf("%w: claims: %w", ErrMalformedToken, err)
+		return err
 	}
 	return json.Unmarshal(raw, v)
 }
 
-// Profile returns the profile fields the identity carries and which of them
-// are present: a claim that is absent or empty is not carried, so it never
-// wipes a stored value.
-func (id *Identity) Profile() (Profile, Fields) {
-	p := Profile{
-		Name:          id.Name,
-		Email:         id.Email,
-		EmailVerified: id.EmailVerified,
-		PictureURL:    id.PictureURL,
-		Username:      id.PreferredUsername,
-		PhoneNumber:   id.PhoneNumber,
+// write returns the write that stores the identity's claims: a claim that
+// is absent or empty is not carried, so it never wipes a stored value.
+// The version is the token's iat (or nbf without one).
+func (id *Identity) write(defaultName string) Write {
+	w := Write{
+		Issuer:          id.Issuer,
+		Subject:         id.Subject,
+		TokenIdentifier: id.TokenIdentifier,
+		Profile: Profile{
+			Name:          id.Name,
+			Email:         id.Email,
+			EmailVerified: id.EmailVerified,
+			PictureURL:    id.PictureURL,
+			Username:      id.PreferredUsername,
+			PhoneNumber:   id.PhoneNumber,
+			Metadata:      id.Metadata,
+		},
 	}
+	p := &w.Profile
 	if p.Name == "" {
 		p.Name = joinName(id.GivenName, id.FamilyName)
 	}
-	var f Fields
 	for _, c := range [...]struct {
-		v string
-		f Fields
-	}{{p.Name, FieldName}, {p.Email, FieldEmail}, {p.PictureURL, FieldPictureURL}, {p.Username, FieldUsername}, {p.PhoneNumber, FieldPhoneNumber}} {
-		if c.v != "" {
-			f |= c.f
+		present bool
+		f       Fields
+	}{
+		{p.Name != "", FieldName}, {p.Email != "", FieldEmail}, {p.PictureURL != "", FieldPictureURL},
+		{p.Username != "", FieldUsername}, {p.PhoneNumber != "", FieldPhoneNumber}, {p.Metadata != nil, FieldMetadata},
+	} {
+		if c.present {
+			w.Fields |= c.f
 		}
 	}
-	return p, f
-}
-
-// key returns the token identifier, computing it for identities built by
-// hand without one.
-func (id *Identity) key() string {
-	if id.TokenIdentifier != "" {
-		return id.TokenIdentifier
+	if p.Name == "" {
+		p.Name = defaultName // a default: used only if this write creates the user
 	}
-	return TokenIdentifier(id.Issuer, id.Subject)
+	switch {
+	case !id.IssuedAt.IsZero():
+		w.Version = versionOf(id.IssuedAt)
+	case !id.NotBefore.IsZero():
+		w.Version = versionOf(id.NotBefore)
+	}
+	return w
 }
 
-type identityKey struct{}
-
-// NewContext returns a copy of ctx that carries id.
-func NewContext(ctx context.Context, id *Identity) context.Context {
-	return context.WithValue(ctx, identityKey{}, id)
+// joinName joins the non-empty, trimmed parts of a name with one space.
+func joinName(parts ...string) string {
+	var b strings.Builder
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
 }
 
-// FromContext returns the identity in ctx, if any.
-func FromContext(ctx context.Context) (*Identity, bool) {
-	id, ok := ctx.Value(identityKey{}).(*Identity)
-	return id, ok && id != nil
+// requestKey is the context key of a request's identity: its value is the
+// *Identity (RequireIdentity) or a *requestUser (RequireUser, LoadUser).
+type requestKey struct{}
+
+// requestUser is the identity and stored user of a request: a context
+// that carries them itself, so that the user middlewares pay for one
+// allocation, not two.
+type requestUser struct {
+	context.Context
+	id      *Identity
+	user    User
+	hasUser bool
+}
+
+// Value implements context.Context.
+func (r *requestUser) Value(key any) any {
+	if key == (requestKey{}) {
+		return r
+	}
+	return r.Context.Value(key)
+}
+
+// newContext returns a copy of ctx that carries id.
+func newContext(ctx context.Context, id *Identity) context.Context {
+	return context.WithValue(ctx, requestKey{}, id)
+}
+
+// IdentityFromContext returns the identity that RequireIdentity,
+// RequireUser or LoadUser put in the request's context, if any.
+func IdentityFromContext(ctx context.Context) (*Identity, bool) {
+	switch v := ctx.Value(requestKey{}).(type) {
+	case *Identity:
+		return v, v != nil
+	case *requestUser:
+		return v.id, v.id != nil
+	}
+	return nil, false
+}
+
+// UserFromContext returns the stored user that RequireUser or LoadUser
+// put in the request's context, if any.
+func UserFromContext(ctx context.Context) (User, bool) {
+	if v, ok := ctx.Value(requestKey{}).(*requestUser); ok && v.hasUser {
+		return v.user, true
+	}
+	return User{}, false
 }

@@ -4,12 +4,49 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
-// TokenFromHeader returns the token of an "Authorization: Bearer <token>"
+// RequireIdentity is the middleware for handlers that need only the
+// verified identity, not the stored user: a request without a valid token
+// is answered by the error handler (401, or 503 when the issuer's keys are
+// unavailable); one with a valid token passes on with its Identity in the
+// context (IdentityFromContext).
+func (v *Verifier) RequireIdentity(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _, err := v.identify(r)
+		if id == nil && err == nil {
+			err = ErrNoToken
+		}
+		if err != nil {
+			v.fail(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(newContext(r.Context(), id)))
+	})
+}
+
+// identify verifies the request's token, and says whether it came from
+// the cookie. It returns no identity and no error for a request without
+// one.
+func (v *Verifier) identify(r *http.Request) (id *Identity, fromCookie bool, err error) {
+	token := tokenFromHeader(r)
+	if token == "" && v.cfg.Cookie != "-" {
+		if c, err := r.Cookie(v.cfg.Cookie); err == nil {
+			token, fromCookie = c.Value, true
+		}
+	}
+	if token == "" {
+		return nil, false, nil
+	}
+	id, err = v.Verify(r.Context(), token)
+	return id, fromCookie, err
+}
+
+// tokenFromHeader returns the token of an "Authorization: Bearer <token>"
 // header (scheme case-insensitive, surrounding spaces ignored), or "".
-func TokenFromHeader(r *http.Request) string {
+func tokenFromHeader(r *http.Request) string {
 	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return ""
@@ -17,94 +54,53 @@ func TokenFromHeader(r *http.Request) string {
 	return strings.TrimSpace(token)
 }
 
-// TokenFromCookie returns a lookup that reads the token from the named
-// cookie, such as Clerk's "__session".
-func TokenFromCookie(name string) func(r *http.Request) string {
-	return func(r *http.Request) string {
-		c, err := r.Cookie(name)
-		if err != nil {
-			return ""
-		}
-		return c.Value
+// statusOf maps an error of the middlewares to its HTTP status: the table
+// of VerifierConfig.ErrorHandler.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrNoToken), errors.Is(err, ErrInvalidToken):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrKeysUnavailable):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrDeleted):
+		return http.StatusForbidden
+	case errors.Is(err, ErrInvalid):
+		return http.StatusBadRequest
 	}
+	return http.StatusInternalServerError
 }
 
-// token returns the request's token by the configured lookups.
-func (v *Verifier) token(r *http.Request) string {
-	for _, lookup := range v.cfg.TokenLookups {
-		if t := lookup(r); t != "" {
-			return t
-		}
-	}
-	return ""
-}
+// retryAfter is the Retry-After of a 503 for unavailable keys: about the
+// longest backoff of a failed key fetch.
+var retryAfter = strconv.Itoa(int(maxBackoff.Seconds()) + 1)
 
-// Middleware is the soft middleware: a request without a token passes on
-// anonymous (FromContext reports no identity); one with a valid token
-// passes on with its Identity in the context; one with an invalid token
-// gets 401.
-func (v *Verifier) Middleware(next http.Handler) http.Handler {
-	return v.middleware(next, false)
-}
-
-// RequireIdentity is the hard middleware: like Middleware, but a request
-// without a token gets 401 too.
-func (v *Verifier) RequireIdentity(next http.Handler) http.Handler {
-	return v.middleware(next, true)
-}
-
-func (v *Verifier) middleware(next http.Handler, required bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token := v.token(r)
-		if token == "" {
-			if required {
-				v.unauthorized(w, r, ErrNoToken)
-				return
-			}
-			next.ServeHTTP(w, r)
-			return
-		}
-		id, err := v.Verify(r.Context(), token)
-		if err != nil {
-			v.unauthorized(w, r, err)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), id)))
-	})
-}
-
-// descriptions are the error_description of each reason, per RFC 6750.
-var descriptions = []struct {
-	err  error
-	text string
-}{
-	{ErrTokenTooLarge, "token too large"},
-	{ErrMalformedToken, "malformed token"},
-	{ErrUnknownIssuer, "unknown issuer"},
-	{ErrBadSignature, "bad signature"},
-	{ErrTokenExpired, "token expired"},
-	{ErrTokenNotYetValid, "token not yet valid"},
-	{ErrWrongAudience, "audience not accepted"},
-	{ErrWrongAuthorizedParty, "authorized party not accepted"},
-}
-
-// unauthorized answers 401 with an RFC 6750 challenge. The body and the
-// log line carry the reason only, never the token.
-func (v *Verifier) unauthorized(w http.ResponseWriter, r *http.Request, err error) {
-	challenge := `Bearer realm="` + v.cfg.Realm + `"`
-	if !errors.Is(err, ErrNoToken) {
-		desc := "invalid token"
-		for _, d := range descriptions {
-			if errors.Is(err, d.err) {
-				desc = d.text
-				break
+// fail answers a request the middlewares refuse: it sets the headers its
+// status needs, logs the reason (never the token) and calls the error
+// handler.
+func (v *Verifier) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusOf(err)
+	ctx := r.Context()
+	switch status {
+	case http.StatusUnauthorized:
+		challenge := `Bearer realm="` + v.cfg.Realm + `"`
+		var te *tokenError
+		if errors.As(err, &te) {
+			challenge += `, error="invalid_token", error_description="` + te.desc + `"`
+			if v.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+				v.cfg.Logger.DebugContext(ctx, "usersync: token rejected", "reason", te.desc)
 			}
 		}
-		challenge += `, error="invalid_token", error_description="` + desc + `"`
-		if v.cfg.Logger.Enabled(r.Context(), slog.LevelDebug) {
-			v.cfg.Logger.DebugContext(r.Context(), "usersync: token rejected", "reason", desc)
-		}
+		w.Header().Set("WWW-Authenticate", challenge)
+	case http.StatusServiceUnavailable:
+		// The key fetcher logs the outage once; a line per request would
+		// flood the log.
+		w.Header().Set("Retry-After", retryAfter)
+	case http.StatusInternalServerError:
+		v.cfg.Logger.ErrorContext(ctx, "usersync: request failed", "path", r.URL.Path, "error", err)
 	}
-	w.Header().Set("WWW-Authenticate", challenge)
-	http.Error(w, "unauthorized", http.StatusUnauthorized)
+	if v.cfg.ErrorHandler != nil {
+		v.cfg.ErrorHandler(w, r, status, err)
+		return
+	}
+	http.Error(w, strings.ToLower(http.StatusText(status)), status)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/memstore"
 )
 
@@ -15,33 +16,17 @@ import (
 // Clerk. (It has no Output comment, so go test compiles it without running
 // it: it would fetch a real Clerk instance's keys.)
 func Example_quickStart() {
-	ctx := context.Background()
-	syncer := usersync.New(memstore.New()) // or sqlstore.New(db, sqlstore.SQLite), then Migrate
-
-	verifier, err := usersync.NewVerifier(ctx, usersync.VerifierConfig{
-		Issuers: []usersync.IssuerConfig{{Issuer: "https://your-app.clerk.accounts.dev"}},
+	syncer, webhook, err := clerk.Setup(context.Background(), memstore.New(), clerk.Config{
+		Issuer:         "https://your-app.clerk.accounts.dev",       // your Frontend API URL
+		WebhookSecrets: []string{os.Getenv("CLERK_WEBHOOK_SECRET")}, // whsec_...
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer verifier.Close()
-
-	webhook, err := usersync.NewWebhookHandler(syncer, usersync.WebhookConfig{
-		Secrets: []string{os.Getenv("CLERK_WEBHOOK_SECRET")}, // whsec_...
-		Issuer:  "https://your-app.clerk.accounts.dev",
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-
 	mux := http.NewServeMux()
 	mux.Handle("POST /clerk-users-webhook", webhook) // public: Svix signs it
-	mux.Handle("GET /api/me", verifier.RequireIdentity(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, err := syncer.EnsureCurrent(r.Context()) // stores the user if the webhook has not arrived yet
-		if err != nil {
-			http.Error(w, "no user", http.StatusForbidden)
-			return
-		}
+	mux.Handle("GET /api/me", syncer.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := usersync.UserFromContext(r.Context()) // stored from the token if the webhook has not come yet
 		json.NewEncoder(w).Encode(user)
 	})))
 	log.Fatal(http.ListenAndServe("localhost:8080", mux))

@@ -1,234 +1,188 @@
 package usersync
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Every error usersync returns for one of these reasons
 // wraps the matching sentinel, so callers test with errors.Is.
 var (
-	// ErrNotFound reports that no live user matches: the key was never
-	// stored, or its user was deleted.
+	// ErrNotFound reports that no live user matches: the ID or token
+	// identifier was never stored, or its user was deleted.
 	ErrNotFound = errors.New("usersync: user not found")
 
-	// ErrDeleted reports a write aimed at a deleted user. Deletion is final:
-	// the tombstone refuses every later write for its token identifier.
-	ErrDeleted = errors.New("usersync: user was deleted")
+	// ErrDeleted reports that the user was deleted. Deletion is final: the
+	// tombstone refuses every later write of its token identifier, and a
+	// lookup of it fails with ErrDeleted. ErrDeleted wraps ErrNotFound, so
+	// code that only asks "is there a live user?" needs no second check.
+	ErrDeleted error = &deletedError{}
 
-	// ErrInvalid reports a write or lookup that is malformed, such as an
-	// empty token identifier.
+	// ErrInvalid reports a write, lookup or configuration that is
+	// malformed, such as an empty token identifier or a version of 0 on a
+	// write that carries fields.
 	ErrInvalid = errors.New("usersync: invalid argument")
-
-	// ErrNoIdentity reports that the request context carries no Identity.
-	ErrNoIdentity = errors.New("usersync: no identity in context")
 )
 
-// A Version orders the writes of one user: the provider-side time of the
-// data, in milliseconds since the Unix epoch. Webhook writes use Clerk's
-// updated_at, token writes the token's iat. A write applies only where its
-// version is newer than the stored one.
-type Version int64
+type deletedError struct{}
 
-// VersionOf returns the version of data as of t, at millisecond precision.
-func VersionOf(t time.Time) Version { return Version(t.UnixMilli()) }
+func (*deletedError) Error() string { return "usersync: user was deleted" }
+func (*deletedError) Unwrap() error { return ErrNotFound }
 
-// Time returns v as a time.
-func (v Version) Time() time.Time { return time.UnixMilli(int64(v)) }
+// Store keeps users. Implementations live in their own packages (memstore,
+// sqlstore); usersynctest.TestStore checks any of them against this
+// contract.
+//
+// Every method takes a context first, honours its cancellation, and is
+// atomic on its own: concurrent calls from any number of goroutines or
+// processes sharing the store behave as if run one at a time. Returned
+// users are copies: changing them never changes stored state. Keys (IDs and
+// token identifiers) compare byte for byte. Errors wrap the package's
+// sentinels where one applies and the underlying cause otherwise.
+type Store interface {
+	// Get returns the live user with the given ID. It fails with an error
+	// wrapping ErrDeleted for a tombstone and ErrNotFound for an ID never
+	// stored, malformed ones included.
+	Get(ctx context.Context, id string) (User, error)
 
-// TokenIdentifier returns the key that ties a person to one row:
-// issuer + "|" + subject, as a token of theirs yields it.
-func TokenIdentifier(issuer, subject string) string { return issuer + "|" + subject }
+	// GetByTokenIdentifier returns the live user with the given token
+	// identifier, failing as Get does.
+	GetByTokenIdentifier(ctx context.Context, tokenIdentifier string) (User, error)
 
-// Profile holds the personal fields of a user: the ones an identity provider
-// supplies and a delete clears.
-type Profile struct {
-	Name          string          `json:"name"`
-	Email         string          `json:"email,omitempty"`
-	EmailVerified bool            `json:"emailVerified,omitempty"`
-	PictureURL    string          `json:"pictureUrl,omitempty"`
-	Username      string          `json:"username,omitempty"`
-	PhoneNumber   string          `json:"phoneNumber,omitempty"`
-	Metadata      json.RawMessage `json:"metadata,omitempty"` // raw JSON object, or nil
+	// GetMany returns the live users among ids, keyed by ID, in as few
+	// round trips as it can. Unknown, malformed and deleted IDs are absent
+	// from the map; duplicates are allowed.
+	GetMany(ctx context.Context, ids []string) (map[string]User, error)
+
+	// List returns up to limit live users with an ID greater than after,
+	// ordered by ID (byte order); after == "" starts at the beginning. A
+	// limit below 1 fails with ErrInvalid. Pass the last ID of a page as
+	// the next after.
+	List(ctx context.Context, after string, limit int) ([]User, error)
+
+	// Count returns the number of live users.
+	Count(ctx context.Context) (int, error)
+
+	// Upsert applies w (checked with Write.Validate, which fails with
+	// ErrInvalid) to the user with w.TokenIdentifier.
+	//
+	// Each Profile field keeps the version it was last written at (0 if
+	// never). If there is no such user, Upsert stores one with ID w.ID,
+	// every Profile value of w, the fields in w.Fields at w.Version and the
+	// others at 0, CreatedAt = UpdatedAt = w.At, and reports Created. If
+	// there is one, each field in w.Fields replaces the stored field only
+	// where w.Version is newer than that field's version; if any did,
+	// UpdatedAt becomes w.At and Upsert reports Updated, else it reports
+	// Stale and changes nothing. User.Version is always the newest version
+	// of any field. Identity fields (ID, Issuer, Subject, CreatedAt) never
+	// change. The user is returned as stored after the write.
+	//
+	// If the token identifier has a tombstone, Upsert changes nothing and
+	// fails with ErrDeleted. If w.ID belongs to another user, it changes
+	// nothing and fails with ErrInvalid.
+	//
+	// Concurrent first writes of one token identifier store exactly one
+	// user, and every caller gets its ID.
+	Upsert(ctx context.Context, w Write) (User, Outcome, error)
+
+	// Delete turns the user with w.TokenIdentifier into a tombstone: ID,
+	// token identifier, Issuer, Subject and CreatedAt stay, the Profile is
+	// cleared, UpdatedAt and DeletedAt become w.At, and Deleted is reported.
+	// A token identifier never seen gets a tombstone with ID w.ID, so that
+	// a late write cannot create it. Deleting a tombstone again changes
+	// nothing and reports Stale. The tombstone is returned either way. Only
+	// the identity fields (Issuer, Subject, TokenIdentifier, ID) and At of
+	// w are used.
+	Delete(ctx context.Context, w Write) (User, Outcome, error)
 }
 
-// Fields is a set of Profile fields: the ones a write carries.
-type Fields uint8
-
-// The Profile fields a write can carry. FieldEmail covers Email and
-// EmailVerified together.
-const (
-	FieldName Fields = 1 << iota
-	FieldEmail
-	FieldPictureURL
-	FieldUsername
-	FieldPhoneNumber
-	FieldMetadata
-
-	// AllFields is every Profile field: a full snapshot, as a webhook sends.
-	AllFields = FieldName | FieldEmail | FieldPictureURL | FieldUsername | FieldPhoneNumber | FieldMetadata
-)
-
-// Has reports whether f contains every field of g.
-func (f Fields) Has(g Fields) bool { return f&g == g }
-
-// CopyFields copies the fields of src named by f into dst.
-func (p *Profile) CopyFields(src *Profile, f Fields) {
-	if f.Has(FieldName) {
-		p.Name = src.Name
-	}
-	if f.Has(FieldEmail) {
-		p.Email, p.EmailVerified = src.Email, src.EmailVerified
-	}
-	if f.Has(FieldPictureURL) {
-		p.PictureURL = src.PictureURL
-	}
-	if f.Has(FieldUsername) {
-		p.Username = src.Username
-	}
-	if f.Has(FieldPhoneNumber) {
-		p.PhoneNumber = src.PhoneNumber
-	}
-	if f.Has(FieldMetadata) {
-		p.Metadata = src.Metadata
-	}
-}
-
-// User is one person in the application's users table.
-type User struct {
-	// ID is generated by usersync (a UUIDv7 by default, so IDs sort by
-	// creation) and never changes: it is the foreign key apps keep.
-	ID string `json:"id"`
-	// TokenIdentifier is Issuer + "|" + Subject, unique across issuers.
-	TokenIdentifier string `json:"tokenIdentifier"`
-	Issuer          string `json:"issuer"`
-	Subject         string `json:"subject"`
-	Profile
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
-	// DeletedAt is set only on the tombstone that Delete returns; lookups
-	// never return deleted users.
-	DeletedAt time.Time `json:"deletedAt,omitzero"`
-	// Version is the newest version any of the Profile fields was written
-	// at: the age of the freshest data the user holds.
-	Version Version `json:"version"`
-}
-
-// Clone returns a deep copy of u that shares no memory with it.
-func (u User) Clone() User {
-	if u.Metadata != nil {
-		u.Metadata = append(json.RawMessage(nil), u.Metadata...)
-	}
-	return u
-}
-
-// Write is one versioned observation of a user, as the Syncer hands it to a
-// Store.
+// Write is one versioned observation of a user: what Syncer.Upsert takes
+// and, completed, what a Store applies.
 type Write struct {
-	// ID is the ID the user gets if this write creates them; it is ignored
-	// when the user exists.
-	ID              string
+	// Issuer and Subject name the user; Issuer has no trailing "/".
+	Issuer  string
+	Subject string
+	// TokenIdentifier is TokenIdentifier(Issuer, Subject). The Syncer fills
+	// it in.
 	TokenIdentifier string
-	Issuer          string
-	Subject         string
-	// Version orders this write against others for the same user.
+	// ID is the ID the user gets if this write creates them; it is ignored
+	// when the user exists. The Syncer fills it in from its generator.
+	ID string
+	// Version orders this write against others for the same user. A write
+	// that carries fields needs a version above 0.
 	Version Version
 	// Fields names the Profile fields this write carries. Only those can
 	// change a stored user. The other Profile values are defaults, used only
 	// when the write creates the user.
 	Fields  Fields
 	Profile Profile
-	// At is the local time of the write, for CreatedAt and UpdatedAt.
+	// At is the local time of the write, for CreatedAt, UpdatedAt and
+	// DeletedAt. The Syncer fills it in from its clock.
 	At time.Time
-}
-
-// Validate reports whether w is well formed, wrapping ErrInvalid if not.
-func (w *Write) Validate() error {
-	if err := validateKey(w.ID, w.TokenIdentifier, w.Issuer, w.Subject); err != nil {
-		return err
-	}
-	p := &w.Profile
-	switch {
-	case w.Version < 0:
-		return fmt.Errorf("%w: negative version", ErrInvalid)
-	case w.Fields&^AllFields != 0:
-		return fmt.Errorf("%w: unknown fields %#x", ErrInvalid, w.Fields&^AllFields)
-	case tooLong(MaxFieldLen, p.Name, p.Email, p.PictureURL, p.Username, p.PhoneNumber):
-		return fmt.Errorf("%w: a profile field is longer than %d bytes", ErrInvalid, MaxFieldLen)
-	case p.Metadata != nil && !json.Valid(p.Metadata):
-		return fmt.Errorf("%w: metadata is not valid JSON", ErrInvalid)
-	case hasNUL(p.Name, p.Email, p.PictureURL, p.Username, p.PhoneNumber) || bytes.Contains(p.Metadata, []byte(`\u0000`)):
-		return errNUL
-	}
-	return nil
-}
-
-// No SQL text type stores NUL (PostgreSQL refuses it even as \u0000 in
-// JSONB): it is refused everywhere, as bad input rather than a store failure.
-var errNUL = fmt.Errorf("%w: NUL character in a field", ErrInvalid)
-
-// validateKey checks the identity part of a write or tombstone.
-func validateKey(id, tokenIdentifier, issuer, subject string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%w: empty ID", ErrInvalid)
-	case tokenIdentifier == "":
-		return fmt.Errorf("%w: empty token identifier", ErrInvalid)
-	case len(id) > MaxIDLen || len(tokenIdentifier) > MaxTokenIdentifierLen || len(subject) > MaxSubjectLen:
-		return fmt.Errorf("%w: ID, token identifier or subject too long", ErrInvalid)
-	case hasNUL(id, tokenIdentifier, issuer, subject):
-		return errNUL
-	}
-	return nil
 }
 
 // Size limits of a write, the same for every store (SQL key columns have
 // fixed widths). A longer value is bad input: ErrInvalid.
 const (
-	MaxIDLen              = 128
-	MaxTokenIdentifierLen = 512
-	MaxSubjectLen         = 255
-	MaxFieldLen           = 16 << 10 // each Profile string
+	maxIDLen              = 128
+	maxTokenIdentifierLen = 512
+	maxSubjectLen         = 255
+	maxFieldLen           = 16 << 10 // each Profile text, and Metadata
 )
 
-func tooLong(max int, ss ...string) bool {
-	for _, s := range ss {
-		if len(s) > max {
-			return true
+// Validate reports whether w is well formed, failing with an error that
+// wraps ErrInvalid if not: At set; ID, Issuer and Subject present, Issuer
+// without a trailing "/", TokenIdentifier equal to TokenIdentifier(Issuer,
+// Subject); at most 128 bytes of ID, 255 of Subject and 512 of
+// TokenIdentifier; a version from 0 to the year 9999, above 0 if w carries
+// fields; known fields only; every text valid UTF-8 without NUL characters
+// and at most 16 KiB; metadata valid JSON. Stores call it first.
+func (w *Write) Validate() error {
+	switch {
+	case w.ID == "" || w.Issuer == "" || w.Subject == "":
+		return fmt.Errorf("%w: empty ID, issuer or subject", ErrInvalid)
+	case w.At.IsZero():
+		return fmt.Errorf("%w: no time (At) of the write", ErrInvalid)
+	case !isTokenIdentifier(w.TokenIdentifier, w.Issuer, w.Subject):
+		return fmt.Errorf("%w: token identifier is not TokenIdentifier(issuer, subject)", ErrInvalid)
+	case len(w.ID) > maxIDLen || len(w.TokenIdentifier) > maxTokenIdentifierLen || len(w.Subject) > maxSubjectLen:
+		return fmt.Errorf("%w: ID, token identifier or subject too long", ErrInvalid)
+	case !cleanText(w.ID) || !cleanText(w.TokenIdentifier):
+		return fmt.Errorf("%w: NUL character or invalid UTF-8 in the ID or token identifier", ErrInvalid)
+	case w.Version < 0 || w.Version > maxVersion:
+		return fmt.Errorf("%w: version out of range", ErrInvalid)
+	case w.Fields != 0 && w.Version == 0:
+		return fmt.Errorf("%w: a write that carries fields needs a version above 0", ErrInvalid)
+	case w.Fields&^AllFields != 0:
+		return fmt.Errorf("%w: unknown fields %#x", ErrInvalid, w.Fields&^AllFields)
+	}
+	p := &w.Profile
+	for _, pf := range &profileFields {
+		if pf.text == nil {
+			continue
+		}
+		if s := pf.text(p); len(s) > maxFieldLen || !cleanText(s) {
+			return fmt.Errorf("%w: a profile field is longer than %d bytes, is not UTF-8 or has a NUL character", ErrInvalid, maxFieldLen)
 		}
 	}
-	return false
+	return validateMetadata(p.Metadata)
 }
 
-// hasNUL reports whether any of ss contains a NUL byte.
-func hasNUL(ss ...string) bool {
-	for _, s := range ss {
-		if strings.IndexByte(s, 0) >= 0 {
-			return true
-		}
-	}
-	return false
+// isTokenIdentifier reports whether ti is TokenIdentifier(issuer,
+// subject) for a canonical issuer, without building it.
+func isTokenIdentifier(ti, issuer, subject string) bool {
+	return !strings.HasSuffix(issuer, "/") && len(ti) == len(issuer)+1+len(subject) &&
+		ti[:len(issuer)] == issuer && ti[len(issuer)] == '|' && ti[len(issuer)+1:] == subject
 }
 
-// Tombstone asks a Store to delete a user for good.
-type Tombstone struct {
-	// ID is the ID the tombstone gets if the user was never stored.
-	ID              string
-	TokenIdentifier string
-	Issuer          string
-	Subject         string
-	// At is the local time of the delete.
-	At time.Time
-}
-
-// Validate reports whether t is well formed, wrapping ErrInvalid if not.
-func (t *Tombstone) Validate() error {
-	return validateKey(t.ID, t.TokenIdentifier, t.Issuer, t.Subject)
+// cleanText reports whether s is valid UTF-8 without NUL characters: text
+// every store can hold.
+func cleanText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 // Outcome says what a write did.
@@ -242,8 +196,8 @@ const (
 	Created
 	// Updated means the write changed at least one field.
 	Updated
-	// Deleted means the write turned a user (or an unseen key) into a
-	// tombstone.
+	// Deleted means the write turned a user (or an unseen token
+	// identifier) into a tombstone.
 	Deleted
 )
 
@@ -260,66 +214,4 @@ func (o Outcome) String() string {
 		return "deleted"
 	}
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
-}
-
-// Store keeps users. Implementations live in their own packages (memstore,
-// sqlstore); usersynctest.TestStore checks any of them against this contract.
-//
-// Every method takes a context first, honours its cancellation, and is
-// atomic on its own: concurrent calls from any number of goroutines or
-// processes sharing the store behave as if run one at a time. Returned
-// users are copies: changing them never changes stored state. Errors wrap
-// the package's sentinels where one applies and the underlying cause
-// otherwise.
-type Store interface {
-	// Get returns the live user with the given ID, or an error wrapping
-	// ErrNotFound if there is none or it was deleted.
-	Get(ctx context.Context, id string) (User, error)
-
-	// GetByToken returns the live user with the given token identifier, or
-	// an error wrapping ErrNotFound if there is none or it was deleted.
-	GetByToken(ctx context.Context, tokenIdentifier string) (User, error)
-
-	// GetMany returns the live users among ids, keyed by ID, in one round
-	// trip. Unknown and deleted IDs are absent from the map; duplicates are
-	// allowed. It never fails for a missing ID.
-	GetMany(ctx context.Context, ids []string) (map[string]User, error)
-
-	// Upsert applies w (validated with Write.Validate) to the user with
-	// w.TokenIdentifier.
-	//
-	// Each Profile field keeps the version it was last written at (0 if
-	// never). If there is no such user, Upsert stores one with ID w.ID,
-	// every Profile value of w, the fields in w.Fields at w.Version and the
-	// others at 0, CreatedAt = UpdatedAt = w.At, and reports Created. If
-	// there is one, each field in w.Fields replaces the stored field only
-	// where w.Version is newer than that field's version; if any did,
-	// UpdatedAt becomes w.At and Upsert reports Updated, else it reports
-	// Stale and changes nothing. User.Version is always the newest version
-	// of any field. Identity fields (ID, Issuer, Subject, CreatedAt) never
-	// change. The user is returned as stored after the write.
-	//
-	// If the token identifier has a tombstone, Upsert changes nothing and
-	// returns an error wrapping ErrDeleted.
-	//
-	// Concurrent first writes of one token identifier store exactly one
-	// user, and every caller gets its ID.
-	Upsert(ctx context.Context, w Write) (User, Outcome, error)
-
-	// Delete turns the user with t.TokenIdentifier into a tombstone: ID,
-	// token identifier, Issuer, Subject and CreatedAt stay, the Profile is
-	// cleared, DeletedAt becomes t.At, and Deleted is reported. A key never
-	// seen gets a tombstone with ID t.ID, so that a late write cannot create
-	// it. Deleting a tombstone again changes nothing and reports Stale. The
-	// tombstone is returned either way.
-	Delete(ctx context.Context, t Tombstone) (User, Outcome, error)
-
-	// List returns up to limit live users with an ID greater than after,
-	// ordered by ID; after == "" starts at the beginning. A limit below 1
-	// returns an error wrapping ErrInvalid. Pass the last ID of a page as
-	// the next after.
-	List(ctx context.Context, after string, limit int) ([]User, error)
-
-	// Count returns the number of live users.
-	Count(ctx context.Context) (int, error)
 }

@@ -54,10 +54,3 @@ func (c *tokenCache) put(token string, id *Identity, now time.Time) {
 	}
 	c.entries[token] = id
 }
-
-// len returns the number of entries, for tests.
-func (c *tokenCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
-}

@@ -2,40 +2,72 @@ package usersync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Token verification errors. Verify wraps exactly one of them (with the
-// underlying cause), so callers and the middleware can tell why a token
-// failed with errors.Is. None of their texts ever contains the token.
+// Token errors. Verify and the middlewares fail with an error wrapping one
+// of them; the error's text names the reason ("token expired", "bad
+// signature", ...) and never contains the token.
 var (
-	ErrNoToken              = errors.New("usersync: no bearer token")
-	ErrTokenTooLarge        = errors.New("usersync: token too large")
-	ErrMalformedToken       = errors.New("usersync: malformed token")
-	ErrUnknownIssuer        = errors.New("usersync: unknown token issuer")
-	ErrBadSignature         = errors.New("usersync: bad token signature")
-	ErrTokenExpired         = errors.New("usersync: token expired")
-	ErrTokenNotYetValid     = errors.New("usersync: token not yet valid")
-	ErrWrongAudience        = errors.New("usersync: token audience not accepted")
-	ErrWrongAuthorizedParty = errors.New("usersync: token authorized party not accepted")
+	// ErrNoToken reports a request without a token (or a context without
+	// an identity).
+	ErrNoToken = errors.New("usersync: no bearer token")
+
+	// ErrInvalidToken reports a token that is malformed, too large,
+	// expired, not yet valid, badly signed, from an unknown issuer, or for
+	// another audience or authorized party.
+	ErrInvalidToken = errors.New("usersync: invalid token")
+
+	// ErrKeysUnavailable reports a token that cannot be checked because its
+	// issuer's signing keys cannot be fetched (the JWKS is down or
+	// unreachable). It is not the token's fault: the middlewares answer 503
+	// with Retry-After, never 401.
+	ErrKeysUnavailable = errors.New("usersync: the issuer's signing keys are unavailable")
 )
 
-// IssuerConfig describes one trusted token issuer.
-type IssuerConfig struct {
-	// Issuer is the exact iss of its tokens, such as Clerk's Frontend API
-	// URL "https://example.clerk.accounts.dev". Required.
-	Issuer string
-	// JWKSURL serves the issuer's signing keys. Default: Issuer +
+// tokenError is the reason a token is invalid: its text is the RFC 6750
+// error_description the middlewares send.
+type tokenError struct{ desc string }
+
+func (e *tokenError) Error() string { return "usersync: " + e.desc }
+func (e *tokenError) Unwrap() error { return ErrInvalidToken }
+
+var (
+	errTooLarge        = &tokenError{"token too large"}
+	errMalformed       = &tokenError{"malformed token"}
+	errUnknownIssuer   = &tokenError{"unknown issuer"}
+	errBadSignature    = &tokenError{"bad signature"}
+	errExpired         = &tokenError{"token expired"}
+	errNotYetValid     = &tokenError{"token not yet valid"}
+	errAudience        = &tokenError{"audience not accepted"}
+	errAuthorizedParty = &tokenError{"authorized party not accepted"}
+	errNotAccepted     = &tokenError{"claims not accepted"}
+)
+
+// Issuer describes one trusted token issuer.
+type Issuer struct {
+	// URL is the iss of its tokens, such as Clerk's Frontend API URL
+	// "https://example.clerk.accounts.dev". Required. A trailing "/" is
+	// ignored here and in tokens.
+	URL string
+	// JWKSURL serves the issuer's signing keys. Default: URL +
 	// "/.well-known/jwks.json".
 	JWKSURL string
+	// PublicKeyPEM, if set, is the issuer's one signing key in PEM form
+	// (Clerk's "JWT public key", CLERK_JWT_KEY in Clerk's SDKs): tokens are
+	// then checked against it alone, with no network call ever.
+	PublicKeyPEM string
 	// Audiences, if set, are the accepted aud values: a token must name at
 	// least one. Clerk session tokens carry no aud; leave it empty for them.
 	Audiences []string
@@ -43,14 +75,19 @@ type IssuerConfig struct {
 	// app's origins, such as "https://app.example.com"). A token without azp
 	// is accepted; one with another azp is not.
 	AuthorizedParties []string
+	// MetadataClaim, if set, names a claim whose JSON value becomes the
+	// identity's Metadata, stored as Profile.Metadata: for a Clerk session
+	// token customised with {"metadata": "{{user.public_metadata}}"}, set
+	// it to "metadata".
+	MetadataClaim string
 }
 
 // VerifierConfig configures a Verifier. Only Issuers is required; every
 // other field has the default its comment gives.
 type VerifierConfig struct {
-	// Issuers are the trusted issuers. Each has its own key set: a token is
+	// Issuers are the trusted issuers. Each has its own keys: a token is
 	// checked only against the keys of the issuer its iss names.
-	Issuers []IssuerConfig
+	Issuers []Issuer
 	// Algorithms are the accepted signing algorithms. Default: RS256, ES256,
 	// EdDSA. "none" and the HMAC algorithms are never accepted.
 	Algorithms []string
@@ -69,46 +106,67 @@ type VerifierConfig struct {
 	// MaxJWKSSize caps a JWKS response body. Default 1 MiB.
 	MaxJWKSSize int64
 	// RefreshInterval is how often key sets are refreshed in the
-	// background. Default 1h.
+	// background. Default 1h. A failed fetch is retried sooner, with a
+	// backoff from 250ms to 4s.
 	RefreshInterval time.Duration
-	// UnknownKeyRefresh is the least time between two refreshes triggered
-	// by a token with an unknown kid (a key rotation). Default 1m.
+	// UnknownKeyRefresh is the least time between two fetches triggered
+	// by tokens with an unknown kid (a key rotation): a storm of tokens with
+	// made-up kids costs one fetch a minute. Default 1m.
 	UnknownKeyRefresh time.Duration
-	// UnknownKeyWait is the longest a request waits for such a refresh.
-	// Default 2s.
+	// UnknownKeyWait is the longest a request waits for a fetch of its
+	// issuer's keys. Default 2s.
 	UnknownKeyWait time.Duration
-	// Map, if set, runs after verification and may fill Identity fields
-	// from claims of other names, via Identity.Claims (for providers that
-	// put email under a namespaced claim, say). An error rejects the token
-	// as ErrMalformedToken.
-	Map func(*Identity) error
-	// Now is the clock. Default time.Now.
-	Now func() time.Time
-	// Logger logs key refresh failures and rejected tokens (reasons only).
-	// Default slog.Default().
-	Logger *slog.Logger
+	// StartupWait is the longest NewVerifier waits for the first fetch of
+	// every issuer's keys, fetched in parallel. An issuer whose keys are
+	// not there by then is fetched again in the background and when a
+	// token needs it. Default 5s.
+	StartupWait time.Duration
+	// MapIdentity, if set, runs once per verified token (cached
+	// verifications reuse its result). It may fill Identity fields from
+	// claims of other names, via Identity.Claims, and attach app data to
+	// Identity.Data. An error rejects the token as ErrInvalidToken
+	// ("claims not accepted").
+	MapIdentity func(*Identity) error
+	// Cookie is the cookie a token is also read from when a request has no
+	// Authorization header. Default "__session" (Clerk's same-origin
+	// session cookie); "-" reads no cookie.
+	Cookie string
 	// Realm is the realm of WWW-Authenticate challenges. Default "usersync".
 	Realm string
-	// TokenLookups find a request's token, first match wins. Default:
-	// TokenFromHeader, then TokenFromCookie("__session") (Clerk's
-	// same-origin session cookie).
-	TokenLookups []func(*http.Request) string
+	// ErrorHandler writes the middlewares' error responses. The status
+	// comes from the error, in one place:
+	//
+	//	ErrNoToken, ErrInvalidToken   401, with WWW-Authenticate (RFC 6750)
+	//	ErrKeysUnavailable            503, with Retry-After
+	//	ErrDeleted                    403
+	//	ErrInvalid                    400 (claims that cannot be stored)
+	//	anything else                 500 (the store failed)
+	//
+	// The headers are set before it is called. Default: the status text as
+	// text/plain, such as "unauthorized".
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger logs key fetch failures, rejected tokens (reasons only) and
+	// failed requests. Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Verifier verifies bearer tokens into identities. It is safe for
 // concurrent use; Close stops its background key refreshes.
 type Verifier struct {
 	cfg     VerifierConfig
-	issuers map[string]*issuerKeys
+	issuers map[string]*issuerKeys // by canonical issuer
 	parser  *jwt.Parser
 	cache   *tokenCache
 	cancel  context.CancelFunc
+	running sync.WaitGroup // the background refreshes
 }
 
-// NewVerifier returns a verifier for cfg. It fetches each issuer's key set
-// once (a failure is logged, not fatal: the keys are fetched again when a
-// token needs them) and refreshes them in the background until ctx ends or
-// Close is called.
+// NewVerifier returns a verifier for cfg. It fetches every issuer's keys
+// at once, in parallel, waiting at most StartupWait; a failure is logged,
+// not fatal. The keys are refreshed in the background until ctx ends or
+// Close is called. A malformed config is an error wrapping ErrInvalid.
 func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if len(cfg.Issuers) == 0 {
 		return nil, fmt.Errorf("%w: no issuers", ErrInvalid)
@@ -120,6 +178,8 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	setDefault(&cfg.RefreshInterval, time.Hour)
 	setDefault(&cfg.UnknownKeyRefresh, time.Minute)
 	setDefault(&cfg.UnknownKeyWait, 2*time.Second)
+	setDefault(&cfg.StartupWait, 5*time.Second)
+	setDefault(&cfg.Cookie, "__session")
 	setDefault(&cfg.Realm, "usersync")
 	cfg.Realm = strings.NewReplacer(`"`, "", `\`, "").Replace(cfg.Realm)
 	if cfg.Algorithms == nil {
@@ -127,7 +187,7 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	}
 	for _, a := range cfg.Algorithms {
 		if a == "none" || strings.HasPrefix(a, "HS") {
-			return nil, fmt.Errorf("%w: algorithm %q cannot be used with a JWKS", ErrInvalid, a)
+			return nil, fmt.Errorf("%w: algorithm %q cannot verify tokens of a public issuer", ErrInvalid, a)
 		}
 	}
 	if cfg.Now == nil {
@@ -139,15 +199,10 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	if cfg.TokenLookups == nil {
-		cfg.TokenLookups = []func(*http.Request) string{TokenFromHeader, TokenFromCookie("__session")}
-	}
 
-	ctx, cancel := context.WithCancel(ctx)
 	v := &Verifier{
 		cfg:     cfg,
 		issuers: make(map[string]*issuerKeys, len(cfg.Issuers)),
-		cancel:  cancel,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods(cfg.Algorithms),
 			jwt.WithLeeway(cfg.Leeway),
@@ -159,51 +214,85 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if cfg.CacheSize > 0 {
 		v.cache = newTokenCache(cfg.CacheSize)
 	}
+	ctx, v.cancel = context.WithCancel(ctx)
 	for _, ic := range cfg.Issuers {
-		if ic.Issuer == "" {
-			cancel()
-			return nil, fmt.Errorf("%w: issuer with an empty URL", ErrInvalid)
+		k, err := v.newIssuerKeys(ctx, ic)
+		if err == nil && v.issuers[k.cfg.URL] != nil {
+			err = fmt.Errorf("%w: issuer %q listed twice", ErrInvalid, k.cfg.URL)
 		}
-		if _, dup := v.issuers[ic.Issuer]; dup {
-			cancel()
-			return nil, fmt.Errorf("%w: issuer %q listed twice", ErrInvalid, ic.Issuer)
-		}
-		if ic.JWKSURL == "" {
-			ic.JWKSURL = strings.TrimSuffix(ic.Issuer, "/") + "/.well-known/jwks.json"
-		}
-		keys, err := newIssuerKeys(ctx, ic, &cfg)
 		if err != nil {
-			cancel()
+			v.cancel()
 			return nil, err
 		}
-		v.issuers[ic.Issuer] = keys
+		v.issuers[k.cfg.URL] = k
+	}
+
+	startup, cancel := context.WithTimeout(ctx, cfg.StartupWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, k := range v.issuers {
+		if k.static != nil {
+			continue
+		}
+		wg.Go(func() { k.fetch(startup, 0) })
+	}
+	wg.Wait()
+	for _, k := range v.issuers {
+		if k.static == nil {
+			v.running.Go(func() { k.run(ctx) })
+		}
 	}
 	return v, nil
 }
 
-func setDefault[T comparable](p *T, def T) {
-	var zero T
-	if *p == zero {
-		*p = def
+// newIssuerKeys checks one issuer's configuration. Its fetches end with
+// ctx.
+func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, error) {
+	ic.URL = canonicalIssuer(ic.URL)
+	if ic.URL == "" {
+		return nil, fmt.Errorf("%w: issuer with an empty URL", ErrInvalid)
 	}
+	k := &issuerKeys{
+		client: v.cfg.HTTPClient, maxSize: v.cfg.MaxJWKSSize, log: v.cfg.Logger, now: v.cfg.Now,
+		refresh: v.cfg.RefreshInterval, unknownKey: v.cfg.UnknownKeyRefresh, wait: v.cfg.UnknownKeyWait,
+		base: ctx,
+	}
+	if ic.PublicKeyPEM != "" {
+		key, err := parsePEM(ic.PublicKeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("%w: public key of %q: %w", ErrInvalid, ic.URL, err)
+		}
+		k.static = key
+	} else {
+		if ic.JWKSURL == "" {
+			ic.JWKSURL = ic.URL + "/.well-known/jwks.json"
+		}
+		if u, err := url.Parse(ic.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("%w: JWKS URL of %q is not an http(s) URL", ErrInvalid, ic.URL)
+		}
+	}
+	k.cfg = ic
+	return k, nil
 }
 
-// Close stops the background key refreshes. Verify keeps working with the
-// keys it has.
+// Close stops the background key refreshes and any fetch under way, and
+// waits for them. Verify keeps working with the keys it has.
 func (v *Verifier) Close() error {
 	v.cancel()
+	v.running.Wait()
 	return nil
 }
 
 // Verify checks token and returns its identity. The identity may be shared
 // with other callers of the same token (it comes from a cache): treat it as
-// read-only. A failure wraps one of the token errors of this package.
+// read-only. A failure wraps ErrNoToken, ErrInvalidToken or
+// ErrKeysUnavailable.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) {
 	if token == "" {
 		return nil, ErrNoToken
 	}
 	if len(token) > v.cfg.MaxTokenSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTokenTooLarge, len(token), v.cfg.MaxTokenSize)
+		return nil, errTooLarge
 	}
 	now := v.cfg.Now()
 	if v.cache != nil {
@@ -216,32 +305,46 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		// Route by the (still unverified) iss to that issuer's keys only:
 		// a token naming issuer A is never checked against B's keys.
-		iss = v.issuers[c.Iss]
+		iss = v.issuers[canonicalIssuer(c.Iss)]
 		if iss == nil {
-			return nil, ErrUnknownIssuer
+			return nil, errUnknownIssuer
 		}
-		return iss.keyfunc(ctx, t)
+		key, err := iss.key(ctx, t)
+		if kid, ok := t.Header["kid"].(string); ok && err == nil {
+			c.kid = kid
+		}
+		return key, err
 	})
 	if err != nil {
 		return nil, classify(err)
 	}
 	// Verified: check what the parser does not know about.
+	ic := &iss.cfg
 	switch {
-	case iss == nil || c.Iss != iss.cfg.Issuer:
-		return nil, ErrUnknownIssuer
 	case c.Sub == "":
-		return nil, fmt.Errorf("%w: no sub claim", ErrMalformedToken)
-	case len(iss.cfg.Audiences) > 0 && !slices.ContainsFunc(c.Aud, func(a string) bool { return slices.Contains(iss.cfg.Audiences, a) }):
-		return nil, ErrWrongAudience
-	case len(iss.cfg.AuthorizedParties) > 0 && c.Azp != "" && !slices.Contains(iss.cfg.AuthorizedParties, c.Azp):
-		return nil, ErrWrongAuthorizedParty
+		return nil, fmt.Errorf("%w: no sub claim", errMalformed)
+	case len(ic.Audiences) > 0 && !slices.ContainsFunc(c.Aud, func(a string) bool { return slices.Contains(ic.Audiences, a) }):
+		return nil, errAudience
+	case len(ic.AuthorizedParties) > 0 && c.Azp != "" && !slices.Contains(ic.AuthorizedParties, c.Azp):
+		return nil, errAuthorizedParty
 	}
+	// The claims segment, which the parser has decoded and checked
+	// already: Claims decodes it again on first use only.
 	_, rest, _ := strings.Cut(token, ".")
-	payload, _, _ := strings.Cut(rest, ".")
-	id := c.identity(payload)
-	if v.cfg.Map != nil {
-		if err := v.cfg.Map(id); err != nil {
-			return nil, fmt.Errorf("%w: claim mapping: %w", ErrMalformedToken, err)
+	segment, _, _ := strings.Cut(rest, ".")
+	id := c.identity(ic.URL, segment)
+	if ic.MetadataClaim != "" {
+		var all map[string]json.RawMessage
+		if err := id.Claims(&all); err != nil {
+			return nil, fmt.Errorf("%w: %w", errMalformed, err)
+		}
+		if m := all[ic.MetadataClaim]; len(m) > 0 && string(m) != "null" {
+			id.Metadata = m
+		}
+	}
+	if v.cfg.MapIdentity != nil {
+		if err := v.cfg.MapIdentity(id); err != nil {
+			return nil, fmt.Errorf("%w: MapIdentity: %w", errNotAccepted, err)
 		}
 	}
 	if v.cache != nil {
@@ -250,21 +353,23 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 	return id, nil
 }
 
-// classify maps a golang-jwt error to this package's sentinels, keeping the
+// classify maps a golang-jwt error to this package's errors, keeping the
 // cause wrapped.
 func classify(err error) error {
-	var sentinel error
+	var reason error
 	switch {
-	case errors.Is(err, ErrUnknownIssuer):
-		return ErrUnknownIssuer
+	case errors.Is(err, ErrKeysUnavailable):
+		return ErrKeysUnavailable
+	case errors.Is(err, errUnknownIssuer):
+		return errUnknownIssuer
 	case errors.Is(err, jwt.ErrTokenExpired):
-		sentinel = ErrTokenExpired
+		reason = errExpired
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		sentinel = ErrTokenNotYetValid
+		reason = errNotYetValid
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		sentinel = ErrBadSignature
+		reason = errBadSignature
 	default: // malformed, bad JSON, missing required claims
-		sentinel = ErrMalformedToken
+		reason = errMalformed
 	}
-	return fmt.Errorf("%w: %w", sentinel, err)
+	return fmt.Errorf("%w: %w", reason, err)
 }

@@ -73,7 +73,7 @@ func BenchmarkLookup(b *testing.B) {
 			get  func(i int) error
 		}{
 			{"floor/token", func(i int) error { d.byToken.get(d.tokens[keys(i)]); return nil }},
-			{"memstore/token", func(i int) error { _, err := d.store.GetByToken(ctx, d.tokens[keys(i)]); return err }},
+			{"memstore/token", func(i int) error { _, err := d.store.GetByTokenIdentifier(ctx, d.tokens[keys(i)]); return err }},
 			{"floor/id", func(i int) error { d.byID.get(d.ids[keys(i)]); return nil }},
 			{"memstore/id", func(i int) error { _, err := d.store.Get(ctx, d.ids[keys(i)]); return err }},
 		}

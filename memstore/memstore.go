@@ -9,6 +9,7 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sort"
 	"sync"
@@ -30,13 +31,18 @@ type Store struct {
 // written at.
 type record struct {
 	user     usersync.User
-	versions [fieldCount]usersync.Version
+	versions [maxFields]usersync.Version // by field bit
 }
 
-const fieldCount = 6 // the single fields in usersync.AllFields
+// maxFields is how many Profile fields a record has room for; the build
+// fails here if AllFields ever has more.
+const maxFields = 12
 
-// A compile-time check that AllFields has no field beyond fieldCount.
-var _ [0]struct{} = [usersync.AllFields >> fieldCount]struct{}{}
+var _ [0]struct{} = [usersync.AllFields >> maxFields]struct{}{}
+
+// fieldCount is the number of Profile fields: AllFields has one bit per
+// field, from the lowest up.
+var fieldCount = bits.Len(uint(usersync.AllFields))
 
 var _ usersync.Store = (*Store)(nil)
 
@@ -51,32 +57,37 @@ func (s *Store) Get(ctx context.Context, id string) (usersync.User, error) {
 		return usersync.User{}, err
 	}
 	s.mu.RLock()
-	r := s.byID[id]
-	if r == nil || !r.user.DeletedAt.IsZero() {
-		s.mu.RUnlock()
-		return usersync.User{}, fmt.Errorf("%w: id %q", usersync.ErrNotFound, id)
-	}
-	u := r.user
+	u, err := live(s.byID[id])
 	s.mu.RUnlock()
-	u.Metadata = slices.Clone(u.Metadata)
-	return u, nil
+	return u, err
 }
 
-// GetByToken implements usersync.Store.
-func (s *Store) GetByToken(ctx context.Context, tokenIdentifier string) (usersync.User, error) {
+// GetByTokenIdentifier implements usersync.Store.
+func (s *Store) GetByTokenIdentifier(ctx context.Context, tokenIdentifier string) (usersync.User, error) {
 	if err := ctx.Err(); err != nil {
 		return usersync.User{}, err
 	}
 	s.mu.RLock()
-	r := s.byToken[tokenIdentifier]
-	if r == nil || !r.user.DeletedAt.IsZero() {
-		s.mu.RUnlock()
-		return usersync.User{}, usersync.ErrNotFound
-	}
-	u := r.user
+	u, err := live(s.byToken[tokenIdentifier])
 	s.mu.RUnlock()
+	return u, err
+}
+
+// live returns a copy of r's user if it is live. The caller holds a lock.
+func live(r *record) (usersync.User, error) {
+	switch {
+	case r == nil:
+		return usersync.User{}, usersync.ErrNotFound
+	case !r.user.DeletedAt.IsZero():
+		return usersync.User{}, usersync.ErrDeleted
+	}
+	return clone(r.user), nil
+}
+
+// clone returns a copy of u that shares no memory with it.
+func clone(u usersync.User) usersync.User {
 	u.Metadata = slices.Clone(u.Metadata)
-	return u, nil
+	return u
 }
 
 // GetMany implements usersync.Store.
@@ -89,7 +100,7 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]usersync.
 	defer s.mu.RUnlock()
 	for _, id := range ids {
 		if r := s.byID[id]; r != nil && r.user.DeletedAt.IsZero() {
-			m[id] = r.user.Clone()
+			m[id] = clone(r.user)
 		}
 	}
 	return m, nil
@@ -121,38 +132,38 @@ func (s *Store) Upsert(ctx context.Context, w usersync.Write) (usersync.User, us
 		}}
 		r.user.Metadata = slices.Clone(w.Profile.Metadata)
 		for i := range fieldCount {
-			if w.Fields.Has(1 << i) {
+			if w.Fields&(1<<i) != 0 {
 				r.versions[i] = w.Version
 				r.user.Version = w.Version
 			}
 		}
 		s.insert(r)
-		return r.user.Clone(), usersync.Created, nil
+		return clone(r.user), usersync.Created, nil
 	}
 	if !r.user.DeletedAt.IsZero() {
 		return usersync.User{}, usersync.Stale, fmt.Errorf("%w: %q", usersync.ErrDeleted, w.TokenIdentifier)
 	}
 	var newer usersync.Fields
 	for i := range fieldCount {
-		if w.Fields.Has(1<<i) && w.Version > r.versions[i] {
+		if w.Fields&(1<<i) != 0 && w.Version > r.versions[i] {
 			newer |= 1 << i
 			r.versions[i] = w.Version
 		}
 	}
 	if newer == 0 {
-		return r.user.Clone(), usersync.Stale, nil
+		return clone(r.user), usersync.Stale, nil
 	}
 	r.user.Profile.CopyFields(&w.Profile, newer)
-	if newer.Has(usersync.FieldMetadata) {
+	if newer&usersync.FieldMetadata != 0 {
 		r.user.Metadata = slices.Clone(w.Profile.Metadata)
 	}
 	r.user.Version = max(r.user.Version, w.Version)
 	r.user.UpdatedAt = w.At
-	return r.user.Clone(), usersync.Updated, nil
+	return clone(r.user), usersync.Updated, nil
 }
 
 // Delete implements usersync.Store.
-func (s *Store) Delete(ctx context.Context, t usersync.Tombstone) (usersync.User, usersync.Outcome, error) {
+func (s *Store) Delete(ctx context.Context, t usersync.Write) (usersync.User, usersync.Outcome, error) {
 	if err := t.Validate(); err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
@@ -176,7 +187,7 @@ func (s *Store) Delete(ctx context.Context, t usersync.Tombstone) (usersync.User
 		}}
 		s.insert(r)
 	case !r.user.DeletedAt.IsZero():
-		return r.user, usersync.Stale, nil
+		return clone(r.user), usersync.Stale, nil
 	}
 	r.user.Profile = usersync.Profile{}
 	r.user.UpdatedAt, r.user.DeletedAt = t.At, t.At
@@ -216,7 +227,7 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]usersync.U
 	var out []usersync.User
 	for ; i < len(s.ids) && len(out) < limit; i++ {
 		if r := s.byID[s.ids[i]]; r.user.DeletedAt.IsZero() {
-			out = append(out, r.user.Clone())
+			out = append(out, clone(r.user))
 		}
 	}
 	return out, nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/sqlstore"
@@ -22,7 +23,7 @@ func benchSizes() []int {
 }
 
 // bulkLoad fills table with n users in large multi-row INSERTs.
-func bulkLoad(b *testing.B, db *sql.DB, d *sqlstore.Dialect, table string, n int) {
+func bulkLoad(b *testing.B, db *sql.DB, d sqlstore.Dialect, table string, n int) {
 	const batch = 500
 	ph := func(i int) string {
 		if d == sqlstore.Postgres {
@@ -90,11 +91,12 @@ func BenchmarkSQL(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				key := func(i int) string { return fmt.Sprintf("https://bench.test|user_%09d", (i*7919)%n) }
-				keys := make([]string, 4096)
+				subjects, keys := make([]string, 4096), make([]string, 4096)
 				for i := range keys {
-					keys[i] = key(i)
+					subjects[i] = fmt.Sprintf("user_%09d", (i*7919)%n)
+					keys[i] = usersync.TokenIdentifier("https://bench.test", subjects[i])
 				}
+				at := time.Now()
 				ph := func(i int) string {
 					if be.dialect == sqlstore.Postgres {
 						return fmt.Sprintf("$%d", i)
@@ -119,7 +121,7 @@ func BenchmarkSQL(b *testing.B) {
 				b.Run("lookup/sqlstore", func(b *testing.B) {
 					b.ReportAllocs()
 					for i := 0; b.Loop(); i++ {
-						if _, err := s.GetByToken(ctx, keys[i%len(keys)]); err != nil {
+						if _, err := s.GetByTokenIdentifier(ctx, keys[i%len(keys)]); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -167,8 +169,8 @@ func BenchmarkSQL(b *testing.B) {
 					b.ReportAllocs()
 					for i := 0; b.Loop(); i++ {
 						version++
-						if _, o, err := s.Upsert(ctx, usersync.Write{ID: "new-id", TokenIdentifier: keys[i%len(keys)], Issuer: "https://bench.test", Subject: "x",
-							Version: usersync.Version(version), Fields: usersync.FieldName, Profile: usersync.Profile{Name: fmt.Sprint("Name ", version)}}); err != nil || o != usersync.Updated {
+						if _, o, err := s.Upsert(ctx, usersync.Write{ID: "new-id", TokenIdentifier: keys[i%len(keys)], Issuer: "https://bench.test", Subject: subjects[i%len(keys)],
+							Version: usersync.Version(version), Fields: usersync.FieldName, Profile: usersync.Profile{Name: fmt.Sprint("Name ", version)}, At: at}); err != nil || o != usersync.Updated {
 							b.Fatal(o, err)
 						}
 					}
@@ -184,8 +186,8 @@ func BenchmarkSQL(b *testing.B) {
 							for pb.Next() {
 								i := <-seq
 								seq <- i + 1
-								if _, _, err := s.Upsert(ctx, usersync.Write{ID: "new-id", TokenIdentifier: keys[i%len(keys)], Issuer: "https://bench.test", Subject: "x",
-									Version: usersync.Version(ver + int64(i)), Fields: usersync.FieldName, Profile: usersync.Profile{Name: "P"}}); err != nil {
+								if _, _, err := s.Upsert(ctx, usersync.Write{ID: "new-id", TokenIdentifier: keys[i%len(keys)], Issuer: "https://bench.test", Subject: subjects[i%len(keys)],
+									Version: usersync.Version(ver + int64(i)), Fields: usersync.FieldName, Profile: usersync.Profile{Name: "P"}, At: at}); err != nil {
 									b.Error(err)
 									return
 								}

@@ -3,13 +3,35 @@ package sqlstore
 import (
 	"fmt"
 	"strings"
-
-	"github.com/usersync/usersync"
 )
 
-// A Dialect is the SQL flavour of a database. Every difference between
-// databases lives in this file: the Store itself has one code path.
-type Dialect struct {
+// A Dialect is the SQL flavour of a database.
+type Dialect int
+
+const (
+	// SQLite is SQLite 3.35 or later (tested with modernc.org/sqlite).
+	SQLite Dialect = iota
+	// Postgres is PostgreSQL 12 or later (tested with
+	// github.com/jackc/pgx/v5/stdlib).
+	Postgres
+	// MySQL is MySQL 8 or MariaDB 10.6 or later (tested with MariaDB and
+	// github.com/go-sql-driver/mysql, with or without clientFoundRows).
+	MySQL
+)
+
+// String returns the dialect's name.
+func (d Dialect) String() string {
+	if d.valid() {
+		return dialects[d].name
+	}
+	return fmt.Sprintf("Dialect(%d)", int(d))
+}
+
+func (d Dialect) valid() bool { return d >= 0 && int(d) < len(dialects) }
+
+// dialect is what differs between databases: every difference lives in
+// this file, so the Store itself has one code path.
+type dialect struct {
 	name string
 	// quote quotes a validated identifier.
 	quote func(string) string
@@ -29,12 +51,8 @@ type Dialect struct {
 	createMigrations string
 }
 
-// String returns the dialect's name.
-func (d *Dialect) String() string { return d.name }
-
-var (
-	// SQLite is SQLite 3.35 or later (tested with modernc.org/sqlite).
-	SQLite = &Dialect{
+var dialects = [...]*dialect{
+	SQLite: {
 		name:             "sqlite",
 		quote:            func(s string) string { return `"` + s + `"` },
 		placeholder:      func(int) string { return "?" },
@@ -43,13 +61,8 @@ var (
 		unlock:           "COMMIT",
 		schemaDir:        "schema/sqlite",
 		createMigrations: "CREATE TABLE IF NOT EXISTS %s (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
-	}
-
-	// Postgres is PostgreSQL 12 or later (tested with
-	// github.com/jackc/pgx/v5/stdlib). The same SQL serves
-	// PostgreSQL-compatible distributed engines such as CockroachDB and
-	// YugabyteDB.
-	Postgres = &Dialect{
+	},
+	Postgres: {
 		name:             "postgres",
 		quote:            func(s string) string { return `"` + s + `"` },
 		placeholder:      func(n int) string { return fmt.Sprintf("$%d", n) },
@@ -58,11 +71,8 @@ var (
 		unlock:           "SELECT pg_advisory_unlock(%s)",
 		schemaDir:        "schema/postgres",
 		createMigrations: "CREATE TABLE IF NOT EXISTS %s (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
-	}
-
-	// MySQL is MySQL 8 or MariaDB 10.6 or later (tested with
-	// github.com/go-sql-driver/mysql, with or without clientFoundRows).
-	MySQL = &Dialect{
+	},
+	MySQL: {
 		name:               "mysql",
 		quote:              func(s string) string { return "`" + s + "`" },
 		placeholder:        func(int) string { return "?" },
@@ -72,59 +82,31 @@ var (
 		unlock:             "SELECT RELEASE_LOCK(%s)",
 		schemaDir:          "schema/mysql",
 		createMigrations:   "CREATE TABLE IF NOT EXISTS %s (version INT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL) ENGINE=InnoDB",
-	}
-)
-
-// profileColumns maps each profile field to its columns and the column of
-// its version, in the order of the INSERT column list.
-var profileColumns = []struct {
-	field   usersync.Fields
-	cols    []string
-	version string
-}{
-	{usersync.FieldName, []string{"name"}, "name_version"},
-	{usersync.FieldEmail, []string{"email", "email_verified"}, "email_version"},
-	{usersync.FieldPictureURL, []string{"picture_url"}, "picture_url_version"},
-	{usersync.FieldUsername, []string{"username"}, "username_version"},
-	{usersync.FieldPhoneNumber, []string{"phone_number"}, "phone_number_version"},
-	{usersync.FieldMetadata, []string{"metadata"}, "metadata_version"},
+	},
 }
-
-// insertColumns is the column list of every INSERT; row.args follows it.
-const insertColumns = "id, token_identifier, issuer, subject, " +
-	"name, email, email_verified, picture_url, username, phone_number, metadata, " +
-	"name_version, email_version, picture_url_version, username_version, phone_number_version, metadata_version, " +
-	"version, created_at, updated_at, deleted_at"
-
-const insertColumnCount = 21
-
-// userColumns is what every read returns; scanUser follows it.
-const userColumns = "id, token_identifier, issuer, subject, " +
-	"name, email, email_verified, picture_url, username, phone_number, metadata, " +
-	"version, created_at, updated_at, deleted_at"
 
 // statements are one table's SQL in one dialect.
 type statements struct {
-	upsert, tombstone               string
-	getByID, getByToken, rawByToken string
-	list, count                     string
-	getManyPrefix                   string
+	upsert, tombstone   string
+	getByID, getByToken string
+	list, count         string
+	getManyPrefix       string
 }
 
-func (d *Dialect) statements(table string) statements {
+func (d *dialect) statements(table string) statements {
 	t := d.quote(table)
 	var ph []string
-	for i := 1; i <= insertColumnCount; i++ {
+	for i := 1; i <= len(insertColumns); i++ {
 		ph = append(ph, d.placeholder(i))
 	}
-	insert := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", t, insertColumns, strings.Join(ph, ", "))
+	insert := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", t, strings.Join(insertColumns, ", "), strings.Join(ph, ", "))
+	cols := strings.Join(userColumns, ", ")
 	s := statements{
-		getByID:       fmt.Sprintf("SELECT %s FROM %s WHERE id = %s AND deleted_at IS NULL", userColumns, t, d.placeholder(1)),
-		getByToken:    fmt.Sprintf("SELECT %s FROM %s WHERE token_identifier = %s AND deleted_at IS NULL", userColumns, t, d.placeholder(1)),
-		rawByToken:    fmt.Sprintf("SELECT %s FROM %s WHERE token_identifier = %s", userColumns, t, d.placeholder(1)),
-		list:          fmt.Sprintf("SELECT %s FROM %s WHERE id > %s AND deleted_at IS NULL ORDER BY id LIMIT %s", userColumns, t, d.placeholder(1), d.placeholder(2)),
+		getByID:       fmt.Sprintf("SELECT %s FROM %s WHERE id = %s", cols, t, d.placeholder(1)),
+		getByToken:    fmt.Sprintf("SELECT %s FROM %s WHERE token_identifier = %s", cols, t, d.placeholder(1)),
+		list:          fmt.Sprintf("SELECT %s FROM %s WHERE id > %s AND deleted_at IS NULL ORDER BY id LIMIT %s", cols, t, d.placeholder(1), d.placeholder(2)),
 		count:         fmt.Sprintf("SELECT COUNT(*) FROM %s WHERE deleted_at IS NULL", t),
-		getManyPrefix: fmt.Sprintf("SELECT %s FROM %s WHERE deleted_at IS NULL AND id IN (", userColumns, t),
+		getManyPrefix: fmt.Sprintf("SELECT %s FROM %s WHERE deleted_at IS NULL AND id IN (", cols, t),
 	}
 	var set, newer []string
 	if d.returning {
@@ -133,7 +115,7 @@ func (d *Dialect) statements(table string) statements {
 		for _, pc := range profileColumns {
 			cond := fmt.Sprintf("excluded.%s > %s.%s", pc.version, t, pc.version)
 			newer = append(newer, cond)
-			for _, c := range append(append([]string(nil), pc.cols...), pc.version) {
+			for _, c := range append(pc.names(), pc.version) {
 				set = append(set, fmt.Sprintf("%s = CASE WHEN %s THEN excluded.%s ELSE %s.%s END", c, cond, c, t, c))
 			}
 		}
@@ -141,17 +123,17 @@ func (d *Dialect) statements(table string) statements {
 			fmt.Sprintf("version = CASE WHEN excluded.version > %s.version THEN excluded.version ELSE %s.version END", t, t),
 			"updated_at = excluded.updated_at")
 		s.upsert = fmt.Sprintf("%s ON CONFLICT (token_identifier) DO UPDATE SET %s WHERE %s.deleted_at IS NULL AND (%s) RETURNING %s",
-			insert, strings.Join(set, ", "), t, strings.Join(newer, " OR "), userColumns)
+			insert, strings.Join(set, ", "), t, strings.Join(newer, " OR "), cols)
 
 		var clear []string
 		for _, pc := range profileColumns {
-			for _, c := range pc.cols {
+			for _, c := range pc.names() {
 				clear = append(clear, fmt.Sprintf("%s = excluded.%s", c, c))
 			}
 		}
 		clear = append(clear, "updated_at = excluded.updated_at", "deleted_at = excluded.deleted_at")
 		s.tombstone = fmt.Sprintf("%s ON CONFLICT (token_identifier) DO UPDATE SET %s WHERE %s.deleted_at IS NULL RETURNING %s",
-			insert, strings.Join(clear, ", "), t, userColumns)
+			insert, strings.Join(clear, ", "), t, cols)
 		return s
 	}
 
@@ -171,7 +153,7 @@ func (d *Dialect) statements(table string) statements {
 		fmt.Sprintf("version = IF(%s AND VALUES(version) > version, VALUES(version), version)", applies))
 	for _, pc := range profileColumns {
 		cond := fmt.Sprintf("%s AND VALUES(%s) > %s", mine, pc.version, pc.version)
-		for _, c := range append(append([]string(nil), pc.cols...), pc.version) {
+		for _, c := range append(pc.names(), pc.version) {
 			set = append(set, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", c, cond, c, c))
 		}
 	}
@@ -179,7 +161,7 @@ func (d *Dialect) statements(table string) statements {
 
 	var clear []string
 	for _, pc := range profileColumns {
-		for _, c := range pc.cols {
+		for _, c := range pc.names() {
 			clear = append(clear, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", c, mine, c, c))
 		}
 	}

@@ -1,6 +1,5 @@
 // Package sqlstore is a usersync.Store over database/sql, for SQLite,
-// PostgreSQL (and PostgreSQL-compatible engines such as CockroachDB and
-// YugabyteDB) and MySQL 8 / MariaDB 10.6+.
+// PostgreSQL and MySQL 8 / MariaDB 10.6+.
 //
 // You open the *sql.DB with the driver you like; sqlstore imports none.
 // Every write rule of usersync is one atomic SQL statement (an INSERT ...
@@ -24,17 +23,17 @@
 //	db, err := sql.Open("sqlite", sqlstore.SQLiteDSN("app.db"))
 //	if err != nil { ... }
 //	db.SetMaxOpenConns(1) // one connection: writers never contend in-process
-//	store, err := sqlstore.New(db, sqlstore.SQLite)
+//	store, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.SQLite})
 //	if err != nil { ... }
 //	if err := store.Migrate(ctx); err != nil { ... }
 //
 // # PostgreSQL and MySQL
 //
 //	db, err := sql.Open("pgx", "postgres://user@host/db")   // github.com/jackc/pgx/v5/stdlib
-//	store, err := sqlstore.New(db, sqlstore.Postgres)
+//	store, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.Postgres})
 //
 //	db, err := sql.Open("mysql", "user@tcp(host:3306)/db") // github.com/go-sql-driver/mysql
-//	store, err := sqlstore.New(db, sqlstore.MySQL)
+//	store, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.MySQL})
 package sqlstore
 
 import "strings"

@@ -13,7 +13,8 @@ import (
 	"github.com/usersync/usersync/sqlstore"
 )
 
-// Open SQLite with the settings it needs, migrate, and sync a user.
+// Open SQLite with the settings it needs, migrate a table of your naming,
+// sync users, and page through them.
 func Example() {
 	dir, _ := os.MkdirTemp("", "usersync")
 	defer os.RemoveAll(dir)
@@ -25,7 +26,7 @@ func Example() {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	store, err := sqlstore.New(db, sqlstore.SQLite)
+	store, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.SQLite, Table: "accounts"})
 	if err != nil {
 		panic(err)
 	}
@@ -33,15 +34,40 @@ func Example() {
 		panic(err)
 	}
 
-	syncer := usersync.New(store)
-	u, outcome, err := syncer.Upsert(ctx, usersync.Update{
-		Issuer: "https://example.clerk.accounts.dev", Subject: "user_2abc", Version: 1700000000000,
-		Fields: usersync.AllFields, Profile: usersync.Profile{Name: "Ada Lovelace", Email: "ada@example.com"},
-	})
+	syncer, err := usersync.New(usersync.Config{Store: store})
 	if err != nil {
 		panic(err)
 	}
+	for i, name := range []string{"Ada Lovelace", "Grace Hopper", "Edsger Dijkstra"} {
+		_, outcome, err := syncer.Upsert(ctx, usersync.Write{
+			Issuer: "https://example.clerk.accounts.dev", Subject: fmt.Sprintf("user_%d", i), Version: 1_700_000_000_000,
+			Fields: usersync.FieldName, Profile: usersync.Profile{Name: name},
+		})
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(outcome, name)
+	}
 	n, _ := store.Count(ctx)
-	fmt.Println(outcome, u.Name, n)
-	// Output: created Ada Lovelace 1
+	fmt.Println(n, "users in", store.Table())
+
+	// Keyset pagination: pass the last ID of a page as the next "after".
+	for after := ""; ; {
+		page, err := store.List(ctx, after, 2)
+		if err != nil {
+			panic(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		fmt.Println("page of", len(page))
+		after = page[len(page)-1].ID
+	}
+	// Output:
+	// created Ada Lovelace
+	// created Grace Hopper
+	// created Edsger Dijkstra
+	// 3 users in accounts
+	// page of 2
+	// page of 1
 }

@@ -82,7 +82,7 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 	h := fnv.New64a()
 	h.Write([]byte("usersync:" + s.table))
 	key := strconv.FormatInt(int64(h.Sum64()>>1), 10)
-	if s.dialect == MySQL {
+	if s.dialect == dialects[MySQL] {
 		key = "'usersync:" + s.table + "'"
 	}
 	lock := s.dialect.lock

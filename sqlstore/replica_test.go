@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/sqlstore"
@@ -25,7 +26,14 @@ func TestTwoReplicasConverge(t *testing.T) {
 			b.skipIfUnset(t)
 			db, table := b.open(t)
 			replicas := []*sqlstore.Store{b.storeOn(t, db, table), b.storeOn(t, b.openExtra(t, db), table)}
-			syncers := []*usersync.Syncer{usersync.New(replicas[0]), usersync.New(replicas[1])}
+			var syncers []*usersync.Syncer
+			for _, r := range replicas {
+				s, err := usersync.New(usersync.Config{Store: r})
+				if err != nil {
+					t.Fatal(err)
+				}
+				syncers = append(syncers, s)
+			}
 
 			events := usersynctest.Stream(rand.New(rand.NewPCG(7, 8)), 60, 600)
 			r := rand.New(rand.NewPCG(9, 10))
@@ -46,7 +54,7 @@ func TestTwoReplicasConverge(t *testing.T) {
 						if e.Delete {
 							_, _, err = s.Delete(ctx, usersynctest.StreamIssuer, e.Subject)
 						} else {
-							_, _, err = s.Upsert(ctx, usersync.Update{Issuer: usersynctest.StreamIssuer, Subject: e.Subject, Version: e.Version, Fields: e.Fields, Profile: e.Profile})
+							_, _, err = s.Upsert(ctx, usersync.Write{Issuer: usersynctest.StreamIssuer, Subject: e.Subject, Version: e.Version, Fields: e.Fields, Profile: e.Profile})
 						}
 						if err != nil && !errors.Is(err, usersync.ErrDeleted) {
 							t.Errorf("replica %d: %v", w%2, err)
@@ -106,9 +114,9 @@ func TestPostgresConnectionKilledMidStream(t *testing.T) {
 		ti := usersync.TokenIdentifier(usersynctest.StreamIssuer, e.Subject)
 		var err error
 		if e.Delete {
-			_, _, err = store.Delete(ctx, usersync.Tombstone{ID: "id-" + randomHex(8), TokenIdentifier: ti, Issuer: usersynctest.StreamIssuer, Subject: e.Subject})
+			_, _, err = store.Delete(ctx, usersync.Write{ID: "id-" + randomHex(8), TokenIdentifier: ti, Issuer: usersynctest.StreamIssuer, Subject: e.Subject, At: time.Now()})
 		} else {
-			_, _, err = store.Upsert(ctx, usersync.Write{ID: "id-" + randomHex(8), TokenIdentifier: ti, Issuer: usersynctest.StreamIssuer, Subject: e.Subject, Version: e.Version, Fields: e.Fields, Profile: e.Profile})
+			_, _, err = store.Upsert(ctx, usersync.Write{ID: "id-" + randomHex(8), TokenIdentifier: ti, Issuer: usersynctest.StreamIssuer, Subject: e.Subject, Version: e.Version, Fields: e.Fields, Profile: e.Profile, At: time.Now()})
 		}
 		if errors.Is(err, usersync.ErrDeleted) {
 			return nil

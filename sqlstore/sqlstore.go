@@ -3,13 +3,11 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/usersync/usersync"
 )
@@ -19,7 +17,7 @@ import (
 // database.
 type Store struct {
 	db      *sql.DB
-	dialect *Dialect
+	dialect *dialect
 	table   string
 	sql     statements
 
@@ -29,34 +27,36 @@ type Store struct {
 
 var _ usersync.Store = (*Store)(nil)
 
-// An Option configures a Store.
-type Option func(*Store)
-
-// WithTable sets the table name; the default is "users". It must be a
-// plain identifier (see New).
-func WithTable(name string) Option { return func(s *Store) { s.table = name } }
+// Config configures a Store. Every field has the default its comment
+// gives.
+type Config struct {
+	// Dialect is the database's SQL flavour. Default SQLite.
+	Dialect Dialect
+	// Table is the name of the users table. Default "users". It must be a
+	// plain identifier: [A-Za-z_][A-Za-z0-9_]{0,47}.
+	Table string
+}
 
 // identifier is what a table name may be: it is quoted, but never built
 // from anything else.
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)
 
-// New returns a store over db in the given dialect. It does not touch the
-// database: call Migrate once before use. The table name must match
-// [A-Za-z_][A-Za-z0-9_]{0,47}; anything else is rejected with an error
-// wrapping usersync.ErrInvalid.
-func New(db *sql.DB, dialect *Dialect, opts ...Option) (*Store, error) {
-	if db == nil || dialect == nil {
-		return nil, fmt.Errorf("%w: sqlstore.New needs a database and a dialect", usersync.ErrInvalid)
+// New returns a store over db for cfg. It does not touch the database:
+// call Migrate once before use. A nil db, an unknown dialect or a table
+// name that is not a plain identifier is an error wrapping
+// usersync.ErrInvalid.
+func New(db *sql.DB, cfg Config) (*Store, error) {
+	if db == nil || !cfg.Dialect.valid() {
+		return nil, fmt.Errorf("%w: sqlstore.New needs a database and a known dialect", usersync.ErrInvalid)
 	}
-	s := &Store{db: db, dialect: dialect, table: "users"}
-	for _, o := range opts {
-		o(s)
+	if cfg.Table == "" {
+		cfg.Table = "users"
 	}
-	if !identifier.MatchString(s.table) {
-		return nil, fmt.Errorf("%w: table name %q is not a plain identifier", usersync.ErrInvalid, s.table)
+	if !identifier.MatchString(cfg.Table) {
+		return nil, fmt.Errorf("%w: table name %q is not a plain identifier", usersync.ErrInvalid, cfg.Table)
 	}
-	s.sql = dialect.statements(s.table)
-	return s, nil
+	d := dialects[cfg.Dialect]
+	return &Store{db: db, dialect: d, table: cfg.Table, sql: d.statements(cfg.Table)}, nil
 }
 
 // Table returns the name of the users table, for apps that reference it in
@@ -98,33 +98,8 @@ func (s *Store) wrap(op string, err error) error {
 	return fmt.Errorf("usersync/sqlstore: %s %s: %w", op, s.table, err)
 }
 
-// scanUser reads one row of userColumns.
-func scanUser(row interface{ Scan(...any) error }) (usersync.User, error) {
-	var (
-		u                usersync.User
-		meta             []byte
-		created, updated int64
-		deleted          sql.NullInt64
-		version          int64
-	)
-	err := row.Scan(&u.ID, &u.TokenIdentifier, &u.Issuer, &u.Subject,
-		&u.Name, &u.Email, &u.EmailVerified, &u.PictureURL, &u.Username, &u.PhoneNumber, &meta,
-		&version, &created, &updated, &deleted)
-	if err != nil {
-		return usersync.User{}, err
-	}
-	if meta != nil {
-		u.Metadata = json.RawMessage(meta)
-	}
-	u.Version = usersync.Version(version)
-	u.CreatedAt, u.UpdatedAt = time.UnixMilli(created), time.UnixMilli(updated)
-	if deleted.Valid {
-		u.DeletedAt = time.UnixMilli(deleted.Int64)
-	}
-	return u, nil
-}
-
-// queryUser runs a prepared single-row query.
+// queryUser runs a prepared single-row query and returns the row, live or
+// tombstone.
 func (s *Store) queryUser(ctx context.Context, op, query string, args ...any) (usersync.User, error) {
 	st, err := s.stmt(ctx, query)
 	if err != nil {
@@ -132,7 +107,7 @@ func (s *Store) queryUser(ctx context.Context, op, query string, args ...any) (u
 	}
 	u, err := scanUser(st.QueryRowContext(ctx, args...))
 	if errors.Is(err, sql.ErrNoRows) {
-		return usersync.User{}, fmt.Errorf("%w (%s)", usersync.ErrNotFound, op)
+		return usersync.User{}, usersync.ErrNotFound
 	}
 	if err != nil {
 		return usersync.User{}, s.wrap(op, err)
@@ -140,14 +115,23 @@ func (s *Store) queryUser(ctx context.Context, op, query string, args ...any) (u
 	return u, nil
 }
 
-// Get implements usersync.Store.
-func (s *Store) Get(ctx context.Context, id string) (usersync.User, error) {
-	return s.queryUser(ctx, "get", s.sql.getByID, id)
+// liveUser runs queryUser and fails with ErrDeleted for a tombstone.
+func (s *Store) liveUser(ctx context.Context, op, query string, key string) (usersync.User, error) {
+	u, err := s.queryUser(ctx, op, query, key)
+	if err == nil && !u.DeletedAt.IsZero() {
+		return usersync.User{}, usersync.ErrDeleted
+	}
+	return u, err
 }
 
-// GetByToken implements usersync.Store.
-func (s *Store) GetByToken(ctx context.Context, tokenIdentifier string) (usersync.User, error) {
-	return s.queryUser(ctx, "get by token", s.sql.getByToken, tokenIdentifier)
+// Get implements usersync.Store.
+func (s *Store) Get(ctx context.Context, id string) (usersync.User, error) {
+	return s.liveUser(ctx, "get", s.sql.getByID, id)
+}
+
+// GetByTokenIdentifier implements usersync.Store.
+func (s *Store) GetByTokenIdentifier(ctx context.Context, tokenIdentifier string) (usersync.User, error) {
+	return s.liveUser(ctx, "get by token identifier", s.sql.getByToken, tokenIdentifier)
 }
 
 // maxInList bounds the bind parameters of one GetMany query, well under
@@ -200,32 +184,13 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]usersync.
 	return out, nil
 }
 
-// insertArgs returns the INSERT arguments for a user row.
-func insertArgs(id, ti, iss, sub string, p *usersync.Profile, fields usersync.Fields, v usersync.Version, created, updated int64, deleted any) []any {
-	var meta any
-	if p.Metadata != nil {
-		meta = string(p.Metadata)
-	}
-	args := make([]any, 0, insertColumnCount)
-	args = append(args, id, ti, iss, sub, p.Name, p.Email, p.EmailVerified, p.PictureURL, p.Username, p.PhoneNumber, meta)
-	var rowVersion int64
-	for _, pc := range profileColumns {
-		var fv int64
-		if fields.Has(pc.field) {
-			fv, rowVersion = int64(v), int64(v)
-		}
-		args = append(args, fv)
-	}
-	return append(args, rowVersion, created, updated, deleted)
-}
-
 // Upsert implements usersync.Store in one statement.
 func (s *Store) Upsert(ctx context.Context, w usersync.Write) (usersync.User, usersync.Outcome, error) {
 	if err := w.Validate(); err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
 	at := w.At.UnixMilli()
-	args := insertArgs(w.ID, w.TokenIdentifier, w.Issuer, w.Subject, &w.Profile, w.Fields, w.Version, at, at, nil)
+	args := insertArgs(&w, w.Fields, at, at, nil)
 	u, outcome, err := s.write(ctx, "upsert", s.sql.upsert, w.ID, w.TokenIdentifier, usersync.Updated, args)
 	if err != nil {
 		return usersync.User{}, usersync.Stale, err
@@ -237,13 +202,14 @@ func (s *Store) Upsert(ctx context.Context, w usersync.Write) (usersync.User, us
 }
 
 // Delete implements usersync.Store in one statement.
-func (s *Store) Delete(ctx context.Context, t usersync.Tombstone) (usersync.User, usersync.Outcome, error) {
-	if err := t.Validate(); err != nil {
+func (s *Store) Delete(ctx context.Context, w usersync.Write) (usersync.User, usersync.Outcome, error) {
+	if err := w.Validate(); err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
-	at := t.At.UnixMilli()
-	args := insertArgs(t.ID, t.TokenIdentifier, t.Issuer, t.Subject, &usersync.Profile{}, 0, 0, at, at, at)
-	u, outcome, err := s.write(ctx, "delete", s.sql.tombstone, t.ID, t.TokenIdentifier, usersync.Deleted, args)
+	at := w.At.UnixMilli()
+	t := usersync.Write{ID: w.ID, TokenIdentifier: w.TokenIdentifier, Issuer: w.Issuer, Subject: w.Subject}
+	args := insertArgs(&t, 0, at, at, at)
+	u, outcome, err := s.write(ctx, "delete", s.sql.tombstone, w.ID, w.TokenIdentifier, usersync.Deleted, args)
 	if outcome == usersync.Created {
 		outcome = usersync.Deleted // a tombstone for a key never seen
 	}
@@ -269,7 +235,7 @@ func (s *Store) write(ctx context.Context, op, query, id, ti string, changed use
 			return usersync.User{}, usersync.Stale, s.wrap(op, err)
 		}
 		// The row exists and the WHERE clause left it alone.
-		u, err = s.queryUser(ctx, op, s.sql.rawByToken, ti)
+		u, err = s.queryUser(ctx, op, s.sql.getByToken, ti)
 		return u, usersync.Stale, err
 	}
 	res, err := st.ExecContext(ctx, args...)
@@ -280,7 +246,7 @@ func (s *Store) write(ctx context.Context, op, query, id, ti string, changed use
 	if err != nil {
 		return usersync.User{}, usersync.Stale, s.wrap(op, err)
 	}
-	u, err := s.queryUser(ctx, op, s.sql.rawByToken, ti)
+	u, err := s.queryUser(ctx, op, s.sql.getByToken, ti)
 	if errors.Is(err, usersync.ErrNotFound) {
 		// Nothing inserted and no row of ours: the new ID belongs to
 		// another user (whose row the guarded update left alone).

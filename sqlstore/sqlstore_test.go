@@ -23,7 +23,7 @@ import (
 // backend opens databases of one dialect for tests.
 type backend struct {
 	name    string
-	dialect *sqlstore.Dialect
+	dialect sqlstore.Dialect
 	env     string // DSN variable; "" for SQLite, which always runs
 	driver  string
 
@@ -120,7 +120,7 @@ func (b *backend) newStore(t testing.TB) *sqlstore.Store {
 
 func (b *backend) storeOn(t testing.TB, db *sql.DB, table string) *sqlstore.Store {
 	t.Helper()
-	s, err := sqlstore.New(db, b.dialect, sqlstore.WithTable(table))
+	s, err := sqlstore.New(db, sqlstore.Config{Dialect: b.dialect, Table: table})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,17 +146,17 @@ func TestNewRejectsBadTableNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	for _, name := range []string{"", "users; DROP TABLE x", `us"ers`, "1users", "users-x", "schema.users", "ユーザー", "a b", "x" + string(make([]byte, 60))} {
-		if _, err := sqlstore.New(db, sqlstore.SQLite, sqlstore.WithTable(name)); !errors.Is(err, usersync.ErrInvalid) {
+	for _, name := range []string{"users; DROP TABLE x", `us"ers`, "1users", "users-x", "schema.users", "ユーザー", "a b", "x" + string(make([]byte, 60))} {
+		if _, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.SQLite, Table: name}); !errors.Is(err, usersync.ErrInvalid) {
 			t.Errorf("table %q: err = %v, want ErrInvalid", name, err)
 		}
 	}
 	for _, name := range []string{"users", "app_users", "_u2"} {
-		if _, err := sqlstore.New(db, sqlstore.SQLite, sqlstore.WithTable(name)); err != nil {
+		if _, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.SQLite, Table: name}); err != nil {
 			t.Errorf("table %q: %v", name, err)
 		}
 	}
-	if _, err := sqlstore.New(nil, sqlstore.SQLite); !errors.Is(err, usersync.ErrInvalid) {
+	if _, err := sqlstore.New(nil, sqlstore.Config{Dialect: sqlstore.SQLite}); !errors.Is(err, usersync.ErrInvalid) {
 		t.Errorf("nil db: err = %v, want ErrInvalid", err)
 	}
 }
@@ -174,7 +174,7 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 					if i%2 == 1 {
 						pool = other
 					}
-					s, err := sqlstore.New(pool, b.dialect, sqlstore.WithTable(table))
+					s, err := sqlstore.New(pool, sqlstore.Config{Dialect: b.dialect, Table: table})
 					if err == nil {
 						err = s.Migrate(context.Background())
 					}
@@ -202,8 +202,8 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 func TestSchemaIsPrinted(t *testing.T) {
 	db, _ := sql.Open("sqlite", ":memory:")
 	defer db.Close()
-	for _, d := range []*sqlstore.Dialect{sqlstore.SQLite, sqlstore.Postgres, sqlstore.MySQL} {
-		s, err := sqlstore.New(db, d, sqlstore.WithTable("accounts"))
+	for _, d := range []sqlstore.Dialect{sqlstore.SQLite, sqlstore.Postgres, sqlstore.MySQL} {
+		s, err := sqlstore.New(db, sqlstore.Config{Dialect: d, Table: "accounts"})
 		if err != nil {
 			t.Fatal(err)
 		}

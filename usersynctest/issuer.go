@@ -7,8 +7,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -195,4 +197,18 @@ func (i *Issuer) TokenAlg(alg string, claims map[string]any) string {
 		i.t.Fatal(err)
 	}
 	return s
+}
+
+// PublicKeyPEM returns the issuer's RS256 public key in PEM form, as
+// Clerk's dashboard shows its "JWT public key", for a verifier that needs
+// no JWKS (usersync.Issuer.PublicKeyPEM).
+func (i *Issuer) PublicKeyPEM() string {
+	i.mu.Lock()
+	k := i.keys["RS256"]
+	i.mu.Unlock()
+	der, err := x509.MarshalPKIXPublicKey(k.priv.Public())
+	if err != nil {
+		i.t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }

@@ -46,6 +46,14 @@ var (
 	epoch = time.UnixMilli(1_700_000_000_000).UTC()
 )
 
+// The size limits of the Store contract (see usersync.Write.Validate).
+const (
+	maxIDLen              = 128
+	maxTokenIdentifierLen = 512
+	maxSubjectLen         = 255
+	maxFieldLen           = 16 << 10
+)
+
 func (f *storeFixture) nextID() string {
 	f.ids++
 	return fmt.Sprintf("id-%08d", f.ids)
@@ -77,8 +85,8 @@ func (f *storeFixture) upsert(w usersync.Write, want usersync.Outcome) usersync.
 	return u
 }
 
-func (f *storeFixture) tombstone(sub string) usersync.Tombstone {
-	return usersync.Tombstone{
+func (f *storeFixture) tombstone(sub string) usersync.Write {
+	return usersync.Write{
 		ID:              f.nextID(),
 		TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", sub),
 		Issuer:          "https://issuer.test",
@@ -100,52 +108,27 @@ func (f *storeFixture) delete(sub string, want usersync.Outcome) usersync.User {
 }
 
 func (f *storeFixture) byToken(sub string) (usersync.User, error) {
-	return f.s.GetByToken(bg, usersync.TokenIdentifier("https://issuer.test", sub))
+	return f.s.GetByTokenIdentifier(bg, usersync.TokenIdentifier("https://issuer.test", sub))
 }
 
 func (f *storeFixture) mustGet(sub string) usersync.User {
 	f.t.Helper()
 	u, err := f.byToken(sub)
 	if err != nil {
-		f.t.Fatalf("GetByToken(%s): %v", sub, err)
+		f.t.Fatalf("GetByTokenIdentifier(%s): %v", sub, err)
 	}
 	return u
 }
 
-func full(name string) usersync.Profile {
-	return usersync.Profile{
-		Name: name, Email: name + "@example.com", EmailVerified: true,
-		PictureURL: "https://img.example.com/" + name, Username: name,
-		PhoneNumber: "+15550100", Metadata: json.RawMessage(`{"plan":"pro"}`),
-	}
-}
+// full returns a profile with every field set, from name.
+func full(name string) usersync.Profile { return fullProfile(name) }
 
 // sameProfile fails the test if got's profile differs from want.
 func sameProfile(t *testing.T, what string, got, want usersync.Profile) {
 	t.Helper()
-	if !profileEqual(got, want) {
-		t.Fatalf("%s: profile = %+v, want %+v", what, got, want)
+	if diff := profileDiff(got, want); diff != "" {
+		t.Fatalf("%s: profile differs in %s: got %+v, want %+v", what, diff, got, want)
 	}
-}
-
-func profileEqual(a, b usersync.Profile) bool {
-	return a.Name == b.Name && a.Email == b.Email && a.EmailVerified == b.EmailVerified &&
-		a.PictureURL == b.PictureURL && a.Username == b.Username &&
-		a.PhoneNumber == b.PhoneNumber && jsonEqual(a.Metadata, b.Metadata)
-}
-
-// jsonEqual compares two JSON texts by value; nil and empty are equal.
-func jsonEqual(a, b json.RawMessage) bool {
-	if len(a) == 0 || len(b) == 0 {
-		return len(a) == len(b)
-	}
-	var va, vb any
-	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
-		return false
-	}
-	ja, _ := json.Marshal(va)
-	jb, _ := json.Marshal(vb)
-	return string(ja) == string(jb)
 }
 
 func sameTime(t *testing.T, what string, got, want time.Time) {
@@ -178,7 +161,7 @@ var storeCases = []storeCase{
 			t.Fatalf("Get: %v", err)
 		}
 		sameProfile(t, "Get", got.Profile, w.Profile)
-		sameProfile(t, "GetByToken", f.mustGet("alice").Profile, w.Profile)
+		sameProfile(t, "GetByTokenIdentifier", f.mustGet("alice").Profile, w.Profile)
 	}},
 	{"Upsert/a newer version replaces the fields it carries", func(t *testing.T, f *storeFixture) {
 		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
@@ -261,13 +244,36 @@ var storeCases = []storeCase{
 	}},
 	{"Upsert/identity fields never change", func(t *testing.T, f *storeFixture) {
 		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
-		w := f.write("alice", 11, usersync.AllFields, full("alicia"))
-		w.Issuer, w.Subject = "https://other.test", "bob"
+		w := f.write("alice", 11, usersync.AllFields, full("alicia")) // with another ID and time
 		u := f.upsert(w, usersync.Updated)
-		if u.ID != created.ID || u.Issuer != created.Issuer || u.Subject != created.Subject {
+		if u.ID != created.ID || u.Issuer != created.Issuer || u.Subject != created.Subject || u.TokenIdentifier != created.TokenIdentifier {
 			t.Fatalf("identity changed: %+v, was %+v", u, created)
 		}
 		sameTime(t, "CreatedAt", u.CreatedAt, created.CreatedAt)
+	}},
+	{"Upsert/every profile field is stored, read back and versioned on its own", func(t *testing.T, f *storeFixture) {
+		// Every field of usersync.Profile, found by reflection: a store
+		// that drops or mixes up a field fails here, whatever its name.
+		f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
+		want := full("alice")
+		// Every field of newer differs from alice's, booleans included.
+		newer := boolsOf(full("newer"), flipBools(want))
+		v := usersync.Version(10)
+		for field := usersync.Fields(1); field&usersync.AllFields != 0; field <<= 1 {
+			v++
+			u := f.upsert(f.write("alice", v, field, newer), usersync.Updated)
+			want.CopyFields(&newer, field)
+			sameProfile(t, fmt.Sprintf("after writing field %#x", field), u.Profile, want)
+			sameProfile(t, fmt.Sprintf("read back after writing field %#x", field), f.mustGet("alice").Profile, want)
+			// The field now holds version v; the others still hold 10.
+			f.upsert(f.write("alice", v, field, full("same version")), usersync.Stale)
+		}
+		for field := usersync.Fields(1); field&usersync.AllFields != 0; field <<= 1 {
+			// An older write of any field is stale: every field was written
+			// at 11 or later.
+			f.upsert(f.write("alice", 11, field, full("old")), usersync.Stale)
+		}
+		sameProfile(t, "in the end", f.mustGet("alice").Profile, newer)
 	}},
 	{"Upsert/metadata round-trips as JSON and an empty profile is kept empty", func(t *testing.T, f *storeFixture) {
 		p := usersync.Profile{Name: "n", Metadata: json.RawMessage(`{"a":[1,2,{"b":"ü\"x"}],"c":null}`)}
@@ -277,24 +283,35 @@ var storeCases = []storeCase{
 		sameProfile(t, "empty", f.mustGet("bob").Profile, usersync.Profile{})
 	}},
 	{"Upsert/values at the size limits are stored whole", func(t *testing.T, f *storeFixture) {
-		sub := strings.Repeat("s", usersync.MaxSubjectLen)
-		w := f.write("x", 1, usersync.AllFields, usersync.Profile{Name: strings.Repeat("ü", usersync.MaxFieldLen/2), Email: "e"})
-		w.Subject, w.TokenIdentifier, w.ID = sub, strings.Repeat("t", usersync.MaxTokenIdentifierLen), strings.Repeat("i", usersync.MaxIDLen)
+		sub := strings.Repeat("s", maxSubjectLen)
+		w := f.write("x", 1, usersync.AllFields, usersync.Profile{Name: strings.Repeat("ü", maxFieldLen/2), Email: "e"})
+		w.Issuer = "https://" + strings.Repeat("i", maxTokenIdentifierLen-len(sub)-1-len("https://"))
+		w.Subject, w.TokenIdentifier, w.ID = sub, usersync.TokenIdentifier(w.Issuer, sub), strings.Repeat("i", maxIDLen)
+		if len(w.TokenIdentifier) != maxTokenIdentifierLen {
+			t.Fatalf("test bug: token identifier of %d bytes", len(w.TokenIdentifier))
+		}
 		f.upsert(w, usersync.Created)
-		u, err := f.s.GetByToken(bg, w.TokenIdentifier)
+		u, err := f.s.GetByTokenIdentifier(bg, w.TokenIdentifier)
 		if err != nil || u.Subject != sub || u.Name != w.Profile.Name || u.ID != w.ID {
 			t.Fatalf("stored %d-byte name, %d-byte subject: %v", len(u.Name), len(u.Subject), err)
 		}
 	}},
 	{"Upsert/a malformed write is rejected with ErrInvalid and stores nothing", func(t *testing.T, f *storeFixture) {
 		bad := map[string]func(w *usersync.Write){
-			"empty token identifier": func(w *usersync.Write) { w.TokenIdentifier = "" },
-			"empty ID":               func(w *usersync.Write) { w.ID = "" },
-			"invalid metadata":       func(w *usersync.Write) { w.Profile.Metadata = json.RawMessage(`{"a":`) },
-			"negative version":       func(w *usersync.Write) { w.Version = -1 },
-			"NUL in a name":          func(w *usersync.Write) { w.Profile.Name = "a\x00b" },
-			"subject too long":       func(w *usersync.Write) { w.Subject = strings.Repeat("s", 256); w.TokenIdentifier = "x|" + w.Subject },
-			"token id too long":      func(w *usersync.Write) { w.TokenIdentifier = strings.Repeat("t", 513) },
+			"empty token identifier":              func(w *usersync.Write) { w.TokenIdentifier = "" },
+			"token identifier of another subject": func(w *usersync.Write) { w.TokenIdentifier = usersync.TokenIdentifier(w.Issuer, "mallory") },
+			"issuer with a trailing slash":        func(w *usersync.Write) { w.Issuer += "/" },
+			"empty ID":                            func(w *usersync.Write) { w.ID = "" },
+			"fields at version 0":                 func(w *usersync.Write) { w.Version = 0 },
+			"no time":                             func(w *usersync.Write) { w.At = time.Time{} },
+			"invalid metadata":                    func(w *usersync.Write) { w.Profile.Metadata = json.RawMessage(`{"a":`) },
+			"negative version":                    func(w *usersync.Write) { w.Version = -1 },
+			"NUL in a name":                       func(w *usersync.Write) { w.Profile.Name = "a\x00b" },
+			"subject too long":                    func(w *usersync.Write) { w.Subject = strings.Repeat("s", 256); w.TokenIdentifier = "x|" + w.Subject },
+			"token id too long": func(w *usersync.Write) {
+				w.Issuer = "https://" + strings.Repeat("t", 505)
+				w.TokenIdentifier = usersync.TokenIdentifier(w.Issuer, w.Subject)
+			},
 			"name too long":          func(w *usersync.Write) { w.Profile.Name = strings.Repeat("n", 16<<10+1) },
 			"NUL in the subject":     func(w *usersync.Write) { w.Subject = "a\x00"; w.TokenIdentifier = "x|a\x00" },
 			"NUL escape in metadata": func(w *usersync.Write) { w.Profile.Metadata = json.RawMessage(`{"a":"\u0000"}`) },
@@ -345,14 +362,17 @@ var storeCases = []storeCase{
 		sameTime(t, "DeletedAt", u.DeletedAt, ts.At)
 		sameTime(t, "CreatedAt", u.CreatedAt, created.CreatedAt)
 	}},
-	{"Delete/lookups of a deleted user report ErrNotFound", func(t *testing.T, f *storeFixture) {
+	{"Delete/lookups of a deleted user report ErrDeleted, of an unknown one ErrNotFound", func(t *testing.T, f *storeFixture) {
 		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
 		f.delete("alice", usersync.Deleted)
-		if _, err := f.byToken("alice"); !errors.Is(err, usersync.ErrNotFound) {
-			t.Errorf("GetByToken err = %v, want ErrNotFound", err)
+		if _, err := f.byToken("alice"); !errors.Is(err, usersync.ErrDeleted) || !errors.Is(err, usersync.ErrNotFound) {
+			t.Errorf("GetByTokenIdentifier err = %v, want ErrDeleted (wrapping ErrNotFound)", err)
 		}
-		if _, err := f.s.Get(bg, created.ID); !errors.Is(err, usersync.ErrNotFound) {
-			t.Errorf("Get err = %v, want ErrNotFound", err)
+		if _, err := f.s.Get(bg, created.ID); !errors.Is(err, usersync.ErrDeleted) {
+			t.Errorf("Get err = %v, want ErrDeleted", err)
+		}
+		if _, err := f.byToken("never"); !errors.Is(err, usersync.ErrNotFound) || errors.Is(err, usersync.ErrDeleted) {
+			t.Errorf("GetByTokenIdentifier of a key never stored: err = %v, want ErrNotFound only", err)
 		}
 		if m, err := f.s.GetMany(bg, []string{created.ID}); err != nil || len(m) != 0 {
 			t.Errorf("GetMany = %v, %v; want empty", m, err)
@@ -367,13 +387,13 @@ var storeCases = []storeCase{
 	{"Delete/is final: later and late upserts report ErrDeleted", func(t *testing.T, f *storeFixture) {
 		f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
 		f.delete("alice", usersync.Deleted)
-		for _, v := range []usersync.Version{5, 10, 11, 1 << 50} {
+		for _, v := range []usersync.Version{5, 10, 11, 1 << 47} {
 			if _, _, err := f.s.Upsert(bg, f.write("alice", v, usersync.AllFields, full("zombie"))); !errors.Is(err, usersync.ErrDeleted) {
 				t.Errorf("Upsert v%d after Delete: err = %v, want ErrDeleted", v, err)
 			}
 		}
-		if _, err := f.byToken("alice"); !errors.Is(err, usersync.ErrNotFound) {
-			t.Errorf("GetByToken err = %v, want ErrNotFound", err)
+		if _, err := f.byToken("alice"); !errors.Is(err, usersync.ErrDeleted) {
+			t.Errorf("GetByTokenIdentifier err = %v, want ErrDeleted", err)
 		}
 	}},
 	{"Delete/an unknown key records a tombstone that refuses a later create", func(t *testing.T, f *storeFixture) {
@@ -413,7 +433,7 @@ var storeCases = []storeCase{
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(m) != 2 || m[a.ID].Name != "a" || m[b.ID].Name != "b" {
+		if len(m) != 2 || m[a.ID].Name != full("a").Name || m[b.ID].Name != full("b").Name {
 			t.Fatalf("GetMany = %v, want a and b", m)
 		}
 		if m, err := f.s.GetMany(bg, nil); err != nil || len(m) != 0 {
@@ -525,7 +545,7 @@ var storeCases = []storeCase{
 		events := Stream(rand.New(rand.NewPCG(1, 2)), 100, 1000)
 		inOrder := f.newStore(t)
 		for _, e := range events {
-			Apply(t, inOrder, e)
+			applyEvent(t, inOrder, e)
 		}
 		// Shuffle, duplicate a fifth, and deliver from 8 goroutines.
 		r := rand.New(rand.NewPCG(3, 4))
@@ -538,7 +558,7 @@ var storeCases = []storeCase{
 		for w := range 8 {
 			wg.Go(func() {
 				for i := w; i < len(shuffled); i += 8 {
-					Apply(t, f.s, shuffled[i])
+					applyEvent(t, f.s, shuffled[i])
 				}
 			})
 		}
@@ -559,7 +579,7 @@ var storeCases = []storeCase{
 		cancel()
 		checks := map[string]error{}
 		_, checks["Get"] = f.s.Get(ctx, u.ID)
-		_, checks["GetByToken"] = f.s.GetByToken(ctx, u.TokenIdentifier)
+		_, checks["GetByTokenIdentifier"] = f.s.GetByTokenIdentifier(ctx, u.TokenIdentifier)
 		_, checks["GetMany"] = f.s.GetMany(ctx, []string{u.ID})
 		_, _, checks["Upsert"] = f.s.Upsert(ctx, f.write("bob", 1, usersync.AllFields, full("bob")))
 		_, _, checks["Delete"] = f.s.Delete(ctx, f.tombstone("alice"))

@@ -11,14 +11,16 @@ import (
 	"unicode/utf8"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk"
 )
 
-// app is the chat: the reference page's messages with authors, on top of
-// usersync.
+// app is the chat: messages with authors, on top of usersync.
 type app struct {
+	store    usersync.Store
+	instance *clerk.Provider
 	syncer   *usersync.Syncer
 	verifier *usersync.Verifier
-	webhook  *usersync.WebhookHandler
+	webhook  http.Handler
 	msgs     messages
 	log      *slog.Logger
 	dev      *devIssuer // nil outside dev mode
@@ -32,15 +34,18 @@ const maxMessage = 2000 // characters
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /clerk-users-webhook", a.webhook)
-	auth := a.verifier.RequireIdentity
-	mux.Handle("POST /api/users/store", auth(http.HandlerFunc(a.storeUser)))
-	mux.Handle("GET /api/users/me", auth(http.HandlerFunc(a.me)))
-	mux.Handle("POST /api/messages", auth(http.HandlerFunc(a.send)))
-	mux.Handle("GET /api/messages", auth(http.HandlerFunc(a.list)))
-	mux.Handle("GET /api/messages/sent-count", auth(http.HandlerFunc(a.sentCount)))
+	// Acting as the user: RequireUser stores them from the token if the
+	// webhook has not arrived yet, and refuses deleted users.
+	user := a.syncer.RequireUser
+	mux.Handle("POST /api/users/store", user(http.HandlerFunc(a.storeUser)))
+	mux.Handle("POST /api/messages", user(http.HandlerFunc(a.send)))
+	// Reading: the identity is enough, and deleted users still read.
+	identity := a.verifier.RequireIdentity
+	mux.Handle("GET /api/users/me", identity(http.HandlerFunc(a.me)))
+	mux.Handle("GET /api/messages", identity(http.HandlerFunc(a.list)))
+	mux.Handle("GET /api/messages/sent-count", identity(http.HandlerFunc(a.sentCount)))
 	mux.HandleFunc("GET /api/config", a.config)
 	if a.dev != nil {
-		mux.HandleFunc("GET /dev/jwks.json", a.dev.serveJWKS)
 		mux.HandleFunc("POST /dev/token", a.dev.serveToken)
 	}
 	mux.HandleFunc("GET /{$}", serveIndex)
@@ -57,28 +62,48 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// storeUser is the reference page's store mutation: idempotent.
-func (a *app) storeUser(w http.ResponseWriter, r *http.Request) {
-	id, _ := usersync.FromContext(r.Context())
-	u, err := a.syncer.StoreCurrentUser(r.Context(), id)
-	if errors.Is(err, usersync.ErrDeleted) {
-		writeError(w, http.StatusForbidden, "user was deleted")
-		return
+// errorJSON is the verifier's error handler: every error of the
+// middlewares as {"error": "..."}, with the headers they set (the 401's
+// WWW-Authenticate, the 503's Retry-After).
+func errorJSON(w http.ResponseWriter, r *http.Request, status int, err error) {
+	msg := strings.ToLower(http.StatusText(status))
+	switch {
+	case errors.Is(err, usersync.ErrDeleted):
+		msg = "user was deleted"
+	case errors.Is(err, usersync.ErrKeysUnavailable):
+		msg = "sign-in keys unavailable: retry shortly"
+	case errors.Is(err, usersync.ErrInvalid):
+		msg = "the token's claims cannot be stored"
 	}
-	if errors.Is(err, usersync.ErrInvalid) {
-		writeError(w, http.StatusBadRequest, "the token's claims cannot be stored")
-		return
-	}
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"id": u.ID})
+	writeError(w, status, msg)
 }
 
-// me is a pure read: 404 until the user row exists.
+// storeUser is the page's store mutation: it refreshes the stored claims
+// from the token, and is idempotent.
+func (a *app) storeUser(w http.ResponseWriter, r *http.Request) {
+	u, err := a.syncer.StoreCurrentUser(r.Context())
+	switch {
+	case errors.Is(err, usersync.ErrDeleted):
+		writeError(w, http.StatusForbidden, "user was deleted")
+	case errors.Is(err, usersync.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "the token's claims cannot be stored")
+	case err != nil:
+		a.fail(w, r, err)
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"id": u.ID})
+	}
+}
+
+// me is a pure read: 404 until the user row exists, and after it is
+// deleted.
 func (a *app) me(w http.ResponseWriter, r *http.Request) {
-	if u, ok := a.currentUser(w, r, http.StatusNotFound, "user not stored yet"); ok {
+	u, err := a.syncer.CurrentUser(r.Context())
+	switch {
+	case errors.Is(err, usersync.ErrNotFound): // not stored yet, or deleted
+		writeError(w, http.StatusNotFound, "user not stored")
+	case err != nil:
+		a.fail(w, r, err)
+	default:
 		writeJSON(w, http.StatusOK, u)
 	}
 }
@@ -96,10 +121,7 @@ func (a *app) send(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "message must have 1 to 2000 characters")
 		return
 	}
-	u, ok := a.currentUser(w, r, http.StatusForbidden, "no stored user: call POST /api/users/store first")
-	if !ok {
-		return
-	}
+	u, _ := usersync.UserFromContext(r.Context())
 	id, err := a.msgs.add(r.Context(), u.ID, body, time.Now())
 	if err != nil {
 		a.fail(w, r, err)
@@ -162,7 +184,7 @@ func (a *app) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *app) sentCount(w http.ResponseWriter, r *http.Request) {
-	u, err := a.syncer.GetCurrentOrErr(r.Context())
+	u, err := a.syncer.CurrentUser(r.Context())
 	if errors.Is(err, usersync.ErrNotFound) { // not stored yet, or deleted: sent nothing
 		writeJSON(w, http.StatusOK, map[string]int{"count": 0})
 		return
@@ -182,22 +204,6 @@ func (a *app) sentCount(w http.ResponseWriter, r *http.Request) {
 // config tells the page which sign-in to show.
 func (a *app) config(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"dev": a.dev != nil, "issuer": a.issuer, "clerkPublishableKey": a.clerkKey})
-}
-
-// currentUser returns the stored user of the request's identity, or
-// answers status with msg when there is none (not stored yet, or deleted)
-// and 500 when the store fails.
-func (a *app) currentUser(w http.ResponseWriter, r *http.Request, status int, msg string) (usersync.User, bool) {
-	u, err := a.syncer.GetCurrentOrErr(r.Context())
-	switch {
-	case errors.Is(err, usersync.ErrNotFound):
-		writeError(w, status, msg)
-		return u, false
-	case err != nil:
-		a.fail(w, r, err)
-		return u, false
-	}
-	return u, true
 }
 
 func (a *app) fail(w http.ResponseWriter, r *http.Request, err error) {

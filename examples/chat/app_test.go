@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk/clerktest"
 	"github.com/usersync/usersync/usersynctest"
 )
 
@@ -24,7 +25,7 @@ type testApp struct {
 	*app
 	h      http.Handler
 	issuer *usersynctest.Issuer
-	sender *usersynctest.WebhookSender
+	sender *clerktest.WebhookSender
 	store  *countingStore
 }
 
@@ -47,17 +48,15 @@ func (c *countingStore) Get(ctx context.Context, id string) (usersync.User, erro
 func newTestApp(t *testing.T, databaseURL string) *testApp {
 	t.Helper()
 	iss := usersynctest.NewIssuer(t)
-	sender := usersynctest.NewWebhookSender(t)
+	sender := clerktest.NewWebhookSender(t)
 	log := slog.New(slog.DiscardHandler)
 	a, cleanup, err := newApp(context.Background(), config{databaseURL: databaseURL, issuer: iss.URL, secrets: sender.Secret}, "http://unused", log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
-	cs := &countingStore{Store: a.syncer.Store()}
-	a.syncer = usersync.New(cs, usersync.WithLogger(log))
-	a.webhook, err = usersync.NewWebhookHandler(a.syncer, usersync.WebhookConfig{Secrets: []string{sender.Secret}, Issuer: iss.URL, Logger: log})
-	if err != nil {
+	cs := &countingStore{Store: a.store}
+	if err := a.wire(cs); err != nil {
 		t.Fatal(err)
 	}
 	return &testApp{app: a, h: a.routes(), issuer: iss, sender: sender, store: cs}
@@ -119,15 +118,24 @@ func TestEndpoints(t *testing.T) {
 					if !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), `Bearer realm="chat"`) {
 						t.Fatalf("no WWW-Authenticate on %s", ep[1])
 					}
+					if e := decode[map[string]string](t, w)["error"]; e != "unauthorized" || w.Header().Get("Content-Type") != "application/json" {
+						t.Fatalf("401 body %q, %q: want JSON {\"error\": \"unauthorized\"}", w.Body, w.Header().Get("Content-Type"))
+					}
 				}
 			}
 
 			expect(t, "me before store", ta.do("GET", "/api/users/me", ada, nil), 404)
-			expect(t, "send before store", ta.do("POST", "/api/messages", ada, map[string]string{"body": "hi"}), 403)
+			// Sending as a user not stored yet stores them first.
+			expect(t, "first message, before store", ta.do("POST", "/api/messages", ada, map[string]string{"body": "hello"}), 201)
+			w := ta.do("GET", "/api/users/me", ada, nil)
+			expect(t, "me after the first message", w, 200)
+			id := decode[map[string]any](t, w)["id"]
 
-			w := ta.do("POST", "/api/users/store", ada, nil)
+			w = ta.do("POST", "/api/users/store", ada, nil)
 			expect(t, "store", w, 200)
-			id := decode[map[string]string](t, w)["id"]
+			if stored := decode[map[string]string](t, w)["id"]; stored != id {
+				t.Fatalf("store gave %q, the first message stored %q", stored, id)
+			}
 			w = ta.do("POST", "/api/users/store", ada, nil)
 			expect(t, "store again", w, 200)
 			if again := decode[map[string]string](t, w)["id"]; again != id || id == "" {
@@ -142,7 +150,6 @@ func TestEndpoints(t *testing.T) {
 			expect(t, "empty message", ta.do("POST", "/api/messages", ada, map[string]string{"body": "   "}), 400)
 			expect(t, "oversized message", ta.do("POST", "/api/messages", ada, map[string]string{"body": strings.Repeat("x", 2001)}), 400)
 			expect(t, "not JSON", ta.do("POST", "/api/messages", ada, "body=hi"), 400)
-			expect(t, "first message", ta.do("POST", "/api/messages", ada, map[string]string{"body": "hello"}), 201)
 			expect(t, "second message", ta.do("POST", "/api/messages", ada, map[string]string{"body": "again"}), 201)
 			expect(t, "bob stores", ta.do("POST", "/api/users/store", bob, nil), 200)
 			expect(t, "bob writes", ta.do("POST", "/api/messages", bob, map[string]string{"body": "hi Ada"}), 201)
@@ -169,7 +176,7 @@ func TestEndpoints(t *testing.T) {
 			}
 
 			// Clerk deletes Ada: her messages stay, authored by "deleted user".
-			expect(t, "user.deleted", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", usersynctest.UserDeletedEvent("user_ada"))), 200)
+			expect(t, "user.deleted", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", clerktest.UserDeletedEvent("user_ada"))), 200)
 			msgs = decode[[]messageJSON](t, ta.do("GET", "/api/messages", bob, nil))
 			if len(msgs) != 3 || msgs[0].Author != "deleted user" || msgs[2].Author != "Bob" {
 				t.Fatalf("after delete: %+v", msgs)
@@ -187,6 +194,23 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
+// While the issuer's keys cannot be fetched, every token endpoint answers
+// 503 with Retry-After and a JSON error, never 401: a single-page app
+// signs its user out on a 401.
+func TestKeysUnavailable(t *testing.T) {
+	ta := newTestApp(t, "memory:")
+	ta.issuer.SetJWKSMode(usersynctest.JWKS500)
+	ta.issuer.Rotate() // a token of a key the verifier has never seen
+	tok := ta.issuer.Token(map[string]any{"sub": "user_ada"})
+	for _, ep := range [][2]string{{"POST", "/api/users/store"}, {"GET", "/api/users/me"}, {"POST", "/api/messages"}, {"GET", "/api/messages"}} {
+		w := ta.do(ep[0], ep[1], tok, map[string]string{"body": "hi"})
+		expect(t, ep[0]+" "+ep[1]+" while the keys are unavailable", w, 503)
+		if w.Header().Get("Retry-After") == "" || decode[map[string]string](t, w)["error"] == "" {
+			t.Fatalf("503 without Retry-After or JSON error: %q %q", w.Header(), w.Body)
+		}
+	}
+}
+
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 func recorder(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
@@ -199,7 +223,7 @@ func TestWebhookEndpoint(t *testing.T) {
 	for name, url := range backends(t) {
 		t.Run(name, func(t *testing.T) {
 			ta := newTestApp(t, url)
-			created := usersynctest.UserEvent("user.created", usersynctest.ClerkUser{ID: "user_web", FirstName: usersynctest.Str("Grace"), LastName: usersynctest.Str("Hopper"), Email: "grace@example.com", UpdatedAt: time.Now()})
+			created := clerktest.UserEvent("user.created", clerktest.User{ID: "user_web", FirstName: clerktest.Str("Grace"), LastName: clerktest.Str("Hopper"), Email: "grace@example.com", UpdatedAt: time.Now()})
 			expect(t, "applied", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", created)), 200)
 			expect(t, "duplicate", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", created)), 200)
 			bad := ta.sender.Request("/clerk-users-webhook", created)
@@ -212,7 +236,7 @@ func TestWebhookEndpoint(t *testing.T) {
 			expect(t, "other event", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", []byte(`{"type":"session.created","data":{"id":"s"}}`))), 200)
 
 			// The webhook's user and the same person's token are one row.
-			webhookUser, err := ta.syncer.Store().GetByToken(context.Background(), usersync.TokenIdentifier(ta.issuer.URL, "user_web"))
+			webhookUser, err := ta.store.GetByTokenIdentifier(context.Background(), usersync.TokenIdentifier(ta.issuer.URL, "user_web"))
 			if err != nil {
 				t.Fatal(err)
 			}

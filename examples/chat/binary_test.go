@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usersync/usersync/clerk/clerktest"
 	"github.com/usersync/usersync/usersynctest"
 )
 
@@ -52,7 +53,7 @@ func TestBinaryOnServers(t *testing.T) {
 			}
 
 			iss := usersynctest.NewIssuer(t)
-			sender := usersynctest.NewWebhookSender(t)
+			sender := clerktest.NewWebhookSender(t)
 			addr := freeAddr(t)
 			cmd := exec.Command(bin)
 			cmd.Env = append(os.Environ(), "USERSYNC_ADDR="+addr, "DATABASE_URL="+s.prefix+dsn,
@@ -87,7 +88,7 @@ func TestBinaryOnServers(t *testing.T) {
 			if code, body := call("POST", "/api/messages", `{"body":"hello from `+s.name+`"}`); code != 201 {
 				t.Fatalf("send: %d %s", code, body)
 			}
-			if resp := sender.Send(base+"/clerk-users-webhook", usersynctest.UserDeletedEvent("user_srv")); resp.StatusCode != 200 {
+			if resp := sender.Send(base+"/clerk-users-webhook", clerktest.UserDeletedEvent("user_srv")); resp.StatusCode != 200 {
 				t.Fatalf("webhook: %d", resp.StatusCode)
 			}
 			code, body := call("GET", "/api/messages", "")

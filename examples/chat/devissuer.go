@@ -3,19 +3,19 @@ package main
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"math/big"
+	"encoding/pem"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// devIssuer is the development issuer of dev mode: it publishes a JWKS and
-// mints a token for any name and user id typed into the page. It is never
+// devIssuer is the development issuer of dev mode: it mints a token for any
+// name and user id typed into the page. It is never
 // on when CLERK_ISSUER is set.
 type devIssuer struct {
 	url string
@@ -33,20 +33,11 @@ func newDevIssuer(url string) (*devIssuer, error) {
 	return &devIssuer{url: url, key: key, kid: base64.RawURLEncoding.EncodeToString(kid)}, nil
 }
 
-func (d *devIssuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
-	b64 := base64.RawURLEncoding.EncodeToString
-	writeJSON(w, http.StatusOK, map[string]any{"keys": []any{map[string]any{
-		"kty": "RSA", "alg": "RS256", "use": "sig", "kid": d.kid,
-		"n": b64(d.key.N.Bytes()), "e": b64(big.NewInt(int64(d.key.E)).Bytes()),
-	}}})
-}
-
-// RoundTrip serves the dev JWKS to the verifier without a network round
-// trip.
-func (d *devIssuer) RoundTrip(r *http.Request) (*http.Response, error) {
-	w := httptest.NewRecorder()
-	d.serveJWKS(w, r)
-	return w.Result(), nil
+// publicKeyPEM returns the issuer's public key in PEM form: the verifier
+// checks dev tokens with it, with no JWKS to fetch.
+func (d *devIssuer) publicKeyPEM() string {
+	der, _ := x509.MarshalPKIXPublicKey(&d.key.PublicKey) // cannot fail with an RSA key
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
 var devUserID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/usersync/usersync/usersynctest"
+	"github.com/usersync/usersync/clerk/clerktest"
 )
 
 // chromium returns the path of a Chromium browser, or skips t.
@@ -39,7 +39,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	sender := usersynctest.NewWebhookSender(t)
+	sender := clerktest.NewWebhookSender(t)
 	a, cleanup, err := newApp(context.Background(), config{databaseURL: filepath.Join(t.TempDir(), "chat.db"), secrets: sender.Secret}, base, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// Clerk deletes the user: the page's next refresh shows "deleted user".
-	if resp := sender.Send(base+"/clerk-users-webhook", usersynctest.UserDeletedEvent("user_ada")); resp.StatusCode != 200 {
+	if resp := sender.Send(base+"/clerk-users-webhook", clerktest.UserDeletedEvent("user_ada")); resp.StatusCode != 200 {
 		t.Fatalf("user.deleted: %d", resp.StatusCode)
 	}
 	do("author becomes deleted user", chromedp.WaitVisible(chromedp.Search(`//li[contains(., "deleted user") and contains(., "Second message")]`)))

@@ -1,6 +1,6 @@
-// Command chat is the reference page's chat app on usersync: messages with
-// their authors, "deleted user" after a delete, a per-user sent count, the
-// current-user endpoints and the Clerk webhook.
+// Command chat is a chat app on usersync: messages with their authors,
+// "deleted user" after a delete, a per-user sent count, the current-user
+// endpoints and the Clerk webhook.
 //
 //	go run ./examples/chat            # dev mode, SQLite in chat.db
 //
@@ -29,15 +29,16 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/memstore"
 	"github.com/usersync/usersync/sqlstore"
 )
 
 // config is the app's environment.
 type config struct {
-	addr, databaseURL                   string
-	issuer, jwksURL, audience, azp, key string
-	secrets                             string
+	addr, databaseURL                           string
+	issuer, jwksURL, jwtKey, audience, azp, key string
+	secrets                                     string
 }
 
 func configFromEnv() config {
@@ -52,6 +53,7 @@ func configFromEnv() config {
 		databaseURL: get("DATABASE_URL", "file:chat.db"),
 		issuer:      os.Getenv("CLERK_ISSUER"),
 		jwksURL:     os.Getenv("CLERK_JWKS_URL"),
+		jwtKey:      os.Getenv("CLERK_JWT_KEY"),
 		audience:    os.Getenv("CLERK_AUDIENCE"),
 		azp:         os.Getenv("CLERK_AUTHORIZED_PARTIES"),
 		key:         os.Getenv("CLERK_PUBLISHABLE_KEY"),
@@ -103,60 +105,75 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	return srv.Shutdown(shutdown)
 }
 
-// newApp wires the store, the syncer, the verifier and the webhook. base is
-// the server's own URL, the issuer of dev mode.
+// newApp wires the store, the Clerk instance, the verifier, the syncer and
+// the webhook. base is the server's own URL, the issuer of dev mode.
 func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*app, func(), error) {
 	store, msgs, closeDB, err := openStore(ctx, cfg.databaseURL)
 	if err != nil {
 		return nil, nil, err
 	}
-	a := &app{syncer: usersync.New(store, usersync.WithLogger(log)), msgs: msgs, log: log, clerkKey: cfg.key}
-
-	ic := usersync.IssuerConfig{Issuer: cfg.issuer, JWKSURL: cfg.jwksURL}
-	if cfg.audience != "" {
-		ic.Audiences = []string{cfg.audience}
+	a := &app{msgs: msgs, log: log, clerkKey: cfg.key}
+	fail := func(err error) (*app, func(), error) {
+		if a.verifier != nil {
+			a.verifier.Close()
+		}
+		closeDB()
+		return nil, nil, err
 	}
+
+	cc := clerk.Config{Issuer: cfg.issuer, JWKSURL: cfg.jwksURL, PublicKeyPEM: cfg.jwtKey}
 	if cfg.azp != "" {
-		ic.AuthorizedParties = strings.Split(cfg.azp, ",")
+		cc.AuthorizedParties = strings.Split(cfg.azp, ",")
+	}
+	if cfg.secrets != "" {
+		cc.WebhookSecrets = strings.Split(cfg.secrets, ",")
 	}
 	if cfg.issuer == "" {
 		if a.dev, err = newDevIssuer(base); err != nil {
-			closeDB()
-			return nil, nil, err
+			return fail(err)
 		}
-		ic = usersync.IssuerConfig{Issuer: base, JWKSURL: base + "/dev/jwks.json"}
+		cc = clerk.Config{Issuer: base, PublicKeyPEM: a.dev.publicKeyPEM(), WebhookSecrets: cc.WebhookSecrets}
 		log.Warn("chat: DEV MODE: CLERK_ISSUER is not set, so this server issues its own tokens to anyone. Never expose it.", "issuer", base)
-	}
-	a.issuer = ic.Issuer
-	secrets := strings.Split(cfg.secrets, ",")
-	if cfg.secrets == "" {
-		if a.dev == nil {
-			closeDB()
-			return nil, nil, errors.New("CLERK_WEBHOOK_SECRET is required with CLERK_ISSUER")
+		if len(cc.WebhookSecrets) == 0 {
+			key := make([]byte, 32)
+			rand.Read(key)
+			cc.WebhookSecrets = []string{"whsec_" + base64.StdEncoding.EncodeToString(key)}
+			log.Warn("chat: DEV MODE: generated a webhook signing secret", "CLERK_WEBHOOK_SECRET", cc.WebhookSecrets[0])
 		}
-		key := make([]byte, 32)
-		rand.Read(key)
-		secrets = []string{"whsec_" + base64.StdEncoding.EncodeToString(key)}
-		log.Warn("chat: DEV MODE: generated a webhook signing secret", "CLERK_WEBHOOK_SECRET", secrets[0])
+	} else if len(cc.WebhookSecrets) == 0 {
+		return fail(errors.New("CLERK_WEBHOOK_SECRET is required with CLERK_ISSUER"))
 	}
-	vcfg := usersync.VerifierConfig{Issuers: []usersync.IssuerConfig{ic}, Logger: log, Realm: "chat"}
-	if a.dev != nil {
-		// The dev JWKS is served in-process: the server is not listening
-		// while the verifier fetches it.
-		vcfg.HTTPClient = &http.Client{Transport: a.dev, Timeout: 5 * time.Second}
-	}
-	a.verifier, err = usersync.NewVerifier(ctx, vcfg)
+	instance, err := clerk.New(cc)
 	if err != nil {
-		closeDB()
-		return nil, nil, err
+		return fail(err)
 	}
-	a.webhook, err = usersync.NewWebhookHandler(a.syncer, usersync.WebhookConfig{Secrets: secrets, Issuer: ic.Issuer, Logger: log})
+	issuer := instance.Issuer()
+	if cfg.audience != "" {
+		issuer.Audiences = []string{cfg.audience}
+	}
+	a.issuer = issuer.URL
+	a.verifier, err = usersync.NewVerifier(ctx, usersync.VerifierConfig{
+		Issuers: []usersync.Issuer{issuer}, Realm: "chat", ErrorHandler: errorJSON, Logger: log,
+	})
 	if err != nil {
-		a.verifier.Close()
-		closeDB()
-		return nil, nil, err
+		return fail(err)
+	}
+	a.instance = instance
+	if err := a.wire(store); err != nil {
+		return fail(err)
 	}
 	return a, func() { a.verifier.Close(); closeDB() }, nil
+}
+
+// wire builds the syncer over store and the webhook handler over the
+// syncer.
+func (a *app) wire(store usersync.Store) (err error) {
+	if a.syncer, err = usersync.New(usersync.Config{Store: store, Verifier: a.verifier, Logger: a.log}); err != nil {
+		return err
+	}
+	a.store = store
+	a.webhook, err = usersync.NewWebhookHandler(a.syncer, a.instance, usersync.WebhookConfig{Logger: a.log})
+	return err
 }
 
 // openStore opens the users store and the messages table for a
@@ -179,7 +196,7 @@ func openStore(ctx context.Context, url string) (usersync.Store, messages, func(
 	if dialect == sqlstore.SQLite {
 		db.SetMaxOpenConns(1)
 	}
-	store, err := sqlstore.New(db, dialect)
+	store, err := sqlstore.New(db, sqlstore.Config{Dialect: dialect})
 	if err == nil {
 		err = store.Migrate(ctx)
 	}

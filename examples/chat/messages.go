@@ -68,7 +68,7 @@ func (m *memMessages) countBy(_ context.Context, userID string) (int, error) {
 // users table: users are tombstoned, never removed, so it stays valid.
 type sqlMessages struct {
 	db *sql.DB
-	d  *sqlstore.Dialect
+	d  sqlstore.Dialect
 }
 
 func (m *sqlMessages) ph(n int) string {

@@ -1,4 +1,4 @@
--- usersync users table, PostgreSQL (and CockroachDB, YugabyteDB). Times are
+-- usersync users table, PostgreSQL. Times are
 -- Unix milliseconds; *_version columns hold the version each profile field
 -- was last written at.
 CREATE TABLE IF NOT EXISTS {{table}} (

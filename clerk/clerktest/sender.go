@@ -1,4 +1,8 @@
-package usersynctest
+// Package clerktest helps test code that receives Clerk webhooks, in the
+// spirit of net/http/httptest: it builds Clerk-shaped user events and signs
+// them as Svix does. It is meant for tests only; its helpers fail the test
+// (t.Fatal) instead of returning errors.
+package clerktest
 
 import (
 	"bytes"
@@ -14,15 +18,14 @@ import (
 
 	svix "github.com/svix/svix-webhooks/go"
 
-	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk"
 )
 
-// WebhookSender builds Clerk-shaped webhook events and signs them like Svix,
-// for testing a mounted usersync.WebhookHandler in-process (Request) or over
-// the network (Send).
+// WebhookSender signs webhook deliveries as Svix does, for testing a
+// mounted webhook handler in-process (Request) or over the network (Send).
 type WebhookSender struct {
-	// Secret is the signing secret, "whsec_<base64>": give it to the
-	// handler's WebhookConfig.Secrets.
+	// Secret is the signing secret, "whsec_<base64>": give it to
+	// clerk.Config.WebhookSecrets.
 	Secret string
 	// Now is the clock of the svix-timestamp. Default time.Now.
 	Now func() time.Time
@@ -45,13 +48,13 @@ func NewWebhookSenderWithSecret(t testing.TB, secret string) *WebhookSender {
 	t.Helper()
 	wh, err := svix.NewWebhook(secret)
 	if err != nil {
-		t.Fatalf("usersynctest: bad secret: %v", err)
+		t.Fatalf("clerktest: bad secret: %v", err)
 	}
 	return &WebhookSender{Secret: secret, Now: time.Now, t: t, wh: wh}
 }
 
-// ClerkUser describes the user of a generated event.
-type ClerkUser struct {
+// User describes the user of a generated event.
+type User struct {
 	ID                  string
 	FirstName, LastName *string // nil sends JSON null, as Clerk does
 	Username            *string
@@ -63,15 +66,15 @@ type ClerkUser struct {
 	UpdatedAt           time.Time // the event's version
 }
 
-// Str returns a pointer to s, for ClerkUser's nullable fields.
+// Str returns a pointer to s, for User's nullable fields.
 func Str(s string) *string { return &s }
 
 // UserEvent returns the JSON body of a user.created or user.updated event.
-func UserEvent(eventType string, u ClerkUser) []byte {
-	d := usersync.ClerkUser{
+func UserEvent(eventType string, u User) []byte {
+	d := clerk.User{
 		Object: "user", ID: u.ID, Username: u.Username, FirstName: u.FirstName, LastName: u.LastName,
 		ImageURL: u.ImageURL, PublicMetadata: u.PublicMetadata,
-		EmailAddresses: []usersync.ClerkEmailAddress{}, PhoneNumbers: []usersync.ClerkPhoneNumber{},
+		EmailAddresses: []clerk.EmailAddress{}, PhoneNumbers: []clerk.PhoneNumber{},
 		CreatedAt: u.UpdatedAt.UnixMilli(), UpdatedAt: u.UpdatedAt.UnixMilli(),
 		PrivateMetadata: json.RawMessage(`{}`), UnsafeMetadata: json.RawMessage(`{}`),
 	}
@@ -84,22 +87,22 @@ func UserEvent(eventType string, u ClerkUser) []byte {
 			status = "unverified"
 		}
 		d.PrimaryEmailAddressID = Str("idn_" + u.ID)
-		d.EmailAddresses = append(d.EmailAddresses, usersync.ClerkEmailAddress{ID: "idn_" + u.ID, EmailAddress: u.Email, Verification: &usersync.ClerkVerification{Status: status, Strategy: "email_code"}})
+		d.EmailAddresses = append(d.EmailAddresses, clerk.EmailAddress{ID: "idn_" + u.ID, EmailAddress: u.Email, Verification: &clerk.Verification{Status: status, Strategy: "email_code"}})
 	}
 	if u.Phone != "" {
 		d.PrimaryPhoneNumberID = Str("idn_phone_" + u.ID)
-		d.PhoneNumbers = append(d.PhoneNumbers, usersync.ClerkPhoneNumber{ID: "idn_phone_" + u.ID, PhoneNumber: u.Phone, Verification: &usersync.ClerkVerification{Status: "verified"}})
+		d.PhoneNumbers = append(d.PhoneNumbers, clerk.PhoneNumber{ID: "idn_phone_" + u.ID, PhoneNumber: u.Phone, Verification: &clerk.Verification{Status: "verified"}})
 	}
 	return event(eventType, d, u.UpdatedAt)
 }
 
 // UserDeletedEvent returns the JSON body of a user.deleted event.
 func UserDeletedEvent(id string) []byte {
-	return event("user.deleted", usersync.ClerkUser{Object: "user", ID: id, Deleted: true}, time.Now())
+	return event("user.deleted", clerk.User{Object: "user", ID: id, Deleted: true}, time.Now())
 }
 
-func event(eventType string, d usersync.ClerkUser, at time.Time) []byte {
-	b, err := json.Marshal(usersync.ClerkEvent{Type: eventType, Object: "event", Timestamp: at.UnixMilli(), InstanceID: "ins_test", Data: d})
+func event(eventType string, d clerk.User, at time.Time) []byte {
+	b, err := json.Marshal(clerk.Event{Type: eventType, Object: "event", Timestamp: at.UnixMilli(), InstanceID: "ins_test", Data: d})
 	if err != nil {
 		panic(err) // cannot happen: every field marshals
 	}
@@ -128,8 +131,15 @@ func (s *WebhookSender) Headers(id string, body []byte) http.Header {
 func (s *WebhookSender) Request(target string, body []byte) *http.Request {
 	s.t.Helper()
 	r := httptest.NewRequest(http.MethodPost, target, bytes.NewReader(body))
-	r.Header = s.Headers("msg_"+strconv.FormatInt(s.n.Add(1), 10)+randomID(), body)
+	r.Header = s.Headers(s.newID(), body)
 	return r
+}
+
+// newID returns a fresh svix-id.
+func (s *WebhookSender) newID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "msg_" + strconv.FormatInt(s.n.Add(1), 10) + "_" + base64.RawURLEncoding.EncodeToString(b)
 }
 
 // Send posts body, signed, to url and returns the response; the body is
@@ -140,7 +150,7 @@ func (s *WebhookSender) Send(url string, body []byte) *http.Response {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	r.Header = s.Headers("msg_"+strconv.FormatInt(s.n.Add(1), 10)+randomID(), body)
+	r.Header = s.Headers(s.newID(), body)
 	resp, err := http.DefaultClient.Do(r)
 	if err != nil {
 		s.t.Fatal(err)

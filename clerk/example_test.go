@@ -1,9 +1,8 @@
-package usersync_test
+package clerk_test
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -13,20 +12,25 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/memstore"
 )
 
-// Mount the Clerk webhook handler and receive a user.created, signed as
-// Svix signs it. (In tests, usersynctest.NewWebhookSender builds and signs
-// such events for you.)
-func ExampleNewWebhookHandler() {
+// Mount a Clerk instance's webhook handler and receive a user.created,
+// signed as Svix signs it. (In tests, clerktest.NewWebhookSender builds and
+// signs such events for you.)
+func ExampleNew() {
 	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // from Clerk's Webhooks page
-	const issuer = "https://example.clerk.accounts.dev"     // your Frontend API URL
-	syncer := usersync.New(memstore.New(), usersync.WithLogger(slog.New(slog.DiscardHandler)))
-	handler, err := usersync.NewWebhookHandler(syncer, usersync.WebhookConfig{Secrets: []string{secret}, Issuer: issuer})
+	instance, err := clerk.New(clerk.Config{
+		Issuer:         "https://example.clerk.accounts.dev", // your Frontend API URL
+		WebhookSecrets: []string{secret},
+	})
 	if err != nil {
 		panic(err)
 	}
+	store := memstore.New()
+	syncer, _ := usersync.New(usersync.Config{Store: store, Logger: quiet})
+	handler, _ := usersync.NewWebhookHandler(syncer, instance, usersync.WebhookConfig{Logger: quiet})
 	mux := http.NewServeMux()
 	mux.Handle("POST /clerk-users-webhook", handler)
 
@@ -44,7 +48,7 @@ func ExampleNewWebhookHandler() {
 	mux.ServeHTTP(w, r)
 	fmt.Print(w.Code, " ", w.Body.String())
 
-	u, _ := syncer.Store().GetByToken(context.Background(), usersync.TokenIdentifier(issuer, "user_2abc"))
+	u, _ := store.GetByTokenIdentifier(context.Background(), usersync.TokenIdentifier(instance.Issuer().URL, "user_2abc"))
 	fmt.Println(u.Name, u.Email, u.EmailVerified)
 	// Output:
 	// 200 {"outcome":"created"}

@@ -1,28 +1,25 @@
-package usersync_test
+package clerk_test
 
 import (
-	"encoding/json"
-	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk"
+	"github.com/usersync/usersync/clerk/clerktest"
 	"github.com/usersync/usersync/memstore"
-	"github.com/usersync/usersync/usersynctest"
 )
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // FuzzWebhookBody signs arbitrary bodies and delivers them: the decoder
 // must answer 200 or 400 (never 5xx, never a panic) and store only users
 // of well-formed user events.
 func FuzzWebhookBody(f *testing.F) {
 	for _, b := range [][]byte{
-		usersynctest.UserEvent("user.created", usersynctest.ClerkUser{ID: "user_1", FirstName: usersynctest.Str("Ada"), Email: "ada@example.com", UpdatedAt: time.Now()}),
-		usersynctest.UserEvent("user.updated", usersynctest.ClerkUser{ID: "user_1", Username: usersynctest.Str("ada"), UpdatedAt: time.Now()}),
-		usersynctest.UserDeletedEvent("user_1"),
+		clerktest.UserEvent("user.created", clerktest.User{ID: "user_1", FirstName: clerktest.Str("Ada"), Email: "ada@example.com", UpdatedAt: time.Now()}),
+		clerktest.UserEvent("user.updated", clerktest.User{ID: "user_1", Username: clerktest.Str("ada"), UpdatedAt: time.Now()}),
+		clerktest.UserDeletedEvent("user_1"),
 		[]byte(`{"type":"session.created","data":{"id":"sess_1"}}`),
 		[]byte(`{"type":"user.created","data":{"id":"u","first_name":null,"last_name":null,"updated_at":1}}`),
 		[]byte(`{"type":"user.updated","data":{"id":"u","public_metadata":null,"primary_email_address_id":"x","email_addresses":[{"id":"y"}],"updated_at":2}}`),
@@ -31,10 +28,10 @@ func FuzzWebhookBody(f *testing.F) {
 	} {
 		f.Add(b)
 	}
-	sender := usersynctest.NewWebhookSender(f)
+	sender := clerktest.NewWebhookSender(f)
 	h, _ := newWebhook(f, memstore.New(), sender, nil)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		sender := usersynctest.NewWebhookSenderWithSecret(t, sender.Secret)
+		sender := clerktest.NewWebhookSenderWithSecret(t, sender.Secret)
 		w := serve(h, sender.Request("/", body))
 		if w.Code != 200 && w.Code != 400 && w.Code != 413 {
 			t.Fatalf("status %d for %q", w.Code, body)
@@ -51,11 +48,18 @@ func FuzzWebhookHeaders(f *testing.F) {
 	f.Add("msg", "-1", "v1")
 	f.Add("msg", "99999999999999999999", ",,,, v1,")
 	f.Add("msg", "1614265330.5", "v1,"+strings.Repeat("A", 1000))
-	s := usersync.New(memstore.New(), usersync.WithLogger(slog.New(slog.DiscardHandler)))
-	h, err := usersync.NewWebhookHandler(s, usersync.WebhookConfig{
-		Secrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, Issuer: clerkIssuer,
+	p, err := clerk.New(clerk.Config{
+		WebhookSecrets: []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, Issuer: clerkIssuer,
 		Now: func() time.Time { return time.Unix(1614265330, 0) },
 	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := usersync.New(usersync.Config{Store: memstore.New(), Logger: quiet})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h, err := usersync.NewWebhookHandler(s, p, usersync.WebhookConfig{Logger: quiet})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package usersync_test
+package clerk_test
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,8 +15,9 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk"
+	"github.com/usersync/usersync/clerk/clerktest"
 	"github.com/usersync/usersync/memstore"
-	"github.com/usersync/usersync/usersynctest"
 )
 
 // BenchmarkWebhook measures one signed ~2 KB user.updated delivery through
@@ -25,15 +25,15 @@ import (
 // alone, json.Unmarshal into the typed event alone, and the three together
 // with a memstore upsert.
 func BenchmarkWebhook(b *testing.B) {
-	sender := usersynctest.NewWebhookSender(b)
+	sender := clerktest.NewWebhookSender(b)
 	const users = 2000
 	bodies := make([][]byte, users)
 	headers := make([]http.Header, users)
 	meta := json.RawMessage(`{"department":"engineering","plan":"pro","notes":"` + strings.Repeat("x", 900) + `"}`)
 	for i := range bodies {
-		bodies[i] = usersynctest.UserEvent("user.updated", usersynctest.ClerkUser{
-			ID: fmt.Sprintf("user_%026d", i), FirstName: usersynctest.Str("Ada"), LastName: usersynctest.Str("Lovelace"),
-			Username: usersynctest.Str("ada"), Email: "ada@example.com", Phone: "+15550100",
+		bodies[i] = clerktest.UserEvent("user.updated", clerktest.User{
+			ID: fmt.Sprintf("user_%026d", i), FirstName: clerktest.Str("Ada"), LastName: clerktest.Str("Lovelace"),
+			Username: clerktest.Str("ada"), Email: "ada@example.com", Phone: "+15550100",
 			ImageURL:       "https://img.clerk.com/eyJ0eXBlIjoicHJveHkiLCJzcmMiOiJodHRwczovL2ltYWdlcy5jbGVyay5kZXYvb2F1dGhfZ2l0aHViL2ltZ18yIn0",
 			PublicMetadata: meta, UpdatedAt: time.UnixMilli(1_700_000_000_000),
 		})
@@ -55,7 +55,7 @@ func BenchmarkWebhook(b *testing.B) {
 	b.Run("floor/json-decode", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
-			var ev usersync.ClerkEvent
+			var ev clerk.Event
 			if err := json.Unmarshal(bodies[i%users], &ev); err != nil {
 				b.Fatal(err)
 			}
@@ -70,11 +70,11 @@ func BenchmarkWebhook(b *testing.B) {
 			if err := wh.Verify(body, headers[i%users]); err != nil {
 				b.Fatal(err)
 			}
-			var ev usersync.ClerkEvent
+			var ev clerk.Event
 			if err := json.Unmarshal(body, &ev); err != nil {
 				b.Fatal(err)
 			}
-			p, f := usersync.ClerkProfile(&ev.Data)
+			p, f := clerk.Profile(&ev.Data)
 			if _, _, err := store.Upsert(ctx, usersync.Write{ID: "id-" + ev.Data.ID, TokenIdentifier: clerkIssuer + "|" + ev.Data.ID, Issuer: clerkIssuer, Subject: ev.Data.ID,
 				Version: usersync.Version(ev.Data.UpdatedAt), Fields: f, Profile: p, At: time.Now()}); err != nil {
 				b.Fatal(err)
@@ -83,10 +83,17 @@ func BenchmarkWebhook(b *testing.B) {
 	})
 	b.Run("handler", func(b *testing.B) {
 		b.ReportAllocs()
-		s := usersync.New(memstore.New(), usersync.WithLogger(slog.New(slog.DiscardHandler)))
+		p, err := clerk.New(clerk.Config{WebhookSecrets: []string{sender.Secret}, Issuer: clerkIssuer})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := usersync.New(usersync.Config{Store: memstore.New(), Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
 		// Deduplication off: every delivery takes the whole path, as the
 		// floors do (the messages repeat every 2,000 iterations).
-		h, err := usersync.NewWebhookHandler(s, usersync.WebhookConfig{Secrets: []string{sender.Secret}, Issuer: clerkIssuer, DedupeSize: -1})
+		h, err := usersync.NewWebhookHandler(s, p, usersync.WebhookConfig{DedupeSize: -1, Logger: quiet})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,0 +1,124 @@
+// Package clerk connects usersync to Clerk: Clerk's Svix-signed user.*
+// webhooks as a usersync.Provider, the typed payloads, and the default
+// mapping of a Clerk user to a usersync profile.
+//
+// One Config holds what describes a Clerk instance, so that its issuer is
+// written once:
+//
+//	instance, err := clerk.New(clerk.Config{
+//		Issuer:         "https://your-app.clerk.accounts.dev", // the Frontend API URL
+//		WebhookSecrets: []string{os.Getenv("CLERK_WEBHOOK_SECRET")},
+//	})
+//	verifier, err := usersync.NewVerifier(ctx, usersync.VerifierConfig{Issuers: []usersync.Issuer{instance.Issuer()}})
+//	syncer, err := usersync.New(usersync.Config{Store: store, Verifier: verifier})
+//	webhook, err := usersync.NewWebhookHandler(syncer, instance, usersync.WebhookConfig{})
+//	mux.Handle("POST /clerk-users-webhook", webhook)
+//
+// Webhook users are keyed usersync.TokenIdentifier(Issuer, Clerk user ID):
+// the key a session token of the same person gives, so both ways in meet in
+// one row.
+package clerk
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/usersync/usersync"
+)
+
+// Config describes a Clerk instance. Issuer is required; every other field
+// has the default its comment gives.
+type Config struct {
+	// Issuer is the instance's Frontend API URL, the iss of its session
+	// tokens: "https://<slug>.clerk.accounts.dev" in development,
+	// "https://clerk.<your-domain>" in production.
+	Issuer string
+	// JWKSURL serves the instance's signing keys. Default: Issuer +
+	// "/.well-known/jwks.json".
+	JWKSURL string
+	// PublicKeyPEM, if set, is the instance's "JWT public key" (Clerk's
+	// CLERK_JWT_KEY): tokens are checked against it with no network call.
+	PublicKeyPEM string
+	// AuthorizedParties are your app's origins, checked against the azp of
+	// session tokens (Clerk recommends it against CSRF). Default: none.
+	AuthorizedParties []string
+	// Audiences, if set, are the accepted aud values of tokens. Clerk
+	// session tokens carry none; set it for JWT-template tokens with one.
+	Audiences []string
+	// MetadataClaim, if set, names a claim of your customised session token
+	// whose JSON value is stored as the profile's metadata, as webhooks
+	// store public_metadata: with the session token customised to
+	// {"metadata": "{{user.public_metadata}}"}, set it to "metadata".
+	MetadataClaim string
+	// WebhookSecrets are the Svix signing secrets ("whsec_...") of the
+	// instance's webhook endpoint. A delivery signed with any of them is
+	// accepted: list the old and the new one while rotating. Without one,
+	// every delivery fails to verify.
+	WebhookSecrets []string
+	// Tolerance is how far a delivery's svix-timestamp may be from now,
+	// either way. Default 5 minutes.
+	Tolerance time.Duration
+	// MapUser turns a Clerk user into the profile to store, and says which
+	// fields it carries. Default Profile.
+	MapUser func(*User) (usersync.Profile, usersync.Fields)
+	// Now is the clock of the timestamp check. Default time.Now.
+	Now func() time.Time
+	// Logger is the logger of the parts Setup builds. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Provider is a Clerk instance: the usersync.Provider of its webhooks, and
+// the usersync.Issuer of its session tokens. It is safe for concurrent use.
+type Provider struct {
+	cfg      Config
+	webhooks []*svix.Webhook
+}
+
+var _ usersync.Provider = (*Provider)(nil)
+
+// New returns the Provider of cfg. An empty issuer, or an empty or
+// malformed secret, is an error wrapping usersync.ErrInvalid; errors never
+// contain a secret.
+func New(cfg Config) (*Provider, error) {
+	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
+	if cfg.Issuer == "" {
+		return nil, fmt.Errorf("%w: clerk.Config needs the Issuer (the instance's Frontend API URL)", usersync.ErrInvalid)
+	}
+	p := &Provider{cfg: cfg}
+	for i, secret := range cfg.WebhookSecrets {
+		wh, err := newSvixWebhook(secret)
+		if err != nil {
+			return nil, fmt.Errorf("%w: webhook secret #%d: %w", usersync.ErrInvalid, i+1, err)
+		}
+		p.webhooks = append(p.webhooks, wh)
+	}
+	p.cfg.WebhookSecrets = nil // kept only inside the verifiers, out of any %v
+	if p.cfg.Tolerance == 0 {
+		p.cfg.Tolerance = 5 * time.Minute
+	}
+	if p.cfg.MapUser == nil {
+		p.cfg.MapUser = Profile
+	}
+	if p.cfg.Now == nil {
+		p.cfg.Now = time.Now
+	}
+	return p, nil
+}
+
+// Issuer returns the instance as a trusted token issuer, for
+// usersync.VerifierConfig.
+func (p *Provider) Issuer() usersync.Issuer {
+	return usersync.Issuer{
+		URL:               p.cfg.Issuer,
+		JWKSURL:           p.cfg.JWKSURL,
+		PublicKeyPEM:      p.cfg.PublicKeyPEM,
+		AuthorizedParties: p.cfg.AuthorizedParties,
+		Audiences:         p.cfg.Audiences,
+		MetadataClaim:     p.cfg.MetadataClaim,
+	}
+}

@@ -1,0 +1,340 @@
+package usersync
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// issuerKeys is one issuer's configuration and signing keys: a JWKS kept
+// fresh from its URL, or one static PEM key.
+type issuerKeys struct {
+	cfg    Issuer
+	static any // the PEM key; nil for a JWKS
+
+	// What the fetches share.
+	client  *http.Client
+	maxSize int64
+	log     *slog.Logger
+	now     func() time.Time
+	// refresh is the interval of background refreshes; unknownKey the least
+	// time between two fetches triggered by unknown kids; wait the longest
+	// a request waits for a fetch.
+	refresh, unknownKey, wait time.Duration
+	// removed is told the kids a fetch removed.
+	removed func(issuer string, kids []string)
+	// base ends with the verifier: fetches are bound to it.
+	base context.Context
+
+	keys atomic.Pointer[keySet] // nil until a fetch succeeds
+
+	mu       sync.Mutex
+	fetching chan struct{} // closed when the running fetch ends; nil if none
+	lastOK   time.Time     // end of the last successful fetch
+	lastKid  time.Time     // start of the last fetch for an unknown kid
+	lastErr  error         // error of the last fetch, nil after a success
+	failures int           // failed fetches in a row
+	nextTry  time.Time     // earliest fetch after a failure
+}
+
+// keySet is one fetched JWKS.
+type keySet struct {
+	kf   keyfunc.Keyfunc
+	kids map[string]struct{}
+}
+
+// Backoff of failed fetches: 250ms, doubling, at most maxBackoff, so that
+// requests succeed within a few seconds of the keys becoming reachable.
+const maxBackoff = 4 * time.Second
+
+func (k *issuerKeys) backoff() time.Duration {
+	d := 250 * time.Millisecond << min(k.failures, 5)
+	return min(d, maxBackoff)
+}
+
+// parsePEM reads a public key in PEM form (PKIX "PUBLIC KEY", or a
+// certificate), also with its line breaks lost, as it often arrives from
+// a .env file.
+func parsePEM(s string) (any, error) {
+	block, _ := pem.Decode([]byte(rewrapPEM(s)))
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	switch block.Type {
+	case "CERTIFICATE":
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		return c.PublicKey, nil
+	default:
+		return x509.ParsePKIXPublicKey(block.Bytes)
+	}
+}
+
+// rewrapPEM puts back the line breaks of a one-line PEM block:
+// "-----BEGIN PUBLIC KEY-----MIIB...-----END PUBLIC KEY-----".
+func rewrapPEM(s string) string {
+	s = strings.TrimSpace(strings.ReplaceAll(s, `\n`, "\n")) // the literal \n of some .env tools
+	if strings.Contains(s, "\n") {
+		return s // wrapped already
+	}
+	begin := strings.Index(s, "-----BEGIN ")
+	if begin < 0 {
+		return s
+	}
+	headerEnd := strings.Index(s[begin+11:], "-----")
+	if headerEnd < 0 {
+		return s
+	}
+	headerEnd += begin + 11 + 5
+	end := strings.Index(s[headerEnd:], "-----END ")
+	if end < 0 {
+		return s
+	}
+	end += headerEnd
+	body := strings.Join(strings.Fields(s[headerEnd:end]), "")
+	return s[:headerEnd] + "\n" + body + "\n" + s[end:] + "\n"
+}
+
+// key returns the key that verifies t, or an error: errNoKey when no key
+// of the issuer matches, ErrKeysUnavailable when the keys cannot be had to
+// check.
+func (k *issuerKeys) key(ctx context.Context, t *jwt.Token) (any, error) {
+	if k.static != nil {
+		return k.static, nil
+	}
+	kid, _ := t.Header["kid"].(string)
+	ks := k.keys.Load()
+	if ks == nil || !ks.has(kid) {
+		if err := k.refreshFor(ctx, kid); err != nil {
+			return nil, err
+		}
+		ks = k.keys.Load()
+	}
+	// keyfunc's error quotes the token's kid, which the sender chose: keep
+	// it out of error texts and logs.
+	key, err := ks.kf.KeyfuncCtx(ctx)(t)
+	if err != nil {
+		return nil, errNoKey
+	}
+	return key, nil
+}
+
+var errNoKey = errors.New("no key of the issuer matches the token's kid and alg")
+
+func (ks *keySet) has(kid string) bool {
+	if kid == "" {
+		return true // keyfunc tries every key
+	}
+	_, ok := ks.kids[kid]
+	return ok
+}
+
+// refreshFor fetches the keys for a token whose kid is not known (or for
+// any token, none being known), or joins a fetch under way. It returns nil
+// once the kid is known, errNoKey when a fetch found no such kid (or one
+// for an unknown kid ran less than UnknownKeyRefresh ago), and
+// ErrKeysUnavailable when the keys cannot be had to check: the fetches
+// fail, or the one under way did not end within UnknownKeyWait. While
+// fetches fail, they are retried with backoff.
+func (k *issuerKeys) refreshFor(ctx context.Context, kid string) error {
+	unavailable := fmt.Errorf("%w: %s", ErrKeysUnavailable, k.cfg.URL)
+	now := k.now()
+	k.mu.Lock()
+	failing := k.lastErr != nil || k.keys.Load() == nil
+	var due bool
+	if failing {
+		due = !now.Before(k.nextTry)
+	} else if due = k.lastKid.IsZero() || now.Sub(k.lastKid) >= k.unknownKey; due {
+		k.lastKid = now
+	}
+	joining := k.fetching != nil
+	k.mu.Unlock()
+	switch {
+	case !due && !joining && failing:
+		return unavailable // backing off: the kid may be a rotation the outage hides
+	case !due && !joining:
+		return errNoKey
+	}
+	finished := k.fetch(ctx, k.wait)
+	if ks := k.keys.Load(); ks != nil && ks.has(kid) {
+		return nil
+	}
+	if !finished {
+		return unavailable
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.lastErr != nil {
+		return unavailable
+	}
+	return errNoKey
+}
+
+// fetch fetches the JWKS, or joins a fetch under way, and waits at most
+// wait for it (0: until it ends). It reports whether the fetch ended. The
+// fetch itself is bound to the verifier, not to ctx, so one impatient
+// request does not fail it for everyone.
+func (k *issuerKeys) fetch(ctx context.Context, wait time.Duration) bool {
+	k.mu.Lock()
+	done := k.fetching
+	if done == nil && k.base.Err() != nil {
+		k.mu.Unlock()
+		return false // closed
+	}
+	if done == nil {
+		done = make(chan struct{})
+		k.fetching = done
+		go func() {
+			err := k.fetchOnce()
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			k.fetching = nil
+			close(done)
+			now := k.now()
+			switch {
+			case err == nil:
+				if k.lastErr != nil || k.failures > 0 {
+					k.log.Info("usersync: JWKS fetched again", "issuer", k.cfg.URL)
+				}
+				k.lastOK, k.lastErr, k.failures = now, nil, 0
+			default:
+				if k.failures == 0 {
+					k.log.Warn("usersync: JWKS fetch failed; keeping the last good keys", "issuer", k.cfg.URL, "error", err)
+				}
+				k.lastErr = err
+				k.nextTry = now.Add(k.backoff())
+				k.failures++
+			}
+		}()
+	}
+	k.mu.Unlock()
+	var timeout <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-done:
+		return true
+	case <-timeout:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// fetchOnce fetches and parses the JWKS and, if it has a usable key,
+// replaces the key set with it. An empty or broken answer keeps the old
+// keys, so an endpoint answering {"keys":[]} by mistake locks no one out.
+func (k *issuerKeys) fetchOnce() error {
+	timeout := k.client.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second // a client of the app's without a timeout of its own
+	}
+	ctx, cancel := context.WithTimeout(k.base, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.cfg.JWKSURL, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("JWKS answered %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, k.maxSize+1))
+	if err != nil {
+		return err
+	}
+	if int64(len(body)) > k.maxSize {
+		return fmt.Errorf("JWKS larger than %d bytes", k.maxSize)
+	}
+	var set jwkset.JWKSMarshal
+	if err := json.Unmarshal(body, &set); err != nil {
+		return fmt.Errorf("JWKS is not JSON: %w", err)
+	}
+	var jwks []jwkset.JWK
+	kids := make(map[string]struct{}, len(set.Keys))
+	for _, m := range set.Keys {
+		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+		if err != nil {
+			continue // an unsupported or broken key: use the others
+		}
+		jwks = append(jwks, jwk)
+		kids[m.KID] = struct{}{}
+	}
+	if len(jwks) == 0 {
+		return errors.New("JWKS has no usable keys")
+	}
+	store := jwkset.NewMemoryStorage()
+	if err := store.KeyReplaceAll(ctx, jwks); err != nil {
+		return err
+	}
+	kf, err := keyfunc.New(keyfunc.Options{Ctx: k.base, Storage: store})
+	if err != nil {
+		return err
+	}
+	old := k.keys.Swap(&keySet{kf: kf, kids: kids})
+	if old != nil && k.removed != nil {
+		var gone []string
+		for kid := range old.kids {
+			if _, ok := kids[kid]; !ok {
+				gone = append(gone, kid)
+			}
+		}
+		if len(gone) > 0 {
+			k.removed(k.cfg.URL, gone)
+		}
+	}
+	return nil
+}
+
+// run refreshes the keys in the background until ctx ends: every refresh
+// interval after a success, with backoff after a failure.
+func (k *issuerKeys) run(ctx context.Context) {
+	for {
+		k.mu.Lock()
+		if done := k.fetching; done != nil {
+			// The startup fetch, or one of a request, is under way.
+			k.mu.Unlock()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		next := k.lastOK.Add(k.refresh)
+		if k.lastErr != nil || k.keys.Load() == nil {
+			next = k.nextTry
+		}
+		k.mu.Unlock()
+		t := time.NewTimer(max(next.Sub(k.now()), 10*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		k.fetch(ctx, 0)
+	}
+}

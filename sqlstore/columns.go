@@ -1,0 +1,154 @@
+package sqlstore
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/usersync/usersync"
+)
+
+// profileColumns is the one table of Profile columns: each field's columns
+// and the column of its version, in the order of the column lists. Adding
+// a Profile field means a row here and a migration; the statements, the
+// arguments and the scan targets follow from it.
+var profileColumns = []fieldColumns{
+	{usersync.FieldName, "name_version", []column{text("name", func(p *usersync.Profile) *string { return &p.Name })}},
+	{usersync.FieldEmail, "email_version", []column{
+		text("email", func(p *usersync.Profile) *string { return &p.Email }),
+		boolean("email_verified", func(p *usersync.Profile) *bool { return &p.EmailVerified }),
+	}},
+	{usersync.FieldPictureURL, "picture_url_version", []column{text("picture_url", func(p *usersync.Profile) *string { return &p.PictureURL })}},
+	{usersync.FieldUsername, "username_version", []column{text("username", func(p *usersync.Profile) *string { return &p.Username })}},
+	{usersync.FieldPhoneNumber, "phone_number_version", []column{text("phone_number", func(p *usersync.Profile) *string { return &p.PhoneNumber })}},
+	{usersync.FieldMetadata, "metadata_version", []column{{
+		name: "metadata",
+		arg: func(p *usersync.Profile) any {
+			if p.Metadata == nil {
+				return nil
+			}
+			return string(p.Metadata)
+		},
+		dest: func(p *usersync.Profile) any { return (*jsonColumn)(&p.Metadata) },
+	}}},
+}
+
+// fieldColumns are the columns of one Profile field.
+type fieldColumns struct {
+	field   usersync.Fields
+	version string // the column of the field's version
+	cols    []column
+}
+
+// names returns the names of a field's columns.
+func (pc *fieldColumns) names() []string {
+	out := make([]string, len(pc.cols))
+	for i, c := range pc.cols {
+		out[i] = c.name
+	}
+	return out
+}
+
+// column is one column of a Profile field: the argument that writes it and
+// the scan target that reads it.
+type column struct {
+	name string
+	arg  func(*usersync.Profile) any
+	dest func(*usersync.Profile) any
+}
+
+func text(name string, f func(*usersync.Profile) *string) column {
+	return column{name, func(p *usersync.Profile) any { return *f(p) }, func(p *usersync.Profile) any { return f(p) }}
+}
+
+func boolean(name string, f func(*usersync.Profile) *bool) column {
+	return column{name, func(p *usersync.Profile) any { return *f(p) }, func(p *usersync.Profile) any { return f(p) }}
+}
+
+// jsonColumn scans a JSON column (TEXT, JSONB or JSON) into a
+// json.RawMessage of its own, NULL into nil.
+type jsonColumn json.RawMessage
+
+func (j *jsonColumn) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*j = nil
+	case []byte:
+		*j = append(jsonColumn(nil), v...)
+	case string:
+		*j = jsonColumn(v)
+	default:
+		return fmt.Errorf("metadata column holds a %T", src)
+	}
+	return nil
+}
+
+// The column lists of every statement, derived from profileColumns:
+// insertColumns is what an INSERT writes (insertArgs follows it),
+// userColumns what a read returns (scanUser follows it).
+var insertColumns, userColumns = columnLists()
+
+func columnLists() (insert, user []string) {
+	var values, versions []string
+	for _, pc := range profileColumns {
+		values = append(values, pc.names()...)
+		versions = append(versions, pc.version)
+	}
+	keys := []string{"id", "token_identifier", "issuer", "subject"}
+	times := []string{"version", "created_at", "updated_at", "deleted_at"}
+	insert = append(append(append(append([]string(nil), keys...), values...), versions...), times...)
+	user = append(append(append([]string(nil), keys...), values...), times...)
+	return insert, user
+}
+
+// insertArgs returns the INSERT arguments of a user row: the fields in
+// fields get version v, the others 0.
+func insertArgs(w *usersync.Write, fields usersync.Fields, created, updated int64, deleted any) []any {
+	args := make([]any, 0, len(insertColumns))
+	args = append(args, w.ID, w.TokenIdentifier, w.Issuer, w.Subject)
+	for _, pc := range profileColumns {
+		for _, c := range pc.cols {
+			args = append(args, c.arg(&w.Profile))
+		}
+	}
+	var rowVersion int64
+	for _, pc := range profileColumns {
+		var fv int64
+		if fields&pc.field != 0 {
+			fv, rowVersion = int64(w.Version), int64(w.Version)
+		}
+		args = append(args, fv)
+	}
+	return append(args, rowVersion, created, updated, deleted)
+}
+
+// scanTarget is everything one row is scanned into, in one allocation.
+type scanTarget struct {
+	u                         usersync.User
+	version, created, updated int64
+	deleted                   sql.NullInt64
+	dest                      [32]any
+}
+
+// scanUser reads one row of userColumns.
+func scanUser(row interface{ Scan(...any) error }) (usersync.User, error) {
+	t := new(scanTarget)
+	dest := append(t.dest[:0], &t.u.ID, &t.u.TokenIdentifier, &t.u.Issuer, &t.u.Subject)
+	for _, pc := range profileColumns {
+		for _, c := range pc.cols {
+			dest = append(dest, c.dest(&t.u.Profile))
+		}
+	}
+	dest = append(dest, &t.version, &t.created, &t.updated, &t.deleted)
+	if err := row.Scan(dest...); err != nil {
+		return usersync.User{}, err
+	}
+	u := t.u
+	u.Version = usersync.Version(t.version)
+	u.CreatedAt, u.UpdatedAt = time.UnixMilli(t.created), time.UnixMilli(t.updated)
+	if t.deleted.Valid {
+		u.DeletedAt = time.UnixMilli(t.deleted.Int64)
+	}
+	return u, nil
+}
