@@ -16,15 +16,16 @@ type tokenClaims struct {
 	Exp *jwt.NumericDate `json:"exp"`
 	Nbf *jwt.NumericDate `json:"nbf"`
 	Iat *jwt.NumericDate `json:"iat"`
+	Sid string           `json:"sid"`
 
-	Name              string    `json:"name"`
-	GivenName         string    `json:"given_name"`
-	FamilyName        string    `json:"family_name"`
-	PreferredUsername string    `json:"preferred_username"`
-	Picture           string    `json:"picture"`
-	Email             string    `json:"email"`
-	EmailVerified     looseBool `json:"email_verified"`
-	PhoneNumber       string    `json:"phone_number"`
+	Name              string     `json:"name"`
+	GivenName         string     `json:"given_name"`
+	FamilyName        string     `json:"family_name"`
+	PreferredUsername string     `json:"preferred_username"`
+	Picture           string     `json:"picture"`
+	Email             string     `json:"email"`
+	EmailVerified     *looseBool `json:"email_verified"`
+	PhoneNumber       string     `json:"phone_number"`
 
 	kid string // the kid of the key that verified the token
 }
@@ -52,7 +53,7 @@ func (c *tokenClaims) identity(issuer, segment string) *Identity {
 		PreferredUsername: c.PreferredUsername,
 		PictureURL:        c.Picture,
 		Email:             c.Email,
-		EmailVerified:     bool(c.EmailVerified),
+		EmailVerified:     (*bool)(c.EmailVerified),
 		PhoneNumber:       c.PhoneNumber,
 		claims:            &payload{segment: segment},
 		kid:               c.kid,

@@ -86,7 +86,7 @@ func (s *Syncer) userMiddleware(next http.Handler, required bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, fromCookie, err := v.identify(r)
 		switch {
-		case err != nil && fromCookie && !required && !errors.Is(err, ErrNoToken):
+		case err != nil && fromCookie && !required && !errors.Is(err, errCrossSite):
 			next.ServeHTTP(w, r) // a stale session cookie: signed out
 			return
 		case err != nil:

@@ -64,6 +64,33 @@ func TestStoreCurrentUser(t *testing.T) {
 	}
 }
 
+// A token with an email but no email_verified claim leaves the stored
+// flag alone: "missing is not empty" holds per claim.
+func TestStoreCurrentUserEmailVerifiedMissing(t *testing.T) {
+	s := newSyncer(t, nil, nil)
+	ctx := context.Background()
+	t0 := time.Unix(1_700_000_000, 0)
+	// The webhook stored a verified email.
+	if _, _, err := s.Upsert(ctx, usersync.Write{Issuer: iss, Subject: "u1", Version: usersync.Version(t0.UnixMilli()),
+		Fields: usersync.AllFields, Profile: usersync.Profile{Name: "Ada", Email: "ada@example.com", EmailVerified: true}}); err != nil {
+		t.Fatal(err)
+	}
+	// A later token carries the email, not email_verified.
+	id := identity("u1", "", t0.Add(time.Minute))
+	id.Email = "ada@example.com"
+	u, err := s.StoreCurrentUser(withIdentity(id))
+	if err != nil || !u.EmailVerified || u.Email != "ada@example.com" {
+		t.Fatalf("after a token without email_verified: %+v, %v; want the email still verified", u.Profile, err)
+	}
+	// One that says false is carried.
+	no := false
+	id = identity("u1", "", t0.Add(2*time.Minute))
+	id.EmailVerified = &no
+	if u, err = s.StoreCurrentUser(withIdentity(id)); err != nil || u.EmailVerified {
+		t.Fatalf("after email_verified false: %+v, %v", u.Profile, err)
+	}
+}
+
 // CurrentUser tells "no identity", "not stored yet" and "deleted" apart
 // without writing anything.
 func TestCurrentUser(t *testing.T) {

@@ -39,7 +39,7 @@ func Example() {
 	// Deletion is final: the tombstone keeps the ID for your foreign keys,
 	// and refuses every later write.
 	tombstone, _, _ := syncer.Delete(ctx, issuer, "user_2abc")
-	_, _, err := syncer.Upsert(ctx, usersync.Write{Issuer: issuer, Subject: "user_2abc", Version: 1_800_000_000_000, Fields: usersync.FieldName})
+	_, _, err := syncer.Upsert(ctx, usersync.Write{Issuer: issuer, Subject: "user_2abc", Version: 1_700_000_200_000, Fields: usersync.FieldName})
 	fmt.Println(tombstone.ID == fromWebhook.ID, errors.Is(err, usersync.ErrDeleted))
 	// Output:
 	// created Ada Lovelace https://example.clerk.accounts.dev|user_2abc

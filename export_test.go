@@ -15,6 +15,7 @@ var (
 	ErrWrongAudience        = errAudience
 	ErrWrongAuthorizedParty = errAuthorizedParty
 	ErrClaimsNotAccepted    = errNotAccepted
+	ErrNotASessionToken     = errNoSession
 )
 
 // NewContext returns a copy of ctx that carries id, as the middlewares do.

@@ -34,7 +34,7 @@ type Identity struct {
 	PreferredUsername string // preferred_username
 	PictureURL        string // picture
 	Email             string // email
-	EmailVerified     bool   // email_verified
+	EmailVerified     *bool  // email_verified; nil if absent
 	PhoneNumber       string // phone_number
 	// Metadata is the JSON value of the issuer's MetadataClaim, or nil.
 	Metadata json.RawMessage
@@ -77,7 +77,9 @@ func (id *Identity) Claims(v any) error {
 }
 
 // write returns the write that stores the identity's claims: a claim that
-// is absent or empty is not carried, so it never wipes a stored value.
+// is absent (or, for text, empty) is not carried, so it never wipes a
+// stored value. email_verified is carried on its own: a token with an email
+// but no email_verified leaves the stored flag alone.
 // The version is the token's iat (or nbf without one).
 func (id *Identity) write(defaultName string) Write {
 	w := Write{
@@ -87,7 +89,7 @@ func (id *Identity) write(defaultName string) Write {
 		Profile: Profile{
 			Name:          id.Name,
 			Email:         id.Email,
-			EmailVerified: id.EmailVerified,
+			EmailVerified: id.EmailVerified != nil && *id.EmailVerified,
 			PictureURL:    id.PictureURL,
 			Username:      id.PreferredUsername,
 			PhoneNumber:   id.PhoneNumber,
@@ -102,7 +104,7 @@ func (id *Identity) write(defaultName string) Write {
 		present bool
 		f       Fields
 	}{
-		{p.Name != "", FieldName}, {p.Email != "", FieldEmail}, {p.PictureURL != "", FieldPictureURL},
+		{p.Name != "", FieldName}, {p.Email != "", FieldEmail}, {id.EmailVerified != nil, FieldEmailVerified}, {p.PictureURL != "", FieldPictureURL},
 		{p.Username != "", FieldUsername}, {p.PhoneNumber != "", FieldPhoneNumber}, {p.Metadata != nil, FieldMetadata},
 	} {
 		if c.present {

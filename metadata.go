@@ -3,21 +3,255 @@ package usersync
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
-// validateMetadata checks that a profile's metadata is JSON every store
-// can hold.
-func validateMetadata(m json.RawMessage) error {
+// Limits of metadata that every store can hold: MariaDB refuses JSON
+// nested 32 levels deep (MariaDB 10.11 accepts 31), PostgreSQL numbers
+// beyond its numeric range and any NUL character.
+const (
+	maxMetadataLen   = 64 << 10
+	maxMetadataDepth = 31
+)
+
+var (
+	errTooDeep     = fmt.Errorf("is nested deeper than %d levels", maxMetadataDepth)
+	errNUL         = errors.New("has a NUL character")
+	errOutOfRange  = errors.New("has a number out of range")
+	errNotOneValue = errors.New("is not one valid JSON value")
+)
+
+// normalizeMetadata returns m in a form every store can hold, or an error
+// wrapping ErrInvalid if it has none: one valid JSON value of at most 64
+// KiB and 31 levels of nesting, whose numbers are finite float64s and
+// whose strings hold no NUL character. Invalid UTF-8 and surrogate escapes
+// (a lone \ud800, which JSON decoders accept and PostgreSQL refuses) are
+// re-encoded as the value Go decodes, U+FFFD for what is not a character.
+// Metadata needing no change is returned as is, without a copy or an
+// allocation. A nil m stays nil.
+func normalizeMetadata(m json.RawMessage) (json.RawMessage, error) {
+	if m == nil {
+		return nil, nil
+	}
+	if len(m) > maxMetadataLen {
+		return nil, fmt.Errorf("%w: metadata larger than %d bytes", ErrInvalid, maxMetadataLen)
+	}
+	reencode, err := scanJSON(m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: metadata %w", ErrInvalid, err)
+	}
+	if !reencode {
+		return m, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(m))
+	dec.UseNumber() // numbers keep their text: no precision is lost
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%w: metadata %w", ErrInvalid, errNotOneValue)
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("%w: metadata: %w", ErrInvalid, err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// scanJSON checks that m is one JSON value within the limits, in one pass
+// that allocates nothing (encoding/json's Valid is several times slower,
+// and metadata is checked twice per write: by the Syncer, then the store).
+// It reports whether m must be re-encoded: invalid UTF-8, or a surrogate
+// escape.
+func scanJSON(m []byte) (reencode bool, err error) {
+	s := jsonScanner{b: m, reencode: !utf8.Valid(m)}
+	if err := s.value(0); err != nil {
+		return false, err
+	}
+	if s.space(); s.i != len(s.b) {
+		return false, errNotOneValue
+	}
+	return s.reencode, nil
+}
+
+// jsonScanner is a recursive-descent JSON checker (RFC 8259).
+type jsonScanner struct {
+	b        []byte
+	i        int
+	reencode bool
+}
+
+func (s *jsonScanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// next skips white space and returns the next byte, or 0 at the end.
+func (s *jsonScanner) next() byte {
+	if s.space(); s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+func (s *jsonScanner) value(depth int) error {
+	switch c := s.next(); {
+	case c == '{' || c == '[':
+		if depth++; depth > maxMetadataDepth {
+			return errTooDeep
+		}
+		closing := byte(']')
+		if c == '{' {
+			closing = '}'
+		}
+		s.i++
+		if s.next() == closing {
+			s.i++
+			return nil
+		}
+		for {
+			if c == '{' {
+				if s.next() != '"' {
+					return errNotOneValue
+				}
+				if err := s.str(); err != nil {
+					return err
+				}
+				if s.next() != ':' {
+					return errNotOneValue
+				}
+				s.i++
+			}
+			if err := s.value(depth); err != nil {
+				return err
+			}
+			switch s.next() {
+			case ',':
+				s.i++
+			case closing:
+				s.i++
+				return nil
+			default:
+				return errNotOneValue
+			}
+		}
+	case c == '"':
+		return s.str()
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		return s.number()
+	}
+	return errNotOneValue
+}
+
+func (s *jsonScanner) literal(lit string) error {
+	if !bytes.HasPrefix(s.b[s.i:], []byte(lit)) {
+		return errNotOneValue
+	}
+	s.i += len(lit)
+	return nil
+}
+
+// str checks a string, the scanner at its opening quote.
+func (s *jsonScanner) str() error {
+	b := s.b
+	for s.i++; s.i < len(b); s.i++ {
+		switch c := b[s.i]; {
+		case c == '"':
+			s.i++
+			return nil
+		case c < 0x20:
+			return errNotOneValue // a control character must be escaped
+		case c == '\\':
+			if s.i++; s.i >= len(b) {
+				return errNotOneValue
+			}
+			switch b[s.i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if s.i+4 >= len(b) {
+					return errNotOneValue
+				}
+				hex := b[s.i+1 : s.i+5]
+				for _, h := range hex {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return errNotOneValue
+					}
+				}
+				if string(hex) == "0000" {
+					return errNUL
+				}
+				if (hex[0] == 'd' || hex[0] == 'D') && strings.IndexByte("89abcdefABCDEF", hex[1]) >= 0 {
+					s.reencode = true // a surrogate: let the decoder judge the pair
+				}
+				s.i += 4
+			default:
+				return errNotOneValue
+			}
+		}
+	}
+	return errNotOneValue
+}
+
+// number checks a number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+// and that it is a finite float64.
+func (s *jsonScanner) number() error {
+	b, start := s.b, s.i
+	digits := func() int {
+		n := 0
+		for s.i < len(b) && b[s.i] >= '0' && b[s.i] <= '9' {
+			s.i++
+			n++
+		}
+		return n
+	}
+	if b[s.i] == '-' {
+		s.i++
+	}
 	switch {
-	case m == nil:
-		return nil
-	case !json.Valid(m):
-		return fmt.Errorf("%w: metadata is not valid JSON", ErrInvalid)
-	case bytes.Contains(m, []byte(`\u0000`)):
-		// No SQL text type stores NUL (PostgreSQL refuses it even as
-		// \u0000 in JSONB).
-		return fmt.Errorf("%w: NUL character in metadata", ErrInvalid)
+	case s.i < len(b) && b[s.i] == '0':
+		s.i++
+	case digits() == 0:
+		return errNotOneValue
+	}
+	if s.i < len(b) && b[s.i] == '.' {
+		s.i++
+		if digits() == 0 {
+			return errNotOneValue
+		}
+	}
+	exponent := false
+	if s.i < len(b) && (b[s.i] == 'e' || b[s.i] == 'E') {
+		exponent = true
+		if s.i++; s.i < len(b) && (b[s.i] == '+' || b[s.i] == '-') {
+			s.i++
+		}
+		if digits() == 0 {
+			return errNotOneValue
+		}
+	}
+	// Only an exponent, or more digits than a float64 spans, can leave
+	// its range.
+	if exponent || s.i-start > 300 {
+		if f, err := strconv.ParseFloat(string(b[start:s.i]), 64); err != nil || math.IsInf(f, 0) {
+			return errOutOfRange
+		}
 	}
 	return nil
 }

@@ -3,7 +3,10 @@ package usersync
 import (
 	"errors"
 	"log/slog"
+	"mime"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -29,7 +32,8 @@ func (v *Verifier) RequireIdentity(next http.Handler) http.Handler {
 
 // identify verifies the request's token, and says whether it came from
 // the cookie. It returns no identity and no error for a request without
-// one.
+// one. A cookie's token on a request that changes state must also pass the
+// cross-site check, or identify fails with errCrossSite.
 func (v *Verifier) identify(r *http.Request) (id *Identity, fromCookie bool, err error) {
 	token := tokenFromHeader(r)
 	if token == "" && v.cfg.Cookie != "-" {
@@ -41,7 +45,51 @@ func (v *Verifier) identify(r *http.Request) (id *Identity, fromCookie bool, err
 		return nil, false, nil
 	}
 	id, err = v.Verify(r.Context(), token)
+	if err == nil && fromCookie && !v.sameSite(r, id) {
+		return nil, true, errCrossSite
+	}
 	return id, fromCookie, err
+}
+
+// errCrossSite refuses a state-changing request authenticated by a cookie
+// that may come from another site: 403.
+var errCrossSite = errors.New("usersync: cross-site request refused: a cookie-authenticated request that changes state must send Content-Type: application/json and an Origin (or Sec-Fetch-Site) of the app itself or an authorized party")
+
+// sameSite is the CSRF defence of cookie-authenticated requests: a browser
+// attaches cookies to requests other sites make, so a request that may
+// change state (any method but GET, HEAD, OPTIONS and TRACE) counts only
+// if it is JSON (which a cross-site form or a "simple" fetch cannot send
+// without a CORS preflight) and comes from the app's own origin or an
+// authorized party of the token's issuer, as the browser's Sec-Fetch-Site
+// or Origin says. Bearer-header requests need no such check: no browser
+// sends those on its own.
+func (v *Verifier) sameSite(r *http.Request, id *Identity) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return false
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		if site == "same-origin" {
+			return true
+		}
+		if r.Header.Get("Origin") == "" {
+			return false
+		}
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" || origin == "null" {
+		return false
+	}
+	if u, err := url.Parse(origin); err == nil && u.Host == r.Host && u.Host != "" {
+		return true
+	}
+	if k := v.issuers[id.Issuer]; k != nil {
+		return slices.Contains(k.cfg.AuthorizedParties, origin)
+	}
+	return false
 }
 
 // tokenFromHeader returns the token of an "Authorization: Bearer <token>"
@@ -62,7 +110,7 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, ErrKeysUnavailable):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, ErrDeleted):
+	case errors.Is(err, ErrDeleted), errors.Is(err, errCrossSite):
 		return http.StatusForbidden
 	case errors.Is(err, ErrInvalid):
 		return http.StatusBadRequest

@@ -80,6 +80,60 @@ func request(method, header, cookie string) *http.Request {
 	return r
 }
 
+// A state-changing request authenticated by the session cookie must be
+// JSON from the app's own origin (or an authorized party); a request with
+// an Authorization header needs no such proof.
+func TestCookieRequestsAreCheckedForCSRF(t *testing.T) {
+	a := usersynctest.NewIssuer(t)
+	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.Issuers[0].AuthorizedParties = []string{"https://app.example.com"} }, a)
+	s := newSyncer(t, nil, v)
+	tok := a.Token(map[string]any{"sub": "user_ada"})
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("done")) })
+	tests := []struct {
+		name        string
+		method      string
+		bearer      bool
+		contentType string
+		origin      string
+		fetchSite   string
+		want        int
+	}{
+		{"cookie GET needs nothing", "GET", false, "", "", "", 200},
+		{"cookie POST, JSON, same origin", "POST", false, "application/json", "http://example.com", "", 200},
+		{"cookie POST, JSON with charset, Sec-Fetch-Site same-origin", "POST", false, "application/json; charset=utf-8", "", "same-origin", 200},
+		{"cookie POST, JSON, an authorized party", "POST", false, "application/json", "https://app.example.com", "cross-site", 200},
+		{"cookie POST, text/plain from another site", "POST", false, "text/plain", "https://evil.example", "cross-site", 403},
+		{"cookie POST, JSON from another site", "POST", false, "application/json", "https://evil.example", "cross-site", 403},
+		{"cookie POST, JSON from a sibling subdomain", "DELETE", false, "application/json", "https://evil.example.com", "same-site", 403},
+		{"cookie POST, form from the same origin", "POST", false, "application/x-www-form-urlencoded", "http://example.com", "same-origin", 403},
+		{"cookie POST, JSON without Origin or Sec-Fetch-Site", "POST", false, "application/json", "", "", 403},
+		{"cookie PUT, JSON, Origin null", "PUT", false, "application/json", "null", "", 403},
+		{"bearer POST from anywhere", "POST", true, "text/plain", "https://evil.example", "cross-site", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for name, h := range map[string]http.Handler{"RequireIdentity": v.RequireIdentity(ok), "RequireUser": s.RequireUser(ok), "LoadUser": s.LoadUser(ok)} {
+				r := httptest.NewRequest(tt.method, "http://example.com/api/messages", strings.NewReader(`{"body":"hi"}`))
+				if tt.bearer {
+					r.Header.Set("Authorization", "Bearer "+tok)
+				} else {
+					r.AddCookie(&http.Cookie{Name: "__session", Value: tok})
+				}
+				for k, v := range map[string]string{"Content-Type": tt.contentType, "Origin": tt.origin, "Sec-Fetch-Site": tt.fetchSite} {
+					if v != "" {
+						r.Header.Set(k, v)
+					}
+				}
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != tt.want {
+					t.Fatalf("%s: status %d %q, want %d", name, w.Code, w.Body, tt.want)
+				}
+			}
+		})
+	}
+}
+
 // Cookie "-" reads no cookie: only the Authorization header counts.
 func TestRequireIdentityWithoutCookies(t *testing.T) {
 	a := usersynctest.NewIssuer(t)

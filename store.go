@@ -46,7 +46,8 @@ func (*deletedError) Unwrap() error { return ErrNotFound }
 type Store interface {
 	// Get returns the live user with the given ID. It fails with an error
 	// wrapping ErrDeleted for a tombstone and ErrNotFound for an ID never
-	// stored, malformed ones included.
+	// stored, including one that no write could store (invalid UTF-8, a
+	// NUL character).
 	Get(ctx context.Context, id string) (User, error)
 
 	// GetByTokenIdentifier returns the live user with the given token
@@ -60,8 +61,8 @@ type Store interface {
 
 	// List returns up to limit live users with an ID greater than after,
 	// ordered by ID (byte order); after == "" starts at the beginning. A
-	// limit below 1 fails with ErrInvalid. Pass the last ID of a page as
-	// the next after.
+	// limit below 1, or an after that no write could store, fails with
+	// ErrInvalid. Pass the last ID of a page as the next after.
 	List(ctx context.Context, after string, limit int) ([]User, error)
 
 	// Count returns the number of live users.
@@ -140,7 +141,10 @@ const (
 // Subject); at most 128 bytes of ID, 255 of Subject and 512 of
 // TokenIdentifier; a version from 0 to the year 9999, above 0 if w carries
 // fields; known fields only; every text valid UTF-8 without NUL characters
-// and at most 16 KiB; metadata valid JSON. Stores call it first.
+// and at most 16 KiB; metadata JSON that every store can hold (at most 64
+// KiB and 31 levels deep, finite numbers, no NUL). It rewrites the metadata
+// in the form every store takes (invalid UTF-8 and lone surrogate escapes
+// become U+FFFD), so stores call it first and store what it leaves.
 func (w *Write) Validate() error {
 	switch {
 	case w.ID == "" || w.Issuer == "" || w.Subject == "":
@@ -169,7 +173,12 @@ func (w *Write) Validate() error {
 			return fmt.Errorf("%w: a profile field is longer than %d bytes, is not UTF-8 or has a NUL character", ErrInvalid, maxFieldLen)
 		}
 	}
-	return validateMetadata(p.Metadata)
+	m, err := normalizeMetadata(p.Metadata)
+	if err != nil {
+		return err
+	}
+	p.Metadata = m
+	return nil
 }
 
 // isTokenIdentifier reports whether ti is TokenIdentifier(issuer,

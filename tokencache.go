@@ -54,3 +54,27 @@ func (c *tokenCache) put(token string, id *Identity, now time.Time) {
 	}
 	c.entries[token] = id
 }
+
+// removeKeys forgets the tokens of issuer verified with any of kids: keys
+// a refresh of the issuer's JWKS no longer lists (a rotation that removed
+// them, or a revocation).
+func (c *tokenCache) removeKeys(issuer string, kids []string) {
+	gone := make(map[string]bool, len(kids))
+	for _, kid := range kids {
+		gone[kid] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for token, id := range c.entries {
+		if id.Issuer == issuer && gone[id.kid] {
+			delete(c.entries, token)
+		}
+	}
+}
+
+// remove forgets one token.
+func (c *tokenCache) remove(token string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, token)
+}

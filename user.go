@@ -50,8 +50,9 @@ type Fields uint16
 
 // The Profile fields a write can carry.
 const (
-	FieldName  Fields = 1 << iota
-	FieldEmail        // Email and EmailVerified together
+	FieldName Fields = 1 << iota
+	FieldEmail
+	FieldEmailVerified
 	FieldPictureURL
 	FieldUsername
 	FieldPhoneNumber
@@ -59,7 +60,7 @@ const (
 
 	// AllFields is every Profile field: a full snapshot, as a webhook
 	// carries.
-	AllFields = FieldName | FieldEmail | FieldPictureURL | FieldUsername | FieldPhoneNumber | FieldMetadata
+	AllFields = FieldName | FieldEmail | FieldEmailVerified | FieldPictureURL | FieldUsername | FieldPhoneNumber | FieldMetadata
 )
 
 // profileFields is the one list of Profile fields: adding a field to
@@ -68,18 +69,20 @@ const (
 // no row.
 var profileFields = [...]struct {
 	field Fields
+	name  string // for logs
 	// copy copies the field from src to dst.
 	copy func(dst, src *Profile)
 	// text returns the field's text, for validation; nil for non-text
 	// fields.
 	text func(p *Profile) string
 }{
-	{FieldName, func(d, s *Profile) { d.Name = s.Name }, func(p *Profile) string { return p.Name }},
-	{FieldEmail, func(d, s *Profile) { d.Email, d.EmailVerified = s.Email, s.EmailVerified }, func(p *Profile) string { return p.Email }},
-	{FieldPictureURL, func(d, s *Profile) { d.PictureURL = s.PictureURL }, func(p *Profile) string { return p.PictureURL }},
-	{FieldUsername, func(d, s *Profile) { d.Username = s.Username }, func(p *Profile) string { return p.Username }},
-	{FieldPhoneNumber, func(d, s *Profile) { d.PhoneNumber = s.PhoneNumber }, func(p *Profile) string { return p.PhoneNumber }},
-	{FieldMetadata, func(d, s *Profile) { d.Metadata = s.Metadata }, nil},
+	{FieldName, "name", func(d, s *Profile) { d.Name = s.Name }, func(p *Profile) string { return p.Name }},
+	{FieldEmail, "email", func(d, s *Profile) { d.Email = s.Email }, func(p *Profile) string { return p.Email }},
+	{FieldEmailVerified, "email_verified", func(d, s *Profile) { d.EmailVerified = s.EmailVerified }, nil},
+	{FieldPictureURL, "picture_url", func(d, s *Profile) { d.PictureURL = s.PictureURL }, func(p *Profile) string { return p.PictureURL }},
+	{FieldUsername, "username", func(d, s *Profile) { d.Username = s.Username }, func(p *Profile) string { return p.Username }},
+	{FieldPhoneNumber, "phone_number", func(d, s *Profile) { d.PhoneNumber = s.PhoneNumber }, func(p *Profile) string { return p.PhoneNumber }},
+	{FieldMetadata, "metadata", func(d, s *Profile) { d.Metadata = s.Metadata }, nil},
 }
 
 // CopyFields copies the fields of src named by f into p. Metadata is

@@ -26,8 +26,10 @@ type Config struct {
 	NewID func() string
 	// OnChange, if set, is called after every write that changed stored
 	// state (never for Stale ones), in the goroutine of the write. It is a
-	// best-effort, in-process hook: it is not called again if the process
-	// stops first.
+	// best-effort, in-process hook, for caches and the like: it is not
+	// called again if the process stops first, nor when the write commits
+	// but reading the row back fails (the retry of such a write is Stale).
+	// Side effects that must happen belong elsewhere.
 	OnChange func(context.Context, Change)
 	// Now is the clock of CreatedAt, UpdatedAt and DeletedAt. Default
 	// time.Now.
@@ -92,11 +94,22 @@ func setDefault[T comparable](p *T, def T) {
 
 // Upsert applies w to the user TokenIdentifier(w.Issuer, w.Subject),
 // creating the user if needed, under the write rules of the package doc.
-// It fills in w's TokenIdentifier, and its ID and At unless set. It
-// returns the user as stored and what the write did; a malformed write
-// fails with ErrInvalid and one aimed at a deleted user with ErrDeleted.
+// It fills in w's TokenIdentifier, and its ID and At unless set.
+//
+// A profile field no store can hold (text over 16 KiB, invalid UTF-8 or a
+// NUL character; metadata too large, too deep, with a NUL or a number out
+// of range) is dropped from the write and logged, and the rest applies:
+// one bad field does not lose the others. A malformed key or version, or
+// a version more than 10 minutes in the future (a clock or a token gone
+// wrong: it would freeze the fields it wrote), fails with ErrInvalid, and
+// a write aimed at a deleted user with ErrDeleted. Upsert returns the user
+// as stored and what the write did.
 func (s *Syncer) Upsert(ctx context.Context, w Write) (User, Outcome, error) {
 	s.complete(&w)
+	s.sanitize(ctx, &w)
+	if w.Version > versionOf(s.cfg.Now().Add(maxFutureSkew)) {
+		return User{}, Stale, fmt.Errorf("%w: version %d is more than %v in the future", ErrInvalid, w.Version, maxFutureSkew)
+	}
 	if err := w.Validate(); err != nil {
 		return User{}, Stale, err
 	}
@@ -123,6 +136,39 @@ func (s *Syncer) Delete(ctx context.Context, issuer, subject string) (User, Outc
 	}
 	s.changed(ctx, outcome, u)
 	return u, outcome, nil
+}
+
+// maxFutureSkew is how far in the future of the Syncer's clock a version
+// may be.
+const maxFutureSkew = 10 * time.Minute
+
+// sanitize drops from w the profile fields that no store can hold, and
+// logs their names (never their values).
+func (s *Syncer) sanitize(ctx context.Context, w *Write) {
+	var dropped []string
+	var empty Profile
+	for _, pf := range &profileFields {
+		bad := false
+		if pf.text != nil {
+			t := pf.text(&w.Profile)
+			bad = len(t) > maxFieldLen || !cleanText(t)
+		}
+		if pf.field == FieldMetadata {
+			m, err := normalizeMetadata(w.Profile.Metadata)
+			bad, w.Profile.Metadata = err != nil, m
+		}
+		if bad {
+			// Not carried, and not a default of a new user either.
+			pf.copy(&w.Profile, &empty)
+			if w.Fields&pf.field != 0 {
+				w.Fields &^= pf.field
+				dropped = append(dropped, pf.name)
+			}
+		}
+	}
+	if len(dropped) > 0 {
+		s.log.WarnContext(ctx, "usersync: dropped profile fields that no store can hold; applying the rest", "fields", dropped)
+	}
 }
 
 // complete fills in what the Syncer owns of a write.

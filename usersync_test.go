@@ -2,8 +2,11 @@ package usersync_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,6 +78,60 @@ func TestUpsertRejectsBadInput(t *testing.T) {
 	}
 	if _, err := usersync.New(usersync.Config{}); !errors.Is(err, usersync.ErrInvalid) {
 		t.Errorf("New without a store: err = %v, want ErrInvalid", err)
+	}
+}
+
+// A field no store can hold is dropped, logged and the rest applied: one
+// bad field does not lose the others.
+func TestUpsertDropsFieldsNoStoreCanHold(t *testing.T) {
+	store := memstore.New()
+	var logs strings.Builder
+	s, err := usersync.New(usersync.Config{Store: store, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := s.Upsert(ctx, usersync.Write{Issuer: iss, Subject: "u1", Version: 1, Fields: usersync.AllFields,
+		Profile: usersync.Profile{Name: "Ada", Email: "old@example.com", Metadata: json.RawMessage(`{"plan":"free"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string]usersync.Profile{
+		"metadata nested too deep": {Name: "Ada L", Email: "new@example.com", Metadata: json.RawMessage(strings.Repeat("[", 40) + strings.Repeat("]", 40))},
+		"metadata out of range":    {Name: "Ada L", Email: "new@example.com", Metadata: json.RawMessage(`{"n":1e200000}`)},
+		"metadata with a NUL":      {Name: "Ada L", Email: "new@example.com", Metadata: json.RawMessage(`{"a":"\u0000"}`)},
+	} {
+		logs.Reset()
+		u, outcome, err := s.Upsert(ctx, usersync.Write{Issuer: iss, Subject: "u1", Version: 2, Fields: usersync.AllFields, Profile: bad})
+		if err != nil || outcome != usersync.Updated || u.Name != "Ada L" || u.Email != "new@example.com" || string(u.Metadata) != `{"plan":"free"}` {
+			t.Fatalf("%s: %+v %v, %v; want the rename and email applied, the old metadata kept", name, u.Profile, outcome, err)
+		}
+		if !strings.Contains(logs.String(), "metadata") || strings.Contains(logs.String(), "Ada") {
+			t.Fatalf("%s: log %q: want the dropped field named, no personal data", name, logs.String())
+		}
+		// Back to version 1 for the next case.
+		store = memstore.New()
+		s, _ = usersync.New(usersync.Config{Store: store, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		s.Upsert(ctx, usersync.Write{Issuer: iss, Subject: "u1", Version: 1, Fields: usersync.AllFields,
+			Profile: usersync.Profile{Name: "Ada", Email: "old@example.com", Metadata: json.RawMessage(`{"plan":"free"}`)}})
+	}
+	// A bad text field is dropped the same way, also on creation.
+	u, _, err := s.Upsert(ctx, usersync.Write{Issuer: iss, Subject: "u2", Version: 1, Fields: usersync.AllFields, Profile: usersync.Profile{Name: "Bad\x00Name", Email: "b@example.com"}})
+	if err != nil || u.Name != "" || u.Email != "b@example.com" {
+		t.Fatalf("NUL in the name: %+v, %v", u.Profile, err)
+	}
+}
+
+// A version far in the future would freeze every field it writes: it is
+// refused, for webhooks and tokens alike.
+func TestUpsertRefusesVersionsFromTheFuture(t *testing.T) {
+	s := newSyncer(t, nil, nil)
+	future := usersync.Version(time.Now().Add(time.Hour).UnixMilli())
+	if _, _, err := s.Upsert(context.Background(), usersync.Write{Issuer: iss, Subject: "u1", Version: future, Fields: usersync.FieldName}); !errors.Is(err, usersync.ErrInvalid) {
+		t.Fatalf("version an hour ahead: err = %v, want ErrInvalid", err)
+	}
+	soon := usersync.Version(time.Now().Add(time.Minute).UnixMilli())
+	if _, _, err := s.Upsert(context.Background(), usersync.Write{Issuer: iss, Subject: "u1", Version: soon, Fields: usersync.FieldName}); err != nil {
+		t.Fatalf("version a minute ahead (clock skew): %v", err)
 	}
 }
 

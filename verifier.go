@@ -53,7 +53,14 @@ var (
 	errAudience        = &tokenError{"audience not accepted"}
 	errAuthorizedParty = &tokenError{"authorized party not accepted"}
 	errNotAccepted     = &tokenError{"claims not accepted"}
+	errNoSession       = &tokenError{"not a session token"}
 )
+
+// saneTime reports whether a time claim, if present, is between the epoch
+// and the year 9999.
+func saneTime(d *jwt.NumericDate) bool {
+	return d == nil || versionOf(d.Time) >= 0
+}
 
 // Issuer describes one trusted token issuer.
 type Issuer struct {
@@ -75,6 +82,11 @@ type Issuer struct {
 	// app's origins, such as "https://app.example.com"). A token without azp
 	// is accepted; one with another azp is not.
 	AuthorizedParties []string
+	// RequireSessionID, if set, refuses tokens without a sid claim (the
+	// OpenID Connect session ID). Clerk's session tokens carry one; tokens
+	// of its JWT templates do not, and a template may map claims from
+	// metadata the user can edit, so package clerk sets it.
+	RequireSessionID bool
 	// MetadataClaim, if set, names a claim whose JSON value becomes the
 	// identity's Metadata, stored as Profile.Metadata: for a Clerk session
 	// token customised with {"metadata": "{{user.public_metadata}}"}, set
@@ -130,6 +142,14 @@ type VerifierConfig struct {
 	// Cookie is the cookie a token is also read from when a request has no
 	// Authorization header. Default "__session" (Clerk's same-origin
 	// session cookie); "-" reads no cookie.
+	//
+	// A browser sends cookies with requests that other sites make, so a
+	// request authenticated by the cookie that may change state (any method
+	// but GET, HEAD, OPTIONS and TRACE) must also be JSON (Content-Type:
+	// application/json) from the app's own origin, or from one of the
+	// issuer's AuthorizedParties, as its Sec-Fetch-Site or Origin header
+	// says; otherwise it is refused with 403. Keep GET handlers free of side
+	// effects. Requests with an Authorization header need no such check.
 	Cookie string
 	// Realm is the realm of WWW-Authenticate challenges. Default "usersync".
 	Realm string
@@ -139,6 +159,7 @@ type VerifierConfig struct {
 	//	ErrNoToken, ErrInvalidToken   401, with WWW-Authenticate (RFC 6750)
 	//	ErrKeysUnavailable            503, with Retry-After
 	//	ErrDeleted                    403
+	//	a cross-site request          403 (see below)
 	//	ErrInvalid                    400 (claims that cannot be stored)
 	//	anything else                 500 (the store failed)
 	//
@@ -257,6 +278,9 @@ func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, e
 		refresh: v.cfg.RefreshInterval, unknownKey: v.cfg.UnknownKeyRefresh, wait: v.cfg.UnknownKeyWait,
 		base: ctx,
 	}
+	if v.cache != nil {
+		k.removed = v.cache.removeKeys
+	}
 	if ic.PublicKeyPEM != "" {
 		key, err := parsePEM(ic.PublicKeyPEM)
 		if err != nil {
@@ -323,6 +347,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 	switch {
 	case c.Sub == "":
 		return nil, fmt.Errorf("%w: no sub claim", errMalformed)
+	case !saneTime(c.Iat) || !saneTime(c.Nbf) || !saneTime(c.Exp):
+		// An issuer-signed iat of -1e16 would overflow into a version that
+		// freezes every field it writes.
+		return nil, fmt.Errorf("%w: iat, nbf or exp out of range", errMalformed)
+	case ic.RequireSessionID && c.Sid == "":
+		return nil, errNoSession
 	case len(ic.Audiences) > 0 && !slices.ContainsFunc(c.Aud, func(a string) bool { return slices.Contains(ic.Audiences, a) }):
 		return nil, errAudience
 	case len(ic.AuthorizedParties) > 0 && c.Azp != "" && !slices.Contains(ic.AuthorizedParties, c.Azp):
@@ -349,6 +379,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 	}
 	if v.cache != nil {
 		v.cache.put(token, id, now)
+		// A refresh that removed the key while this token was being
+		// verified has swept the cache already: do not keep it.
+		if ks := iss.keys.Load(); iss.static == nil && ks != nil && !ks.has(id.kid) {
+			v.cache.remove(token)
+		}
 	}
 	return id, nil
 }

@@ -117,6 +117,9 @@ func TestVerifyAttackMatrix(t *testing.T) {
 		{"two parts", parts[0] + "." + parts[1], usersync.ErrMalformedToken},
 		{"1 MB token", strings.Repeat("a", 1<<20), usersync.ErrTokenTooLarge},
 		{"missing sub", a.Token(with(map[string]any{"sub": nil})), usersync.ErrMalformedToken},
+		{"iat far before the epoch (would overflow a version)", a.Token(with(map[string]any{"iat": -1e16})), usersync.ErrMalformedToken},
+		{"nbf before the epoch", a.Token(with(map[string]any{"nbf": -5})), usersync.ErrMalformedToken},
+		{"exp beyond the year 9999", a.Token(with(map[string]any{"exp": 1e12})), usersync.ErrMalformedToken},
 		{"empty", "", usersync.ErrNoToken},
 		{"MapIdentity fails", a.Token(with(map[string]any{"reject": true})), usersync.ErrClaimsNotAccepted},
 	}
@@ -183,7 +186,7 @@ func TestVerifyIdentityClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.Subject != "user_2abc" || id.Name != "Ada Lovelace" || id.GivenName != "Ada" || id.FamilyName != "Lovelace" || !id.EmailVerified ||
+	if id.Subject != "user_2abc" || id.Name != "Ada Lovelace" || id.GivenName != "Ada" || id.FamilyName != "Lovelace" || id.EmailVerified == nil || !*id.EmailVerified ||
 		id.PictureURL != "https://img.example.com/ada" || id.PreferredUsername != "ada" || id.PhoneNumber != "+15550100" ||
 		id.AuthorizedParty != "https://app.example.com" || id.IssuedAt.IsZero() || id.Expiry.IsZero() || id.Metadata != nil {
 		t.Fatalf("identity %+v", id)

@@ -49,6 +49,11 @@ type Config struct {
 	// Audiences, if set, are the accepted aud values of tokens. Clerk
 	// session tokens carry none; set it for JWT-template tokens with one.
 	Audiences []string
+	// InsecureAcceptJWTTemplates accepts tokens without a session ID (sid):
+	// tokens of Clerk's JWT templates, whose claims may come from metadata
+	// the user can edit (unsafe_metadata), and that a signed-in user can
+	// mint from the browser. By default only session tokens are accepted.
+	InsecureAcceptJWTTemplates bool
 	// MetadataClaim, if set, names a claim of your customised session token
 	// whose JSON value is stored as the profile's metadata, as webhooks
 	// store public_metadata: with the session token customised to
@@ -120,5 +125,6 @@ func (p *Provider) Issuer() usersync.Issuer {
 		AuthorizedParties: p.cfg.AuthorizedParties,
 		Audiences:         p.cfg.Audiences,
 		MetadataClaim:     p.cfg.MetadataClaim,
+		RequireSessionID:  !p.cfg.InsecureAcceptJWTTemplates,
 	}
 }

@@ -27,11 +27,12 @@ func Profile(u *User) (usersync.Profile, usersync.Fields) {
 	}
 	fields := usersync.AllFields
 	if id := deref(u.PrimaryEmailAddressID); id != "" {
-		fields &^= usersync.FieldEmail
+		const email = usersync.FieldEmail | usersync.FieldEmailVerified
+		fields &^= email
 		for _, e := range u.EmailAddresses {
 			if e.ID == id {
 				p.Email, p.EmailVerified = e.EmailAddress, e.Verification.Verified()
-				fields |= usersync.FieldEmail
+				fields |= email
 				break
 			}
 		}

@@ -358,7 +358,7 @@ func TestClerkProfileFields(t *testing.T) {
 		{"no primary email: carried, empty", clerk.User{}, usersync.AllFields, "", false, "", ""},
 		{"primary email found and verified", clerk.User{PrimaryEmailAddressID: s("e1"), EmailAddresses: []clerk.EmailAddress{{ID: "e1", EmailAddress: "a@x", Verification: verified}}}, usersync.AllFields, "a@x", true, "", ""},
 		{"primary email unverified", clerk.User{PrimaryEmailAddressID: s("e1"), EmailAddresses: []clerk.EmailAddress{{ID: "e1", EmailAddress: "a@x", Verification: &clerk.Verification{Status: "unverified"}}}}, usersync.AllFields, "a@x", false, "", ""},
-		{"dangling primary email: not carried", clerk.User{PrimaryEmailAddressID: s("e9"), EmailAddresses: []clerk.EmailAddress{{ID: "e1", EmailAddress: "a@x"}}}, usersync.AllFields &^ usersync.FieldEmail, "", false, "", ""},
+		{"dangling primary email: not carried", clerk.User{PrimaryEmailAddressID: s("e9"), EmailAddresses: []clerk.EmailAddress{{ID: "e1", EmailAddress: "a@x"}}}, usersync.AllFields &^ (usersync.FieldEmail | usersync.FieldEmailVerified), "", false, "", ""},
 		{"dangling primary phone: not carried", clerk.User{PrimaryPhoneNumberID: s("p9")}, usersync.AllFields &^ usersync.FieldPhoneNumber, "", false, "", ""},
 		{"primary phone", clerk.User{PrimaryPhoneNumberID: s("p1"), PhoneNumbers: []clerk.PhoneNumber{{ID: "p1", PhoneNumber: "+1555"}}}, usersync.AllFields, "", false, "+1555", ""},
 		{"null metadata", clerk.User{PublicMetadata: []byte("null")}, usersync.AllFields, "", false, "", ""},
@@ -475,4 +475,56 @@ func mustDecode(t *testing.T, body []byte) *clerk.User {
 		t.Fatal(err)
 	}
 	return &ev.Data
+}
+
+// Metadata that Go accepts but a database refuses (a lone surrogate, a
+// number beyond PostgreSQL's range, nesting MariaDB refuses) must not
+// block the rest of a signed update: the rename and email land, the event
+// is answered 200, and nothing is retried forever.
+func TestWebhookBadMetadataDoesNotBlockTheUpdate(t *testing.T) {
+	sender := clerktest.NewWebhookSender(t)
+	h, s := newWebhook(t, memstore.New(), sender, nil)
+	at := time.UnixMilli(1_700_000_000_000)
+	created := clerktest.UserEvent("user.created", clerktest.User{ID: "user_1", FirstName: clerktest.Str("Ada"), Email: "ada@example.com",
+		PublicMetadata: json.RawMessage(`{"plan":"free"}`), UpdatedAt: at})
+	if w := serve(h, sender.Request("/", created)); w.Code != 200 {
+		t.Fatalf("created: %d %s", w.Code, w.Body)
+	}
+	for i, meta := range []string{`{"n":1e200000}`, strings.Repeat("[", 40) + strings.Repeat("]", 40), `{"a":"\u0000"}`} {
+		at = at.Add(time.Second)
+		name := fmt.Sprint("Ada ", i)
+		updated := clerktest.UserEvent("user.updated", clerktest.User{ID: "user_1", FirstName: &name, Email: fmt.Sprintf("ada%d@example.com", i),
+			PublicMetadata: json.RawMessage(meta), UpdatedAt: at})
+		if w := serve(h, sender.Request("/", updated)); w.Code != 200 {
+			t.Fatalf("update %d: %d %s, want 200", i, w.Code, w.Body)
+		}
+		u, err := s.GetByTokenIdentifier(context.Background(), clerkIssuer+"|user_1")
+		if err != nil || u.Name != name || u.Email != fmt.Sprintf("ada%d@example.com", i) || string(u.Metadata) != `{"plan":"free"}` {
+			t.Fatalf("after update %d: %+v, %v", i, u.Profile, err)
+		}
+	}
+	// A lone surrogate is not refused: it is stored as U+FFFD.
+	at = at.Add(time.Second)
+	surrogate := clerktest.UserEvent("user.updated", clerktest.User{ID: "user_1", FirstName: clerktest.Str("Ada"), PublicMetadata: json.RawMessage(`{"a":"\ud800"}`), UpdatedAt: at})
+	if w := serve(h, sender.Request("/", surrogate)); w.Code != 200 {
+		t.Fatalf("lone surrogate: %d %s", w.Code, w.Body)
+	}
+	if u, _ := s.GetByTokenIdentifier(context.Background(), clerkIssuer+"|user_1"); string(u.Metadata) != `{"a":"`+"\ufffd"+`"}` {
+		t.Fatalf("lone surrogate stored as %s", u.Metadata)
+	}
+}
+
+// An updated_at far in the future would freeze every field it wrote: the
+// delivery is refused as bad data (400), and a later correct one applies.
+func TestWebhookVersionFromTheFuture(t *testing.T) {
+	sender := clerktest.NewWebhookSender(t)
+	h, _ := newWebhook(t, memstore.New(), sender, nil)
+	future := clerktest.UserEvent("user.updated", clerktest.User{ID: "user_1", FirstName: clerktest.Str("Frozen"), UpdatedAt: time.Now().Add(24 * time.Hour)})
+	if w := serve(h, sender.Request("/", future)); w.Code != 400 {
+		t.Fatalf("updated_at a day ahead: %d %s, want 400", w.Code, w.Body)
+	}
+	now := clerktest.UserEvent("user.updated", clerktest.User{ID: "user_1", FirstName: clerktest.Str("Ada"), UpdatedAt: time.Now()})
+	if w := serve(h, sender.Request("/", now)); w.Code != 200 || !strings.Contains(w.Body.String(), "created") {
+		t.Fatalf("then a current one: %d %s", w.Code, w.Body)
+	}
 }

@@ -12,7 +12,9 @@ import (
 	"math/bits"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/usersync/usersync"
 )
@@ -214,6 +216,9 @@ func (s *Store) insert(r *record) {
 func (s *Store) List(ctx context.Context, after string, limit int) ([]usersync.User, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("%w: limit %d", usersync.ErrInvalid, limit)
+	}
+	if !utf8.ValidString(after) || strings.IndexByte(after, 0) >= 0 {
+		return nil, fmt.Errorf("%w: after is not an ID", usersync.ErrInvalid)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -15,10 +15,8 @@ import (
 // arguments and the scan targets follow from it.
 var profileColumns = []fieldColumns{
 	{usersync.FieldName, "name_version", []column{text("name", func(p *usersync.Profile) *string { return &p.Name })}},
-	{usersync.FieldEmail, "email_version", []column{
-		text("email", func(p *usersync.Profile) *string { return &p.Email }),
-		boolean("email_verified", func(p *usersync.Profile) *bool { return &p.EmailVerified }),
-	}},
+	{usersync.FieldEmail, "email_version", []column{text("email", func(p *usersync.Profile) *string { return &p.Email })}},
+	{usersync.FieldEmailVerified, "email_verified_version", []column{boolean("email_verified", func(p *usersync.Profile) *bool { return &p.EmailVerified })}},
 	{usersync.FieldPictureURL, "picture_url_version", []column{text("picture_url", func(p *usersync.Profile) *string { return &p.PictureURL })}},
 	{usersync.FieldUsername, "username_version", []column{text("username", func(p *usersync.Profile) *string { return &p.Username })}},
 	{usersync.FieldPhoneNumber, "phone_number_version", []column{text("phone_number", func(p *usersync.Profile) *string { return &p.PhoneNumber })}},

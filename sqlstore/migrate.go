@@ -22,7 +22,54 @@ var schemaFS embed.FS
 // migration is one numbered schema file.
 type migration struct {
 	version int
-	sql     string
+	sql     string   // the file, names filled in
+	stmts   []string // its statements, in order
+}
+
+// splitStatements splits a migration file into statements: each ends with
+// a ";" at the end of a line, except within a block between the lines
+// "-- begin statement" and "-- end statement" (a trigger or function body,
+// whose own statements end with ";"), which is one statement. Tools that
+// run a file whole (psql, most migration tools) need none of this.
+func splitStatements(file string) []string {
+	var stmts []string
+	var cur strings.Builder
+	inBlock := false
+	flush := func() {
+		if st := strings.TrimSpace(cur.String()); st != "" && !isComments(st) {
+			stmts = append(stmts, strings.TrimSuffix(st, ";"))
+		}
+		cur.Reset()
+	}
+	for _, line := range strings.SplitAfter(file, "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case trimmed == "-- begin statement":
+			flush()
+			inBlock = true
+			continue
+		case trimmed == "-- end statement":
+			inBlock = false
+			flush()
+			continue
+		}
+		cur.WriteString(line)
+		if !inBlock && strings.HasSuffix(trimmed, ";") {
+			flush()
+		}
+	}
+	flush()
+	return stmts
+}
+
+// isComments reports whether st holds only SQL line comments.
+func isComments(st string) bool {
+	for _, line := range strings.Split(st, "\n") {
+		if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "--") {
+			return false
+		}
+	}
+	return true
 }
 
 // migrations returns the dialect's migrations in order, with the table name
@@ -43,7 +90,8 @@ func (s *Store) migrations() ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{v, strings.ReplaceAll(string(b), "{{table}}", s.dialect.quote(s.table))})
+		file := strings.ReplaceAll(string(b), "{{table}}", s.dialect.quote(s.table))
+		ms = append(ms, migration{version: v, sql: file, stmts: splitStatements(file)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	return ms, nil
@@ -68,7 +116,13 @@ func (s *Store) Schema() string {
 // at once: a database lock serialises runs, and a migrations table
 // (<table>_migrations) records the schema version so later releases
 // migrate forward.
-func (s *Store) Migrate(ctx context.Context) (err error) {
+func (s *Store) Migrate(ctx context.Context) error {
+	return s.migrate(ctx, 1<<30)
+}
+
+// migrate migrates up to version upTo: tests stop at an older version to
+// check the upgrade of a database an older release made.
+func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 	ms, err := s.migrations()
 	if err != nil {
 		return s.wrap("migrate", err)
@@ -124,11 +178,13 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 		return s.wrap("migrate", err)
 	}
 	for _, m := range ms {
-		if m.version <= current {
+		if m.version <= current || m.version > upTo {
 			continue
 		}
-		if _, err := conn.ExecContext(ctx, m.sql); err != nil {
-			return s.wrap(fmt.Sprintf("migrate to version %d", m.version), err)
+		for _, st := range m.stmts {
+			if _, err := conn.ExecContext(ctx, st); err != nil {
+				return s.wrap(fmt.Sprintf("migrate to version %d", m.version), err)
+			}
 		}
 		q := fmt.Sprintf("INSERT INTO %s (version, applied_at) VALUES (%s, %s)", mt, s.dialect.placeholder(1), s.dialect.placeholder(2))
 		if _, err := conn.ExecContext(ctx, q, m.version, time.Now().UnixMilli()); err != nil {

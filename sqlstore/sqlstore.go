@@ -94,10 +94,6 @@ func (s *Store) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-func (s *Store) wrap(op string, err error) error {
-	return fmt.Errorf("usersync/sqlstore: %s %s: %w", op, s.table, err)
-}
-
 // queryUser runs a prepared single-row query and returns the row, live or
 // tombstone.
 func (s *Store) queryUser(ctx context.Context, op, query string, args ...any) (usersync.User, error) {
@@ -117,6 +113,12 @@ func (s *Store) queryUser(ctx context.Context, op, query string, args ...any) (u
 
 // liveUser runs queryUser and fails with ErrDeleted for a tombstone.
 func (s *Store) liveUser(ctx context.Context, op, query string, key string) (usersync.User, error) {
+	if !storable(key) {
+		if err := ctx.Err(); err != nil {
+			return usersync.User{}, err
+		}
+		return usersync.User{}, usersync.ErrNotFound
+	}
 	u, err := s.queryUser(ctx, op, query, key)
 	if err == nil && !u.DeletedAt.IsZero() {
 		return usersync.User{}, usersync.ErrDeleted
@@ -144,7 +146,7 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]usersync.
 	seen := make(map[string]struct{}, len(ids))
 	uniq := make([]any, 0, len(ids))
 	for _, id := range ids {
-		if _, ok := seen[id]; !ok {
+		if _, ok := seen[id]; !ok && storable(id) {
 			seen[id] = struct{}{}
 			uniq = append(uniq, id)
 		}
@@ -270,6 +272,9 @@ func (s *Store) write(ctx context.Context, op, query, id, ti string, changed use
 func (s *Store) List(ctx context.Context, after string, limit int) ([]usersync.User, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("%w: limit %d", usersync.ErrInvalid, limit)
+	}
+	if !storable(after) {
+		return nil, fmt.Errorf("%w: after is not an ID", usersync.ErrInvalid)
 	}
 	st, err := s.stmt(ctx, s.sql.list)
 	if err != nil {

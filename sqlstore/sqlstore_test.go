@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -188,9 +189,13 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 				}
 			}
 			s := b.storeOn(t, db, table) // and once more
-			var n int
-			if err := db.QueryRow("SELECT COUNT(*) FROM " + table + "_migrations").Scan(&n); err != nil || n != 1 {
-				t.Fatalf("migrations recorded: %d, %v; want 1", n, err)
+			files, err := os.ReadDir(filepath.Join("schema", b.dialect.String()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n, top int
+			if err := db.QueryRow("SELECT COUNT(*), MAX(version) FROM "+table+"_migrations").Scan(&n, &top); err != nil || n != len(files) || top != len(files) {
+				t.Fatalf("migrations recorded: %d up to %d, %v; want %d", n, top, err, len(files))
 			}
 			if c, err := s.Count(context.Background()); err != nil || c != 0 {
 				t.Fatalf("Count = %d, %v", c, err)
@@ -199,29 +204,50 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 	}
 }
 
+// Schema returns the SQL Migrate runs, with the table's name, and the
+// package README prints every migration as it stands.
 func TestSchemaIsPrinted(t *testing.T) {
 	db, _ := sql.Open("sqlite", ":memory:")
 	defer db.Close()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, d := range []sqlstore.Dialect{sqlstore.SQLite, sqlstore.Postgres, sqlstore.MySQL} {
-		s, err := sqlstore.New(db, sqlstore.Config{Dialect: d, Table: "accounts"})
+		s, err := sqlstore.New(db, sqlstore.Config{Dialect: d, Table: "users"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sc := s.Schema(); !containsAll(sc, "CREATE TABLE IF NOT EXISTS", "accounts", "token_identifier", "deleted_at") {
+		sc := s.Schema()
+		if !containsAll(sc, "CREATE TABLE IF NOT EXISTS", "users", "token_identifier", "deleted_at") {
 			t.Errorf("%v schema: %s", d, sc)
+		}
+		files, err := os.ReadDir(filepath.Join("schema", d.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		quoted := map[sqlstore.Dialect]string{sqlstore.SQLite: `"users"`, sqlstore.Postgres: `"users"`, sqlstore.MySQL: "`users`"}[d]
+		for _, f := range files {
+			b, err := os.ReadFile(filepath.Join("schema", d.String(), f.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := strings.ReplaceAll(string(b), "{{table}}", quoted)
+			if !strings.Contains(sc, file) {
+				t.Errorf("Schema of %v lacks %s", d, f.Name())
+			}
+			if !strings.Contains(string(readme), "```sql\n"+file+"```") {
+				t.Errorf("README.md does not print %s/%s as it stands", d, f.Name())
+			}
 		}
 	}
 }
 
 func containsAll(s string, subs ...string) bool {
 	for _, sub := range subs {
-		if !contains(s, sub) {
+		if !strings.Contains(s, sub) {
 			return false
 		}
 	}
 	return true
-}
-
-func contains(s, sub string) bool {
-	return len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub))
 }

@@ -164,8 +164,9 @@ func jwk(k *signingKey) map[string]any {
 }
 
 // Token returns an RS256 token with the given claims on top of defaults:
-// iss = URL, sub = "user_test", iat and nbf = now, exp = now + 1 minute
-// (the lifetime of a Clerk session token). A claim set to nil is left out.
+// iss = URL, sub = "user_test", sid = "sess_test", iat and nbf = now, exp =
+// now + 1 minute (the claims and lifetime of a Clerk session token). A
+// claim set to nil is left out.
 func (i *Issuer) Token(claims map[string]any) string {
 	i.t.Helper()
 	return i.TokenAlg("RS256", claims)
@@ -182,7 +183,7 @@ func (i *Issuer) TokenAlg(alg string, claims map[string]any) string {
 		i.t.Fatalf("usersynctest: the issuer has no %s key", alg)
 	}
 	now := time.Now()
-	all := jwt.MapClaims{"iss": i.URL, "sub": "user_test", "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Minute).Unix()}
+	all := jwt.MapClaims{"iss": i.URL, "sub": "user_test", "sid": "sess_test", "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Minute).Unix()}
 	for name, v := range claims {
 		if v == nil {
 			delete(all, name)

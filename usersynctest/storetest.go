@@ -312,9 +312,17 @@ var storeCases = []storeCase{
 				w.Issuer = "https://" + strings.Repeat("t", 505)
 				w.TokenIdentifier = usersync.TokenIdentifier(w.Issuer, w.Subject)
 			},
-			"name too long":          func(w *usersync.Write) { w.Profile.Name = strings.Repeat("n", 16<<10+1) },
-			"NUL in the subject":     func(w *usersync.Write) { w.Subject = "a\x00"; w.TokenIdentifier = "x|a\x00" },
-			"NUL escape in metadata": func(w *usersync.Write) { w.Profile.Metadata = json.RawMessage(`{"a":"\u0000"}`) },
+			"name too long": func(w *usersync.Write) { w.Profile.Name = strings.Repeat("n", 16<<10+1) },
+			"NUL in the subject": func(w *usersync.Write) {
+				w.Subject = "a\x00"
+				w.TokenIdentifier = usersync.TokenIdentifier(w.Issuer, w.Subject)
+			},
+			"invalid UTF-8 in the subject": func(w *usersync.Write) {
+				w.Subject = "a\xff"
+				w.TokenIdentifier = usersync.TokenIdentifier(w.Issuer, w.Subject)
+			},
+			"invalid UTF-8 in a name": func(w *usersync.Write) { w.Profile.Name = "Ad\xffa" },
+			"NUL in metadata":         func(w *usersync.Write) { w.Profile.Metadata = json.RawMessage(`{"a":"\u0000"}`) },
 		}
 		for name, mutate := range bad {
 			w := f.write("alice", 1, usersync.AllFields, full("alice"))
@@ -346,6 +354,89 @@ var storeCases = []storeCase{
 		}
 		if _, err := f.byToken("bob"); !errors.Is(err, usersync.ErrNotFound) {
 			t.Fatalf("bob was stored: %v", err)
+		}
+	}},
+	{"Keys/compare byte for byte: spaces and case make other users", func(t *testing.T, f *storeFixture) {
+		// MySQL's PAD SPACE collations make "alice" equal "alice  ": a
+		// store must not.
+		subjects := []string{"alice", "alice ", "alice  ", " alice", "Alice", "ALICE", "alice\t"}
+		ids := map[string]string{}
+		for i, sub := range subjects {
+			w := f.write(sub, 10, usersync.AllFields, full(fmt.Sprint("p", i)))
+			w.ID = "id-alice" + strings.Repeat(" ", i) // IDs that differ in trailing spaces only
+			u := f.upsert(w, usersync.Created)
+			ids[sub] = u.ID
+		}
+		for i, sub := range subjects {
+			u := f.mustGet(sub)
+			sameProfile(t, fmt.Sprintf("subject %q", sub), u.Profile, full(fmt.Sprint("p", i)))
+			got, err := f.s.Get(bg, ids[sub])
+			if err != nil || got.Subject != sub {
+				t.Fatalf("Get(%q) = subject %q, %v; want %q", ids[sub], got.Subject, err, sub)
+			}
+		}
+		m, err := f.s.GetMany(bg, []string{"id-alice", "id-alice ", "ID-ALICE", "id-alice   \t"})
+		if err != nil || len(m) != 2 || m["id-alice"].Subject != "alice" || m["id-alice "].Subject != "alice " {
+			t.Fatalf("GetMany = %v, %v; want exactly id-alice and \"id-alice \"", m, err)
+		}
+		if _, err := f.byToken("alice   "); !errors.Is(err, usersync.ErrNotFound) {
+			t.Fatalf(`GetByTokenIdentifier("...|alice   "): err = %v, want ErrNotFound`, err)
+		}
+		f.delete("alice   ", usersync.Deleted) // three spaces: a key never stored
+		sameProfile(t, "alice after deleting \"alice   \"", f.mustGet("alice").Profile, full("p0"))
+		if n, err := f.s.Count(bg); err != nil || n != len(subjects) {
+			t.Fatalf("Count = %d, %v; want %d", n, err, len(subjects))
+		}
+	}},
+	{"Keys/lookups of malformed keys are not found, and fail nothing else", func(t *testing.T, f *storeFixture) {
+		a := f.upsert(f.write("alice", 1, usersync.AllFields, full("alice")), usersync.Created)
+		for _, bad := range []string{"x\x00y", "\xff", "id\xc3", a.ID + "\x00"} {
+			if _, err := f.s.Get(bg, bad); !errors.Is(err, usersync.ErrNotFound) {
+				t.Errorf("Get(%q): err = %v, want ErrNotFound", bad, err)
+			}
+			if _, err := f.s.GetByTokenIdentifier(bg, "https://issuer.test|"+bad); !errors.Is(err, usersync.ErrNotFound) {
+				t.Errorf("GetByTokenIdentifier(%q): err = %v, want ErrNotFound", bad, err)
+			}
+			if _, err := f.s.List(bg, bad, 10); !errors.Is(err, usersync.ErrInvalid) {
+				t.Errorf("List(after %q): err = %v, want ErrInvalid", bad, err)
+			}
+		}
+		m, err := f.s.GetMany(bg, []string{"x\x00y", a.ID, "\xff"})
+		if err != nil || len(m) != 1 || m[a.ID].ID != a.ID {
+			t.Fatalf("GetMany with malformed IDs beside a good one = %v, %v", m, err)
+		}
+	}},
+	{"Upsert/metadata is stored in a form every store holds", func(t *testing.T, f *storeFixture) {
+		cases := []struct {
+			name, in, want string // want "" for ErrInvalid
+		}{
+			{"lone surrogate escape", `{"a":"x\ud800y"}`, `{"a":"x\ufffdy"}`},
+			{"escaped backslash before u0000 (no NUL)", `{"a":"\\u0000"}`, `{"a":"\\u0000"}`},
+			{"surrogate pair", `{"smile":"\ud83d\ude00"}`, `{"smile":"😀"}`},
+			{"31 levels", strings.Repeat(`[`, 31) + strings.Repeat(`]`, 31), strings.Repeat(`[`, 31) + strings.Repeat(`]`, 31)},
+			{"a real NUL", `{"a":"\u0000"}`, ""},
+			{"a NUL in a key", `{"\u0000":1}`, ""},
+			{"a number out of range", `{"n":1e200000}`, ""},
+			{"32 levels", strings.Repeat(`[`, 32) + strings.Repeat(`]`, 32), ""},
+			{"two values", `{} {}`, ""},
+		}
+		for i, c := range cases {
+			w := f.write(fmt.Sprint("m", i), 1, usersync.AllFields, usersync.Profile{Name: "n", Metadata: json.RawMessage(c.in)})
+			u, _, err := f.s.Upsert(bg, w)
+			if c.want == "" {
+				if !errors.Is(err, usersync.ErrInvalid) {
+					t.Errorf("%s: err = %v, want ErrInvalid", c.name, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+				continue
+			}
+			stored := f.mustGet(fmt.Sprint("m", i))
+			if !jsonEqual(u.Metadata, json.RawMessage(c.want)) || !jsonEqual(stored.Metadata, json.RawMessage(c.want)) {
+				t.Errorf("%s: stored %s (returned %s), want %s", c.name, stored.Metadata, u.Metadata, c.want)
+			}
 		}
 	}},
 	{"Delete/clears the personal fields and keeps ID, key and creation time", func(t *testing.T, f *storeFixture) {

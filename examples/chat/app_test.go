@@ -252,3 +252,55 @@ func TestWebhookEndpoint(t *testing.T) {
 		})
 	}
 }
+
+// Dev mode issues tokens to anyone: it must never start by accident.
+func TestDevModeRefusesProductionSettings(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  config
+		want string // part of the error; "" to start
+	}{
+		{"nothing set: dev mode on localhost", config{addr: "localhost:8080"}, ""},
+		{"loopback IPv4", config{addr: "127.0.0.1:0"}, ""},
+		{"loopback IPv6", config{addr: "[::1]:8080"}, ""},
+		{"webhook secret without issuer", config{addr: "localhost:8080", secrets: "whsec_x"}, "CLERK_WEBHOOK_SECRET"},
+		{"publishable key without issuer", config{addr: "localhost:8080", key: "pk_live_x"}, "CLERK_PUBLISHABLE_KEY"},
+		{"secret key without issuer", config{addr: "localhost:8080", secretKey: "sk_live_x"}, "CLERK_SECRET_KEY"},
+		{"public address", config{addr: ":8080"}, "not a loopback address"},
+		{"all interfaces", config{addr: "0.0.0.0:8080"}, "not a loopback address"},
+		{"a LAN address", config{addr: "192.0.2.10:8080"}, "not a loopback address"},
+		{"with an issuer anything goes", config{addr: ":8080", issuer: "https://x.clerk.accounts.dev", secrets: "whsec_x"}, ""},
+	}
+	for _, tt := range tests {
+		err := checkDevMode(tt.cfg)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "CLERK_ISSUER")):
+			t.Errorf("%s: err = %v, want one naming CLERK_ISSUER and %s", tt.name, err, tt.want)
+		}
+	}
+}
+
+// The session cookie authenticates the page's own JSON requests, never a
+// form another site submits.
+func TestCookiePostsNeedTheAppsOrigin(t *testing.T) {
+	ta := newTestApp(t, "memory:")
+	tok := ta.issuer.Token(map[string]any{"sub": "user_ada", "name": "Ada"})
+	post := func(contentType, origin string) int {
+		r := httptest.NewRequest("POST", "http://chat.example/api/messages", strings.NewReader(`{"body":"hi"}`))
+		r.AddCookie(&http.Cookie{Name: "__session", Value: tok})
+		r.Header.Set("Content-Type", contentType)
+		r.Header.Set("Origin", origin)
+		return recorder(ta.h, r).Code
+	}
+	if code := post("text/plain", "https://evil.example"); code != 403 {
+		t.Fatalf("cross-site text/plain POST with the cookie: %d, want 403", code)
+	}
+	if code := post("application/json", "https://evil.example"); code != 403 {
+		t.Fatalf("cross-site JSON POST with the cookie: %d, want 403", code)
+	}
+	if code := post("application/json", "http://chat.example"); code != 201 {
+		t.Fatalf("same-origin JSON POST with the cookie: %d, want 201", code)
+	}
+}

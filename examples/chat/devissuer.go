@@ -56,7 +56,11 @@ func (d *devIssuer) serveToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *devIssuer) token(sub, name string, now time.Time) string {
-	claims := jwt.MapClaims{"iss": d.url, "sub": sub, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	sid := make([]byte, 8)
+	rand.Read(sid)
+	// sid: a session token, as Clerk's are (JWT-template tokens are refused).
+	claims := jwt.MapClaims{"iss": d.url, "sub": sub, "sid": "sess_dev_" + base64.RawURLEncoding.EncodeToString(sid),
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}
 	if name != "" {
 		claims["name"] = name
 	}

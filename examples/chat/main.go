@@ -38,7 +38,7 @@ import (
 type config struct {
 	addr, databaseURL                           string
 	issuer, jwksURL, jwtKey, audience, azp, key string
-	secrets                                     string
+	secrets, secretKey                          string
 }
 
 func configFromEnv() config {
@@ -58,6 +58,7 @@ func configFromEnv() config {
 		azp:         os.Getenv("CLERK_AUTHORIZED_PARTIES"),
 		key:         os.Getenv("CLERK_PUBLISHABLE_KEY"),
 		secrets:     os.Getenv("CLERK_WEBHOOK_SECRET"),
+		secretKey:   os.Getenv("CLERK_SECRET_KEY"),
 	}
 }
 
@@ -71,8 +72,43 @@ func main() {
 	}
 }
 
+// checkDevMode refuses a configuration that would run dev mode (which
+// issues tokens to anyone) by accident: without CLERK_ISSUER, but with
+// something that only a real deployment sets, or listening beyond
+// loopback.
+func checkDevMode(cfg config) error {
+	if cfg.issuer != "" {
+		return nil
+	}
+	for name, v := range map[string]string{"CLERK_WEBHOOK_SECRET": cfg.secrets, "CLERK_PUBLISHABLE_KEY": cfg.key, "CLERK_SECRET_KEY": cfg.secretKey} {
+		if v != "" {
+			return fmt.Errorf("CLERK_ISSUER is not set, but %s is: refusing to start in dev mode, which issues tokens to anyone. Set CLERK_ISSUER to your Clerk Frontend API URL", name)
+		}
+	}
+	if !loopback(cfg.addr) {
+		return fmt.Errorf("CLERK_ISSUER is not set and USERSYNC_ADDR %q is not a loopback address: refusing to serve dev mode, which issues tokens to anyone, beyond this machine. Set CLERK_ISSUER, or listen on localhost", cfg.addr)
+	}
+	return nil
+}
+
+// loopback reports whether a listen address stays on this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // run serves the app until ctx ends, then shuts down gracefully.
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	if err := checkDevMode(cfg); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err

@@ -84,7 +84,7 @@ func (m *sqlMessages) migrate(ctx context.Context, users string) error {
 	case sqlstore.Postgres:
 		q = `CREATE TABLE IF NOT EXISTS messages (id BIGSERIAL PRIMARY KEY, user_id TEXT COLLATE "C" NOT NULL REFERENCES ` + users + `(id), body TEXT NOT NULL, created_at BIGINT NOT NULL)`
 	case sqlstore.MySQL:
-		q = "CREATE TABLE IF NOT EXISTS messages (id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, body TEXT NOT NULL, created_at BIGINT NOT NULL, FOREIGN KEY (user_id) REFERENCES " + users + "(id)) ENGINE=InnoDB"
+		q = "CREATE TABLE IF NOT EXISTS messages (id BIGINT AUTO_INCREMENT PRIMARY KEY, user_id VARBINARY(128) NOT NULL, body TEXT NOT NULL, created_at BIGINT NOT NULL, FOREIGN KEY (user_id) REFERENCES " + users + "(id)) ENGINE=InnoDB"
 	default:
 		q = `CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL REFERENCES ` + users + `(id), body TEXT NOT NULL, created_at BIGINT NOT NULL)`
 	}

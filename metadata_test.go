@@ -1,0 +1,85 @@
+package usersync
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestNormalizeMetadata(t *testing.T) {
+	deep := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	tests := []struct {
+		name, in, want string // want "" for ErrInvalid
+	}{
+		{"object", `{"plan":"pro","n":[1,2.5,-3e2]}`, `{"plan":"pro","n":[1,2.5,-3e2]}`},
+		{"kept as is, spaces and all", `{ "b": 1, "a": 2 }`, `{ "b": 1, "a": 2 }`},
+		{"escaped backslash then u0000 is no NUL", `{"a":"\\u0000"}`, `{"a":"\\u0000"}`},
+		{"escaped quote in a string", `{"a":"say \"\\ud800\""}`, `{"a":"say \"\\ud800\""}`},
+		{"lone high surrogate", `{"a":"\ud800"}`, "{\"a\":\"\ufffd\"}"},
+		{"lone low surrogate", `["\udfff"]`, "[\"\ufffd\"]"},
+		{"surrogate pair", `"\ud83d\ude00"`, `"😀"`},
+		{"invalid UTF-8", "{\"a\":\"\xff\"}", "{\"a\":\"\ufffd\"}"},
+		{"big integers keep every digit when re-encoded", "[12345678901234567890123, \"\xff\"]", "[12345678901234567890123,\"\ufffd\"]"},
+		{"31 levels", deep(31), deep(31)},
+		{"32 levels", deep(32), ""},
+		{"NUL", `{"a":"x\u0000"}`, ""},
+		{"NUL in a key", `{"\u0000":1}`, ""},
+		{"number out of range", `[1e309]`, ""},
+		{"negative number out of range", `[-1e400]`, ""},
+		{"a long number in range", "[" + strings.Repeat("9", 300) + "]", "[" + strings.Repeat("9", 300) + "]"},
+		{"a longer number out of range", "[" + strings.Repeat("9", 400) + "]", ""},
+		{"not JSON", `{"a":`, ""},
+		{"two values", `1 2`, ""},
+		{"too large", `"` + strings.Repeat("x", 64<<10) + `"`, ""},
+	}
+	for _, tt := range tests {
+		got, err := normalizeMetadata(json.RawMessage(tt.in))
+		switch {
+		case tt.want == "" && !errors.Is(err, ErrInvalid):
+			t.Errorf("%s: %s, %v; want ErrInvalid", tt.name, got, err)
+		case tt.want != "" && (err != nil || string(got) != tt.want):
+			t.Errorf("%s: %s, %v; want %s", tt.name, got, err, tt.want)
+		}
+	}
+}
+
+// Metadata that needs no change costs no allocation: it is checked twice
+// per webhook (the Syncer, then the store).
+func TestNormalizeMetadataDoesNotAllocate(t *testing.T) {
+	m := json.RawMessage(`{"department":"engineering","plan":"pro","n":[1,2,3e5],"notes":"` + strings.Repeat("x", 900) + `"}`)
+	if n := testing.AllocsPerRun(100, func() { normalizeMetadata(m) }); n != 0 {
+		t.Fatalf("%v allocations", n)
+	}
+}
+
+func FuzzNormalizeMetadata(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `{"a":"\ud800"}`, `[1e309]`, `{"a":"\\u0000"}`, `"\ud83d\ude00"`, `{"a":[[[]]]}`, "\"\xff\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := normalizeMetadata(in)
+		if err != nil {
+			return
+		}
+		// What it accepts is valid, within the limits, and stable.
+		again, err := normalizeMetadata(out)
+		if err != nil || string(again) != string(out) {
+			t.Fatalf("normalizing %q gave %q, then %q, %v", in, out, again, err)
+		}
+	})
+}
+
+// The scanner agrees with encoding/json on what is JSON, whatever the
+// input (within the limits, which encoding/json does not have).
+func FuzzScanJSONAgreesWithEncodingJSON(f *testing.F) {
+	for _, s := range []string{`{"a":[1,-2.5e3,true,false,null,"x\n\u00e9"]}`, `{"a":}`, `[1,]`, `"\x01"`, `01`, `-`, `1.`, `1e`, ` [] `, `{"a" 1}`, `"\ud800"`, "\"\xff\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		_, err := scanJSON(in)
+		if valid := json.Valid(in); valid != (err == nil) && !errors.Is(err, errTooDeep) && !errors.Is(err, errNUL) && !errors.Is(err, errOutOfRange) {
+			t.Fatalf("%q: json.Valid %v, scanJSON %v", in, valid, err)
+		}
+	})
+}

@@ -1,0 +1,82 @@
+package sqlstore
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/usersync/usersync"
+)
+
+// Database errors are told apart by their codes, read without importing a
+// driver: pgx's (and lib/pq's) errors have a SQLState method; the MySQL
+// driver's MySQLError has a Number field.
+
+// sqlState returns err's SQLSTATE, or "".
+func sqlState(err error) string {
+	var e interface{ SQLState() string }
+	if errors.As(err, &e) {
+		return e.SQLState()
+	}
+	return ""
+}
+
+// mysqlNumber returns the error number of a MySQL or MariaDB error in
+// err's chain, or 0.
+func mysqlNumber(err error) int {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		v := reflect.ValueOf(e)
+		if v.Kind() == reflect.Pointer {
+			v = v.Elem()
+		}
+		if v.Kind() == reflect.Struct && v.Type().Name() == "MySQLError" {
+			if f := v.FieldByName("Number"); f.IsValid() && f.CanUint() {
+				return int(f.Uint())
+			}
+		}
+	}
+	return 0
+}
+
+// refusedValue reports whether the database refused a value of a write:
+// bad input, not a failure of the database.
+func refusedValue(err error) bool {
+	if st := sqlState(err); st != "" {
+		return strings.HasPrefix(st, "22") // data exception: encoding, range, JSON, ...
+	}
+	switch mysqlNumber(err) {
+	case 1264, // out of range
+		1300, // invalid string for the character set
+		1366, // incorrect string value
+		1406, // data too long
+		3140, // invalid JSON text (MySQL)
+		4025, // CHECK failed: MariaDB's JSON is LONGTEXT CHECK (json_valid(...))
+		4038, // JSON syntax error (MariaDB)
+		4040: // JSON too deep (MariaDB)
+		return true
+	}
+	return false
+}
+
+// wrap adds the operation and table to err. A value the database refused
+// becomes usersync.ErrInvalid, without the database's message, which may
+// quote the value.
+func (s *Store) wrap(op string, err error) error {
+	if refusedValue(err) {
+		code := sqlState(err)
+		if code == "" {
+			code = fmt.Sprint(mysqlNumber(err))
+		}
+		return fmt.Errorf("%w: usersync/sqlstore: %s %s: the database refused a value (error %s)", usersync.ErrInvalid, op, s.table, code)
+	}
+	return fmt.Errorf("usersync/sqlstore: %s %s: %w", op, s.table, err)
+}
+
+// storable reports whether a lookup key can be stored at all: valid UTF-8
+// without NUL. A lookup of one that cannot is not found, without asking
+// the database (PostgreSQL would fail the query).
+func storable(key string) bool {
+	return utf8.ValidString(key) && strings.IndexByte(key, 0) < 0
+}

@@ -1,0 +1,51 @@
+package sqlstore
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/usersync/usersync"
+)
+
+// Errors shaped like the drivers' own, without importing them.
+type pgError struct{ code, msg string }
+
+func (e *pgError) Error() string    { return e.msg }
+func (e *pgError) SQLState() string { return e.code }
+
+type MySQLError struct {
+	Number   uint16
+	SQLState [5]byte
+	Message  string
+}
+
+func (e *MySQLError) Error() string { return fmt.Sprintf("Error %d: %s", e.Number, e.Message) }
+
+func TestWrapMapsRefusedValuesToErrInvalid(t *testing.T) {
+	s := &Store{table: "users"}
+	tests := []struct {
+		name    string
+		err     error
+		invalid bool
+	}{
+		{"PostgreSQL invalid byte sequence", &pgError{"22021", `invalid byte sequence for encoding "UTF8": 0xff in "Ada\xff"`}, true},
+		{"PostgreSQL numeric out of range", &pgError{"22003", "value overflows numeric format"}, true},
+		{"PostgreSQL unsupported Unicode escape", &pgError{"22P05", `unsupported Unicode escape sequence \ud800`}, true},
+		{"PostgreSQL serialization failure", &pgError{"40001", "could not serialize access"}, false},
+		{"MySQL incorrect string value", &MySQLError{Number: 1366, Message: `Incorrect string value: '\xFF' for column 'name'`}, true},
+		{"MariaDB JSON CHECK", &MySQLError{Number: 4025, Message: "CONSTRAINT `users.metadata` failed"}, true},
+		{"MySQL deadlock", &MySQLError{Number: 1213, Message: "Deadlock found"}, false},
+		{"connection refused", errors.New("dial tcp: connection refused"), false},
+	}
+	for _, tt := range tests {
+		err := s.wrap("upsert", fmt.Errorf("exec: %w", tt.err))
+		if errors.Is(err, usersync.ErrInvalid) != tt.invalid {
+			t.Errorf("%s: %v: ErrInvalid = %v, want %v", tt.name, err, !tt.invalid, tt.invalid)
+		}
+		if tt.invalid && (strings.Contains(err.Error(), "Ada") || strings.Contains(err.Error(), "Incorrect")) {
+			t.Errorf("%s: the error quotes the database's message, which may quote the value: %v", tt.name, err)
+		}
+	}
+}

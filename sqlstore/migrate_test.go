@@ -1,0 +1,88 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/sqlstore"
+)
+
+// insertV1 inserts a user row as schema version 1 had it.
+func insertV1(t *testing.T, db *sql.DB, b *backend, table, id, subject string, verified bool, v int64) {
+	t.Helper()
+	ph := func(i int) string {
+		if b.dialect == sqlstore.Postgres {
+			return fmt.Sprintf("$%d", i)
+		}
+		return "?"
+	}
+	q := fmt.Sprintf(`INSERT INTO %s (id, token_identifier, issuer, subject, name, email, email_verified, picture_url, username, phone_number, metadata,
+		name_version, email_version, picture_url_version, username_version, phone_number_version, metadata_version, version, created_at, updated_at, deleted_at)
+		VALUES (%s, %s, %s, %s, %s, %s, %s, '', '', '', NULL, %s, %s, 0, 0, 0, 0, %s, 1700000000000, 1700000000000, NULL)`,
+		table, ph(1), ph(2), ph(3), ph(4), ph(5), ph(6), ph(7), ph(8), ph(9), ph(10))
+	if _, err := db.Exec(q, id, usersync.TokenIdentifier("https://issuer.test", subject), "https://issuer.test", subject,
+		"Name "+subject, subject+"@example.com", verified, v, v, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A database made by schema version 1 upgrades in place: the data stays,
+// email_verified gets the version of the email, and on MySQL the keys
+// become byte-for-byte.
+func TestMigrateUpgradesVersion1(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			b.skipIfUnset(t)
+			ctx := context.Background()
+			db, table := b.open(t)
+			old, err := sqlstore.New(db, sqlstore.Config{Dialect: b.dialect, Table: table})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := old.MigrateTo(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			insertV1(t, db, b, table, "id-alice", "alice", true, 10)
+			insertV1(t, db, b, table, "id-bob", "bob", false, 20)
+
+			s := b.storeOn(t, db, table) // Migrate to the newest version
+			for _, c := range []struct {
+				sub, id  string
+				verified bool
+			}{{"alice", "id-alice", true}, {"bob", "id-bob", false}} {
+				u, err := s.GetByTokenIdentifier(ctx, usersync.TokenIdentifier("https://issuer.test", c.sub))
+				if err != nil || u.ID != c.id || u.Name != "Name "+c.sub || u.Email != c.sub+"@example.com" || u.EmailVerified != c.verified {
+					t.Fatalf("%s after the upgrade: %+v, %v", c.sub, u, err)
+				}
+			}
+			// email_verified carries the version of the email: an older
+			// write of it is stale, a newer one applies.
+			w := usersync.Write{ID: "new", Issuer: "https://issuer.test", Subject: "alice", TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", "alice"),
+				Version: 9, Fields: usersync.FieldEmailVerified, At: time.Now()}
+			if _, o, err := s.Upsert(ctx, w); err != nil || o != usersync.Stale {
+				t.Fatalf("older email_verified: %v, %v; want stale", o, err)
+			}
+			w.Version = 11
+			if u, o, err := s.Upsert(ctx, w); err != nil || o != usersync.Updated || u.EmailVerified {
+				t.Fatalf("newer email_verified: %v, %v, verified %v", o, err, u.EmailVerified)
+			}
+			// Keys compare byte for byte after the upgrade, on MySQL too.
+			w = usersync.Write{ID: "id-alice ", Issuer: "https://issuer.test", Subject: "alice ", TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", "alice "),
+				Version: 30, Fields: usersync.FieldName, Profile: usersync.Profile{Name: "Other"}, At: time.Now()}
+			if _, o, err := s.Upsert(ctx, w); err != nil || o != usersync.Created {
+				t.Fatalf(`"alice " after the upgrade: %v, %v; want a new user`, o, err)
+			}
+			if u, err := s.Get(ctx, "id-alice"); err != nil || u.Name != "Name alice" {
+				t.Fatalf("alice after \"alice \" was stored: %+v, %v", u, err)
+			}
+			if _, err := s.Get(ctx, "id-bob "); !errors.Is(err, usersync.ErrNotFound) {
+				t.Fatalf(`Get("id-bob "): %v, want ErrNotFound`, err)
+			}
+		})
+	}
+}
