@@ -60,6 +60,15 @@ func refusedValue(err error) bool {
 	return false
 }
 
+// wrapN is wrap for a statement that ran attempts times: the count goes
+// into the error, and so into the log line of the failure.
+func (s *Store) wrapN(op string, attempts int, err error) error {
+	if attempts > 1 {
+		op = fmt.Sprintf("%s (%d attempts)", op, attempts)
+	}
+	return s.wrap(op, err)
+}
+
 // wrap adds the operation and table to err. A value the database refused
 // becomes usersync.ErrInvalid, without the database's message, which may
 // quote the value.

@@ -181,15 +181,54 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 		if m.version <= current || m.version > upTo {
 			continue
 		}
+		op := fmt.Sprintf("migrate to version %d", m.version)
 		for _, st := range m.stmts {
-			if _, err := conn.ExecContext(ctx, st); err != nil {
-				return s.wrap(fmt.Sprintf("migrate to version %d", m.version), err)
+			if err := s.exec(ctx, conn, op, st); err != nil {
+				return err
 			}
 		}
 		q := fmt.Sprintf("INSERT INTO %s (version, applied_at) VALUES (%s, %s)", mt, s.dialect.placeholder(1), s.dialect.placeholder(2))
-		if _, err := conn.ExecContext(ctx, q, m.version, time.Now().UnixMilli()); err != nil {
-			return s.wrap("migrate", err)
+		if err := s.exec(ctx, conn, op, q, m.version, time.Now().UnixMilli()); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// exec runs one statement of a migration, again when the database asks.
+//
+// On MySQL the lock that serialises Migrate (GET_LOCK) is held by one
+// server: on a Galera cluster, replicas attached to other nodes can run
+// the same migration at the same time. Their DDL is applied in one order
+// cluster-wide, and every statement of a migration is idempotent or fails
+// as "already there" once another node applied it (a duplicate table,
+// column, index or trigger, or the migration's own row): such a failure
+// means the work is done.
+func (s *Store) exec(ctx context.Context, conn *sql.Conn, op, query string, args ...any) error {
+	attempts, err := s.try(ctx, func() error {
+		_, err := conn.ExecContext(ctx, query, args...)
+		return err
+	})
+	if err != nil && s.dialect == dialects[MySQL] && alreadyApplied(err) {
+		return nil
+	}
+	if err != nil {
+		return s.wrapN(op, attempts, err)
+	}
+	return nil
+}
+
+// alreadyApplied reports a MySQL error that says another node made the
+// change first.
+func alreadyApplied(err error) bool {
+	switch mysqlNumber(err) {
+	case 1050, // table exists
+		1060, // duplicate column
+		1061, // duplicate key name
+		1062, // duplicate entry (the migrations table's row)
+		1359, // trigger exists
+		1826: // duplicate foreign key
+		return true
+	}
+	return false
 }

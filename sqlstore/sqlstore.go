@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/usersync/usersync"
 )
@@ -23,6 +24,9 @@ type Store struct {
 
 	stmts sync.Map   // query -> *sql.Stmt, prepared on first use
 	mu    sync.Mutex // serialises preparing
+
+	maxAttempts int
+	retries     atomic.Int64 // statements run again, for tests and metrics
 }
 
 var _ usersync.Store = (*Store)(nil)
@@ -35,6 +39,11 @@ type Config struct {
 	// Table is the name of the users table. Default "users". It must be a
 	// plain identifier: [A-Za-z_][A-Za-z0-9_]{0,47}.
 	Table string
+	// MaxAttempts is how many times a statement runs at most when the
+	// database asks for it to be run again (a serialization failure, a
+	// deadlock, a Galera certification conflict). Default 6; 1 turns
+	// retries off.
+	MaxAttempts int
 }
 
 // identifier is what a table name may be: it is quoted, but never built
@@ -55,8 +64,11 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 	if !identifier.MatchString(cfg.Table) {
 		return nil, fmt.Errorf("%w: table name %q is not a plain identifier", usersync.ErrInvalid, cfg.Table)
 	}
+	if cfg.MaxAttempts < 1 {
+		cfg.MaxAttempts = 6
+	}
 	d := dialects[cfg.Dialect]
-	return &Store{db: db, dialect: d, table: cfg.Table, sql: d.statements(cfg.Table)}, nil
+	return &Store{db: db, dialect: d, table: cfg.Table, sql: d.statements(cfg.Table), maxAttempts: cfg.MaxAttempts}, nil
 }
 
 // Table returns the name of the users table, for apps that reference it in
@@ -101,12 +113,16 @@ func (s *Store) queryUser(ctx context.Context, op, query string, args ...any) (u
 	if err != nil {
 		return usersync.User{}, err
 	}
-	u, err := scanUser(st.QueryRowContext(ctx, args...))
+	var u usersync.User
+	attempts, err := s.try(ctx, func() (err error) {
+		u, err = scanUser(st.QueryRowContext(ctx, args...))
+		return err
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return usersync.User{}, usersync.ErrNotFound
 	}
 	if err != nil {
-		return usersync.User{}, s.wrap(op, err)
+		return usersync.User{}, s.wrapN(op, attempts, err)
 	}
 	return u, nil
 }
@@ -167,20 +183,23 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]usersync.
 			q.WriteString(s.dialect.placeholder(i + 1))
 		}
 		q.WriteByte(')')
-		rows, err := s.db.QueryContext(ctx, q.String(), chunk...)
-		if err != nil {
-			return nil, s.wrap("get many", err)
-		}
-		for rows.Next() {
-			u, err := scanUser(rows)
+		attempts, err := s.try(ctx, func() error {
+			rows, err := s.db.QueryContext(ctx, q.String(), chunk...)
 			if err != nil {
-				rows.Close()
-				return nil, s.wrap("get many", err)
+				return err
 			}
-			out[u.ID] = u
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return nil, s.wrap("get many", err)
+			for rows.Next() {
+				u, err := scanUser(rows)
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				out[u.ID] = u
+			}
+			return errors.Join(rows.Err(), rows.Close())
+		})
+		if err != nil {
+			return nil, s.wrapN("get many", attempts, err)
 		}
 	}
 	return out, nil
@@ -227,22 +246,32 @@ func (s *Store) write(ctx context.Context, op, query, id, ti string, changed use
 		return usersync.User{}, usersync.Stale, err
 	}
 	if s.dialect.returning {
-		u, err := scanUser(st.QueryRowContext(ctx, args...))
+		var u usersync.User
+		attempts, err := s.try(ctx, func() (err error) {
+			u, err = scanUser(st.QueryRowContext(ctx, args...))
+			return err
+		})
 		switch {
 		case err == nil && u.ID == id:
 			return u, usersync.Created, nil
 		case err == nil:
 			return u, changed, nil
 		case !errors.Is(err, sql.ErrNoRows):
-			return usersync.User{}, usersync.Stale, s.wrap(op, err)
+			return usersync.User{}, usersync.Stale, s.wrapN(op, attempts, err)
 		}
 		// The row exists and the WHERE clause left it alone.
 		u, err = s.queryUser(ctx, op, s.sql.getByToken, ti)
 		return u, usersync.Stale, err
 	}
-	res, err := st.ExecContext(ctx, args...)
+	// The statement and the read-back retry on their own, so that a write
+	// that committed is never run again (and reported Stale).
+	var res sql.Result
+	attempts, err := s.try(ctx, func() (err error) {
+		res, err = st.ExecContext(ctx, args...)
+		return err
+	})
 	if err != nil {
-		return usersync.User{}, usersync.Stale, s.wrap(op, err)
+		return usersync.User{}, usersync.Stale, s.wrapN(op, attempts, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
@@ -280,21 +309,25 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]usersync.U
 	if err != nil {
 		return nil, err
 	}
-	rows, err := st.QueryContext(ctx, after, limit)
-	if err != nil {
-		return nil, s.wrap("list", err)
-	}
-	defer rows.Close()
 	var out []usersync.User
-	for rows.Next() {
-		u, err := scanUser(rows)
+	attempts, err := s.try(ctx, func() error {
+		out = out[:0]
+		rows, err := st.QueryContext(ctx, after, limit)
 		if err != nil {
-			return nil, s.wrap("list", err)
+			return err
 		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("list", err)
+		for rows.Next() {
+			u, err := scanUser(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, u)
+		}
+		return errors.Join(rows.Err(), rows.Close())
+	})
+	if err != nil {
+		return nil, s.wrapN("list", attempts, err)
 	}
 	return out, nil
 }
@@ -306,8 +339,9 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	var n int
-	if err := st.QueryRowContext(ctx).Scan(&n); err != nil {
-		return 0, s.wrap("count", err)
+	attempts, err := s.try(ctx, func() error { return st.QueryRowContext(ctx).Scan(&n) })
+	if err != nil {
+		return 0, s.wrapN("count", attempts, err)
 	}
 	return n, nil
 }

@@ -1,0 +1,339 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/sqlstore"
+	"github.com/usersync/usersync/usersynctest"
+)
+
+// The tests of a multi-master MariaDB Galera cluster: three nodes, one
+// pool (an app replica) on each. .ci/galera starts one on loopback and
+// prints USERSYNC_GALERA_DSNS, the nodes' DSNs separated by commas.
+
+// galera is the cluster of the tests, opened once per test binary.
+var galera struct {
+	once sync.Once
+	dbs  []*sql.DB
+	err  error
+}
+
+// galeraNodes returns one pool per node of the cluster, or skips t.
+//
+// Every pool sets wsrep_sync_wait=1 on its sessions (the DSN parameter
+// becomes a session variable): a read then waits until the node has
+// applied every write the cluster committed before it, so a write on one
+// node is seen by a read on any other — the "store, then me" flow of an
+// app whose requests land on different replicas.
+func galeraNodes(t testing.TB) []*sql.DB {
+	t.Helper()
+	env := os.Getenv("USERSYNC_GALERA_DSNS")
+	if env == "" {
+		t.Skip("USERSYNC_GALERA_DSNS is not set: skipping the Galera tests (run .ci/galera start and export its last line)")
+	}
+	galera.once.Do(func() {
+		for _, dsn := range strings.Split(env, ",") {
+			sep := "?"
+			if strings.Contains(dsn, "?") {
+				sep = "&"
+			}
+			db, err := sql.Open("mysql", dsn+sep+"wsrep_sync_wait=1")
+			if err == nil {
+				err = db.Ping()
+			}
+			if err != nil {
+				galera.err = fmt.Errorf("galera node %s: %w", dsn, err)
+				return
+			}
+			db.SetMaxOpenConns(16)
+			db.SetMaxIdleConns(16)
+			galera.dbs = append(galera.dbs, db)
+		}
+	})
+	if galera.err != nil {
+		t.Fatal(galera.err)
+	}
+	if len(galera.dbs) < 3 {
+		t.Fatalf("USERSYNC_GALERA_DSNS names %d nodes, want 3", len(galera.dbs))
+	}
+	return galera.dbs
+}
+
+// galeraRetries counts the statements the Galera tests' stores ran again,
+// reported at the end of each test.
+var galeraRetries atomic.Int64
+
+// galeraStores migrates a fresh table on the first node and returns a
+// store over it on every node. The table is dropped when t ends.
+func galeraStores(t testing.TB) []*sqlstore.Store {
+	t.Helper()
+	nodes := galeraNodes(t)
+	table := "t_" + randomHex(6)
+	t.Cleanup(func() { dropTable(nodes[0], table) })
+	var stores []*sqlstore.Store
+	for i, db := range nodes {
+		s, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.MySQL, Table: table})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := s.Migrate(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Cleanup(func() {
+			galeraRetries.Add(s.Retries())
+			s.Close()
+		})
+		stores = append(stores, s)
+	}
+	return stores
+}
+
+// roundRobin is a Store whose consecutive calls go to the next node: the
+// conformance suite's rules must hold whichever node answers.
+type roundRobin struct {
+	nodes []*sqlstore.Store
+	next  atomic.Uint64
+}
+
+func (r *roundRobin) node() *sqlstore.Store {
+	return r.nodes[(r.next.Add(1)-1)%uint64(len(r.nodes))]
+}
+
+func (r *roundRobin) Get(ctx context.Context, id string) (usersync.User, error) {
+	return r.node().Get(ctx, id)
+}
+
+func (r *roundRobin) GetByTokenIdentifier(ctx context.Context, ti string) (usersync.User, error) {
+	return r.node().GetByTokenIdentifier(ctx, ti)
+}
+
+func (r *roundRobin) GetMany(ctx context.Context, ids []string) (map[string]usersync.User, error) {
+	return r.node().GetMany(ctx, ids)
+}
+
+func (r *roundRobin) List(ctx context.Context, after string, limit int) ([]usersync.User, error) {
+	return r.node().List(ctx, after, limit)
+}
+
+func (r *roundRobin) Count(ctx context.Context) (int, error) { return r.node().Count(ctx) }
+
+func (r *roundRobin) Upsert(ctx context.Context, w usersync.Write) (usersync.User, usersync.Outcome, error) {
+	return r.node().Upsert(ctx, w)
+}
+
+func (r *roundRobin) Delete(ctx context.Context, w usersync.Write) (usersync.User, usersync.Outcome, error) {
+	return r.node().Delete(ctx, w)
+}
+
+func TestGaleraConformance(t *testing.T) {
+	galeraNodes(t)
+	before := galeraRetries.Load()
+	t.Cleanup(func() { t.Logf("Galera conformance: %d statements run again", galeraRetries.Load()-before) })
+	usersynctest.TestStore(t, func(t *testing.T) usersync.Store {
+		return &roundRobin{nodes: galeraStores(t)}
+	})
+}
+
+// Concurrent first logins of one person on all three nodes: one row, every
+// caller gets its ID, no caller sees an error (the certification conflicts
+// of the losers are retried).
+func TestGaleraConcurrentFirstWrites(t *testing.T) {
+	stores := galeraStores(t)
+	const perNode = 20
+	var ids [3 * perNode]string
+	var errs [3 * perNode]error
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range ids {
+		s := stores[i%3]
+		wg.Go(func() {
+			<-start
+			w := usersync.Write{ID: fmt.Sprintf("id-%02d", i), Issuer: "https://issuer.test", Subject: "racer",
+				TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", "racer"),
+				Version:         usersync.Version(i + 1), Fields: usersync.FieldName, Profile: usersync.Profile{Name: fmt.Sprint("r", i)}, At: time.Now()}
+			var u usersync.User
+			u, _, errs[i] = s.Upsert(context.Background(), w)
+			ids[i] = u.ID
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i := range ids {
+		if errs[i] != nil {
+			t.Fatalf("writer %d (node %d): %v", i, i%3+1, errs[i])
+		}
+		if ids[i] != ids[0] {
+			t.Fatalf("writer %d got ID %q, writer 0 %q", i, ids[i], ids[0])
+		}
+	}
+	for n, s := range stores {
+		if c, err := s.Count(context.Background()); err != nil || c != 1 {
+			t.Fatalf("node %d counts %d users, %v; want 1", n+1, c, err)
+		}
+	}
+	retries := int64(0)
+	for _, s := range stores {
+		retries += s.Retries()
+	}
+	t.Logf("%d concurrent first writes on 3 nodes: %d statements run again", len(ids), retries)
+}
+
+// Three replicas, one per node, share a shuffled, duplicated event stream:
+// every node ends in the in-order fold.
+func TestGaleraReplicasConverge(t *testing.T) {
+	stores := galeraStores(t)
+	events := usersynctest.Stream(rand.New(rand.NewPCG(21, 22)), 60, 600)
+	r := rand.New(rand.NewPCG(23, 24))
+	stream := append([]usersynctest.Event(nil), events...)
+	for range len(events) / 4 {
+		stream = append(stream, events[r.IntN(len(events))])
+	}
+	r.Shuffle(len(stream), func(i, j int) { stream[i], stream[j] = stream[j], stream[i] })
+	var syncers []*usersync.Syncer
+	for _, s := range stores {
+		sy, err := usersync.New(usersync.Config{Store: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		syncers = append(syncers, sy)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range 9 {
+		s := syncers[w%3]
+		wg.Go(func() {
+			for i := w; i < len(stream); i += 9 {
+				e := stream[i]
+				var err error
+				if e.Delete {
+					_, _, err = s.Delete(ctx, usersynctest.StreamIssuer, e.Subject)
+				} else {
+					_, _, err = s.Upsert(ctx, usersync.Write{Issuer: usersynctest.StreamIssuer, Subject: e.Subject, Version: e.Version, Fields: e.Fields, Profile: e.Profile})
+				}
+				if err != nil && !errors.Is(err, usersync.ErrDeleted) {
+					t.Errorf("replica %d: %v", w%3, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := usersynctest.Fold(events)
+	for i, s := range stores {
+		if diff := usersynctest.CompareState(ctx, s, want); diff != "" {
+			t.Fatalf("node %d sees a state other than the fold: %s", i+1, diff)
+		}
+	}
+	retries := int64(0)
+	for _, s := range stores {
+		retries += s.Retries()
+	}
+	t.Logf("%d deliveries from 3 replicas on 3 nodes: %d statements run again", len(stream), retries)
+}
+
+// Migrate from replicas on all three nodes at once: GET_LOCK serialises
+// only the replicas of one node, so the nodes race, and every migration
+// must still apply once, with no error.
+func TestGaleraConcurrentMigrate(t *testing.T) {
+	nodes := galeraNodes(t)
+	table := "t_" + randomHex(6)
+	t.Cleanup(func() { dropTable(nodes[0], table) })
+	errs := make([]error, 9)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			s, err := sqlstore.New(nodes[i%3], sqlstore.Config{Dialect: sqlstore.MySQL, Table: table})
+			if err == nil {
+				<-start
+				err = s.Migrate(context.Background())
+			}
+			errs[i] = err
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Migrate %d (node %d): %v", i, i%3+1, err)
+		}
+	}
+	files, _ := os.ReadDir(filepath.Join("schema", "mysql"))
+	var n, top int
+	if err := nodes[1].QueryRow("SELECT COUNT(*), MAX(version) FROM "+table+"_migrations").Scan(&n, &top); err != nil || n != len(files) || top != len(files) {
+		t.Fatalf("migrations recorded: %d up to %d, %v; want %d", n, top, err, len(files))
+	}
+	s, _ := sqlstore.New(nodes[2], sqlstore.Config{Dialect: sqlstore.MySQL, Table: table})
+	defer s.Close()
+	w := usersync.Write{ID: "id-1", Issuer: "https://issuer.test", Subject: "u1", TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", "u1"),
+		Version: 1, Fields: usersync.AllFields, Profile: usersync.Profile{Name: "Ada"}, At: time.Now()}
+	if _, o, err := s.Upsert(context.Background(), w); err != nil || o != usersync.Created {
+		t.Fatalf("after the concurrent migrations: %v, %v", o, err)
+	}
+}
+
+// A write on one node is seen at once by a read on another: with
+// wsrep_sync_wait=1, always.
+func TestGaleraReadYourWrites(t *testing.T) {
+	stores := galeraStores(t)
+	var wait int
+	if err := galeraNodes(t)[1].QueryRow("SELECT @@SESSION.wsrep_sync_wait").Scan(&wait); err != nil || wait != 1 {
+		t.Fatalf("wsrep_sync_wait = %d, %v; want 1 from the DSN", wait, err)
+	}
+	ctx := context.Background()
+	for i := range 200 {
+		sub := fmt.Sprint("u", i)
+		w := usersync.Write{ID: "id-" + sub, Issuer: "https://issuer.test", Subject: sub, TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", sub),
+			Version: 1, Fields: usersync.FieldName, Profile: usersync.Profile{Name: sub}, At: time.Now()}
+		if _, _, err := stores[i%3].Upsert(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		u, err := stores[(i+1)%3].GetByTokenIdentifier(ctx, w.TokenIdentifier)
+		if err != nil || u.Name != sub {
+			t.Fatalf("write on node %d, read on node %d: %+v, %v", i%3+1, (i+1)%3+1, u, err)
+		}
+	}
+}
+
+// BenchmarkUpsertGalera compares one upsert on a single MariaDB with one on
+// a node of the Galera cluster (the same MariaDB build): the difference is
+// the cluster's certification round trip at commit.
+func BenchmarkUpsertGalera(b *testing.B) {
+	ctx := context.Background()
+	run := func(b *testing.B, s *sqlstore.Store) {
+		b.ReportAllocs()
+		const users = 1000
+		ti := func(i int) (string, string) {
+			sub := fmt.Sprintf("user_%04d", i%users)
+			return sub, usersync.TokenIdentifier("https://bench.test", sub)
+		}
+		for i := 0; b.Loop(); i++ {
+			sub, key := ti(i)
+			if _, _, err := s.Upsert(ctx, usersync.Write{ID: fmt.Sprint("id-", i), Issuer: "https://bench.test", Subject: sub, TokenIdentifier: key,
+				Version: usersync.Version(i + 1), Fields: usersync.FieldName, Profile: usersync.Profile{Name: fmt.Sprint("n", i)}, At: time.Now()}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("mariadb", func(b *testing.B) {
+		be := backends[2]
+		be.skipIfUnset(b)
+		run(b, be.newStore(b))
+	})
+	b.Run("galera", func(b *testing.B) {
+		run(b, galeraStores(b)[0])
+	})
+}
