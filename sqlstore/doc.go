@@ -34,6 +34,38 @@
 //
 //	db, err := sql.Open("mysql", "user@tcp(host:3306)/db") // github.com/go-sql-driver/mysql
 //	store, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.MySQL})
+//
+// Size the pool so that it keeps its connections: database/sql keeps only 2
+// idle ones by default, so under concurrent load it closes and reopens
+// connections all the time (in the package's pool benchmark, 16 clients of a
+// webhook handler on PostgreSQL got 4.7x the throughput and a tenth of the
+// p99 latency with the pool below):
+//
+//	db.SetMaxOpenConns(32)                  // per replica; replicas × this ≤ the server's connection limit
+//	db.SetMaxIdleConns(32)                  // as many as open: keep them
+//	db.SetConnMaxIdleTime(5 * time.Minute)  // shrink when traffic drops
+//	db.SetConnMaxLifetime(30 * time.Minute) // MySQL: 3 minutes, below wait_timeout and proxies' timeouts
+//
+// # Retries
+//
+// Every statement is idempotent (writes are versioned), so when the database
+// asks for a statement to be run again — a serialization failure or
+// deadlock (PostgreSQL 40001, 40P01; MySQL 1213, 1205), which is also how a
+// Galera cluster reports a certification conflict with a write committed on
+// another node — the Store runs it again, up to Config.MaxAttempts times with
+// a jittered backoff, honouring the context. The error that finally surfaces
+// says how many attempts it took. Nothing else is retried.
+//
+// # Galera
+//
+// On a multi-master MariaDB Galera cluster, give every pool the session
+// variable wsrep_sync_wait=1 (go-sql-driver/mysql takes it in the DSN,
+// "user@tcp(node1:3306)/db?wsrep_sync_wait=1"): a read then waits until its
+// node has applied every write the cluster committed before it, so a user
+// stored through one node is read back through any other. Migrate may run on
+// several nodes at once (MySQL's GET_LOCK only serialises the replicas of one
+// node): every migration statement is idempotent or fails as "already there"
+// once another node applied it, which Migrate takes as done.
 package sqlstore
 
 import "strings"

@@ -229,8 +229,20 @@ func openStore(ctx context.Context, url string) (usersync.Store, messages, func(
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open %s database: %w", dialect, err)
 	}
-	if dialect == sqlstore.SQLite {
-		db.SetMaxOpenConns(1)
+	switch dialect {
+	case sqlstore.SQLite:
+		db.SetMaxOpenConns(1) // one writer: SQLite serialises writes anyway
+	default:
+		// Keep as many idle connections as open ones: database/sql's
+		// default of 2 closes and reopens connections under load (4.7x
+		// fewer webhooks per second in sqlstore's pool benchmark).
+		db.SetMaxOpenConns(32)
+		db.SetMaxIdleConns(32)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		db.SetConnMaxLifetime(30 * time.Minute)
+		if dialect == sqlstore.MySQL {
+			db.SetConnMaxLifetime(3 * time.Minute) // below the server's and proxies' idle timeouts
+		}
 	}
 	store, err := sqlstore.New(db, sqlstore.Config{Dialect: dialect})
 	if err == nil {
