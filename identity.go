@@ -88,6 +88,8 @@ func (id *Identity) write(defaultName string) Write {
 		TokenIdentifier: id.TokenIdentifier,
 		Profile: Profile{
 			Name:          id.Name,
+			GivenName:     strings.TrimSpace(id.GivenName),
+			FamilyName:    strings.TrimSpace(id.FamilyName),
 			Email:         id.Email,
 			EmailVerified: id.EmailVerified != nil && *id.EmailVerified,
 			PictureURL:    id.PictureURL,
@@ -104,7 +106,7 @@ func (id *Identity) write(defaultName string) Write {
 		present bool
 		f       Fields
 	}{
-		{p.Name != "", FieldName}, {p.Email != "", FieldEmail}, {id.EmailVerified != nil, FieldEmailVerified}, {p.PictureURL != "", FieldPictureURL},
+		{p.Name != "", FieldName}, {p.GivenName != "", FieldGivenName}, {p.FamilyName != "", FieldFamilyName}, {p.Email != "", FieldEmail}, {id.EmailVerified != nil, FieldEmailVerified}, {p.PictureURL != "", FieldPictureURL},
 		{p.Username != "", FieldUsername}, {p.PhoneNumber != "", FieldPhoneNumber}, {p.Metadata != nil, FieldMetadata},
 	} {
 		if c.present {

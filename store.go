@@ -54,6 +54,12 @@ type Store interface {
 	// identifier, failing as Get does.
 	GetByTokenIdentifier(ctx context.Context, tokenIdentifier string) (User, error)
 
+	// GetByExternalID returns the live user of issuer whose ExternalID is
+	// externalID: the link from a row of an earlier system to the user. If
+	// several have it (a provider need not keep them unique), it returns the
+	// most recently updated. An empty externalID is never found.
+	GetByExternalID(ctx context.Context, issuer, externalID string) (User, error)
+
 	// GetMany returns the live users among ids, keyed by ID, in as few
 	// round trips as it can. Unknown, malformed and deleted IDs are absent
 	// from the map; duplicates are allowed.
@@ -90,6 +96,15 @@ type Store interface {
 	// user, and every caller gets its ID.
 	Upsert(ctx context.Context, w Write) (User, Outcome, error)
 
+	// UpsertBatch applies ws as Upsert applies each, in order, and
+	// atomically: all of them, or none if it fails. Every write must pass
+	// Validate, or the batch fails with ErrInvalid and changes nothing. A
+	// write aimed at a tombstone changes nothing and reports Stale. It
+	// returns each write's outcome and, for Created and Updated, the user as
+	// stored after it (the zero User for Stale). It is for imports: one
+	// transaction, and as few round trips as the store can.
+	UpsertBatch(ctx context.Context, ws []Write) ([]User, []Outcome, error)
+
 	// Delete turns the user with w.TokenIdentifier into a tombstone: ID,
 	// token identifier, Issuer, Subject and CreatedAt stay, the Profile is
 	// cleared, UpdatedAt and DeletedAt become w.At, and Deleted is reported.
@@ -99,6 +114,27 @@ type Store interface {
 	// the identity fields (Issuer, Subject, TokenIdentifier, ID) and At of
 	// w are used.
 	Delete(ctx context.Context, w Write) (User, Outcome, error)
+
+	// Leases let one of several replicas at a time do a job: a reconcile,
+	// a change-feed consumer. A lease has a name, a holder (any string
+	// unique to the replica), an expiry, and a cursor: a position the
+	// job keeps, which stays with the lease from holder to holder. The
+	// replicas' clocks must agree to well within a lease's ttl.
+
+	// AcquireLease takes the named lease for holder until ttl from now: if
+	// no one has held it, its holder let it expire (or released it), or
+	// holder holds it already, which renews it. It reports whether holder
+	// holds it now, and its cursor (0 for a new lease).
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (cursor int64, ok bool, err error)
+
+	// RenewLease extends holder's lease until ttl from now and sets its
+	// cursor, if holder still holds it (no one took it over after it
+	// expired); it reports whether it did.
+	RenewLease(ctx context.Context, name, holder string, ttl time.Duration, cursor int64) (bool, error)
+
+	// ReleaseLease ends holder's lease at once, keeping its cursor. It is a
+	// no-op if holder does not hold it.
+	ReleaseLease(ctx context.Context, name, holder string) error
 }
 
 // Write is one versioned observation of a user: what Syncer.Upsert takes
@@ -132,7 +168,8 @@ const (
 	maxIDLen              = 128
 	maxTokenIdentifierLen = 512
 	maxSubjectLen         = 255
-	maxFieldLen           = 16 << 10 // each Profile text, and Metadata
+	maxFieldLen           = 16 << 10 // each Profile text
+	maxExternalIDLen      = 255      // an indexed column
 )
 
 // Validate reports whether w is well formed, failing with an error that
@@ -141,7 +178,8 @@ const (
 // Subject); at most 128 bytes of ID, 255 of Subject and 512 of
 // TokenIdentifier; a version from 0 to the year 9999, above 0 if w carries
 // fields; known fields only; every text valid UTF-8 without NUL characters
-// and at most 16 KiB; metadata JSON that every store can hold (at most 64
+// and at most 16 KiB (ExternalID 255 bytes); LastSignInAt zero or from the
+// epoch to the year 9999; metadata JSON that every store can hold (at most 64
 // KiB and 31 levels deep, finite numbers, no NUL). It rewrites the metadata
 // in the form every store takes (invalid UTF-8 and lone surrogate escapes
 // become U+FFFD), so stores call it first and store what it leaves.
@@ -166,11 +204,8 @@ func (w *Write) Validate() error {
 	}
 	p := &w.Profile
 	for _, pf := range &profileFields {
-		if pf.text == nil {
-			continue
-		}
-		if s := pf.text(p); len(s) > maxFieldLen || !cleanText(s) {
-			return fmt.Errorf("%w: a profile field is longer than %d bytes, is not UTF-8 or has a NUL character", ErrInvalid, maxFieldLen)
+		if pf.storable != nil && !pf.storable(p) {
+			return fmt.Errorf("%w: profile field %s cannot be stored (too long, not UTF-8, a NUL character, a time out of range)", ErrInvalid, pf.name)
 		}
 	}
 	m, err := normalizeMetadata(p.Metadata)

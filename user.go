@@ -35,13 +35,23 @@ type User struct {
 // Profile holds what the identity provider says about a person: the fields
 // a write carries (see Fields) and a delete clears.
 type Profile struct {
-	Name          string          `json:"name"`
-	Email         string          `json:"email,omitempty"`
-	EmailVerified bool            `json:"emailVerified,omitempty"`
-	PictureURL    string          `json:"pictureUrl,omitempty"`
-	Username      string          `json:"username,omitempty"`
-	PhoneNumber   string          `json:"phoneNumber,omitempty"`
-	Metadata      json.RawMessage `json:"metadata,omitempty"` // a JSON value, or nil
+	// Name is the display name: a token's name claim, or its given and
+	// family names joined; Clerk's first and last name joined.
+	Name          string `json:"name"`
+	GivenName     string `json:"givenName,omitempty"`  // given_name; Clerk's first_name
+	FamilyName    string `json:"familyName,omitempty"` // family_name; Clerk's last_name
+	Email         string `json:"email,omitempty"`
+	EmailVerified bool   `json:"emailVerified,omitempty"`
+	PictureURL    string `json:"pictureUrl,omitempty"`
+	Username      string `json:"username,omitempty"`
+	PhoneNumber   string `json:"phoneNumber,omitempty"`
+	// ExternalID is the person's ID in an earlier system, as the provider
+	// keeps it (Clerk's external_id): at most 255 bytes, indexed, found
+	// with Store.GetByExternalID.
+	ExternalID   string    `json:"externalId,omitempty"`
+	LastSignInAt time.Time `json:"lastSignInAt,omitzero"`
+	// Metadata is a JSON value (Clerk's public_metadata), or nil.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
 }
 
 // Fields is a set of Profile fields: the ones a write carries. Each field
@@ -51,16 +61,21 @@ type Fields uint16
 // The Profile fields a write can carry.
 const (
 	FieldName Fields = 1 << iota
+	FieldGivenName
+	FieldFamilyName
 	FieldEmail
 	FieldEmailVerified
 	FieldPictureURL
 	FieldUsername
 	FieldPhoneNumber
+	FieldExternalID
+	FieldLastSignInAt
 	FieldMetadata
 
 	// AllFields is every Profile field: a full snapshot, as a webhook
 	// carries.
-	AllFields = FieldName | FieldEmail | FieldEmailVerified | FieldPictureURL | FieldUsername | FieldPhoneNumber | FieldMetadata
+	AllFields = FieldName | FieldGivenName | FieldFamilyName | FieldEmail | FieldEmailVerified | FieldPictureURL |
+		FieldUsername | FieldPhoneNumber | FieldExternalID | FieldLastSignInAt | FieldMetadata
 )
 
 // profileFields is the one list of Profile fields: adding a field to
@@ -72,17 +87,31 @@ var profileFields = [...]struct {
 	name  string // for logs
 	// copy copies the field from src to dst.
 	copy func(dst, src *Profile)
-	// text returns the field's text, for validation; nil for non-text
-	// fields.
-	text func(p *Profile) string
+	// storable reports whether every store can hold the field's value;
+	// nil for metadata, which normalizeMetadata checks.
+	storable func(p *Profile) bool
 }{
-	{FieldName, "name", func(d, s *Profile) { d.Name = s.Name }, func(p *Profile) string { return p.Name }},
-	{FieldEmail, "email", func(d, s *Profile) { d.Email = s.Email }, func(p *Profile) string { return p.Email }},
-	{FieldEmailVerified, "email_verified", func(d, s *Profile) { d.EmailVerified = s.EmailVerified }, nil},
-	{FieldPictureURL, "picture_url", func(d, s *Profile) { d.PictureURL = s.PictureURL }, func(p *Profile) string { return p.PictureURL }},
-	{FieldUsername, "username", func(d, s *Profile) { d.Username = s.Username }, func(p *Profile) string { return p.Username }},
-	{FieldPhoneNumber, "phone_number", func(d, s *Profile) { d.PhoneNumber = s.PhoneNumber }, func(p *Profile) string { return p.PhoneNumber }},
+	{FieldName, "name", func(d, s *Profile) { d.Name = s.Name }, text(func(p *Profile) string { return p.Name }, maxFieldLen)},
+	{FieldGivenName, "given_name", func(d, s *Profile) { d.GivenName = s.GivenName }, text(func(p *Profile) string { return p.GivenName }, maxFieldLen)},
+	{FieldFamilyName, "family_name", func(d, s *Profile) { d.FamilyName = s.FamilyName }, text(func(p *Profile) string { return p.FamilyName }, maxFieldLen)},
+	{FieldEmail, "email", func(d, s *Profile) { d.Email = s.Email }, text(func(p *Profile) string { return p.Email }, maxFieldLen)},
+	{FieldEmailVerified, "email_verified", func(d, s *Profile) { d.EmailVerified = s.EmailVerified }, func(*Profile) bool { return true }},
+	{FieldPictureURL, "picture_url", func(d, s *Profile) { d.PictureURL = s.PictureURL }, text(func(p *Profile) string { return p.PictureURL }, maxFieldLen)},
+	{FieldUsername, "username", func(d, s *Profile) { d.Username = s.Username }, text(func(p *Profile) string { return p.Username }, maxFieldLen)},
+	{FieldPhoneNumber, "phone_number", func(d, s *Profile) { d.PhoneNumber = s.PhoneNumber }, text(func(p *Profile) string { return p.PhoneNumber }, maxFieldLen)},
+	{FieldExternalID, "external_id", func(d, s *Profile) { d.ExternalID = s.ExternalID }, text(func(p *Profile) string { return p.ExternalID }, maxExternalIDLen)},
+	{FieldLastSignInAt, "last_sign_in_at", func(d, s *Profile) { d.LastSignInAt = s.LastSignInAt }, func(p *Profile) bool {
+		return p.LastSignInAt.IsZero() || versionOf(p.LastSignInAt) >= 0
+	}},
 	{FieldMetadata, "metadata", func(d, s *Profile) { d.Metadata = s.Metadata }, nil},
+}
+
+// text returns the storable check of a text field of at most max bytes.
+func text(get func(*Profile) string, max int) func(*Profile) bool {
+	return func(p *Profile) bool {
+		s := get(p)
+		return len(s) <= max && cleanText(s)
+	}
 }
 
 // CopyFields copies the fields of src named by f into p. Metadata is

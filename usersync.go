@@ -2,6 +2,7 @@ package usersync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -121,6 +122,46 @@ func (s *Syncer) Upsert(ctx context.Context, w Write) (User, Outcome, error) {
 	return u, outcome, nil
 }
 
+// UpsertBatch applies ws as Upsert applies each, in one call of the store
+// (one transaction in sqlstore): for imports and reconciles. Each write is
+// completed, and its fields no store can hold dropped, as Upsert does; a
+// write still malformed (its key or version) is skipped and the others
+// applied. It returns the outcome of each write (Stale for a skipped one,
+// or one aimed at a deleted user) and, if it skipped any, an error wrapping
+// ErrInvalid that says which. If the store fails, nothing is applied, and
+// it returns no outcomes and the store's error. OnChange is called for
+// every change.
+func (s *Syncer) UpsertBatch(ctx context.Context, ws []Write) ([]Outcome, error) {
+	outcomes := make([]Outcome, len(ws))
+	valid := make([]Write, 0, len(ws))
+	index := make([]int, 0, len(ws)) // valid[k] is ws[index[k]]
+	var skipped []error
+	latest := versionOf(s.cfg.Now().Add(maxFutureSkew))
+	for i, w := range ws {
+		s.complete(&w)
+		s.sanitize(ctx, &w)
+		err := w.Validate()
+		if err == nil && w.Version > latest {
+			err = fmt.Errorf("%w: version %d is more than %v in the future", ErrInvalid, w.Version, maxFutureSkew)
+		}
+		if err != nil {
+			skipped = append(skipped, fmt.Errorf("write %d: %w", i, err))
+			continue
+		}
+		valid = append(valid, w)
+		index = append(index, i)
+	}
+	users, applied, err := s.store.UpsertBatch(ctx, valid)
+	if err != nil {
+		return nil, err
+	}
+	for k, o := range applied {
+		outcomes[index[k]] = o
+		s.changed(ctx, o, users[k])
+	}
+	return outcomes, errors.Join(skipped...)
+}
+
 // Delete tombstones the user TokenIdentifier(issuer, subject), even one
 // never seen, so that no later write brings them back. It returns the
 // tombstone and Deleted, or Stale if it was already deleted.
@@ -148,11 +189,7 @@ func (s *Syncer) sanitize(ctx context.Context, w *Write) {
 	var dropped []string
 	var empty Profile
 	for _, pf := range &profileFields {
-		bad := false
-		if pf.text != nil {
-			t := pf.text(&w.Profile)
-			bad = len(t) > maxFieldLen || !cleanText(t)
-		}
+		bad := pf.storable != nil && !pf.storable(&w.Profile)
 		if pf.field == FieldMetadata {
 			m, err := normalizeMetadata(w.Profile.Metadata)
 			bad, w.Profile.Metadata = err != nil, m
@@ -198,12 +235,6 @@ func (s *Syncer) changed(ctx context.Context, o Outcome, u User) {
 		}
 		s.cfg.OnChange(ctx, Change{Outcome: o, User: u})
 	}
-}
-
-// Get returns the live user with the given ID; it fails with ErrDeleted
-// for a deleted user and ErrNotFound for an unknown ID.
-func (s *Syncer) Get(ctx context.Context, id string) (User, error) {
-	return s.store.Get(ctx, id)
 }
 
 // GetMany returns the live users among ids, keyed by ID, in one store call:

@@ -163,8 +163,50 @@ func TestDefaultIDsSortByCreation(t *testing.T) {
 		}
 		prev = u.ID
 	}
-	u, err := s.Get(context.Background(), prev)
-	if err != nil || u.Subject != "u49" {
-		t.Fatalf("Get = %+v, %v", u, err)
+	m, err := s.GetMany(context.Background(), []string{prev})
+	if err != nil || m[prev].Subject != "u49" {
+		t.Fatalf("GetMany = %+v, %v", m, err)
 	}
+}
+
+// UpsertBatch applies the good writes, skips the malformed ones and says
+// which, and calls OnChange for every change.
+func TestUpsertBatch(t *testing.T) {
+	var changes []string
+	s, err := usersync.New(usersync.Config{Store: memstore.New(), Logger: quiet, OnChange: func(_ context.Context, c usersync.Change) {
+		changes = append(changes, c.Outcome.String()+" "+c.User.Subject)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w := func(sub string, v usersync.Version, name string) usersync.Write {
+		return usersync.Write{Issuer: iss, Subject: sub, Version: v, Fields: usersync.FieldName | usersync.FieldMetadata,
+			Profile: usersync.Profile{Name: name, Metadata: json.RawMessage(`{"ok":true}`)}}
+	}
+	bad := w("u3", 0, "no version")
+	badMeta := w("u4", 1, "Dora")
+	badMeta.Profile.Metadata = json.RawMessage(`{"n":1e999}`)
+	future := w("u5", usersync.Version(time.Now().Add(time.Hour).UnixMilli()), "Eve")
+	outcomes, err := s.UpsertBatch(ctx, []usersync.Write{w("u1", 1, "Ada"), w("u2", 1, "Bob"), bad, w("u1", 2, "Ada L"), w("u1", 2, "stale"), badMeta, future})
+	if !errors.Is(err, usersync.ErrInvalid) || !strings.Contains(err.Error(), "write 2") || !strings.Contains(err.Error(), "write 6") || strings.Contains(err.Error(), "write 5") {
+		t.Fatalf("err = %v, want ErrInvalid naming writes 2 and 6", err)
+	}
+	want := []usersync.Outcome{usersync.Created, usersync.Created, usersync.Stale, usersync.Updated, usersync.Stale, usersync.Created, usersync.Stale}
+	if fmt.Sprint(outcomes) != fmt.Sprint(want) {
+		t.Fatalf("outcomes %v, want %v", outcomes, want)
+	}
+	if fmt.Sprint(changes) != "[created u1 created u2 updated u1 created u4]" {
+		t.Fatalf("OnChange saw %v", changes)
+	}
+	fs, _ := usersync.New(usersync.Config{Store: failingBatchStore{memstore.New()}, Logger: quiet})
+	if outcomes, err := fs.UpsertBatch(ctx, []usersync.Write{w("u1", 1, "Ada")}); err == nil || outcomes != nil {
+		t.Fatalf("a failing store: %v, %v; want its error and no outcomes", outcomes, err)
+	}
+}
+
+type failingBatchStore struct{ usersync.Store }
+
+func (failingBatchStore) UpsertBatch(context.Context, []usersync.Write) ([]usersync.User, []usersync.Outcome, error) {
+	return nil, nil, errDown
 }

@@ -22,6 +22,7 @@ package clerk
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -64,6 +65,15 @@ type Config struct {
 	// accepted: list the old and the new one while rotating. Without one,
 	// every delivery fails to verify.
 	WebhookSecrets []string
+	// SecretKey is the instance's secret key (sk_live_... or sk_test_...,
+	// CLERK_SECRET_KEY in Clerk's SDKs), for the Backend API: UserList,
+	// and so reconcile. Without one there is no UserList.
+	SecretKey string
+	// APIURL is the Backend API's base URL. Default DefaultAPIURL.
+	APIURL string
+	// HTTPClient makes the Backend API's requests. Default: a client with
+	// a 30 s timeout.
+	HTTPClient *http.Client
 	// Tolerance is how far a delivery's svix-timestamp may be from now,
 	// either way. Default 5 minutes.
 	Tolerance time.Duration
@@ -80,8 +90,9 @@ type Config struct {
 // Provider is a Clerk instance: the usersync.Provider of its webhooks, and
 // the usersync.Issuer of its session tokens. It is safe for concurrent use.
 type Provider struct {
-	cfg      Config
-	webhooks []*svix.Webhook
+	cfg       Config
+	webhooks  []*svix.Webhook
+	secretKey string
 }
 
 var _ usersync.Provider = (*Provider)(nil)
@@ -102,7 +113,10 @@ func New(cfg Config) (*Provider, error) {
 		}
 		p.webhooks = append(p.webhooks, wh)
 	}
-	p.cfg.WebhookSecrets = nil // kept only inside the verifiers, out of any %v
+	// The secrets are kept only inside the verifiers and an unexported
+	// field, out of any %v of the config.
+	p.cfg.WebhookSecrets = nil
+	p.secretKey, p.cfg.SecretKey = cfg.SecretKey, ""
 	if p.cfg.Tolerance == 0 {
 		p.cfg.Tolerance = 5 * time.Minute
 	}

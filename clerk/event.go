@@ -98,10 +98,7 @@ func (p *Provider) Decode(_ context.Context, body []byte) (usersync.Event, error
 	case ev.Data.UpdatedAt <= 0:
 		return out, fmt.Errorf("%w: clerk: user event without data.updated_at", usersync.ErrInvalid)
 	}
-	profile, fields := p.cfg.MapUser(&ev.Data)
-	out.Write = &usersync.Write{
-		Issuer: p.cfg.Issuer, Subject: ev.Data.ID, Version: usersync.Version(ev.Data.UpdatedAt),
-		Fields: fields, Profile: profile,
-	}
+	w := p.write(&ev.Data)
+	out.Write = &w
 	return out, nil
 }

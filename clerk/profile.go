@@ -2,6 +2,7 @@ package clerk
 
 import (
 	"strings"
+	"time"
 
 	"github.com/usersync/usersync"
 )
@@ -14,16 +15,24 @@ func deref(p *string) string {
 }
 
 // Profile is the default mapping of a Clerk user to a profile: name =
-// trimmed "first last", else username, else primary email; email and phone
-// = the primary ones, verified by their verification status; picture =
-// image_url; metadata = public_metadata. A webhook carries the whole user,
+// trimmed "first last", else username, else primary email; given and
+// family name = first and last name; email and phone = the primary ones,
+// verified by their verification status; picture = image_url; external ID
+// = external_id; last sign-in = last_sign_in_at; metadata =
+// public_metadata. A webhook carries the whole user,
 // so every field is carried — except an email or phone whose primary ID
 // names no entry of the lists (a dangling ID): that one is unknown, and the
 // stored value is kept.
 func Profile(u *User) (usersync.Profile, usersync.Fields) {
 	p := usersync.Profile{
+		GivenName:  strings.TrimSpace(deref(u.FirstName)),
+		FamilyName: strings.TrimSpace(deref(u.LastName)),
 		Username:   deref(u.Username),
 		PictureURL: u.ImageURL,
+		ExternalID: deref(u.ExternalID),
+	}
+	if u.LastSignInAt != nil && *u.LastSignInAt > 0 {
+		p.LastSignInAt = time.UnixMilli(*u.LastSignInAt)
 	}
 	fields := usersync.AllFields
 	if id := deref(u.PrimaryEmailAddressID); id != "" {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/usersync/usersync"
@@ -27,6 +28,14 @@ type Store struct {
 	byID    map[string]*record
 	ids     []string // every ID, tombstones included, sorted
 	live    int
+	leases  map[string]*lease
+}
+
+// lease is a held (or released) lease.
+type lease struct {
+	holder  string
+	expires time.Time
+	cursor  int64
 }
 
 // record is a stored user with the version each Profile field was last
@@ -50,7 +59,7 @@ var _ usersync.Store = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{byToken: make(map[string]*record), byID: make(map[string]*record)}
+	return &Store{byToken: make(map[string]*record), byID: make(map[string]*record), leases: make(map[string]*lease)}
 }
 
 // Get implements usersync.Store.
@@ -92,6 +101,27 @@ func clone(u usersync.User) usersync.User {
 	return u
 }
 
+// GetByExternalID implements usersync.Store. It scans every user: fine for
+// the tests and small apps memstore is for.
+func (s *Store) GetByExternalID(ctx context.Context, issuer, externalID string) (usersync.User, error) {
+	if err := ctx.Err(); err != nil {
+		return usersync.User{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var found *record
+	for _, r := range s.byID {
+		u := &r.user
+		if externalID == "" || u.ExternalID != externalID || u.Issuer != issuer || !u.DeletedAt.IsZero() {
+			continue
+		}
+		if found == nil || u.UpdatedAt.After(found.user.UpdatedAt) || u.UpdatedAt.Equal(found.user.UpdatedAt) && u.ID < found.user.ID {
+			found = r
+		}
+	}
+	return live(found)
+}
+
 // GetMany implements usersync.Store.
 func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]usersync.User, error) {
 	if err := ctx.Err(); err != nil {
@@ -118,11 +148,62 @@ func (s *Store) Upsert(ctx context.Context, w usersync.Write) (usersync.User, us
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.check(&w); err != nil {
+		return usersync.User{}, usersync.Stale, err
+	}
+	return s.upsert(&w)
+}
+
+// UpsertBatch implements usersync.Store, under one lock.
+func (s *Store) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]usersync.User, []usersync.Outcome, error) {
+	for i := range ws {
+		if err := ws[i].Validate(); err != nil {
+			return nil, nil, fmt.Errorf("write %d: %w", i, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Every write is checked first, so that the batch fails whole.
+	fresh := map[string]bool{}    // token identifiers this batch creates
+	freshIDs := map[string]bool{} // and their IDs
+	for i := range ws {
+		w := &ws[i]
+		if s.byToken[w.TokenIdentifier] != nil || fresh[w.TokenIdentifier] {
+			continue
+		}
+		if s.byID[w.ID] != nil || freshIDs[w.ID] {
+			return nil, nil, fmt.Errorf("write %d: %w: ID %q is taken", i, usersync.ErrInvalid, w.ID)
+		}
+		fresh[w.TokenIdentifier], freshIDs[w.ID] = true, true
+	}
+	users := make([]usersync.User, len(ws))
+	outcomes := make([]usersync.Outcome, len(ws))
+	for i := range ws {
+		u, o, err := s.upsert(&ws[i])
+		if err == nil && o != usersync.Stale {
+			users[i] = u
+		}
+		outcomes[i] = o
+	}
+	return users, outcomes, nil
+}
+
+// check fails if w would create a user with another user's ID. The caller
+// holds the write lock.
+func (s *Store) check(w *usersync.Write) error {
+	if s.byToken[w.TokenIdentifier] == nil && s.byID[w.ID] != nil {
+		return fmt.Errorf("%w: ID %q is taken", usersync.ErrInvalid, w.ID)
+	}
+	return nil
+}
+
+// upsert applies a checked write. The caller holds the write lock.
+func (s *Store) upsert(w *usersync.Write) (usersync.User, usersync.Outcome, error) {
 	r := s.byToken[w.TokenIdentifier]
 	if r == nil {
-		if s.byID[w.ID] != nil {
-			return usersync.User{}, usersync.Stale, fmt.Errorf("%w: ID %q is taken", usersync.ErrInvalid, w.ID)
-		}
 		r = &record{user: usersync.User{
 			ID:              w.ID,
 			TokenIdentifier: w.TokenIdentifier,
@@ -246,4 +327,71 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.live, nil
+}
+
+// checkLease checks the name and holder of a lease, as every store does.
+func checkLease(name, holder string) error {
+	for _, v := range []string{name, holder} {
+		if v == "" || len(v) > 255 || !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("%w: a lease name and holder are 1 to 255 bytes of UTF-8 without NUL", usersync.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// AcquireLease implements usersync.Store.
+func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (int64, bool, error) {
+	if err := checkLease(name, holder); err != nil {
+		return 0, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.leases[name]
+	if l == nil {
+		l = &lease{}
+		s.leases[name] = l
+	}
+	if l.holder != holder && now.Before(l.expires) {
+		return l.cursor, false, nil
+	}
+	l.holder, l.expires = holder, now.Add(ttl)
+	return l.cursor, true, nil
+}
+
+// RenewLease implements usersync.Store.
+func (s *Store) RenewLease(ctx context.Context, name, holder string, ttl time.Duration, cursor int64) (bool, error) {
+	if err := checkLease(name, holder); err != nil {
+		return false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.leases[name]
+	if l == nil || l.holder != holder {
+		return false, nil
+	}
+	l.expires, l.cursor = time.Now().Add(ttl), cursor
+	return true, nil
+}
+
+// ReleaseLease implements usersync.Store.
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
+	if err := checkLease(name, holder); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.leases[name]; l != nil && l.holder == holder {
+		l.expires = time.Time{}
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package sqlstore_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"strings"
@@ -22,51 +21,31 @@ func benchSizes() []int {
 	return []int{1_000}
 }
 
-// bulkLoad fills table with n users in large multi-row INSERTs.
-func bulkLoad(b *testing.B, db *sql.DB, d sqlstore.Dialect, table string, n int) {
+// bulkLoad fills the store with n users, 500 to a batch.
+func bulkLoad(b *testing.B, s *sqlstore.Store, n int) {
 	const batch = 500
-	ph := func(i int) string {
-		if d == sqlstore.Postgres {
-			return fmt.Sprintf("$%d", i)
-		}
-		return "?"
-	}
+	ws := make([]usersync.Write, 0, batch)
 	for start := 0; start < n; start += batch {
-		var q strings.Builder
-		fmt.Fprintf(&q, "INSERT INTO %s (id, token_identifier, issuer, subject, name, email, email_verified, picture_url, username, phone_number, metadata, name_version, email_version, picture_url_version, username_version, phone_number_version, metadata_version, version, created_at, updated_at) VALUES ", table)
-		var args []any
+		ws = ws[:0]
 		for i := start; i < min(start+batch, n); i++ {
-			if i > start {
-				q.WriteString(", ")
-			}
-			k := len(args)
-			fmt.Fprintf(&q, "(%s, %s, %s, %s, %s, %s, %s, '', '', '', NULL, 1, 1, 0, 0, 0, 0, 1, 0, 0)", ph(k+1), ph(k+2), ph(k+3), ph(k+4), ph(k+5), ph(k+6), ph(k+7))
 			sub := fmt.Sprintf("user_%09d", i)
-			args = append(args, fmt.Sprintf("id-%09d", i), "https://bench.test|"+sub, "https://bench.test", sub, "User "+sub, sub+"@example.com", true)
+			ws = append(ws, usersync.Write{ID: fmt.Sprintf("id-%09d", i), Issuer: "https://bench.test", Subject: sub,
+				TokenIdentifier: usersync.TokenIdentifier("https://bench.test", sub), Version: 1,
+				Fields:  usersync.FieldName | usersync.FieldEmail | usersync.FieldEmailVerified,
+				Profile: usersync.Profile{Name: "User " + sub, Email: sub + "@example.com", EmailVerified: true}, At: time.Now()})
 		}
-		if _, err := db.Exec(q.String(), args...); err != nil {
+		if _, _, err := s.UpsertBatch(context.Background(), ws); err != nil {
 			b.Fatal(err)
 		}
 	}
-	if d == sqlstore.Postgres {
-		db.Exec("ANALYZE " + table)
-	}
 }
 
-// floorRow is what the floors scan a user row into, as plain Go values.
-type floorRowT struct {
-	id, ti, iss, sub, name, email, pic, un, phone string
-	ev                                            bool
-	meta                                          []byte
-	v, c, u                                       int64
-	d                                             sql.NullInt64
+// benchFields are the profile fields as the floors write them by hand:
+// the columns of each, and its version column.
+var benchFields = [][]string{
+	{"name"}, {"given_name"}, {"family_name"}, {"email"}, {"email_verified"}, {"picture_url"},
+	{"username"}, {"phone_number"}, {"external_id"}, {"last_sign_in_at"}, {"metadata"},
 }
-
-func (r *floorRowT) dest() []any {
-	return []any{&r.id, &r.ti, &r.iss, &r.sub, &r.name, &r.email, &r.ev, &r.pic, &r.un, &r.phone, &r.meta, &r.v, &r.c, &r.u, &r.d}
-}
-
-var floorRow floorRowT
 
 // BenchmarkSQL compares sqlstore lookups and upserts with hand-written
 // prepared statements doing the same work on the same table.
@@ -78,7 +57,7 @@ func BenchmarkSQL(b *testing.B) {
 				be.skipIfUnset(b)
 				db, table := be.open(b)
 				s := be.storeOn(b, db, table)
-				bulkLoad(b, db, be.dialect, table, n)
+				bulkLoad(b, s, n)
 				// settle puts the database in the same state before each
 				// sub-benchmark, so that none pays for its predecessor's
 				// writes (SQLite's WAL, PostgreSQL's dead tuples).
@@ -96,14 +75,35 @@ func BenchmarkSQL(b *testing.B) {
 					subjects[i] = fmt.Sprintf("user_%09d", (i*7919)%n)
 					keys[i] = usersync.TokenIdentifier("https://bench.test", subjects[i])
 				}
-				at := time.Now()
 				ph := func(i int) string {
 					if be.dialect == sqlstore.Postgres {
 						return fmt.Sprintf("$%d", i)
 					}
 					return "?"
 				}
-				floorGet, err := db.Prepare(fmt.Sprintf("SELECT id, token_identifier, issuer, subject, name, email, email_verified, picture_url, username, phone_number, metadata, version, created_at, updated_at, deleted_at FROM %s WHERE token_identifier = %s AND deleted_at IS NULL", table, ph(1)))
+				var values, versions []string
+				for _, f := range benchFields {
+					values = append(values, f...)
+					versions = append(versions, f[0]+"_version")
+				}
+				cols := "id, token_identifier, issuer, subject, " + strings.Join(values, ", ") + ", version, created_at, updated_at, deleted_at"
+				// The floors scan into plain Go values: times and metadata
+				// as the driver hands them over.
+				dest := make([]any, 4+len(values)+4)
+				var str [32]string
+				var verified bool
+				var version int64
+				var raw [8]any
+				for i := range dest {
+					dest[i] = &str[i]
+				}
+				dest[4+4] = &verified                    // email_verified
+				dest[4+9], dest[4+10] = &raw[0], &raw[1] // last_sign_in_at, metadata
+				dest[len(dest)-4] = &version             // version
+				for i := 3; i > 0; i-- {
+					dest[len(dest)-i] = &raw[1+i] // created_at, updated_at, deleted_at
+				}
+				floorGet, err := db.Prepare(fmt.Sprintf("SELECT %s FROM %s WHERE token_identifier = %s", cols, table, ph(1)))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -112,7 +112,7 @@ func BenchmarkSQL(b *testing.B) {
 				b.Run("lookup/floor", func(b *testing.B) {
 					b.ReportAllocs()
 					for i := 0; b.Loop(); i++ {
-						if err := floorGet.QueryRow(keys[i%len(keys)]).Scan(floorRow.dest()...); err != nil {
+						if err := floorGet.QueryRow(keys[i%len(keys)]).Scan(dest...); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -129,7 +129,7 @@ func BenchmarkSQL(b *testing.B) {
 				// The floor upsert: the same per-field ON CONFLICT statement
 				// that sqlstore runs, written out by hand.
 				var set, newer []string
-				for _, f := range [][]string{{"name"}, {"email", "email_verified"}, {"picture_url"}, {"username"}, {"phone_number"}, {"metadata"}} {
+				for _, f := range benchFields {
 					v := f[0] + "_version"
 					cond := fmt.Sprintf("excluded.%s > %s.%s", v, table, v)
 					newer = append(newer, cond)
@@ -137,29 +137,36 @@ func BenchmarkSQL(b *testing.B) {
 						set = append(set, fmt.Sprintf("%s = CASE WHEN %s THEN excluded.%s ELSE %s.%s END", c, cond, c, table, c))
 					}
 				}
+				insertCols := "id, token_identifier, issuer, subject, " + strings.Join(values, ", ") + ", " + strings.Join(versions, ", ") + ", version, created_at, updated_at, deleted_at"
 				var phs []string
-				for i := 1; i <= 21; i++ {
+				for i := 1; i <= 4+2*len(benchFields)+4; i++ {
 					phs = append(phs, ph(i))
 				}
-				floorUp, err := db.Prepare(fmt.Sprintf(`INSERT INTO %[1]s (id, token_identifier, issuer, subject, name, email, email_verified, picture_url, username, phone_number, metadata, name_version, email_version, picture_url_version, username_version, phone_number_version, metadata_version, version, created_at, updated_at, deleted_at)
-					VALUES (%[2]s) ON CONFLICT (token_identifier) DO UPDATE SET %[3]s,
+				floorUp, err := db.Prepare(fmt.Sprintf(`INSERT INTO %[1]s (%[2]s)
+					VALUES (%[3]s) ON CONFLICT (token_identifier) DO UPDATE SET %[4]s,
 					version = CASE WHEN excluded.version > %[1]s.version THEN excluded.version ELSE %[1]s.version END,
 					updated_at = excluded.updated_at
-					WHERE %[1]s.deleted_at IS NULL AND (%[4]s)
-					RETURNING id, token_identifier, issuer, subject, name, email, email_verified, picture_url, username, phone_number, metadata, version, created_at, updated_at, deleted_at`,
-					table, strings.Join(phs, ", "), strings.Join(set, ", "), strings.Join(newer, " OR ")))
+					WHERE %[1]s.deleted_at IS NULL AND (%[5]s)
+					RETURNING %[6]s`,
+					table, insertCols, strings.Join(phs, ", "), strings.Join(set, ", "), strings.Join(newer, " OR "), cols))
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer floorUp.Close()
-				version := int64(10)
+				var now any = time.Now().UTC()
+				if be.dialect == sqlstore.SQLite {
+					now = time.Now().UnixMilli()
+				}
+				version = 10
 				settle()
 				b.Run("upsert/floor", func(b *testing.B) {
 					b.ReportAllocs()
 					for i := 0; b.Loop(); i++ {
 						version++
-						if err := floorUp.QueryRow("new-id", keys[i%len(keys)], "https://bench.test", "x", fmt.Sprint("Name ", version), "", false, "", "", "", nil,
-							version, int64(0), int64(0), int64(0), int64(0), int64(0), version, int64(0), int64(0), nil).Scan(floorRow.dest()...); err != nil {
+						args := []any{"new-id", keys[i%len(keys)], "https://bench.test", subjects[i%len(keys)],
+							fmt.Sprint("Name ", version), "", "", "", false, "", "", "", "", nil, nil,
+							version, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, version, now, now, nil}
+						if err := floorUp.QueryRow(args...).Scan(dest...); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -167,6 +174,7 @@ func BenchmarkSQL(b *testing.B) {
 				settle()
 				b.Run("upsert/sqlstore", func(b *testing.B) {
 					b.ReportAllocs()
+					at := time.Now()
 					for i := 0; b.Loop(); i++ {
 						version++
 						if _, o, err := s.Upsert(ctx, usersync.Write{ID: "new-id", TokenIdentifier: keys[i%len(keys)], Issuer: "https://bench.test", Subject: subjects[i%len(keys)],
@@ -182,6 +190,7 @@ func BenchmarkSQL(b *testing.B) {
 						b.SetParallelism(8)
 						var seq, ver = make(chan int, 1), int64(1 << 40)
 						seq <- 0
+						at := time.Now()
 						b.RunParallel(func(pb *testing.PB) {
 							for pb.Next() {
 								i := <-seq

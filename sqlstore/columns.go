@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -15,14 +14,18 @@ import (
 // arguments and the scan targets follow from it.
 var profileColumns = []fieldColumns{
 	{usersync.FieldName, "name_version", []column{text("name", func(p *usersync.Profile) *string { return &p.Name })}},
+	{usersync.FieldGivenName, "given_name_version", []column{text("given_name", func(p *usersync.Profile) *string { return &p.GivenName })}},
+	{usersync.FieldFamilyName, "family_name_version", []column{text("family_name", func(p *usersync.Profile) *string { return &p.FamilyName })}},
 	{usersync.FieldEmail, "email_version", []column{text("email", func(p *usersync.Profile) *string { return &p.Email })}},
 	{usersync.FieldEmailVerified, "email_verified_version", []column{boolean("email_verified", func(p *usersync.Profile) *bool { return &p.EmailVerified })}},
 	{usersync.FieldPictureURL, "picture_url_version", []column{text("picture_url", func(p *usersync.Profile) *string { return &p.PictureURL })}},
 	{usersync.FieldUsername, "username_version", []column{text("username", func(p *usersync.Profile) *string { return &p.Username })}},
 	{usersync.FieldPhoneNumber, "phone_number_version", []column{text("phone_number", func(p *usersync.Profile) *string { return &p.PhoneNumber })}},
+	{usersync.FieldExternalID, "external_id_version", []column{text("external_id", func(p *usersync.Profile) *string { return &p.ExternalID })}},
+	{usersync.FieldLastSignInAt, "last_sign_in_at_version", []column{timestamp("last_sign_in_at", func(p *usersync.Profile) *time.Time { return &p.LastSignInAt })}},
 	{usersync.FieldMetadata, "metadata_version", []column{{
 		name: "metadata",
-		arg: func(p *usersync.Profile) any {
+		arg: func(p *usersync.Profile, _ *dialect) any {
 			if p.Metadata == nil {
 				return nil
 			}
@@ -52,16 +55,52 @@ func (pc *fieldColumns) names() []string {
 // the scan target that reads it.
 type column struct {
 	name string
-	arg  func(*usersync.Profile) any
+	arg  func(*usersync.Profile, *dialect) any
 	dest func(*usersync.Profile) any
 }
 
 func text(name string, f func(*usersync.Profile) *string) column {
-	return column{name, func(p *usersync.Profile) any { return *f(p) }, func(p *usersync.Profile) any { return f(p) }}
+	return column{name, func(p *usersync.Profile, _ *dialect) any { return *f(p) }, func(p *usersync.Profile) any { return f(p) }}
 }
 
 func boolean(name string, f func(*usersync.Profile) *bool) column {
-	return column{name, func(p *usersync.Profile) any { return *f(p) }, func(p *usersync.Profile) any { return f(p) }}
+	return column{name, func(p *usersync.Profile, _ *dialect) any { return *f(p) }, func(p *usersync.Profile) any { return f(p) }}
+}
+
+func timestamp(name string, f func(*usersync.Profile) *time.Time) column {
+	return column{name, func(p *usersync.Profile, d *dialect) any { return d.timeArg(*f(p)) }, func(p *usersync.Profile) any { return (*timeColumn)(f(p)) }}
+}
+
+// timeColumn scans a time column into a time.Time, NULL into the zero
+// time: TIMESTAMPTZ (a time.Time), DATETIME(3) (text unless the MySQL DSN
+// has parseTime=true; its times are UTC) or SQLite's Unix milliseconds.
+type timeColumn time.Time
+
+func (t *timeColumn) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*t = timeColumn{}
+	case time.Time:
+		*t = timeColumn(v)
+	case int64:
+		*t = timeColumn(time.UnixMilli(v))
+	case []byte:
+		return t.parse(string(v))
+	case string:
+		return t.parse(v)
+	default:
+		return fmt.Errorf("time column holds a %T", src)
+	}
+	return nil
+}
+
+func (t *timeColumn) parse(s string) error {
+	v, err := time.ParseInLocation("2006-01-02 15:04:05.999999999", s, time.UTC)
+	if err != nil {
+		return fmt.Errorf("time column: %w", err)
+	}
+	*t = timeColumn(v)
+	return nil
 }
 
 // jsonColumn scans a JSON column (TEXT, JSONB or JSON) into a
@@ -100,14 +139,13 @@ func columnLists() (insert, user []string) {
 	return insert, user
 }
 
-// insertArgs returns the INSERT arguments of a user row: the fields in
-// fields get version v, the others 0.
-func insertArgs(w *usersync.Write, fields usersync.Fields, created, updated int64, deleted any) []any {
-	args := make([]any, 0, len(insertColumns))
+// insertArgs appends the INSERT arguments of a user row to args: the
+// fields in fields get version v, the others 0. A zero deleted is NULL.
+func insertArgs(args []any, d *dialect, w *usersync.Write, fields usersync.Fields, created, updated, deleted time.Time) []any {
 	args = append(args, w.ID, w.TokenIdentifier, w.Issuer, w.Subject)
 	for _, pc := range profileColumns {
 		for _, c := range pc.cols {
-			args = append(args, c.arg(&w.Profile))
+			args = append(args, c.arg(&w.Profile, d))
 		}
 	}
 	var rowVersion int64
@@ -118,15 +156,17 @@ func insertArgs(w *usersync.Write, fields usersync.Fields, created, updated int6
 		}
 		args = append(args, fv)
 	}
-	return append(args, rowVersion, created, updated, deleted)
+	return append(args, rowVersion, d.timeArg(created), d.timeArg(updated), d.timeArg(deleted))
 }
+
+// zeroTime is the time of a NULL column.
+var zeroTime time.Time
 
 // scanTarget is everything one row is scanned into, in one allocation.
 type scanTarget struct {
-	u                         usersync.User
-	version, created, updated int64
-	deleted                   sql.NullInt64
-	dest                      [32]any
+	u       usersync.User
+	version int64
+	dest    [32]any
 }
 
 // scanUser reads one row of userColumns.
@@ -138,15 +178,11 @@ func scanUser(row interface{ Scan(...any) error }) (usersync.User, error) {
 			dest = append(dest, c.dest(&t.u.Profile))
 		}
 	}
-	dest = append(dest, &t.version, &t.created, &t.updated, &t.deleted)
+	dest = append(dest, &t.version, (*timeColumn)(&t.u.CreatedAt), (*timeColumn)(&t.u.UpdatedAt), (*timeColumn)(&t.u.DeletedAt))
 	if err := row.Scan(dest...); err != nil {
 		return usersync.User{}, err
 	}
 	u := t.u
 	u.Version = usersync.Version(t.version)
-	u.CreatedAt, u.UpdatedAt = time.UnixMilli(t.created), time.UnixMilli(t.updated)
-	if t.deleted.Valid {
-		u.DeletedAt = time.UnixMilli(t.deleted.Int64)
-	}
 	return u, nil
 }

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // A Dialect is the SQL flavour of a database.
@@ -49,6 +50,26 @@ type dialect struct {
 	schemaDir string
 	// createMigrations creates the migrations table; %s is its name.
 	createMigrations string
+	// timeArg is the argument that writes a time: Unix milliseconds in
+	// SQLite, the time in UTC elsewhere; NULL for the zero time.
+	timeArg func(time.Time) any
+	// tableExists is a query of one row, 1 or 0: does table $1 exist (in
+	// schema $2, or the current one when $2 is "")?
+	tableExists string
+}
+
+func millis(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+func utc(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC()
 }
 
 var dialects = [...]*dialect{
@@ -61,6 +82,8 @@ var dialects = [...]*dialect{
 		unlock:           "COMMIT",
 		schemaDir:        "schema/sqlite",
 		createMigrations: "CREATE TABLE IF NOT EXISTS %s (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
+		timeArg:          millis,
+		tableExists:      "SELECT COUNT(*) FROM pragma_table_list WHERE name = ? AND (? = '' OR schema = ?)",
 	},
 	Postgres: {
 		name:             "postgres",
@@ -71,6 +94,8 @@ var dialects = [...]*dialect{
 		unlock:           "SELECT pg_advisory_unlock(%s)",
 		schemaDir:        "schema/postgres",
 		createMigrations: "CREATE TABLE IF NOT EXISTS %s (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
+		timeArg:          utc,
+		tableExists:      "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = $1 AND table_schema = CASE WHEN $2 = '' THEN current_schema() ELSE $3 END",
 	},
 	MySQL: {
 		name:               "mysql",
@@ -82,6 +107,8 @@ var dialects = [...]*dialect{
 		unlock:             "SELECT RELEASE_LOCK(%s)",
 		schemaDir:          "schema/mysql",
 		createMigrations:   "CREATE TABLE IF NOT EXISTS %s (version INT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL) ENGINE=InnoDB",
+		timeArg:            utc,
+		tableExists:        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = IF(? = '', DATABASE(), ?)",
 	},
 }
 
@@ -89,12 +116,20 @@ var dialects = [...]*dialect{
 type statements struct {
 	upsert, tombstone   string
 	getByID, getByToken string
+	getByExternalID     string
 	list, count         string
 	getManyPrefix       string
+	// upsertSet is the ON CONFLICT / ON DUPLICATE KEY part of upsert, for
+	// the multi-row upserts of UpsertBatch; getByTokensPrefix and
+	// lockPrefix (MySQL) read rows by a list of token identifiers.
+	upsertSet, getByTokensPrefix, lockPrefix string
+	// Leases: acquire (returns the cursor when taken), holder (MySQL: who
+	// holds it after acquire), renew and release.
+	acquire, holder, renew, release string
 }
 
-func (d *dialect) statements(table string) statements {
-	t := d.quote(table)
+func (d *dialect) statements(table tableName) statements {
+	t := table.quoted(d)
 	var ph []string
 	for i := 1; i <= len(insertColumns); i++ {
 		ph = append(ph, d.placeholder(i))
@@ -107,7 +142,16 @@ func (d *dialect) statements(table string) statements {
 		list:          fmt.Sprintf("SELECT %s FROM %s WHERE id > %s AND deleted_at IS NULL ORDER BY id LIMIT %s", cols, t, d.placeholder(1), d.placeholder(2)),
 		count:         fmt.Sprintf("SELECT COUNT(*) FROM %s WHERE deleted_at IS NULL", t),
 		getManyPrefix: fmt.Sprintf("SELECT %s FROM %s WHERE deleted_at IS NULL AND id IN (", cols, t),
+		getByExternalID: fmt.Sprintf("SELECT %s FROM %s WHERE issuer = %s AND external_id = %s AND deleted_at IS NULL ORDER BY updated_at DESC, id LIMIT 1",
+			cols, t, d.placeholder(1), d.placeholder(2)),
 	}
+	s.leaseStatements(d, table.qualified(d, "leases"))
+	s.getByTokensPrefix = fmt.Sprintf("SELECT %s FROM %s WHERE token_identifier IN (", cols, t)
+	var versions []string
+	for _, pc := range profileColumns {
+		versions = append(versions, pc.version)
+	}
+	s.lockPrefix = fmt.Sprintf("SELECT token_identifier, deleted_at, %s FROM %s WHERE token_identifier IN (", strings.Join(versions, ", "), t)
 	var set, newer []string
 	if d.returning {
 		// INSERT ... ON CONFLICT: SET expressions and WHERE see the stored
@@ -122,8 +166,9 @@ func (d *dialect) statements(table string) statements {
 		set = append(set,
 			fmt.Sprintf("version = CASE WHEN excluded.version > %s.version THEN excluded.version ELSE %s.version END", t, t),
 			"updated_at = excluded.updated_at")
-		s.upsert = fmt.Sprintf("%s ON CONFLICT (token_identifier) DO UPDATE SET %s WHERE %s.deleted_at IS NULL AND (%s) RETURNING %s",
-			insert, strings.Join(set, ", "), t, strings.Join(newer, " OR "), cols)
+		s.upsertSet = fmt.Sprintf("ON CONFLICT (token_identifier) DO UPDATE SET %s WHERE %s.deleted_at IS NULL AND (%s) RETURNING %s",
+			strings.Join(set, ", "), t, strings.Join(newer, " OR "), cols)
+		s.upsert = insert + " " + s.upsertSet
 
 		var clear []string
 		for _, pc := range profileColumns {
@@ -157,7 +202,8 @@ func (d *dialect) statements(table string) statements {
 			set = append(set, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", c, cond, c, c))
 		}
 	}
-	s.upsert = fmt.Sprintf("%s ON DUPLICATE KEY UPDATE %s", insert, strings.Join(set, ", "))
+	s.upsertSet = "ON DUPLICATE KEY UPDATE " + strings.Join(set, ", ")
+	s.upsert = insert + " " + s.upsertSet
 
 	var clear []string
 	for _, pc := range profileColumns {
@@ -170,4 +216,23 @@ func (d *dialect) statements(table string) statements {
 		"deleted_at = IF("+mine+", VALUES(deleted_at), deleted_at)")
 	s.tombstone = fmt.Sprintf("%s ON DUPLICATE KEY UPDATE %s", insert, strings.Join(clear, ", "))
 	return s
+}
+
+// leaseStatements fill the lease statements: leases is the quoted table.
+// A lease row stays when released (expires_at 0), keeping its cursor.
+func (s *statements) leaseStatements(d *dialect, leases string) {
+	p := d.placeholder
+	s.renew = fmt.Sprintf("UPDATE %s SET expires_at = %s, cursor_pos = %s WHERE name = %s AND holder = %s", leases, p(1), p(2), p(3), p(4))
+	s.release = fmt.Sprintf("UPDATE %s SET expires_at = 0 WHERE name = %s AND holder = %s", leases, p(1), p(2))
+	if d.returning {
+		s.acquire = fmt.Sprintf(`INSERT INTO %[1]s (name, holder, expires_at, cursor_pos) VALUES (%[2]s, %[3]s, %[4]s, 0)
+			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+			WHERE %[1]s.holder = excluded.holder OR %[1]s.expires_at < %[5]s RETURNING cursor_pos`, leases, p(1), p(2), p(3), p(4))
+		return
+	}
+	// holder is assigned first: expires_at then sees whether it was taken.
+	s.acquire = fmt.Sprintf(`INSERT INTO %s (name, holder, expires_at, cursor_pos) VALUES (?, ?, ?, 0)
+		ON DUPLICATE KEY UPDATE holder = IF(holder = VALUES(holder) OR expires_at < ?, VALUES(holder), holder),
+		expires_at = IF(holder = VALUES(holder), VALUES(expires_at), expires_at)`, leases)
+	s.holder = fmt.Sprintf("SELECT holder, cursor_pos FROM %s WHERE name = ?", leases)
 }

@@ -59,10 +59,11 @@
 // # Galera
 //
 // On a multi-master MariaDB Galera cluster, give every pool the session
-// variable wsrep_sync_wait=1 (go-sql-driver/mysql takes it in the DSN,
-// "user@tcp(node1:3306)/db?wsrep_sync_wait=1"): a read then waits until its
-// node has applied every write the cluster committed before it, so a user
-// stored through one node is read back through any other. Migrate may run on
+// variable wsrep_sync_wait=7 (go-sql-driver/mysql takes it in the DSN,
+// "user@tcp(node1:3306)/db?wsrep_sync_wait=7"): a read, update, delete or
+// insert then waits until its node has applied every write the cluster
+// committed before it, so a user stored through one node is read back
+// through any other. Migrate may run on
 // several nodes at once (MySQL's GET_LOCK only serialises the replicas of one
 // node): every migration statement is idempotent or fails as "already there"
 // once another node applied it, which Migrate takes as done.

@@ -24,7 +24,7 @@ type MySQLError struct {
 func (e *MySQLError) Error() string { return fmt.Sprintf("Error %d: %s", e.Number, e.Message) }
 
 func TestWrapMapsRefusedValuesToErrInvalid(t *testing.T) {
-	s := &Store{table: "users"}
+	s := &Store{table: tableName{base: "users"}}
 	tests := []struct {
 		name    string
 		err     error

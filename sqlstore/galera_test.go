@@ -32,11 +32,12 @@ var galera struct {
 
 // galeraNodes returns one pool per node of the cluster, or skips t.
 //
-// Every pool sets wsrep_sync_wait=1 on its sessions (the DSN parameter
-// becomes a session variable): a read then waits until the node has
-// applied every write the cluster committed before it, so a write on one
-// node is seen by a read on any other — the "store, then me" flow of an
-// app whose requests land on different replicas.
+// Every pool sets wsrep_sync_wait=7 on its sessions (the DSN parameter
+// becomes a session variable): a read, update, delete or insert then waits
+// until the node has applied every write the cluster committed before it,
+// so a write on one node is seen by a read on any other — the "store, then
+// me" flow of an app whose requests land on different replicas — and a
+// lease released on one node is free on every other.
 func galeraNodes(t testing.TB) []*sql.DB {
 	t.Helper()
 	env := os.Getenv("USERSYNC_GALERA_DSNS")
@@ -49,7 +50,7 @@ func galeraNodes(t testing.TB) []*sql.DB {
 			if strings.Contains(dsn, "?") {
 				sep = "&"
 			}
-			db, err := sql.Open("mysql", dsn+sep+"wsrep_sync_wait=1")
+			db, err := sql.Open("mysql", dsn+sep+"wsrep_sync_wait=7")
 			if err == nil {
 				err = db.Ping()
 			}
@@ -80,8 +81,7 @@ var galeraRetries atomic.Int64
 func galeraStores(t testing.TB) []*sqlstore.Store {
 	t.Helper()
 	nodes := galeraNodes(t)
-	table := "t_" + randomHex(6)
-	t.Cleanup(func() { dropTable(nodes[0], table) })
+	table := ownSchema(t, nodes[0], sqlstore.MySQL) + ".users"
 	var stores []*sqlstore.Store
 	for i, db := range nodes {
 		s, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.MySQL, Table: table})
@@ -137,6 +137,26 @@ func (r *roundRobin) Upsert(ctx context.Context, w usersync.Write) (usersync.Use
 
 func (r *roundRobin) Delete(ctx context.Context, w usersync.Write) (usersync.User, usersync.Outcome, error) {
 	return r.node().Delete(ctx, w)
+}
+
+func (r *roundRobin) GetByExternalID(ctx context.Context, issuer, externalID string) (usersync.User, error) {
+	return r.node().GetByExternalID(ctx, issuer, externalID)
+}
+
+func (r *roundRobin) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]usersync.User, []usersync.Outcome, error) {
+	return r.node().UpsertBatch(ctx, ws)
+}
+
+func (r *roundRobin) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (int64, bool, error) {
+	return r.node().AcquireLease(ctx, name, holder, ttl)
+}
+
+func (r *roundRobin) RenewLease(ctx context.Context, name, holder string, ttl time.Duration, cursor int64) (bool, error) {
+	return r.node().RenewLease(ctx, name, holder, ttl, cursor)
+}
+
+func (r *roundRobin) ReleaseLease(ctx context.Context, name, holder string) error {
+	return r.node().ReleaseLease(ctx, name, holder)
 }
 
 func TestGaleraConformance(t *testing.T) {
@@ -249,8 +269,7 @@ func TestGaleraReplicasConverge(t *testing.T) {
 // must still apply once, with no error.
 func TestGaleraConcurrentMigrate(t *testing.T) {
 	nodes := galeraNodes(t)
-	table := "t_" + randomHex(6)
-	t.Cleanup(func() { dropTable(nodes[0], table) })
+	table := ownSchema(t, nodes[0], sqlstore.MySQL) + ".users"
 	errs := make([]error, 9)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -286,12 +305,12 @@ func TestGaleraConcurrentMigrate(t *testing.T) {
 }
 
 // A write on one node is seen at once by a read on another: with
-// wsrep_sync_wait=1, always.
+// wsrep_sync_wait=7, always.
 func TestGaleraReadYourWrites(t *testing.T) {
 	stores := galeraStores(t)
 	var wait int
-	if err := galeraNodes(t)[1].QueryRow("SELECT @@SESSION.wsrep_sync_wait").Scan(&wait); err != nil || wait != 1 {
-		t.Fatalf("wsrep_sync_wait = %d, %v; want 1 from the DSN", wait, err)
+	if err := galeraNodes(t)[1].QueryRow("SELECT @@SESSION.wsrep_sync_wait").Scan(&wait); err != nil || wait != 7 {
+		t.Fatalf("wsrep_sync_wait = %d, %v; want 7 from the DSN", wait, err)
 	}
 	ctx := context.Background()
 	for i := range 200 {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/usersync/usersync"
 )
 
 //go:embed schema
@@ -90,7 +92,7 @@ func (s *Store) migrations() ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		file := strings.ReplaceAll(string(b), "{{table}}", s.dialect.quote(s.table))
+		file := s.table.fill(s.dialect, string(b))
 		ms = append(ms, migration{version: v, sql: file, stmts: splitStatements(file)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
@@ -111,11 +113,15 @@ func (s *Store) Schema() string {
 	return b.String()
 }
 
-// Migrate creates or updates the users table. It is explicit (New never
-// touches the database), idempotent, and safe to run from several replicas
-// at once: a database lock serialises runs, and a migrations table
-// (<table>_migrations) records the schema version so later releases
-// migrate forward.
+// Migrate creates or updates the users table and the store's other tables
+// (<table>_migrations, <table>_leases). It is explicit (New never touches
+// the database), idempotent, and safe to run from several replicas at
+// once: a database lock serialises runs, and the migrations table records
+// the schema version so later releases migrate forward.
+//
+// A table of the configured name that usersync did not make (one without
+// its columns) is refused with an error wrapping usersync.ErrInvalid that
+// names it, and nothing is changed: choose another Config.Table.
 func (s *Store) Migrate(ctx context.Context) error {
 	return s.migrate(ctx, 1<<30)
 }
@@ -134,10 +140,10 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 	defer conn.Close()
 
 	h := fnv.New64a()
-	h.Write([]byte("usersync:" + s.table))
+	h.Write([]byte("usersync:" + s.table.String()))
 	key := strconv.FormatInt(int64(h.Sum64()>>1), 10)
 	if s.dialect == dialects[MySQL] {
-		key = "'usersync:" + s.table + "'"
+		key = "'usersync:" + s.table.String() + "'"
 	}
 	lock := s.dialect.lock
 	if strings.Contains(lock, "%s") {
@@ -169,30 +175,122 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 		}
 	}()
 
-	mt := s.dialect.quote(s.table + "_migrations")
+	mt := s.table.qualified(s.dialect, "migrations")
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf(s.dialect.createMigrations, mt)); err != nil {
 		return s.wrap("migrate", err)
 	}
+	// A negative applied_at marks a migration under way (MySQL, below).
 	var current int
-	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM "+mt).Scan(&current); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM "+mt+" WHERE applied_at > 0").Scan(&current); err != nil {
 		return s.wrap("migrate", err)
 	}
+	if current == 0 {
+		if err := s.refuseForeignTable(ctx, conn); err != nil {
+			return err
+		}
+	}
+	mysql := s.dialect == dialects[MySQL]
 	for _, m := range ms {
 		if m.version <= current || m.version > upTo {
 			continue
 		}
 		op := fmt.Sprintf("migrate to version %d", m.version)
+		if mysql {
+			done, err := s.claim(ctx, conn, mt, m.version)
+			if err != nil {
+				return s.wrap(op, err)
+			}
+			if done {
+				continue
+			}
+		}
 		for _, st := range m.stmts {
 			if err := s.exec(ctx, conn, op, st); err != nil {
 				return err
 			}
 		}
-		q := fmt.Sprintf("INSERT INTO %s (version, applied_at) VALUES (%s, %s)", mt, s.dialect.placeholder(1), s.dialect.placeholder(2))
-		if err := s.exec(ctx, conn, op, q, m.version, time.Now().UnixMilli()); err != nil {
+		record := fmt.Sprintf("INSERT INTO %s (applied_at, version) VALUES (%s, %s)", mt, s.dialect.placeholder(1), s.dialect.placeholder(2))
+		if mysql {
+			record = "UPDATE " + mt + " SET applied_at = ? WHERE version = ?"
+		}
+		if err := s.exec(ctx, conn, op, record, time.Now().UnixMilli(), m.version); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// refuseForeignTable fails if a table of the store's name exists that
+// usersync did not make: Migrate would otherwise "succeed" over it
+// (CREATE TABLE IF NOT EXISTS) and the app fail at its first request.
+func (s *Store) refuseForeignTable(ctx context.Context, conn *sql.Conn) error {
+	var n int
+	schema := s.table.schema
+	if err := conn.QueryRowContext(ctx, s.dialect.tableExists, s.table.base, schema, schema).Scan(&n); err != nil {
+		return s.wrap("migrate: look for an existing table", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	// Ours if it has our columns: a Migrate that stopped between creating
+	// the table and recording it.
+	probe := "SELECT id, token_identifier, name_version, deleted_at FROM " + s.table.quoted(s.dialect) + " WHERE 1 = 0"
+	if rows, err := conn.QueryContext(ctx, probe); err == nil {
+		rows.Close()
+		return nil
+	}
+	return fmt.Errorf("%w: usersync/sqlstore: table %s exists and was not made by usersync (it lacks usersync's columns): "+
+		"refusing to touch it; give usersync a table of its own, such as sqlstore.Config{Table: %q}",
+		usersync.ErrInvalid, s.table, s.table.withBase("clerk_users"))
+}
+
+// claimTimeout is how long a claimed migration may stay under way before
+// another Migrate takes it over (its claimant died).
+const claimTimeout = 10 * time.Minute
+
+// claim takes migration v for this Migrate, on MySQL: GET_LOCK serialises
+// the replicas of one server only, and on a Galera cluster replicas on
+// other nodes run Migrate at the same time. The first to insert the
+// migration's row (with a negative applied_at: minus the time of its
+// claim) applies it; the others wait until it is applied, and report done.
+func (s *Store) claim(ctx context.Context, conn *sql.Conn, mt string, v int) (done bool, err error) {
+	for {
+		now := time.Now().UnixMilli()
+		_, err := conn.ExecContext(ctx, "INSERT INTO "+mt+" (version, applied_at) VALUES (?, ?)", v, -now)
+		if err == nil {
+			return false, nil // ours
+		}
+		if n := mysqlNumber(err); n != 1062 && !retryable(err) {
+			return false, err
+		}
+		var at int64
+		err = conn.QueryRowContext(ctx, "SELECT applied_at FROM "+mt+" WHERE version = ?", v).Scan(&at)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			continue // the other claim was rolled back: try again
+		case err != nil:
+			return false, err
+		case at > 0:
+			return true, nil
+		case now+at > claimTimeout.Milliseconds():
+			// Its claimant died: take it over, unless another did.
+			res, err := conn.ExecContext(ctx, "UPDATE "+mt+" SET applied_at = ? WHERE version = ? AND applied_at = ?", -now, v, at)
+			if err != nil {
+				return false, err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				return false, nil
+			}
+			continue
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // exec runs one statement of a migration, again when the database asks.

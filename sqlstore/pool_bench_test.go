@@ -52,8 +52,7 @@ func BenchmarkWebhookPostgresPool(b *testing.B) {
 			}
 			defer db.Close()
 			pool.set(db)
-			table := "t_" + randomHex(6)
-			defer dropTable(db, table)
+			table := ownSchema(b, db, sqlstore.Postgres) + ".users"
 			store, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.Postgres, Table: table})
 			if err != nil {
 				b.Fatal(err)

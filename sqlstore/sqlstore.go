@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/usersync/usersync"
 )
@@ -19,7 +19,7 @@ import (
 type Store struct {
 	db      *sql.DB
 	dialect *dialect
-	table   string
+	table   tableName
 	sql     statements
 
 	stmts sync.Map   // query -> *sql.Stmt, prepared on first use
@@ -36,8 +36,12 @@ var _ usersync.Store = (*Store)(nil)
 type Config struct {
 	// Dialect is the database's SQL flavour. Default SQLite.
 	Dialect Dialect
-	// Table is the name of the users table. Default "users". It must be a
-	// plain identifier: [A-Za-z_][A-Za-z0-9_]{0,47}.
+	// Table is the name of the users table. Default "users". It is an
+	// identifier ([A-Za-z_][A-Za-z0-9_]{0,47}), or one qualified by its
+	// schema (PostgreSQL: "auth.users") or database (MySQL: "app.users"):
+	// each part is validated and quoted on its own. The store's other
+	// tables and indexes take its name as a prefix (users_migrations,
+	// users_leases) in the same schema.
 	Table string
 	// MaxAttempts is how many times a statement runs at most when the
 	// database asks for it to be run again (a serialization failure, a
@@ -46,14 +50,9 @@ type Config struct {
 	MaxAttempts int
 }
 
-// identifier is what a table name may be: it is quoted, but never built
-// from anything else.
-var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)
-
 // New returns a store over db for cfg. It does not touch the database:
-// call Migrate once before use. A nil db, an unknown dialect or a table
-// name that is not a plain identifier is an error wrapping
-// usersync.ErrInvalid.
+// call Migrate once before use. A nil db, an unknown dialect or a malformed
+// table name is an error wrapping usersync.ErrInvalid.
 func New(db *sql.DB, cfg Config) (*Store, error) {
 	if db == nil || !cfg.Dialect.valid() {
 		return nil, fmt.Errorf("%w: sqlstore.New needs a database and a known dialect", usersync.ErrInvalid)
@@ -61,19 +60,20 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 	if cfg.Table == "" {
 		cfg.Table = "users"
 	}
-	if !identifier.MatchString(cfg.Table) {
-		return nil, fmt.Errorf("%w: table name %q is not a plain identifier", usersync.ErrInvalid, cfg.Table)
+	table, err := parseTableName(cfg.Table)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.MaxAttempts < 1 {
 		cfg.MaxAttempts = 6
 	}
 	d := dialects[cfg.Dialect]
-	return &Store{db: db, dialect: d, table: cfg.Table, sql: d.statements(cfg.Table), maxAttempts: cfg.MaxAttempts}, nil
+	return &Store{db: db, dialect: d, table: table, sql: d.statements(table), maxAttempts: cfg.MaxAttempts}, nil
 }
 
-// Table returns the name of the users table, for apps that reference it in
-// foreign keys.
-func (s *Store) Table() string { return s.table }
+// Table returns the name of the users table, as configured, for apps that
+// reference it in foreign keys.
+func (s *Store) Table() string { return s.table.String() }
 
 // Close releases the prepared statements. It does not close the *sql.DB.
 func (s *Store) Close() error {
@@ -147,6 +147,17 @@ func (s *Store) Get(ctx context.Context, id string) (usersync.User, error) {
 	return s.liveUser(ctx, "get", s.sql.getByID, id)
 }
 
+// GetByExternalID implements usersync.Store.
+func (s *Store) GetByExternalID(ctx context.Context, issuer, externalID string) (usersync.User, error) {
+	if externalID == "" || !storable(issuer) || !storable(externalID) {
+		if err := ctx.Err(); err != nil {
+			return usersync.User{}, err
+		}
+		return usersync.User{}, usersync.ErrNotFound
+	}
+	return s.queryUser(ctx, "get by external ID", s.sql.getByExternalID, issuer, externalID)
+}
+
 // GetByTokenIdentifier implements usersync.Store.
 func (s *Store) GetByTokenIdentifier(ctx context.Context, tokenIdentifier string) (usersync.User, error) {
 	return s.liveUser(ctx, "get by token identifier", s.sql.getByToken, tokenIdentifier)
@@ -210,14 +221,13 @@ func (s *Store) Upsert(ctx context.Context, w usersync.Write) (usersync.User, us
 	if err := w.Validate(); err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
-	at := w.At.UnixMilli()
-	args := insertArgs(&w, w.Fields, at, at, nil)
+	args := insertArgs(make([]any, 0, len(insertColumns)), s.dialect, &w, w.Fields, w.At, w.At, time.Time{})
 	u, outcome, err := s.write(ctx, "upsert", s.sql.upsert, w.ID, w.TokenIdentifier, usersync.Updated, args)
 	if err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
 	if !u.DeletedAt.IsZero() {
-		return usersync.User{}, usersync.Stale, fmt.Errorf("%w: %q", usersync.ErrDeleted, w.TokenIdentifier)
+		return usersync.User{}, usersync.Stale, usersync.ErrDeleted
 	}
 	return u, outcome, nil
 }
@@ -227,9 +237,8 @@ func (s *Store) Delete(ctx context.Context, w usersync.Write) (usersync.User, us
 	if err := w.Validate(); err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
-	at := w.At.UnixMilli()
 	t := usersync.Write{ID: w.ID, TokenIdentifier: w.TokenIdentifier, Issuer: w.Issuer, Subject: w.Subject}
-	args := insertArgs(&t, 0, at, at, at)
+	args := insertArgs(make([]any, 0, len(insertColumns)), s.dialect, &t, 0, w.At, w.At, w.At)
 	u, outcome, err := s.write(ctx, "delete", s.sql.tombstone, w.ID, w.TokenIdentifier, usersync.Deleted, args)
 	if outcome == usersync.Created {
 		outcome = usersync.Deleted // a tombstone for a key never seen

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -40,11 +41,12 @@ var backends = []*backend{
 }
 
 // open returns a fresh database handle and a table name no other test
-// uses. SQLite gets a new file per call; servers share one pool per test
-// binary and get a fresh table, dropped at cleanup.
+// uses. SQLite gets a new file per call. Servers share one pool per test
+// binary, and each test gets a schema (PostgreSQL) or database (MySQL) of
+// its own, with a random name, dropped when it ends: a test touches
+// nothing it did not create. The table is qualified by it: "s_1a2b.users".
 func (b *backend) open(t testing.TB) (*sql.DB, string) {
 	t.Helper()
-	table := "t_" + randomHex(6)
 	if b.env == "" {
 		db, err := sql.Open(b.driver, sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "users.db")))
 		if err != nil {
@@ -52,7 +54,7 @@ func (b *backend) open(t testing.TB) (*sql.DB, string) {
 		}
 		db.SetMaxOpenConns(1)
 		t.Cleanup(func() { db.Close() })
-		return db, table
+		return db, "users"
 	}
 	b.skipIfUnset(t)
 	dsn := os.Getenv(b.env)
@@ -65,8 +67,27 @@ func (b *backend) open(t testing.TB) (*sql.DB, string) {
 	if b.err != nil {
 		t.Fatalf("%s: %v", b.name, b.err)
 	}
-	t.Cleanup(func() { dropTable(b.db, table) })
-	return b.db, table
+	return b.db, ownSchema(t, b.db, b.dialect) + ".users"
+}
+
+// ownSchema creates a schema (PostgreSQL) or database (MySQL) with a random
+// name and drops it, and only it, when t ends.
+func ownSchema(t testing.TB, db *sql.DB, d sqlstore.Dialect) string {
+	t.Helper()
+	name := "usersync_" + randomHex(5)
+	create, drop := "CREATE SCHEMA "+name, "DROP SCHEMA "+name+" CASCADE"
+	if d == sqlstore.MySQL {
+		create, drop = "CREATE DATABASE "+name, "DROP DATABASE "+name
+	}
+	if _, err := db.Exec(create); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := db.Exec(drop); err != nil {
+			t.Errorf("drop the test's own %s: %v", name, err)
+		}
+	})
+	return name
 }
 
 // skipIfUnset skips t when the backend's server DSN is not set.
@@ -98,12 +119,6 @@ func (b *backend) openExtra(t testing.TB, first *sql.DB) *sql.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
-}
-
-func dropTable(db *sql.DB, table string) {
-	for _, tb := range []string{table, table + "_migrations"} {
-		db.Exec("DROP TABLE IF EXISTS " + tb)
-	}
 }
 
 func randomHex(n int) string {
@@ -147,12 +162,12 @@ func TestNewRejectsBadTableNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	for _, name := range []string{"users; DROP TABLE x", `us"ers`, "1users", "users-x", "schema.users", "ユーザー", "a b", "x" + string(make([]byte, 60))} {
+	for _, name := range []string{"users; DROP TABLE x", `us"ers`, "1users", "users-x", "a.b.users", "auth.", ".users", "auth.1users", "auth users.x", "ユーザー", "a b", "x" + string(make([]byte, 60))} {
 		if _, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.SQLite, Table: name}); !errors.Is(err, usersync.ErrInvalid) {
 			t.Errorf("table %q: err = %v, want ErrInvalid", name, err)
 		}
 	}
-	for _, name := range []string{"users", "app_users", "_u2"} {
+	for _, name := range []string{"users", "app_users", "_u2", "auth.users", "app_db.clerk_users"} {
 		if _, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.SQLite, Table: name}); err != nil {
 			t.Errorf("table %q: %v", name, err)
 		}
@@ -232,7 +247,12 @@ func TestSchemaIsPrinted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			file := strings.ReplaceAll(string(b), "{{table}}", quoted)
+			file := placeholders.ReplaceAllStringFunc(string(b), func(m string) string {
+				if _, suffix, ok := strings.Cut(m[2:len(m)-2], ":"); ok {
+					return strings.Replace(quoted, "users", "users_"+suffix, 1)
+				}
+				return quoted
+			})
 			if !strings.Contains(sc, file) {
 				t.Errorf("Schema of %v lacks %s", d, f.Name())
 			}
@@ -242,6 +262,8 @@ func TestSchemaIsPrinted(t *testing.T) {
 		}
 	}
 }
+
+var placeholders = regexp.MustCompile(`\{\{[a-z_:]+\}\}`)
 
 func containsAll(s string, subs ...string) bool {
 	for _, sub := range subs {

@@ -9,8 +9,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/usersync/usersync"
 )
@@ -664,6 +667,202 @@ var storeCases = []storeCase{
 			}
 		}
 	}},
+	{"GetByExternalID/finds the live user of the issuer, the newest of several", func(t *testing.T, f *storeFixture) {
+		p := full("alice")
+		p.ExternalID = "legacy-42"
+		a := f.upsert(f.write("alice", 1, usersync.AllFields, p), usersync.Created)
+		got, err := f.s.GetByExternalID(bg, "https://issuer.test", "legacy-42")
+		if err != nil || got.ID != a.ID {
+			t.Fatalf("GetByExternalID = %+v, %v; want alice", got, err)
+		}
+		for _, c := range []struct{ issuer, ext string }{{"https://other.test", "legacy-42"}, {"https://issuer.test", "legacy-4"}, {"https://issuer.test", "LEGACY-42"}, {"https://issuer.test", ""}} {
+			if _, err := f.s.GetByExternalID(bg, c.issuer, c.ext); !errors.Is(err, usersync.ErrNotFound) {
+				t.Errorf("GetByExternalID(%q, %q): err = %v, want ErrNotFound", c.issuer, c.ext, err)
+			}
+		}
+		// Another user with the same external ID, updated later, wins.
+		b := f.upsert(f.write("bob", 1, usersync.AllFields, p), usersync.Created)
+		if got, err := f.s.GetByExternalID(bg, "https://issuer.test", "legacy-42"); err != nil || got.ID != b.ID {
+			t.Fatalf("with two users of legacy-42: %+v, %v; want the newer, bob", got, err)
+		}
+		f.delete("bob", usersync.Deleted)
+		if got, err := f.s.GetByExternalID(bg, "https://issuer.test", "legacy-42"); err != nil || got.ID != a.ID {
+			t.Fatalf("after bob's delete: %+v, %v; want alice", got, err)
+		}
+		f.delete("alice", usersync.Deleted)
+		if _, err := f.s.GetByExternalID(bg, "https://issuer.test", "legacy-42"); !errors.Is(err, usersync.ErrNotFound) {
+			t.Fatalf("after both deletes: err = %v, want ErrNotFound", err)
+		}
+	}},
+	{"UpsertBatch/applies every write as Upsert would, with outcomes and users", func(t *testing.T, f *storeFixture) {
+		f.upsert(f.write("old", 10, usersync.AllFields, full("old")), usersync.Created)
+		f.upsert(f.write("gone", 10, usersync.AllFields, full("gone")), usersync.Created)
+		f.delete("gone", usersync.Deleted)
+		ws := []usersync.Write{
+			f.write("new", 5, usersync.AllFields, full("new")),                   // Created
+			f.write("old", 11, usersync.FieldName, full("renamed")),              // Updated
+			f.write("old", 11, usersync.FieldName, full("same version")),         // Stale: equal version, same batch
+			f.write("gone", 20, usersync.AllFields, full("zombie")),              // Stale: a tombstone
+			f.write("new", 6, usersync.FieldEmail, full("new2")),                 // Updated: the same key again
+			f.write("old", 9, usersync.AllFields, full("older")),                 // Stale: older
+			f.write("fresh", 1, usersync.FieldName, usersync.Profile{Name: "F"}), // Created
+		}
+		users, outcomes, err := f.s.UpsertBatch(bg, ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []usersync.Outcome{usersync.Created, usersync.Updated, usersync.Stale, usersync.Stale, usersync.Updated, usersync.Stale, usersync.Created}
+		if fmt.Sprint(outcomes) != fmt.Sprint(want) {
+			t.Fatalf("outcomes %v, want %v", outcomes, want)
+		}
+		for i, o := range outcomes {
+			switch {
+			case o == usersync.Stale && users[i].ID != "":
+				t.Errorf("write %d is stale, but a user was returned", i)
+			case o != usersync.Stale && users[i].TokenIdentifier != ws[i].TokenIdentifier:
+				t.Errorf("write %d: returned user %+v", i, users[i])
+			}
+		}
+		if users[0].ID != ws[0].ID || users[4].ID != ws[0].ID {
+			t.Fatalf("new user's IDs %q and %q, want %q", users[0].ID, users[4].ID, ws[0].ID)
+		}
+		wantNew := full("new")
+		wantNew.Email = full("new2").Email
+		sameProfile(t, "new", f.mustGet("new").Profile, wantNew)
+		wantOld := full("old")
+		wantOld.Name = full("renamed").Name
+		sameProfile(t, "old", f.mustGet("old").Profile, wantOld)
+		if _, err := f.byToken("gone"); !errors.Is(err, usersync.ErrDeleted) {
+			t.Fatalf("gone: %v, want ErrDeleted", err)
+		}
+		if n, err := f.s.Count(bg); err != nil || n != 3 {
+			t.Fatalf("Count = %d, %v; want 3", n, err)
+		}
+	}},
+	{"UpsertBatch/a malformed write fails the whole batch and stores nothing", func(t *testing.T, f *storeFixture) {
+		bad := f.write("b", 1, usersync.AllFields, full("b"))
+		bad.Version = 0
+		if _, _, err := f.s.UpsertBatch(bg, []usersync.Write{f.write("a", 1, usersync.AllFields, full("a")), bad}); !errors.Is(err, usersync.ErrInvalid) {
+			t.Fatalf("err = %v, want ErrInvalid", err)
+		}
+		if n, err := f.s.Count(bg); err != nil || n != 0 {
+			t.Fatalf("Count = %d, %v; want 0", n, err)
+		}
+		if users, outcomes, err := f.s.UpsertBatch(bg, nil); err != nil || len(users) != 0 || len(outcomes) != 0 {
+			t.Fatalf("an empty batch: %v, %v, %v", users, outcomes, err)
+		}
+	}},
+	{"UpsertBatch/a large batch, and one racing single upserts, end in the fold", func(t *testing.T, f *storeFixture) {
+		events := Stream(rand.New(rand.NewPCG(31, 32)), 300, 1200)
+		var batch []usersync.Write
+		var singles []Event
+		for i, e := range events {
+			if e.Delete {
+				singles = append(singles, e)
+				continue
+			}
+			w := usersync.Write{ID: uuid.NewString(), TokenIdentifier: usersync.TokenIdentifier(StreamIssuer, e.Subject), Issuer: StreamIssuer,
+				Subject: e.Subject, Version: e.Version, Fields: e.Fields, Profile: e.Profile, At: epoch}
+			if i%3 == 0 {
+				singles = append(singles, e)
+			} else {
+				batch = append(batch, w)
+			}
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for start := 0; start < len(batch); start += 400 {
+				// A batch is atomic: when a store gives up on it (say, a
+				// multi-master cluster's conflicts with the singles went on
+				// for longer than its retries), nothing of it was applied,
+				// and the caller sends it again.
+				var err error
+				for range 20 {
+					if _, _, err = f.s.UpsertBatch(bg, batch[start:min(start+400, len(batch))]); err == nil {
+						break
+					}
+				}
+				if err != nil {
+					t.Errorf("UpsertBatch: %v", err)
+				}
+			}
+		})
+		wg.Go(func() {
+			for _, e := range singles {
+				applyEvent(t, f.s, e)
+			}
+		})
+		wg.Wait()
+		// A batch write aimed at a user the singles deleted first is stale:
+		// the fold holds.
+		if diff := CompareState(bg, f.s, Fold(events)); diff != "" {
+			t.Fatal(diff)
+		}
+	}},
+	{"Leases/one holder at a time; the cursor stays with the lease", func(t *testing.T, f *storeFixture) {
+		const ttl = 400 * time.Millisecond
+		cursor, ok, err := f.s.AcquireLease(bg, "job", "a", ttl)
+		if err != nil || !ok || cursor != 0 {
+			t.Fatalf("a acquires a new lease: %d, %v, %v", cursor, ok, err)
+		}
+		if _, ok, err := f.s.AcquireLease(bg, "job", "b", ttl); err != nil || ok {
+			t.Fatalf("b acquires a's lease: %v, %v; want refused", ok, err)
+		}
+		if ok, err := f.s.RenewLease(bg, "job", "b", ttl, 99); err != nil || ok {
+			t.Fatalf("b renews a's lease: %v, %v; want refused", ok, err)
+		}
+		if ok, err := f.s.RenewLease(bg, "job", "a", ttl, 7); err != nil || !ok {
+			t.Fatalf("a renews: %v, %v", ok, err)
+		}
+		if cursor, ok, err := f.s.AcquireLease(bg, "job", "a", ttl); err != nil || !ok || cursor != 7 {
+			t.Fatalf("a acquires again: %d, %v, %v; want 7, held", cursor, ok, err)
+		}
+		if _, ok, err := f.s.AcquireLease(bg, "other job", "b", ttl); err != nil || !ok {
+			t.Fatalf("b acquires another lease: %v, %v", ok, err)
+		}
+		time.Sleep(ttl + 100*time.Millisecond) // a lets it expire
+		cursor, ok, err = f.s.AcquireLease(bg, "job", "b", ttl)
+		if err != nil || !ok || cursor != 7 {
+			t.Fatalf("b acquires the expired lease: %d, %v, %v; want the cursor 7", cursor, ok, err)
+		}
+		if ok, err := f.s.RenewLease(bg, "job", "a", ttl, 8); err != nil || ok {
+			t.Fatalf("a renews a lease b took over: %v, %v; want refused", ok, err)
+		}
+		if err := f.s.ReleaseLease(bg, "job", "a"); err != nil { // not a's: a no-op
+			t.Fatal(err)
+		}
+		if _, ok, _ := f.s.AcquireLease(bg, "job", "c", ttl); ok {
+			t.Fatal("c acquired b's lease after a released it")
+		}
+		if err := f.s.ReleaseLease(bg, "job", "b"); err != nil {
+			t.Fatal(err)
+		}
+		if cursor, ok, err := f.s.AcquireLease(bg, "job", "c", ttl); err != nil || !ok || cursor != 7 {
+			t.Fatalf("c acquires the released lease: %d, %v, %v", cursor, ok, err)
+		}
+		if _, _, err := f.s.AcquireLease(bg, "", "c", ttl); !errors.Is(err, usersync.ErrInvalid) {
+			t.Fatalf("an empty lease name: err = %v, want ErrInvalid", err)
+		}
+	}},
+	{"Leases/concurrent acquires: exactly one holder", func(t *testing.T, f *storeFixture) {
+		var holders atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Go(func() {
+				_, ok, err := f.s.AcquireLease(bg, "race", fmt.Sprint("h", i), time.Minute)
+				if err != nil {
+					t.Errorf("holder %d: %v", i, err)
+				}
+				if ok {
+					holders.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if n := holders.Load(); n != 1 {
+			t.Fatalf("%d holders of one lease", n)
+		}
+	}},
 	{"Context/a canceled context fails every method", func(t *testing.T, f *storeFixture) {
 		u := f.upsert(f.write("alice", 1, usersync.AllFields, full("alice")), usersync.Created)
 		ctx, cancel := context.WithCancel(bg)
@@ -676,6 +875,11 @@ var storeCases = []storeCase{
 		_, _, checks["Delete"] = f.s.Delete(ctx, f.tombstone("alice"))
 		_, checks["List"] = f.s.List(ctx, "", 10)
 		_, checks["Count"] = f.s.Count(ctx)
+		_, checks["GetByExternalID"] = f.s.GetByExternalID(ctx, u.Issuer, "x")
+		_, _, checks["UpsertBatch"] = f.s.UpsertBatch(ctx, []usersync.Write{f.write("carol", 1, usersync.AllFields, full("carol"))})
+		_, _, checks["AcquireLease"] = f.s.AcquireLease(ctx, "l", "h", time.Minute)
+		_, checks["RenewLease"] = f.s.RenewLease(ctx, "l", "h", time.Minute, 1)
+		checks["ReleaseLease"] = f.s.ReleaseLease(ctx, "l", "h")
 		for name, err := range checks {
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("%s with a canceled context: err = %v, want context.Canceled", name, err)

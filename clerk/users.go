@@ -1,0 +1,201 @@
+package clerk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/usersync/usersync"
+)
+
+// DefaultAPIURL is the base URL of Clerk's Backend API.
+const DefaultAPIURL = "https://api.clerk.com/v1"
+
+// ErrAPI reports a Backend API request that failed for good: refused
+// (a bad secret key: 401, 403), malformed, or still failing (429, 5xx, the
+// network) after its retries.
+var ErrAPI = errors.New("clerk: Backend API request failed")
+
+// UserList is the instance's list of users in the Backend API
+// (GET /users, /users/count, /users/{id}), as writes versioned by each
+// user's updated_at: what a reconcile pages through. It retries what Clerk
+// asks to retry: a 429 after its Retry-After (at most a minute), a 5xx or
+// a network error with backoff, six attempts in all, and stops when the
+// context ends. Make one with Provider.UserList.
+type UserList struct {
+	p       *Provider
+	base    string
+	key     string
+	client  *http.Client
+	maxBody int64
+	sleep   func(context.Context, time.Duration) error
+}
+
+// UserList returns the instance's user list. It needs Config.SecretKey.
+func (p *Provider) UserList() (*UserList, error) {
+	if p.secretKey == "" {
+		return nil, fmt.Errorf("%w: the Backend API needs clerk.Config.SecretKey (sk_...)", usersync.ErrInvalid)
+	}
+	base := strings.TrimRight(p.cfg.APIURL, "/")
+	if base == "" {
+		base = DefaultAPIURL
+	}
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("%w: clerk.Config.APIURL is not an http(s) URL", usersync.ErrInvalid)
+	}
+	client := p.cfg.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &UserList{p: p, base: base, key: p.secretKey, client: client, maxBody: 64 << 20, sleep: sleepCtx}, nil
+}
+
+// Issuer returns the instance's issuer: the users of the list are its.
+func (l *UserList) Issuer() string { return l.p.cfg.Issuer }
+
+// Count returns how many users the instance has.
+func (l *UserList) Count(ctx context.Context) (int, error) {
+	var c struct {
+		Object     string `json:"object"`
+		TotalCount *int   `json:"total_count"`
+	}
+	if err := l.get(ctx, "/users/count", &c); err != nil {
+		return 0, err
+	}
+	if c.TotalCount == nil || *c.TotalCount < 0 {
+		return 0, fmt.Errorf("%w: /users/count answered no total_count", ErrAPI)
+	}
+	return *c.TotalCount, nil
+}
+
+// Page returns up to limit (1 to 500) users from offset, oldest first
+// (order_by=+created_at: users created while a reconcile pages come last),
+// as writes of every field, versioned by updated_at, mapped by
+// Config.MapUser.
+func (l *UserList) Page(ctx context.Context, offset, limit int) ([]usersync.Write, error) {
+	if limit < 1 || limit > 500 || offset < 0 {
+		return nil, fmt.Errorf("%w: a page is 1 to 500 users from an offset of 0 or more", usersync.ErrInvalid)
+	}
+	var users []User
+	if err := l.get(ctx, fmt.Sprintf("/users?limit=%d&offset=%d&order_by=%%2Bcreated_at", limit, offset), &users); err != nil {
+		return nil, err
+	}
+	ws := make([]usersync.Write, 0, len(users))
+	for i := range users {
+		ws = append(ws, l.p.write(&users[i]))
+	}
+	return ws, nil
+}
+
+// Lookup returns the write of the user with the given Clerk ID, or nil if
+// the instance has no such user (any longer).
+func (l *UserList) Lookup(ctx context.Context, id string) (*usersync.Write, error) {
+	var u User
+	err := l.get(ctx, "/users/"+url.PathEscape(id), &u)
+	if errors.Is(err, errNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	w := l.p.write(&u)
+	return &w, nil
+}
+
+// write maps a user of the API or a webhook to its write.
+func (p *Provider) write(u *User) usersync.Write {
+	profile, fields := p.cfg.MapUser(u)
+	return usersync.Write{Issuer: p.cfg.Issuer, Subject: u.ID, Version: usersync.Version(u.UpdatedAt), Fields: fields, Profile: profile}
+}
+
+var errNotFound = errors.New("clerk: not found")
+
+// get GETs path and decodes its JSON into v, retrying as UserList says.
+func (l *UserList) get(ctx context.Context, path string, v any) error {
+	const attempts = 6
+	var last error
+	for attempt := 1; attempt <= attempts; attempt++ {
+		wait, err := l.try(ctx, path, v)
+		if err == nil || wait < 0 {
+			return err
+		}
+		last = err
+		if attempt == attempts {
+			break
+		}
+		if wait == 0 {
+			wait = time.Duration(rand.Int64N(int64(250*time.Millisecond<<min(attempt-1, 5)))) + 100*time.Millisecond
+		}
+		if err := l.sleep(ctx, wait); err != nil {
+			return fmt.Errorf("%w: %s: %w (after %v)", ErrAPI, path, err, last)
+		}
+	}
+	return fmt.Errorf("%w: %s: %w (%d attempts)", ErrAPI, path, last, attempts)
+}
+
+// try makes one request. It returns the error and how long to wait before
+// another try: 0 for the default backoff, negative for none (the error is
+// final).
+func (l *UserList) try(ctx context.Context, path string, v any) (time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.base+path, nil)
+	if err != nil {
+		return -1, fmt.Errorf("%w: %w", ErrAPI, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+l.key)
+	req.Header.Set("Accept", "application/json")
+	resp, err := l.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return -1, fmt.Errorf("%w: %s: %w", ErrAPI, path, ctx.Err())
+		}
+		return 0, err // the network: retry
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, l.maxBody+1))
+	switch {
+	case err != nil:
+		return 0, err
+	case int64(len(body)) > l.maxBody:
+		return -1, fmt.Errorf("%w: %s answered more than %d bytes", ErrAPI, path, l.maxBody)
+	case resp.StatusCode == http.StatusOK:
+		if err := json.Unmarshal(body, v); err != nil {
+			return -1, fmt.Errorf("%w: %s answered malformed JSON: %w", ErrAPI, path, err)
+		}
+		return -1, nil
+	case resp.StatusCode == http.StatusNotFound:
+		return -1, errNotFound
+	case resp.StatusCode == http.StatusTooManyRequests:
+		wait := time.Second
+		if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s >= 0 {
+			wait = time.Duration(s) * time.Second
+		}
+		if wait > time.Minute {
+			return -1, fmt.Errorf("%w: %s: rate limited for %v", ErrAPI, path, wait)
+		}
+		return max(wait, time.Millisecond), fmt.Errorf("rate limited (429)")
+	case resp.StatusCode >= 500:
+		return 0, fmt.Errorf("answered %d", resp.StatusCode)
+	}
+	// 401, 403 (a bad secret key), 400, ...: final. Clerk's error body
+	// names the problem; it holds no secret.
+	return -1, fmt.Errorf("%w: %s answered %d: %.200s", ErrAPI, path, resp.StatusCode, body)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

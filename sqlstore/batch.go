@@ -1,0 +1,227 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/usersync/usersync"
+)
+
+// batchRows is how many rows one multi-row upsert writes: well under every
+// dialect's limit of bind parameters.
+const batchRows = 250
+
+// UpsertBatch implements usersync.Store in one transaction, with one
+// multi-row statement per 250 writes (SQLite, PostgreSQL: INSERT ... ON
+// CONFLICT ... RETURNING; MySQL: a locking read of the rows, INSERT ... ON
+// DUPLICATE KEY UPDATE, and a read-back of the users that changed).
+func (s *Store) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]usersync.User, []usersync.Outcome, error) {
+	ws = slices.Clone(ws) // Validate rewrites metadata: not the caller's
+	for i := range ws {
+		if err := ws[i].Validate(); err != nil {
+			return nil, nil, fmt.Errorf("write %d: %w", i, err)
+		}
+	}
+	users := make([]usersync.User, len(ws))
+	outcomes := make([]usersync.Outcome, len(ws))
+	if len(ws) == 0 {
+		return users, outcomes, nil
+	}
+	attempts, err := s.try(ctx, func() error {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		// Writes of one token identifier go in separate rounds, in order:
+		// one statement may not change a row twice.
+		for _, round := range rounds(ws) {
+			for start := 0; start < len(round); start += batchRows {
+				chunk := round[start:min(start+batchRows, len(round))]
+				if err := s.upsertRows(ctx, tx, ws, chunk, users, outcomes); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.Commit()
+	})
+	if err != nil {
+		return nil, nil, s.wrapN("upsert batch", attempts, err)
+	}
+	return users, outcomes, nil
+}
+
+// rounds splits the indexes of ws into rounds in which every token
+// identifier appears once, keeping the order of writes of one identifier.
+func rounds(ws []usersync.Write) [][]int {
+	seen := make(map[string]int, len(ws))
+	var out [][]int
+	for i := range ws {
+		r := seen[ws[i].TokenIdentifier]
+		seen[ws[i].TokenIdentifier] = r + 1
+		if r == len(out) {
+			out = append(out, nil)
+		}
+		out[r] = append(out[r], i)
+	}
+	return out
+}
+
+// upsertRows upserts ws[i] for i in idx (distinct token identifiers) in
+// one statement, and fills their users and outcomes.
+func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, ws []usersync.Write, idx []int, users []usersync.User, outcomes []usersync.Outcome) error {
+	d := s.dialect
+	var q strings.Builder
+	fmt.Fprintf(&q, "INSERT INTO %s (%s) VALUES ", s.table.quoted(d), strings.Join(insertColumns, ", "))
+	args := make([]any, 0, len(idx)*len(insertColumns))
+	for n, i := range idx {
+		if n > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteByte('(')
+		for c := range insertColumns {
+			if c > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(d.placeholder(len(args) + c + 1))
+		}
+		q.WriteByte(')')
+		w := &ws[i]
+		args = insertArgs(args, d, w, w.Fields, w.At, w.At, zeroTime)
+	}
+	q.WriteByte(' ')
+	q.WriteString(s.sql.upsertSet)
+
+	byKey := make(map[string]int, len(idx)) // token identifier -> index in ws
+	for _, i := range idx {
+		byKey[ws[i].TokenIdentifier] = i
+	}
+	if d.returning {
+		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			u, err := scanUser(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			i := byKey[u.TokenIdentifier]
+			users[i], outcomes[i] = u, usersync.Updated
+			if u.ID == ws[i].ID {
+				outcomes[i] = usersync.Created
+			}
+		}
+		return errors.Join(rows.Err(), rows.Close())
+	}
+
+	// MySQL: the outcomes come from the rows as they were, read with a
+	// lock (which also keeps other writers of the same keys out until
+	// commit), and the users from a read after the write.
+	before, err := s.lockRows(ctx, tx, ws, idx)
+	if err != nil {
+		return err
+	}
+	var changed []any
+	for _, i := range idx {
+		w := &ws[i]
+		old, ok := before[w.TokenIdentifier]
+		switch {
+		case !ok:
+			outcomes[i] = usersync.Created
+		case old.deleted || !old.newer(w):
+			outcomes[i] = usersync.Stale
+			continue
+		default:
+			outcomes[i] = usersync.Updated
+		}
+		changed = append(changed, w.TokenIdentifier)
+	}
+	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		return err
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, s.sql.getByTokensPrefix+inList(d, len(changed))+")", changed...)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		i := byKey[u.TokenIdentifier]
+		if outcomes[i] == usersync.Created && u.ID != ws[i].ID {
+			rows.Close()
+			return fmt.Errorf("%w: ID %q is taken", usersync.ErrInvalid, ws[i].ID)
+		}
+		users[i] = u
+	}
+	return errors.Join(rows.Err(), rows.Close())
+}
+
+// rowVersions is what an upsert decides by: whether the row is a
+// tombstone, and the version of each field.
+type rowVersions struct {
+	deleted  bool
+	versions []int64 // by profileColumns
+}
+
+// newer reports whether w changes a field of the row.
+func (r rowVersions) newer(w *usersync.Write) bool {
+	for n, pc := range profileColumns {
+		if w.Fields&pc.field != 0 && int64(w.Version) > r.versions[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// lockRows reads the rows of the writes' token identifiers FOR UPDATE.
+func (s *Store) lockRows(ctx context.Context, tx *sql.Tx, ws []usersync.Write, idx []int) (map[string]rowVersions, error) {
+	keys := make([]any, len(idx))
+	for n, i := range idx {
+		keys[n] = ws[i].TokenIdentifier
+	}
+	rows, err := tx.QueryContext(ctx, s.sql.lockPrefix+inList(s.dialect, len(keys))+") FOR UPDATE", keys...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]rowVersions, len(keys))
+	for rows.Next() {
+		var key string
+		var deleted sql.NullString
+		r := rowVersions{versions: make([]int64, len(profileColumns))}
+		dest := []any{&key, &deleted}
+		for n := range r.versions {
+			dest = append(dest, &r.versions[n])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		r.deleted = deleted.Valid
+		out[key] = r
+	}
+	return out, rows.Err()
+}
+
+// inList returns n bind parameters separated by commas.
+func inList(d *dialect, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(d.placeholder(i + 1))
+	}
+	return b.String()
+}
