@@ -67,7 +67,7 @@ func (l *UserList) Count(ctx context.Context) (int, error) {
 		Object     string `json:"object"`
 		TotalCount *int   `json:"total_count"`
 	}
-	if err := l.get(ctx, "/users/count", &c); err != nil {
+	if err := l.getJSON(ctx, "/users/count", &c); err != nil {
 		return 0, err
 	}
 	if c.TotalCount == nil || *c.TotalCount < 0 {
@@ -84,13 +84,25 @@ func (l *UserList) Page(ctx context.Context, offset, limit int) ([]usersync.Writ
 	if limit < 1 || limit > 500 || offset < 0 {
 		return nil, fmt.Errorf("%w: a page is 1 to 500 users from an offset of 0 or more", usersync.ErrInvalid)
 	}
-	var users []User
-	if err := l.get(ctx, fmt.Sprintf("/users?limit=%d&offset=%d&order_by=%%2Bcreated_at", limit, offset), &users); err != nil {
+	body, err := l.get(ctx, fmt.Sprintf("/users?limit=%d&offset=%d&order_by=%%2Bcreated_at", limit, offset))
+	if err != nil {
 		return nil, err
+	}
+	return l.p.decodePage(body)
+}
+
+// decodePage decodes a page of GET /users: a JSON array of users.
+func (p *Provider) decodePage(body []byte) ([]usersync.Write, error) {
+	var users []User
+	if err := json.Unmarshal(body, &users); err != nil {
+		return nil, fmt.Errorf("%w: /users answered malformed JSON: %w", ErrAPI, err)
 	}
 	ws := make([]usersync.Write, 0, len(users))
 	for i := range users {
-		ws = append(ws, l.p.write(&users[i]))
+		if users[i].ID == "" {
+			return nil, fmt.Errorf("%w: /users answered a user without an id", ErrAPI)
+		}
+		ws = append(ws, p.write(&users[i]))
 	}
 	return ws, nil
 }
@@ -99,12 +111,15 @@ func (l *UserList) Page(ctx context.Context, offset, limit int) ([]usersync.Writ
 // the instance has no such user (any longer).
 func (l *UserList) Lookup(ctx context.Context, id string) (*usersync.Write, error) {
 	var u User
-	err := l.get(ctx, "/users/"+url.PathEscape(id), &u)
+	err := l.getJSON(ctx, "/users/"+url.PathEscape(id), &u)
 	if errors.Is(err, errNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
+	}
+	if u.ID != id {
+		return nil, fmt.Errorf("%w: /users/{id} answered another user", ErrAPI)
 	}
 	w := l.p.write(&u)
 	return &w, nil
@@ -118,14 +133,26 @@ func (p *Provider) write(u *User) usersync.Write {
 
 var errNotFound = errors.New("clerk: not found")
 
-// get GETs path and decodes its JSON into v, retrying as UserList says.
-func (l *UserList) get(ctx context.Context, path string, v any) error {
+// getJSON GETs path and decodes its JSON into v.
+func (l *UserList) getJSON(ctx context.Context, path string, v any) error {
+	body, err := l.get(ctx, path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%w: %s answered malformed JSON: %w", ErrAPI, path, err)
+	}
+	return nil
+}
+
+// get GETs path and returns its body, retrying as UserList says.
+func (l *UserList) get(ctx context.Context, path string) ([]byte, error) {
 	const attempts = 6
 	var last error
 	for attempt := 1; attempt <= attempts; attempt++ {
-		wait, err := l.try(ctx, path, v)
+		body, wait, err := l.try(ctx, path)
 		if err == nil || wait < 0 {
-			return err
+			return body, err
 		}
 		last = err
 		if attempt == attempts {
@@ -135,58 +162,55 @@ func (l *UserList) get(ctx context.Context, path string, v any) error {
 			wait = time.Duration(rand.Int64N(int64(250*time.Millisecond<<min(attempt-1, 5)))) + 100*time.Millisecond
 		}
 		if err := l.sleep(ctx, wait); err != nil {
-			return fmt.Errorf("%w: %s: %w (after %v)", ErrAPI, path, err, last)
+			return nil, fmt.Errorf("%w: %s: %w (after %v)", ErrAPI, path, err, last)
 		}
 	}
-	return fmt.Errorf("%w: %s: %w (%d attempts)", ErrAPI, path, last, attempts)
+	return nil, fmt.Errorf("%w: %s: %w (%d attempts)", ErrAPI, path, last, attempts)
 }
 
-// try makes one request. It returns the error and how long to wait before
-// another try: 0 for the default backoff, negative for none (the error is
-// final).
-func (l *UserList) try(ctx context.Context, path string, v any) (time.Duration, error) {
+// try makes one request. It returns the body of a 200, or the error and
+// how long to wait before another try: 0 for the default backoff, negative
+// for none (the error is final).
+func (l *UserList) try(ctx context.Context, path string) ([]byte, time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.base+path, nil)
 	if err != nil {
-		return -1, fmt.Errorf("%w: %w", ErrAPI, err)
+		return nil, -1, fmt.Errorf("%w: %w", ErrAPI, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+l.key)
 	req.Header.Set("Accept", "application/json")
 	resp, err := l.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return -1, fmt.Errorf("%w: %s: %w", ErrAPI, path, ctx.Err())
+			return nil, -1, fmt.Errorf("%w: %s: %w", ErrAPI, path, ctx.Err())
 		}
-		return 0, err // the network: retry
+		return nil, 0, err // the network: retry
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, l.maxBody+1))
 	switch {
 	case err != nil:
-		return 0, err
+		return nil, 0, err
 	case int64(len(body)) > l.maxBody:
-		return -1, fmt.Errorf("%w: %s answered more than %d bytes", ErrAPI, path, l.maxBody)
+		return nil, -1, fmt.Errorf("%w: %s answered more than %d bytes", ErrAPI, path, l.maxBody)
 	case resp.StatusCode == http.StatusOK:
-		if err := json.Unmarshal(body, v); err != nil {
-			return -1, fmt.Errorf("%w: %s answered malformed JSON: %w", ErrAPI, path, err)
-		}
-		return -1, nil
+		return body, -1, nil
 	case resp.StatusCode == http.StatusNotFound:
-		return -1, errNotFound
+		return nil, -1, errNotFound
 	case resp.StatusCode == http.StatusTooManyRequests:
 		wait := time.Second
 		if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s >= 0 {
 			wait = time.Duration(s) * time.Second
 		}
 		if wait > time.Minute {
-			return -1, fmt.Errorf("%w: %s: rate limited for %v", ErrAPI, path, wait)
+			return nil, -1, fmt.Errorf("%w: %s: rate limited for %v", ErrAPI, path, wait)
 		}
-		return max(wait, time.Millisecond), fmt.Errorf("rate limited (429)")
+		return nil, max(wait, time.Millisecond), fmt.Errorf("rate limited (429)")
 	case resp.StatusCode >= 500:
-		return 0, fmt.Errorf("answered %d", resp.StatusCode)
+		return nil, 0, fmt.Errorf("answered %d", resp.StatusCode)
 	}
 	// 401, 403 (a bad secret key), 400, ...: final. Clerk's error body
 	// names the problem; it holds no secret.
-	return -1, fmt.Errorf("%w: %s answered %d: %.200s", ErrAPI, path, resp.StatusCode, body)
+	return nil, -1, fmt.Errorf("%w: %s answered %d: %.200s", ErrAPI, path, resp.StatusCode, body)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

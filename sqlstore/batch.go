@@ -31,6 +31,13 @@ func (s *Store) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]usersyn
 	if len(ws) == 0 {
 		return users, outcomes, nil
 	}
+	if len(ws) >= batchRows {
+		// Prepared outside the transaction: a pool of one connection
+		// (SQLite) has none to spare inside it.
+		if err := s.prepareFullChunk(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
 	attempts, err := s.try(ctx, func() error {
 		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
@@ -75,33 +82,30 @@ func rounds(ws []usersync.Write) [][]int {
 // one statement, and fills their users and outcomes.
 func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, ws []usersync.Write, idx []int, users []usersync.User, outcomes []usersync.Outcome) error {
 	d := s.dialect
-	var q strings.Builder
-	fmt.Fprintf(&q, "INSERT INTO %s (%s) VALUES ", s.table.quoted(d), strings.Join(insertColumns, ", "))
 	args := make([]any, 0, len(idx)*len(insertColumns))
-	for n, i := range idx {
-		if n > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteByte('(')
-		for c := range insertColumns {
-			if c > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString(d.placeholder(len(args) + c + 1))
-		}
-		q.WriteByte(')')
+	for _, i := range idx {
 		w := &ws[i]
 		args = insertArgs(args, d, w, w.Fields, w.At, w.At, zeroTime)
 	}
-	q.WriteByte(' ')
-	q.WriteString(s.sql.upsertSet)
+	upsert, err := s.batchStmt(ctx, tx, s.upsertManySQL(len(idx)), len(idx))
+	if err != nil {
+		return err
+	}
 
 	byKey := make(map[string]int, len(idx)) // token identifier -> index in ws
 	for _, i := range idx {
 		byKey[ws[i].TokenIdentifier] = i
 	}
+	// The rows as they were, read with a lock where the dialect has one
+	// (MySQL: it also keeps other writers of the same keys out until
+	// commit), tell a user created from one updated: a write may carry the
+	// ID of the user it updates.
+	before, err := s.readRows(ctx, tx, ws, idx)
+	if err != nil {
+		return err
+	}
 	if d.returning {
-		rows, err := tx.QueryContext(ctx, q.String(), args...)
+		rows, err := upsert.QueryContext(ctx, args...)
 		if err != nil {
 			return err
 		}
@@ -113,20 +117,15 @@ func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, ws []usersync.Write,
 			}
 			i := byKey[u.TokenIdentifier]
 			users[i], outcomes[i] = u, usersync.Updated
-			if u.ID == ws[i].ID {
+			if _, existed := before[u.TokenIdentifier]; !existed && u.ID == ws[i].ID {
 				outcomes[i] = usersync.Created
 			}
 		}
 		return errors.Join(rows.Err(), rows.Close())
 	}
 
-	// MySQL: the outcomes come from the rows as they were, read with a
-	// lock (which also keeps other writers of the same keys out until
-	// commit), and the users from a read after the write.
-	before, err := s.lockRows(ctx, tx, ws, idx)
-	if err != nil {
-		return err
-	}
+	// MySQL: the outcomes come from the rows as they were, and the users
+	// from a read after the write.
 	var changed []any
 	for _, i := range idx {
 		w := &ws[i]
@@ -142,13 +141,17 @@ func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, ws []usersync.Write,
 		}
 		changed = append(changed, w.TokenIdentifier)
 	}
-	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+	if _, err := upsert.ExecContext(ctx, args...); err != nil {
 		return err
 	}
 	if len(changed) == 0 {
 		return nil
 	}
-	rows, err := tx.QueryContext(ctx, s.sql.getByTokensPrefix+inList(d, len(changed))+")", changed...)
+	get, err := s.batchStmt(ctx, tx, s.sql.getByTokensPrefix+inList(d, len(changed))+")", len(changed))
+	if err != nil {
+		return err
+	}
+	rows, err := get.QueryContext(ctx, changed...)
 	if err != nil {
 		return err
 	}
@@ -168,6 +171,69 @@ func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, ws []usersync.Write,
 	return errors.Join(rows.Err(), rows.Close())
 }
 
+// upsertManySQL returns the upsert of n rows.
+func (s *Store) upsertManySQL(n int) string {
+	d := s.dialect
+	var q strings.Builder
+	fmt.Fprintf(&q, "INSERT INTO %s (%s) VALUES ", s.table.quoted(d), strings.Join(insertColumns, ", "))
+	for r := range n {
+		if r > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteByte('(')
+		for c := range insertColumns {
+			if c > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(d.placeholder(r*len(insertColumns) + c + 1))
+		}
+		q.WriteByte(')')
+	}
+	q.WriteByte(' ')
+	q.WriteString(s.sql.upsertSet)
+	return q.String()
+}
+
+// fullChunkQueries returns the statements of a full chunk (batchRows
+// rows), whose parsing costs as much as a tenth of the batch.
+func (s *Store) fullChunkQueries() []string {
+	if s.dialect.returning {
+		return []string{s.upsertManySQL(batchRows), s.readRowsSQL(batchRows)}
+	}
+	return []string{s.upsertManySQL(batchRows), s.readRowsSQL(batchRows), s.sql.getByTokensPrefix + inList(s.dialect, batchRows) + ")"}
+}
+
+// readRowsSQL returns the read of n rows' versions by token identifier.
+func (s *Store) readRowsSQL(n int) string {
+	q := s.sql.lockPrefix + inList(s.dialect, n) + ")"
+	if !s.dialect.returning { // MySQL
+		q += " FOR UPDATE"
+	}
+	return q
+}
+
+// prepareFullChunk prepares the statements of a full chunk, once per
+// store.
+func (s *Store) prepareFullChunk(ctx context.Context) error {
+	for _, q := range s.fullChunkQueries() {
+		if _, err := s.stmt(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batchStmt returns query, of rows rows, as a statement of tx: one that
+// prepareFullChunk prepared for a full chunk, else prepared for this use.
+func (s *Store) batchStmt(ctx context.Context, tx *sql.Tx, query string, rows int) (*sql.Stmt, error) {
+	if rows == batchRows {
+		if st, ok := s.stmts.Load(query); ok {
+			return tx.StmtContext(ctx, st.(*sql.Stmt)), nil
+		}
+	}
+	return tx.PrepareContext(ctx, query)
+}
+
 // rowVersions is what an upsert decides by: whether the row is a
 // tombstone, and the version of each field.
 type rowVersions struct {
@@ -185,13 +251,18 @@ func (r rowVersions) newer(w *usersync.Write) bool {
 	return false
 }
 
-// lockRows reads the rows of the writes' token identifiers FOR UPDATE.
-func (s *Store) lockRows(ctx context.Context, tx *sql.Tx, ws []usersync.Write, idx []int) (map[string]rowVersions, error) {
+// readRows reads the rows of the writes' token identifiers, FOR UPDATE on
+// MySQL.
+func (s *Store) readRows(ctx context.Context, tx *sql.Tx, ws []usersync.Write, idx []int) (map[string]rowVersions, error) {
 	keys := make([]any, len(idx))
 	for n, i := range idx {
 		keys[n] = ws[i].TokenIdentifier
 	}
-	rows, err := tx.QueryContext(ctx, s.sql.lockPrefix+inList(s.dialect, len(keys))+") FOR UPDATE", keys...)
+	lock, err := s.batchStmt(ctx, tx, s.readRowsSQL(len(keys)), len(keys))
+	if err != nil {
+		return nil, err
+	}
+	rows, err := lock.QueryContext(ctx, keys...)
 	if err != nil {
 		return nil, err
 	}

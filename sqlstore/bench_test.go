@@ -53,17 +53,17 @@ func BenchmarkSQL(b *testing.B) {
 	ctx := context.Background()
 	for _, be := range backends[:2] { // SQLite and PostgreSQL
 		for _, n := range benchSizes() {
-			b.Run(fmt.Sprintf("%s/n=%d", be.name, n), func(b *testing.B) {
-				be.skipIfUnset(b)
-				db, table := be.open(b)
-				s := be.storeOn(b, db, table)
+			b.Run(fmt.Sprintf("%s/n=%d", be.Name, n), func(b *testing.B) {
+				be.SkipIfUnset(b)
+				db, table := be.Open(b)
+				s := be.StoreOn(b, db, table)
 				bulkLoad(b, s, n)
 				// settle puts the database in the same state before each
 				// sub-benchmark, so that none pays for its predecessor's
 				// writes (SQLite's WAL, PostgreSQL's dead tuples).
 				settle := func() {
 					q := "VACUUM ANALYZE " + table
-					if be.dialect == sqlstore.SQLite {
+					if be.Dialect == sqlstore.SQLite {
 						q = "PRAGMA wal_checkpoint(TRUNCATE)"
 					}
 					if _, err := db.Exec(q); err != nil {
@@ -76,7 +76,7 @@ func BenchmarkSQL(b *testing.B) {
 					keys[i] = usersync.TokenIdentifier("https://bench.test", subjects[i])
 				}
 				ph := func(i int) string {
-					if be.dialect == sqlstore.Postgres {
+					if be.Dialect == sqlstore.Postgres {
 						return fmt.Sprintf("$%d", i)
 					}
 					return "?"
@@ -154,7 +154,7 @@ func BenchmarkSQL(b *testing.B) {
 				}
 				defer floorUp.Close()
 				var now any = time.Now().UTC()
-				if be.dialect == sqlstore.SQLite {
+				if be.Dialect == sqlstore.SQLite {
 					now = time.Now().UnixMilli()
 				}
 				version = 10
@@ -183,7 +183,7 @@ func BenchmarkSQL(b *testing.B) {
 						}
 					}
 				})
-				if be.dialect == sqlstore.Postgres {
+				if be.Dialect == sqlstore.Postgres {
 					settle()
 					b.Run("upsert/sqlstore/parallel", func(b *testing.B) {
 						b.ReportAllocs()

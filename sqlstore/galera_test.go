@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/testdb"
 	"github.com/usersync/usersync/sqlstore"
 	"github.com/usersync/usersync/usersynctest"
 )
@@ -81,7 +82,7 @@ var galeraRetries atomic.Int64
 func galeraStores(t testing.TB) []*sqlstore.Store {
 	t.Helper()
 	nodes := galeraNodes(t)
-	table := ownSchema(t, nodes[0], sqlstore.MySQL) + ".users"
+	table := testdb.OwnSchema(t, nodes[0], sqlstore.MySQL) + ".users"
 	var stores []*sqlstore.Store
 	for i, db := range nodes {
 		s, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.MySQL, Table: table})
@@ -269,7 +270,7 @@ func TestGaleraReplicasConverge(t *testing.T) {
 // must still apply once, with no error.
 func TestGaleraConcurrentMigrate(t *testing.T) {
 	nodes := galeraNodes(t)
-	table := ownSchema(t, nodes[0], sqlstore.MySQL) + ".users"
+	table := testdb.OwnSchema(t, nodes[0], sqlstore.MySQL) + ".users"
 	errs := make([]error, 9)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -349,8 +350,8 @@ func BenchmarkUpsertGalera(b *testing.B) {
 	}
 	b.Run("mariadb", func(b *testing.B) {
 		be := backends[2]
-		be.skipIfUnset(b)
-		run(b, be.newStore(b))
+		be.SkipIfUnset(b)
+		run(b, be.NewStore(b))
 	})
 	b.Run("galera", func(b *testing.B) {
 		run(b, galeraStores(b)[0])

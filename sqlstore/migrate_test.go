@@ -16,7 +16,7 @@ import (
 func insertV1(t *testing.T, db *sql.DB, b *backend, table, id, subject string, verified bool, v int64) {
 	t.Helper()
 	ph := func(i int) string {
-		if b.dialect == sqlstore.Postgres {
+		if b.Dialect == sqlstore.Postgres {
 			return fmt.Sprintf("$%d", i)
 		}
 		return "?"
@@ -31,58 +31,72 @@ func insertV1(t *testing.T, db *sql.DB, b *backend, table, id, subject string, v
 	}
 }
 
-// A database made by schema version 1 upgrades in place: the data stays,
-// email_verified gets the version of the email, and on MySQL the keys
-// become byte-for-byte.
-func TestMigrateUpgradesVersion1(t *testing.T) {
+// A database made by schema version 1 or 2 upgrades in place: the data
+// stays (times too, now SQL times on the servers), email_verified gets the
+// version of the email, and on MySQL the keys become byte-for-byte.
+func TestMigrateUpgradesOldVersions(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			b.skipIfUnset(t)
-			ctx := context.Background()
-			db, table := b.open(t)
-			old, err := sqlstore.New(db, sqlstore.Config{Dialect: b.dialect, Table: table})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := old.MigrateTo(ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-			insertV1(t, db, b, table, "id-alice", "alice", true, 10)
-			insertV1(t, db, b, table, "id-bob", "bob", false, 20)
+		for _, from := range []int{1, 2} {
+			t.Run(fmt.Sprintf("%s/from_%d", b.Name, from), func(t *testing.T) {
+				testUpgradeFrom(t, b, from)
+			})
+		}
+	}
+}
 
-			s := b.storeOn(t, db, table) // Migrate to the newest version
-			for _, c := range []struct {
-				sub, id  string
-				verified bool
-			}{{"alice", "id-alice", true}, {"bob", "id-bob", false}} {
-				u, err := s.GetByTokenIdentifier(ctx, usersync.TokenIdentifier("https://issuer.test", c.sub))
-				if err != nil || u.ID != c.id || u.Name != "Name "+c.sub || u.Email != c.sub+"@example.com" || u.EmailVerified != c.verified {
-					t.Fatalf("%s after the upgrade: %+v, %v", c.sub, u, err)
-				}
-			}
-			// email_verified carries the version of the email: an older
-			// write of it is stale, a newer one applies.
-			w := usersync.Write{ID: "new", Issuer: "https://issuer.test", Subject: "alice", TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", "alice"),
-				Version: 9, Fields: usersync.FieldEmailVerified, At: time.Now()}
-			if _, o, err := s.Upsert(ctx, w); err != nil || o != usersync.Stale {
-				t.Fatalf("older email_verified: %v, %v; want stale", o, err)
-			}
-			w.Version = 11
-			if u, o, err := s.Upsert(ctx, w); err != nil || o != usersync.Updated || u.EmailVerified {
-				t.Fatalf("newer email_verified: %v, %v, verified %v", o, err, u.EmailVerified)
-			}
-			// Keys compare byte for byte after the upgrade, on MySQL too.
-			w = usersync.Write{ID: "id-alice ", Issuer: "https://issuer.test", Subject: "alice ", TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", "alice "),
-				Version: 30, Fields: usersync.FieldName, Profile: usersync.Profile{Name: "Other"}, At: time.Now()}
-			if _, o, err := s.Upsert(ctx, w); err != nil || o != usersync.Created {
-				t.Fatalf(`"alice " after the upgrade: %v, %v; want a new user`, o, err)
-			}
-			if u, err := s.Get(ctx, "id-alice"); err != nil || u.Name != "Name alice" {
-				t.Fatalf("alice after \"alice \" was stored: %+v, %v", u, err)
-			}
-			if _, err := s.Get(ctx, "id-bob "); !errors.Is(err, usersync.ErrNotFound) {
-				t.Fatalf(`Get("id-bob "): %v, want ErrNotFound`, err)
-			}
-		})
+func testUpgradeFrom(t *testing.T, b *backend, from int) {
+	b.SkipIfUnset(t)
+	ctx := context.Background()
+	db, table := b.Open(t)
+	old, err := sqlstore.New(db, sqlstore.Config{Dialect: b.Dialect, Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.MigrateTo(ctx, from); err != nil {
+		t.Fatal(err)
+	}
+	insertV1(t, db, b, table, "id-alice", "alice", true, 10)
+	insertV1(t, db, b, table, "id-bob", "bob", false, 20)
+	if from >= 2 { // version 2's writers keep email_verified's version
+		if _, err := db.Exec("UPDATE " + table + " SET email_verified_version = email_version"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s := b.StoreOn(t, db, table) // Migrate to the newest version
+	for _, c := range []struct {
+		sub, id  string
+		verified bool
+	}{{"alice", "id-alice", true}, {"bob", "id-bob", false}} {
+		u, err := s.GetByTokenIdentifier(ctx, usersync.TokenIdentifier("https://issuer.test", c.sub))
+		if err != nil || u.ID != c.id || u.Name != "Name "+c.sub || u.Email != c.sub+"@example.com" || u.EmailVerified != c.verified {
+			t.Fatalf("%s after the upgrade: %+v, %v", c.sub, u, err)
+		}
+		if at := time.UnixMilli(1700000000000); !u.CreatedAt.Equal(at) || !u.UpdatedAt.Equal(at) || !u.DeletedAt.IsZero() || u.ExternalID != "" || !u.LastSignInAt.IsZero() {
+			t.Fatalf("%s's times after the upgrade: %+v", c.sub, u)
+		}
+	}
+	// email_verified carries the version of the email: an older
+	// write of it is stale, a newer one applies.
+	w := usersync.Write{ID: "new", Issuer: "https://issuer.test", Subject: "alice", TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", "alice"),
+		Version: 9, Fields: usersync.FieldEmailVerified, At: time.Now()}
+	if _, o, err := s.Upsert(ctx, w); err != nil || o != usersync.Stale {
+		t.Fatalf("older email_verified: %v, %v; want stale", o, err)
+	}
+	w.Version = 11
+	if u, o, err := s.Upsert(ctx, w); err != nil || o != usersync.Updated || u.EmailVerified {
+		t.Fatalf("newer email_verified: %v, %v, verified %v", o, err, u.EmailVerified)
+	}
+	// Keys compare byte for byte after the upgrade, on MySQL too.
+	w = usersync.Write{ID: "id-alice ", Issuer: "https://issuer.test", Subject: "alice ", TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", "alice "),
+		Version: 30, Fields: usersync.FieldName, Profile: usersync.Profile{Name: "Other"}, At: time.Now()}
+	if _, o, err := s.Upsert(ctx, w); err != nil || o != usersync.Created {
+		t.Fatalf(`"alice " after the upgrade: %v, %v; want a new user`, o, err)
+	}
+	if u, err := s.Get(ctx, "id-alice"); err != nil || u.Name != "Name alice" {
+		t.Fatalf("alice after \"alice \" was stored: %+v, %v", u, err)
+	}
+	if _, err := s.Get(ctx, "id-bob "); !errors.Is(err, usersync.ErrNotFound) {
+		t.Fatalf(`Get("id-bob "): %v, want ErrNotFound`, err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/clerk/clerktest"
+	"github.com/usersync/usersync/internal/testdb"
 	"github.com/usersync/usersync/sqlstore"
 )
 
@@ -52,7 +53,7 @@ func BenchmarkWebhookPostgresPool(b *testing.B) {
 			}
 			defer db.Close()
 			pool.set(db)
-			table := ownSchema(b, db, sqlstore.Postgres) + ".users"
+			table := testdb.OwnSchema(b, db, sqlstore.Postgres) + ".users"
 			store, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.Postgres, Table: table})
 			if err != nil {
 				b.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/testdb"
 	"github.com/usersync/usersync/sqlstore"
 	"github.com/usersync/usersync/usersynctest"
 )
@@ -22,10 +23,10 @@ import (
 // fold, exactly as one process would.
 func TestTwoReplicasConverge(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			b.skipIfUnset(t)
-			db, table := b.open(t)
-			replicas := []*sqlstore.Store{b.storeOn(t, db, table), b.storeOn(t, b.openExtra(t, db), table)}
+		t.Run(b.Name, func(t *testing.T) {
+			b.SkipIfUnset(t)
+			db, table := b.Open(t)
+			replicas := []*sqlstore.Store{b.StoreOn(t, db, table), b.StoreOn(t, b.OpenExtra(t, db), table)}
 			var syncers []*usersync.Syncer
 			for _, r := range replicas {
 				s, err := usersync.New(usersync.Config{Store: r})
@@ -82,8 +83,8 @@ func TestPostgresConnectionKilledMidStream(t *testing.T) {
 		t.Skip("USERSYNC_POSTGRES_DSN is not set: skipping the PostgreSQL fault test")
 	}
 	b := backends[1]
-	_, table := b.open(t)
-	app := "usersync_fault_" + randomHex(4)
+	_, table := b.Open(t)
+	app := "usersync_fault_" + testdb.RandomHex(4)
 	sep := "?"
 	if strings.Contains(dsn, "?") {
 		sep = "&"
@@ -94,7 +95,7 @@ func TestPostgresConnectionKilledMidStream(t *testing.T) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(4)
-	store := b.storeOn(t, db, table)
+	store := b.StoreOn(t, db, table)
 	admin, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -114,9 +115,9 @@ func TestPostgresConnectionKilledMidStream(t *testing.T) {
 		ti := usersync.TokenIdentifier(usersynctest.StreamIssuer, e.Subject)
 		var err error
 		if e.Delete {
-			_, _, err = store.Delete(ctx, usersync.Write{ID: "id-" + randomHex(8), TokenIdentifier: ti, Issuer: usersynctest.StreamIssuer, Subject: e.Subject, At: time.Now()})
+			_, _, err = store.Delete(ctx, usersync.Write{ID: "id-" + testdb.RandomHex(8), TokenIdentifier: ti, Issuer: usersynctest.StreamIssuer, Subject: e.Subject, At: time.Now()})
 		} else {
-			_, _, err = store.Upsert(ctx, usersync.Write{ID: "id-" + randomHex(8), TokenIdentifier: ti, Issuer: usersynctest.StreamIssuer, Subject: e.Subject, Version: e.Version, Fields: e.Fields, Profile: e.Profile, At: time.Now()})
+			_, _, err = store.Upsert(ctx, usersync.Write{ID: "id-" + testdb.RandomHex(8), TokenIdentifier: ti, Issuer: usersynctest.StreamIssuer, Subject: e.Subject, Version: e.Version, Fields: e.Fields, Profile: e.Profile, At: time.Now()})
 		}
 		if errors.Is(err, usersync.ErrDeleted) {
 			return nil

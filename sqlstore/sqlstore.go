@@ -222,7 +222,7 @@ func (s *Store) Upsert(ctx context.Context, w usersync.Write) (usersync.User, us
 		return usersync.User{}, usersync.Stale, err
 	}
 	args := insertArgs(make([]any, 0, len(insertColumns)), s.dialect, &w, w.Fields, w.At, w.At, time.Time{})
-	u, outcome, err := s.write(ctx, "upsert", s.sql.upsert, w.ID, w.TokenIdentifier, usersync.Updated, args)
+	u, outcome, err := s.write(ctx, "upsert", s.sql.upsert, &w, usersync.Updated, args)
 	if err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
@@ -239,17 +239,18 @@ func (s *Store) Delete(ctx context.Context, w usersync.Write) (usersync.User, us
 	}
 	t := usersync.Write{ID: w.ID, TokenIdentifier: w.TokenIdentifier, Issuer: w.Issuer, Subject: w.Subject}
 	args := insertArgs(make([]any, 0, len(insertColumns)), s.dialect, &t, 0, w.At, w.At, w.At)
-	u, outcome, err := s.write(ctx, "delete", s.sql.tombstone, w.ID, w.TokenIdentifier, usersync.Deleted, args)
+	u, outcome, err := s.write(ctx, "delete", s.sql.tombstone, &w, usersync.Deleted, args)
 	if outcome == usersync.Created {
 		outcome = usersync.Deleted // a tombstone for a key never seen
 	}
 	return u, outcome, err
 }
 
-// write runs an insert-or-update statement. It reports Created when the row
-// is new, changed when an existing row changed, and Stale with the stored
-// row otherwise.
-func (s *Store) write(ctx context.Context, op, query, id, ti string, changed usersync.Outcome, args []any) (usersync.User, usersync.Outcome, error) {
+// write runs the insert-or-update statement of w. It reports Created when
+// the row is new, changed when an existing row changed, and Stale with the
+// stored row otherwise.
+func (s *Store) write(ctx context.Context, op, query string, w *usersync.Write, changed usersync.Outcome, args []any) (usersync.User, usersync.Outcome, error) {
+	id, ti := w.ID, w.TokenIdentifier
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return usersync.User{}, usersync.Stale, err
@@ -261,7 +262,7 @@ func (s *Store) write(ctx context.Context, op, query, id, ti string, changed use
 			return err
 		})
 		switch {
-		case err == nil && u.ID == id:
+		case err == nil && created(&u, w):
 			return u, usersync.Created, nil
 		case err == nil:
 			return u, changed, nil
@@ -296,14 +297,23 @@ func (s *Store) write(ctx context.Context, op, query, id, ti string, changed use
 		return usersync.User{}, usersync.Stale, err
 	}
 	// MySQL counts 1 for an insert, 2 for a change and 0 for no change (1
-	// with clientFoundRows=true), so "created" is told by the ID.
+	// with clientFoundRows=true), so "created" is told by the row.
 	switch {
-	case n >= 1 && u.ID == id:
+	case n >= 1 && created(&u, w):
 		return u, usersync.Created, nil
 	case n == 2:
 		return u, changed, nil
 	}
 	return u, usersync.Stale, nil
+}
+
+// created reports whether u, as stored after w, was created by w: it has
+// w's ID and was created at w's time (to the store's millisecond). A write
+// that updates may carry the ID of the user it updates; only a retry of
+// the very write that created the user could also carry its time.
+func created(u *usersync.User, w *usersync.Write) bool {
+	d := u.CreatedAt.Sub(w.At)
+	return u.ID == w.ID && d > -time.Millisecond && d < time.Millisecond
 }
 
 // List implements usersync.Store with keyset pagination on the primary key.

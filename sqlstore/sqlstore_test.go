@@ -2,9 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -18,140 +16,22 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/testdb"
 	"github.com/usersync/usersync/sqlstore"
 	"github.com/usersync/usersync/usersynctest"
 )
 
-// backend opens databases of one dialect for tests.
-type backend struct {
-	name    string
-	dialect sqlstore.Dialect
-	env     string // DSN variable; "" for SQLite, which always runs
-	driver  string
+// backend opens databases of one dialect; backends are SQLite, PostgreSQL
+// and MySQL.
+type backend = testdb.Backend
 
-	once sync.Once
-	db   *sql.DB
-	err  error
-}
-
-var backends = []*backend{
-	{name: "sqlite", dialect: sqlstore.SQLite, driver: "sqlite"},
-	{name: "postgres", dialect: sqlstore.Postgres, env: "USERSYNC_POSTGRES_DSN", driver: "pgx"},
-	{name: "mysql", dialect: sqlstore.MySQL, env: "USERSYNC_MYSQL_DSN", driver: "mysql"},
-}
-
-// open returns a fresh database handle and a table name no other test
-// uses. SQLite gets a new file per call. Servers share one pool per test
-// binary, and each test gets a schema (PostgreSQL) or database (MySQL) of
-// its own, with a random name, dropped when it ends: a test touches
-// nothing it did not create. The table is qualified by it: "s_1a2b.users".
-func (b *backend) open(t testing.TB) (*sql.DB, string) {
-	t.Helper()
-	if b.env == "" {
-		db, err := sql.Open(b.driver, sqlstore.SQLiteDSN(filepath.Join(t.TempDir(), "users.db")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		db.SetMaxOpenConns(1)
-		t.Cleanup(func() { db.Close() })
-		return db, "users"
-	}
-	b.skipIfUnset(t)
-	dsn := os.Getenv(b.env)
-	b.once.Do(func() {
-		b.db, b.err = sql.Open(b.driver, dsn)
-		if b.err == nil {
-			b.err = b.db.Ping()
-		}
-	})
-	if b.err != nil {
-		t.Fatalf("%s: %v", b.name, b.err)
-	}
-	return b.db, ownSchema(t, b.db, b.dialect) + ".users"
-}
-
-// ownSchema creates a schema (PostgreSQL) or database (MySQL) with a random
-// name and drops it, and only it, when t ends.
-func ownSchema(t testing.TB, db *sql.DB, d sqlstore.Dialect) string {
-	t.Helper()
-	name := "usersync_" + randomHex(5)
-	create, drop := "CREATE SCHEMA "+name, "DROP SCHEMA "+name+" CASCADE"
-	if d == sqlstore.MySQL {
-		create, drop = "CREATE DATABASE "+name, "DROP DATABASE "+name
-	}
-	if _, err := db.Exec(create); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.Exec(drop); err != nil {
-			t.Errorf("drop the test's own %s: %v", name, err)
-		}
-	})
-	return name
-}
-
-// skipIfUnset skips t when the backend's server DSN is not set.
-func (b *backend) skipIfUnset(t testing.TB) {
-	t.Helper()
-	if b.env != "" && os.Getenv(b.env) == "" {
-		t.Skipf("%s is not set: skipping the %s tests (set it to a DSN of a disposable database to run them)", b.env, b.name)
-	}
-}
-
-// openExtra opens a second, independent pool on the same database: another
-// app replica.
-func (b *backend) openExtra(t testing.TB, first *sql.DB) *sql.DB {
-	t.Helper()
-	var dsn string
-	if b.env == "" {
-		// SQLite: the same file through a new pool.
-		var path string
-		if err := first.QueryRow("SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&path); err != nil {
-			t.Fatal(err)
-		}
-		dsn = sqlstore.SQLiteDSN(path)
-	} else {
-		dsn = os.Getenv(b.env)
-	}
-	db, err := sql.Open(b.driver, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// newStore opens and migrates a store on a fresh table.
-func (b *backend) newStore(t testing.TB) *sqlstore.Store {
-	t.Helper()
-	db, table := b.open(t)
-	return b.storeOn(t, db, table)
-}
-
-func (b *backend) storeOn(t testing.TB, db *sql.DB, table string) *sqlstore.Store {
-	t.Helper()
-	s, err := sqlstore.New(db, sqlstore.Config{Dialect: b.dialect, Table: table})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+var backends = testdb.Backends
 
 func TestConformance(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			b.skipIfUnset(t)
-			usersynctest.TestStore(t, func(t *testing.T) usersync.Store { return b.newStore(t) })
+		t.Run(b.Name, func(t *testing.T) {
+			b.SkipIfUnset(t)
+			usersynctest.TestStore(t, func(t *testing.T) usersync.Store { return b.NewStore(t) })
 		})
 	}
 }
@@ -179,9 +59,9 @@ func TestNewRejectsBadTableNames(t *testing.T) {
 
 func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			db, table := b.open(t)
-			other := b.openExtra(t, db)
+		t.Run(b.Name, func(t *testing.T) {
+			db, table := b.Open(t)
+			other := b.OpenExtra(t, db)
 			var wg sync.WaitGroup
 			errs := make([]error, 8)
 			for i := range errs {
@@ -190,7 +70,7 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 					if i%2 == 1 {
 						pool = other
 					}
-					s, err := sqlstore.New(pool, sqlstore.Config{Dialect: b.dialect, Table: table})
+					s, err := sqlstore.New(pool, sqlstore.Config{Dialect: b.Dialect, Table: table})
 					if err == nil {
 						err = s.Migrate(context.Background())
 					}
@@ -203,8 +83,8 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 					t.Fatalf("Migrate %d: %v", i, err)
 				}
 			}
-			s := b.storeOn(t, db, table) // and once more
-			files, err := os.ReadDir(filepath.Join("schema", b.dialect.String()))
+			s := b.StoreOn(t, db, table) // and once more
+			files, err := os.ReadDir(filepath.Join("schema", b.Dialect.String()))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -178,6 +178,19 @@ var storeCases = []storeCase{
 		sameTime(t, "UpdatedAt", u.UpdatedAt, w.At)
 		sameProfile(t, "stored", f.mustGet("alice").Profile, full("alicia"))
 	}},
+	{"Upsert/a write carrying the stored user's own ID updates them", func(t *testing.T, f *storeFixture) {
+		u := f.upsert(f.write("alice", 1, usersync.AllFields, full("alice")), usersync.Created)
+		w := f.write("alice", 2, usersync.FieldName, usersync.Profile{Name: "Alicia"})
+		w.ID = u.ID
+		if got := f.upsert(w, usersync.Updated); got.Name != "Alicia" || got.ID != u.ID {
+			t.Fatalf("stored %+v", got)
+		}
+		d := f.tombstone("alice")
+		d.ID = u.ID
+		if _, o, err := f.s.Delete(bg, d); err != nil || o != usersync.Deleted {
+			t.Fatalf("Delete = %v, %v; want Deleted", o, err)
+		}
+	}},
 	{"Upsert/an equal version is stale and returns the stored user", func(t *testing.T, f *storeFixture) {
 		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
 		u := f.upsert(f.write("alice", 10, usersync.AllFields, full("mallory")), usersync.Stale)
@@ -737,6 +750,40 @@ var storeCases = []storeCase{
 		}
 		if n, err := f.s.Count(bg); err != nil || n != 3 {
 			t.Fatalf("Count = %d, %v; want 3", n, err)
+		}
+	}},
+	{"UpsertBatch/an import of 1,000 users, twice, then newer", func(t *testing.T, f *storeFixture) {
+		// Big enough for any store's largest statement, with a bound on
+		// the wait: a store that deadlocks on its own pool fails here.
+		ctx, cancel := context.WithTimeout(bg, time.Minute)
+		defer cancel()
+		ws := make([]usersync.Write, 1000)
+		for i := range ws {
+			name := fmt.Sprintf("import-%04d", i)
+			ws[i] = f.write(name, 3, usersync.AllFields, full(name))
+		}
+		for round, want := range []usersync.Outcome{usersync.Created, usersync.Stale, usersync.Updated} {
+			if want == usersync.Updated {
+				for i := range ws {
+					ws[i].Version, ws[i].Fields, ws[i].Profile.Name = 4, usersync.FieldName, fmt.Sprintf("renamed-%04d", i)
+				}
+			}
+			users, outcomes, err := f.s.UpsertBatch(ctx, ws)
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			for i, o := range outcomes {
+				if o != want || (want != usersync.Stale && users[i].Subject != ws[i].Subject) {
+					t.Fatalf("round %d, write %d: %v, %+v; want %v", round, i, o, users[i], want)
+				}
+			}
+		}
+		if n, err := f.s.Count(bg); err != nil || n != 1000 {
+			t.Fatalf("Count = %d, %v; want 1000", n, err)
+		}
+		u := f.mustGet("import-0777")
+		if u.Name != "renamed-0777" || u.Email != full("import-0777").Email || u.Version != 4 {
+			t.Fatalf("import-0777: %+v", u)
 		}
 	}},
 	{"UpsertBatch/a malformed write fails the whole batch and stores nothing", func(t *testing.T, f *storeFixture) {

@@ -1,6 +1,6 @@
-// Package clerktest helps test code that receives Clerk webhooks, in the
-// spirit of net/http/httptest: it builds Clerk-shaped user events and signs
-// them as Svix does. It is meant for tests only; its helpers fail the test
+// Package clerktest helps test code that talks to Clerk, in the spirit of
+// net/http/httptest: it builds Clerk-shaped user events and signs them as
+// Svix does (WebhookSender), and serves a fake Backend API user list (API). It is meant for tests only; its helpers fail the test
 // (t.Fatal) instead of returning errors.
 package clerktest
 
@@ -53,7 +53,7 @@ func NewWebhookSenderWithSecret(t testing.TB, secret string) *WebhookSender {
 	return &WebhookSender{Secret: secret, Now: time.Now, t: t, wh: wh}
 }
 
-// User describes the user of a generated event.
+// User describes a Clerk user: of a generated event, or listed by an API.
 type User struct {
 	ID                  string
 	FirstName, LastName *string // nil sends JSON null, as Clerk does
@@ -62,8 +62,12 @@ type User struct {
 	EmailUnverified     bool
 	Phone               string
 	ImageURL            string
+	ExternalID          string // "" sends JSON null
 	PublicMetadata      json.RawMessage
-	UpdatedAt           time.Time // the event's version
+	LastSignInAt        time.Time // zero sends JSON null
+	// CreatedAt is when Clerk created the user; zero means UpdatedAt.
+	CreatedAt time.Time
+	UpdatedAt time.Time // the version
 }
 
 // Str returns a pointer to s, for User's nullable fields.
@@ -71,12 +75,27 @@ func Str(s string) *string { return &s }
 
 // UserEvent returns the JSON body of a user.created or user.updated event.
 func UserEvent(eventType string, u User) []byte {
+	return event(eventType, u.clerk(), u.UpdatedAt)
+}
+
+// clerk returns u as Clerk's user object.
+func (u User) clerk() clerk.User {
 	d := clerk.User{
 		Object: "user", ID: u.ID, Username: u.Username, FirstName: u.FirstName, LastName: u.LastName,
 		ImageURL: u.ImageURL, PublicMetadata: u.PublicMetadata,
 		EmailAddresses: []clerk.EmailAddress{}, PhoneNumbers: []clerk.PhoneNumber{},
 		CreatedAt: u.UpdatedAt.UnixMilli(), UpdatedAt: u.UpdatedAt.UnixMilli(),
 		PrivateMetadata: json.RawMessage(`{}`), UnsafeMetadata: json.RawMessage(`{}`),
+	}
+	if !u.CreatedAt.IsZero() {
+		d.CreatedAt = u.CreatedAt.UnixMilli()
+	}
+	if u.ExternalID != "" {
+		d.ExternalID = Str(u.ExternalID)
+	}
+	if !u.LastSignInAt.IsZero() {
+		ms := u.LastSignInAt.UnixMilli()
+		d.LastSignInAt = &ms
 	}
 	if d.PublicMetadata == nil {
 		d.PublicMetadata = json.RawMessage(`{}`)
@@ -93,7 +112,7 @@ func UserEvent(eventType string, u User) []byte {
 		d.PrimaryPhoneNumberID = Str("idn_phone_" + u.ID)
 		d.PhoneNumbers = append(d.PhoneNumbers, clerk.PhoneNumber{ID: "idn_phone_" + u.ID, PhoneNumber: u.Phone, Verification: &clerk.Verification{Status: "verified"}})
 	}
-	return event(eventType, d, u.UpdatedAt)
+	return d
 }
 
 // UserDeletedEvent returns the JSON body of a user.deleted event.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk"
+	"github.com/usersync/usersync/reconcile"
 )
 
 // app is the chat: messages with authors, on top of usersync.
@@ -26,6 +27,10 @@ type app struct {
 	dev      *devIssuer // nil outside dev mode
 	clerkKey string     // publishable key, Clerk mode
 	issuer   string
+
+	users      *clerk.UserList       // the Backend API's, with CLERK_SECRET_KEY; else nil
+	reconciler *reconcile.Reconciler // over users, when set
+	every      time.Duration         // between reconciles; 0: only at start
 }
 
 const maxMessage = 2000 // characters

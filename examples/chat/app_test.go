@@ -47,10 +47,18 @@ func (c *countingStore) Get(ctx context.Context, id string) (usersync.User, erro
 
 func newTestApp(t *testing.T, databaseURL string) *testApp {
 	t.Helper()
+	return newTestAppWith(t, config{databaseURL: databaseURL})
+}
+
+// newTestAppWith is newTestApp with more of the environment: cfg's issuer
+// and webhook secret are the test's.
+func newTestAppWith(t *testing.T, cfg config) *testApp {
+	t.Helper()
 	iss := usersynctest.NewIssuer(t)
 	sender := clerktest.NewWebhookSender(t)
 	log := slog.New(slog.DiscardHandler)
-	a, cleanup, err := newApp(context.Background(), config{databaseURL: databaseURL, issuer: iss.URL, secrets: sender.Secret}, "http://unused", log)
+	cfg.issuer, cfg.secrets = iss.URL, sender.Secret
+	a, cleanup, err := newApp(context.Background(), cfg, "http://unused", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +205,61 @@ func TestEndpoints(t *testing.T) {
 // While the issuer's keys cannot be fetched, every token endpoint answers
 // 503 with Retry-After and a JSON error, never 401: a single-page app
 // signs its user out on a 401.
+// TestReconcileFromTheBackendAPI: with CLERK_SECRET_KEY the app imports
+// the instance's users at start, mapped as webhooks map them, and deletes
+// the users the instance no longer lists, for good.
+func TestReconcileFromTheBackendAPI(t *testing.T) {
+	for name, url := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			api := clerktest.NewAPI(t)
+			at := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+			api.Put(
+				clerktest.User{ID: "user_ada", FirstName: clerktest.Str("Ada"), LastName: clerktest.Str("Lovelace"), Email: "ada@example.com", ExternalID: "legacy-7", UpdatedAt: at},
+				clerktest.User{ID: "user_bob", Username: clerktest.Str("bob"), UpdatedAt: at},
+			)
+			ta := newTestAppWith(t, config{databaseURL: url, secretKey: api.SecretKey, apiURL: api.URL, reconcileEvery: "20ms"})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			defer ta.reconcileInBackground(ctx)()
+
+			// Tokens that carry nothing but the subject: what /me shows
+			// comes from the Backend API.
+			ada := ta.issuer.Token(map[string]any{"sub": "user_ada"})
+			bob := ta.issuer.Token(map[string]any{"sub": "user_bob"})
+			w := eventually(t, func() *httptest.ResponseRecorder { return ta.do("GET", "/api/users/me", ada, nil) }, 200)
+			me := decode[map[string]any](t, w)
+			if me["name"] != "Ada Lovelace" || me["givenName"] != "Ada" || me["familyName"] != "Lovelace" || me["email"] != "ada@example.com" || me["emailVerified"] != true || me["externalId"] != "legacy-7" {
+				t.Fatalf("me = %v", me)
+			}
+			if me := decode[map[string]any](t, eventually(t, func() *httptest.ResponseRecorder { return ta.do("GET", "/api/users/me", bob, nil) }, 200)); me["name"] != "bob" {
+				t.Fatalf("bob = %v", me)
+			}
+
+			api.Remove("user_bob")
+			eventually(t, func() *httptest.ResponseRecorder { return ta.do("GET", "/api/users/me", bob, nil) }, 404)
+			// Bob's token is still valid, but he is gone for good.
+			expect(t, "store a deleted user", ta.do("POST", "/api/users/store", bob, nil), 403)
+			expect(t, "send as a deleted user", ta.do("POST", "/api/messages", bob, map[string]string{"body": "hi"}), 403)
+			expect(t, "me of a deleted user", ta.do("GET", "/api/users/me", bob, nil), 404)
+			expect(t, "ada stays", ta.do("GET", "/api/users/me", ada, nil), 200)
+		})
+	}
+}
+
+// eventually calls do until it answers status, for up to 10 seconds.
+func eventually(t *testing.T, do func() *httptest.ResponseRecorder, status int) *httptest.ResponseRecorder {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w := do()
+		if w.Code == status || time.Now().After(deadline) {
+			expect(t, "eventually", w, status)
+			return w
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestKeysUnavailable(t *testing.T) {
 	ta := newTestApp(t, "memory:")
 	ta.issuer.SetJWKSMode(usersynctest.JWKS500)

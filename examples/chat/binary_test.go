@@ -2,8 +2,9 @@ package main
 
 import (
 	"bufio"
-	"database/sql"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,52 +12,30 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/usersync/usersync/clerk/clerktest"
+	"github.com/usersync/usersync/internal/dburl"
+	"github.com/usersync/usersync/internal/testdb"
+	"github.com/usersync/usersync/sqlstore"
 	"github.com/usersync/usersync/usersynctest"
 )
 
 // TestBinaryOnServers builds the example and runs it against PostgreSQL
-// and MariaDB, as a user would with DATABASE_URL.
+// and MariaDB, as a user would with DATABASE_URL, in a schema or database
+// of the test's own.
 func TestBinaryOnServers(t *testing.T) {
-	servers := []struct{ name, env, driver, prefix string }{
-		{"postgres", "USERSYNC_POSTGRES_DSN", "pgx", ""},
-		{"mysql", "USERSYNC_MYSQL_DSN", "mysql", "mysql://"},
-	}
-	var bin string
-	dir := t.TempDir()
-	for _, s := range servers {
-		t.Run(s.name, func(t *testing.T) {
-			dsn := os.Getenv(s.env)
-			if dsn == "" {
-				t.Skipf("%s is not set: skipping the example against %s", s.env, s.name)
-			}
-			if bin == "" {
-				bin = filepath.Join(dir, "chat")
-				if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-					t.Fatalf("go build: %v\n%s", err, out)
-				}
-			}
-			// The example owns the tables users, users_migrations and
-			// messages: start from none.
-			db, err := sql.Open(s.driver, dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			for _, tb := range []string{"messages", "users", "users_migrations"} {
-				if _, err := db.Exec("DROP TABLE IF EXISTS " + tb); err != nil {
-					t.Fatal(err)
-				}
-			}
-
+	bin := buildChat(t)
+	for _, b := range testdb.Backends[1:] {
+		t.Run(b.Name, func(t *testing.T) {
+			url := databaseURL(t, b)
 			iss := usersynctest.NewIssuer(t)
 			sender := clerktest.NewWebhookSender(t)
 			addr := freeAddr(t)
 			cmd := exec.Command(bin)
-			cmd.Env = append(os.Environ(), "USERSYNC_ADDR="+addr, "DATABASE_URL="+s.prefix+dsn,
+			cmd.Env = append(os.Environ(), "USERSYNC_ADDR="+addr, "DATABASE_URL="+url,
 				"CLERK_ISSUER="+iss.URL, "CLERK_WEBHOOK_SECRET="+sender.Secret)
 			stderr, _ := cmd.StderrPipe()
 			if err := cmd.Start(); err != nil {
@@ -85,7 +64,7 @@ func TestBinaryOnServers(t *testing.T) {
 			if code, body := call("POST", "/api/users/store", ""); code != 200 {
 				t.Fatalf("store: %d %s", code, body)
 			}
-			if code, body := call("POST", "/api/messages", `{"body":"hello from `+s.name+`"}`); code != 201 {
+			if code, body := call("POST", "/api/messages", `{"body":"hello from `+b.Name+`"}`); code != 201 {
 				t.Fatalf("send: %d %s", code, body)
 			}
 			if resp := sender.Send(base+"/clerk-users-webhook", clerktest.UserDeletedEvent("user_srv")); resp.StatusCode != 200 {
@@ -95,6 +74,104 @@ func TestBinaryOnServers(t *testing.T) {
 			var msgs []messageJSON
 			if code != 200 || json.Unmarshal([]byte(body), &msgs) != nil || len(msgs) != 1 || msgs[0].Author != "deleted user" {
 				t.Fatalf("messages after delete: %d %s", code, body)
+			}
+		})
+	}
+}
+
+// buildChat builds the example once per test binary.
+func buildChat(t *testing.T) string {
+	t.Helper()
+	chatOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "chat-test-")
+		if err != nil {
+			chatErr = err
+			return
+		}
+		chatBin = filepath.Join(dir, "chat")
+		if out, err := exec.Command("go", "build", "-o", chatBin, ".").CombinedOutput(); err != nil {
+			chatErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if chatErr != nil {
+		t.Fatal(chatErr)
+	}
+	return chatBin
+}
+
+var (
+	chatOnce sync.Once
+	chatBin  string
+	chatErr  error
+)
+
+// databaseURL returns a DATABASE_URL for the chat in a schema (PostgreSQL)
+// or database (MySQL) of the test's own, or an SQLite file of its own.
+func databaseURL(t *testing.T, b *testdb.Backend) string {
+	t.Helper()
+	dsn := b.DSN(t)
+	if b.Dialect == sqlstore.MySQL {
+		return "mysql://" + dsn
+	}
+	return dsn
+}
+
+// TestBinaryRefusesAForeignUsersTable: an app's own users table of another
+// shape makes the chat exit non-zero, naming the table and the fix, and
+// stays untouched; with USERSYNC_TABLE the chat starts beside it.
+func TestBinaryRefusesAForeignUsersTable(t *testing.T) {
+	bin := buildChat(t)
+	for _, b := range testdb.Backends {
+		t.Run(b.Name, func(t *testing.T) {
+			url := databaseURL(t, b)
+			db, _, err := dburl.Open(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			for _, q := range []string{"CREATE TABLE users (id INTEGER PRIMARY KEY, email VARCHAR(200) NOT NULL)", "INSERT INTO users (id, email) VALUES (1, 'old@example.com')"} {
+				if _, err := db.Exec(q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			iss := usersynctest.NewIssuer(t)
+			env := append(os.Environ(), "DATABASE_URL="+url, "CLERK_ISSUER="+iss.URL, "CLERK_WEBHOOK_SECRET="+clerktest.NewWebhookSender(t).Secret)
+			cmd := exec.Command(bin)
+			cmd.Env = append(env, "USERSYNC_ADDR="+freeAddr(t))
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+				t.Fatalf("chat did not fail: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), "table users exists and was not made by usersync") || !strings.Contains(string(out), "USERSYNC_TABLE=clerk_users") {
+				t.Fatalf("the message does not name the table and the fix:\n%s", out)
+			}
+			var email string
+			if err := db.QueryRow("SELECT email FROM users WHERE id = 1").Scan(&email); err != nil || email != "old@example.com" {
+				t.Fatalf("the app's table changed: %q, %v", email, err)
+			}
+
+			addr := freeAddr(t)
+			cmd = exec.Command(bin)
+			cmd.Env = append(env, "USERSYNC_ADDR="+addr, "USERSYNC_TABLE=clerk_users")
+			stderr, _ := cmd.StderrPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				cmd.Process.Signal(os.Interrupt)
+				cmd.Wait()
+			}()
+			waitFor(t, stderr, "chat: listening")
+			req, _ := http.NewRequest("POST", "http://"+addr+"/api/messages", strings.NewReader(`{"body":"hi"}`))
+			req.Header.Set("Authorization", "Bearer "+iss.Token(map[string]any{"sub": "user_new", "name": "New"}))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 201 {
+				t.Fatalf("send beside the app's table: %d", resp.StatusCode)
 			}
 		})
 	}

@@ -11,7 +11,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -24,21 +23,19 @@ import (
 	"syscall"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql"
-	_ "github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite"
-
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk"
+	"github.com/usersync/usersync/internal/dburl"
 	"github.com/usersync/usersync/memstore"
+	"github.com/usersync/usersync/reconcile"
 	"github.com/usersync/usersync/sqlstore"
 )
 
 // config is the app's environment.
 type config struct {
-	addr, databaseURL                           string
+	addr, databaseURL, table                    string
 	issuer, jwksURL, jwtKey, audience, azp, key string
-	secrets, secretKey                          string
+	secrets, secretKey, apiURL, reconcileEvery  string
 }
 
 func configFromEnv() config {
@@ -51,6 +48,7 @@ func configFromEnv() config {
 	return config{
 		addr:        get("USERSYNC_ADDR", "localhost:8080"),
 		databaseURL: get("DATABASE_URL", "file:chat.db"),
+		table:       get("USERSYNC_TABLE", "users"),
 		issuer:      os.Getenv("CLERK_ISSUER"),
 		jwksURL:     os.Getenv("CLERK_JWKS_URL"),
 		jwtKey:      os.Getenv("CLERK_JWT_KEY"),
@@ -59,6 +57,9 @@ func configFromEnv() config {
 		key:         os.Getenv("CLERK_PUBLISHABLE_KEY"),
 		secrets:     os.Getenv("CLERK_WEBHOOK_SECRET"),
 		secretKey:   os.Getenv("CLERK_SECRET_KEY"),
+		apiURL:      os.Getenv("CLERK_API_URL"),
+		// A Go duration; 0 reconciles only at start.
+		reconcileEvery: get("USERSYNC_RECONCILE_EVERY", "6h"),
 	}
 }
 
@@ -130,6 +131,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("chat: listening", "url", base)
+	defer a.reconcileInBackground(ctx)()
 	select {
 	case err := <-errc:
 		return err
@@ -144,7 +146,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 // newApp wires the store, the Clerk instance, the verifier, the syncer and
 // the webhook. base is the server's own URL, the issuer of dev mode.
 func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*app, func(), error) {
-	store, msgs, closeDB, err := openStore(ctx, cfg.databaseURL)
+	store, msgs, closeDB, err := openStore(ctx, cfg.databaseURL, cfg.table)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -157,7 +159,7 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 		return nil, nil, err
 	}
 
-	cc := clerk.Config{Issuer: cfg.issuer, JWKSURL: cfg.jwksURL, PublicKeyPEM: cfg.jwtKey}
+	cc := clerk.Config{Issuer: cfg.issuer, JWKSURL: cfg.jwksURL, PublicKeyPEM: cfg.jwtKey, SecretKey: cfg.secretKey, APIURL: cfg.apiURL}
 	if cfg.azp != "" {
 		cc.AuthorizedParties = strings.Split(cfg.azp, ",")
 	}
@@ -195,6 +197,14 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 		return fail(err)
 	}
 	a.instance = instance
+	if cfg.secretKey != "" {
+		if a.every, err = time.ParseDuration(cfg.reconcileEvery); err != nil || a.every < 0 {
+			return fail(fmt.Errorf("USERSYNC_RECONCILE_EVERY %q is not a duration of 0 or more (6h, 30m; 0 reconciles only at start)", cfg.reconcileEvery))
+		}
+		if a.users, err = instance.UserList(); err != nil {
+			return fail(err)
+		}
+	}
 	if err := a.wire(store); err != nil {
 		return fail(err)
 	}
@@ -208,45 +218,54 @@ func (a *app) wire(store usersync.Store) (err error) {
 		return err
 	}
 	a.store = store
-	a.webhook, err = usersync.NewWebhookHandler(a.syncer, a.instance, usersync.WebhookConfig{Logger: a.log})
+	if a.webhook, err = usersync.NewWebhookHandler(a.syncer, a.instance, usersync.WebhookConfig{Logger: a.log}); err != nil {
+		return err
+	}
+	if a.users != nil {
+		a.reconciler, err = reconcile.New(reconcile.Config{Syncer: a.syncer, Store: store, Source: a.users, Logger: a.log})
+	}
 	return err
 }
 
-// openStore opens the users store and the messages table for a
+// reconcileInBackground reconciles the users of the Backend API once now
+// and then every a.every, if CLERK_SECRET_KEY is set, until ctx ends. The
+// returned function stops it and waits for it to stop.
+func (a *app) reconcileInBackground(ctx context.Context) (stop func()) {
+	if a.reconciler == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Run logs its own summary and failures.
+		if _, err := a.reconciler.Run(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, reconcile.ErrRunning) {
+			a.log.Warn("chat: the reconcile at start failed; webhooks still flow, and the next reconcile heals", "next_in", a.every)
+		}
+		if a.every > 0 {
+			a.reconciler.RunEvery(ctx, a.every)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// openStore opens the users store, on table, and the messages table for a
 // DATABASE_URL, migrating both.
-func openStore(ctx context.Context, url string) (usersync.Store, messages, func(), error) {
+func openStore(ctx context.Context, url, table string) (usersync.Store, messages, func(), error) {
 	if url == "memory:" {
 		return memstore.New(), &memMessages{}, func() {}, nil
 	}
-	driver, dsn, dialect := "sqlite", sqlstore.SQLiteDSN(url), sqlstore.SQLite
-	switch {
-	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		driver, dsn, dialect = "pgx", url, sqlstore.Postgres
-	case strings.HasPrefix(url, "mysql://"):
-		driver, dsn, dialect = "mysql", strings.TrimPrefix(url, "mysql://"), sqlstore.MySQL
-	}
-	db, err := sql.Open(driver, dsn)
+	db, dialect, err := dburl.Open(url)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open %s database: %w", dialect, err)
+		return nil, nil, nil, err
 	}
-	switch dialect {
-	case sqlstore.SQLite:
-		db.SetMaxOpenConns(1) // one writer: SQLite serialises writes anyway
-	default:
-		// Keep as many idle connections as open ones: database/sql's
-		// default of 2 closes and reopens connections under load (4.7x
-		// fewer webhooks per second in sqlstore's pool benchmark).
-		db.SetMaxOpenConns(32)
-		db.SetMaxIdleConns(32)
-		db.SetConnMaxIdleTime(5 * time.Minute)
-		db.SetConnMaxLifetime(30 * time.Minute)
-		if dialect == sqlstore.MySQL {
-			db.SetConnMaxLifetime(3 * time.Minute) // below the server's and proxies' idle timeouts
-		}
-	}
-	store, err := sqlstore.New(db, sqlstore.Config{Dialect: dialect})
+	store, err := sqlstore.New(db, sqlstore.Config{Dialect: dialect, Table: table})
 	if err == nil {
 		err = store.Migrate(ctx)
+	}
+	if errors.Is(err, usersync.ErrInvalid) {
+		// Most likely the app's own users table: name the chat's fix.
+		err = fmt.Errorf("%w (set USERSYNC_TABLE=clerk_users)", err)
 	}
 	msgs := &sqlMessages{db: db, d: dialect}
 	if err == nil {

@@ -1,0 +1,291 @@
+package clerk_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk"
+	"github.com/usersync/usersync/clerk/clerktest"
+)
+
+// newUserList returns the user list of api, recording its waits instead of
+// sleeping them.
+func newUserList(t *testing.T, api *clerktest.API) (*clerk.UserList, *[]time.Duration) {
+	t.Helper()
+	p, err := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: api.SecretKey, APIURL: api.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := p.UserList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	waits := new([]time.Duration)
+	clerk.SetSleep(l, func(ctx context.Context, d time.Duration) error {
+		mu.Lock()
+		defer mu.Unlock()
+		*waits = append(*waits, d)
+		return ctx.Err()
+	})
+	return l, waits
+}
+
+func apiUsers(n int, t0 time.Time) []clerktest.User {
+	us := make([]clerktest.User, n)
+	for i := range us {
+		us[i] = clerktest.User{
+			ID: fmt.Sprintf("user_%03d", i), FirstName: clerktest.Str(fmt.Sprintf("Given%d", i)), LastName: clerktest.Str("Family"),
+			Email: fmt.Sprintf("u%d@example.com", i), CreatedAt: t0.Add(time.Duration(i) * time.Second),
+			UpdatedAt: t0.Add(time.Duration(i)*time.Second + time.Hour),
+		}
+	}
+	return us
+}
+
+func TestUserListPagesOldestFirst(t *testing.T) {
+	api := clerktest.NewAPI(t)
+	t0 := time.UnixMilli(1_700_000_000_000)
+	us := apiUsers(25, t0)
+	// Put them newest first: the list orders by created_at, not by Put.
+	for i := len(us) - 1; i >= 0; i-- {
+		api.Put(us[i])
+	}
+	l, _ := newUserList(t, api)
+	ctx := context.Background()
+	if n, err := l.Count(ctx); err != nil || n != 25 {
+		t.Fatalf("Count = %d, %v; want 25", n, err)
+	}
+	if l.Issuer() != clerkIssuer {
+		t.Fatalf("Issuer = %q", l.Issuer())
+	}
+	var got []string
+	for offset := 0; ; offset += 10 {
+		page, err := l.Page(ctx, offset, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range page {
+			got = append(got, w.Subject)
+		}
+		if len(page) < 10 {
+			break
+		}
+	}
+	if len(got) != 25 || got[0] != "user_000" || got[24] != "user_024" {
+		t.Fatalf("paged %v", got)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("not oldest first: %v", got)
+		}
+	}
+}
+
+func TestUserListMapsLikeWebhooks(t *testing.T) {
+	api := clerktest.NewAPI(t)
+	at := time.UnixMilli(1_700_000_123_456)
+	u := clerktest.User{
+		ID: "user_2x", FirstName: clerktest.Str("Ada"), LastName: clerktest.Str("Lovelace"), Email: "ada@example.com",
+		Phone: "+15551234567", ImageURL: "https://img.clerk.com/ada", ExternalID: "legacy-42",
+		PublicMetadata: json.RawMessage(`{"plan":"pro"}`), LastSignInAt: at.Add(-time.Minute), UpdatedAt: at,
+	}
+	api.Put(u)
+	l, _ := newUserList(t, api)
+	page, err := l.Page(context.Background(), 0, 500)
+	if err != nil || len(page) != 1 {
+		t.Fatalf("Page = %v, %v", page, err)
+	}
+	w := page[0]
+	// The webhook of the same user gives the same write.
+	p, _ := clerk.New(clerk.Config{Issuer: clerkIssuer})
+	ev, err := p.Decode(context.Background(), clerktest.UserEvent("user.updated", u))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *ev.Write
+	if w.Issuer != want.Issuer || w.Subject != want.Subject || w.Version != want.Version || w.Fields != want.Fields ||
+		string(w.Profile.Metadata) != string(want.Profile.Metadata) {
+		t.Fatalf("API write %+v, webhook write %+v", w, want)
+	}
+	if !reflect.DeepEqual(w.Profile, want.Profile) {
+		t.Fatalf("profile %+v, webhook profile %+v", w.Profile, want.Profile)
+	}
+	if w.Version != usersync.Version(at.UnixMilli()) || w.Profile.ExternalID != "legacy-42" || w.Profile.GivenName != "Ada" ||
+		w.Profile.FamilyName != "Lovelace" || !w.Profile.LastSignInAt.Equal(at.Add(-time.Minute)) || w.Profile.Email != "ada@example.com" {
+		t.Fatalf("write %+v", w)
+	}
+
+	found, err := l.Lookup(context.Background(), "user_2x")
+	if err != nil || found == nil || found.Subject != "user_2x" || found.Version != w.Version {
+		t.Fatalf("Lookup = %+v, %v", found, err)
+	}
+	for _, id := range []string{"user_gone", "../users", "a/b", "%2e%2e"} {
+		if found, err := l.Lookup(context.Background(), id); err != nil || found != nil {
+			t.Fatalf("Lookup(%q) = %+v, %v; want nil, nil", id, found, err)
+		}
+	}
+}
+
+func TestUserListRetries(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		status   int
+		n        int
+		retry    time.Duration
+		wantErr  bool
+		requests int
+	}{
+		{"429 waits Retry-After", 429, 2, 3 * time.Second, false, 3},
+		{"429 without Retry-After waits a second", 429, 1, -1, false, 2},
+		{"429 with Retry-After 0 retries at once", 429, 1, 0, false, 2},
+		{"5xx backs off", 503, 3, 0, false, 4},
+		{"502 then fine", 502, 1, 0, false, 2},
+		{"5xx six times gives up", 500, 6, 0, true, 6},
+		{"429 longer than a minute gives up", 429, 1, 2 * time.Minute, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := clerktest.NewAPI(t)
+			api.Put(apiUsers(3, time.UnixMilli(1_700_000_000_000))...)
+			l, waits := newUserList(t, api)
+			api.Fail(tc.n, tc.status, tc.retry)
+			n, err := l.Count(ctx)
+			if tc.wantErr {
+				if !errors.Is(err, clerk.ErrAPI) {
+					t.Fatalf("err = %v, want ErrAPI", err)
+				}
+			} else if err != nil || n != 3 {
+				t.Fatalf("Count = %d, %v", n, err)
+			}
+			if api.Requests() != tc.requests {
+				t.Fatalf("%d requests, want %d", api.Requests(), tc.requests)
+			}
+			if len(*waits) != tc.requests-1 {
+				t.Fatalf("waits %v for %d requests", *waits, tc.requests)
+			}
+			for i, d := range *waits {
+				switch {
+				case tc.status == 429 && tc.retry > 0 && d != tc.retry:
+					t.Fatalf("wait %d = %v, want Retry-After %v", i, d, tc.retry)
+				case tc.status == 429 && tc.retry < 0 && d != time.Second:
+					t.Fatalf("wait %d = %v, want 1s", i, d)
+				case tc.status == 429 && tc.retry == 0 && d > time.Millisecond:
+					t.Fatalf("wait %d = %v, want at once", i, d)
+				case tc.status != 429 && (d < 100*time.Millisecond || d > 10*time.Second):
+					t.Fatalf("backoff %d = %v", i, d)
+				}
+			}
+		})
+	}
+}
+
+func TestUserListFailsForGood(t *testing.T) {
+	ctx := context.Background()
+	api := clerktest.NewAPI(t)
+	p, _ := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: "sk_test_wrong_key_value", APIURL: api.URL})
+	l, _ := p.UserList()
+	_, err := l.Count(ctx)
+	if !errors.Is(err, clerk.ErrAPI) || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("bad key: %v", err)
+	}
+	if strings.Contains(err.Error(), "sk_test_wrong") {
+		t.Fatalf("the error shows the secret key: %v", err)
+	}
+	if api.Requests() != 1 {
+		t.Fatalf("a 401 was retried: %d requests", api.Requests())
+	}
+
+	good, _ := newUserList(t, api)
+	if _, err := good.Page(ctx, 0, 501); !errors.Is(err, usersync.ErrInvalid) {
+		t.Fatalf("limit 501: %v", err)
+	}
+	if _, err := good.Page(ctx, -1, 10); !errors.Is(err, usersync.ErrInvalid) {
+		t.Fatalf("offset -1: %v", err)
+	}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := good.Count(cancelled); !errors.Is(err, context.Canceled) || !errors.Is(err, clerk.ErrAPI) {
+		t.Fatalf("cancelled: %v", err)
+	}
+
+	for _, cfg := range []clerk.Config{
+		{Issuer: clerkIssuer},
+		{Issuer: clerkIssuer, SecretKey: "sk_test_x", APIURL: "ftp://example.com"},
+		{Issuer: clerkIssuer, SecretKey: "sk_test_x", APIURL: "::"},
+	} {
+		p, _ := clerk.New(cfg)
+		if _, err := p.UserList(); !errors.Is(err, usersync.ErrInvalid) {
+			t.Fatalf("UserList of %+v: %v", cfg, err)
+		}
+	}
+}
+
+func TestUserListCancelStopsTheWait(t *testing.T) {
+	api := clerktest.NewAPI(t)
+	p, _ := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: api.SecretKey, APIURL: api.URL})
+	l, _ := p.UserList()
+	api.Fail(1, 429, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := l.Count(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second {
+		t.Fatalf("err = %v after %v", err, time.Since(start))
+	}
+}
+
+// FuzzUserListPage decodes arbitrary answers to GET /users: a page is
+// either an error wrapping ErrAPI or writes that name a user of the issuer,
+// and nothing panics.
+func FuzzUserListPage(f *testing.F) {
+	api := clerktest.NewAPI(f)
+	api.Put(apiUsers(3, time.UnixMilli(1_700_000_000_000))...)
+	resp, err := http.DefaultClient.Do(mustRequest(f, api))
+	if err != nil {
+		f.Fatal(err)
+	}
+	real, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, b := range []string{string(real), `[]`, `[{}]`, `[{"id":"u","updated_at":-1}]`, `{"data":[]}`, `[null]`, `[{"id":"u","last_sign_in_at":1e300}]`, `nul`} {
+		f.Add([]byte(b))
+	}
+	p, err := clerk.New(clerk.Config{Issuer: clerkIssuer})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		page, err := p.DecodePage(body)
+		if err != nil {
+			if !errors.Is(err, clerk.ErrAPI) {
+				t.Fatalf("error without ErrAPI: %v", err)
+			}
+			return
+		}
+		for _, w := range page {
+			if w.Issuer != clerkIssuer || w.Subject == "" {
+				t.Fatalf("write of issuer %q, subject %q", w.Issuer, w.Subject)
+			}
+		}
+	})
+}
+
+func mustRequest(t testing.TB, api *clerktest.API) *http.Request {
+	r, err := http.NewRequest("GET", api.URL+"/users?limit=10&offset=0&order_by=%2Bcreated_at", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Authorization", "Bearer "+api.SecretKey)
+	return r
+}

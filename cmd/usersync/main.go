@@ -1,0 +1,240 @@
+// Command usersync runs usersync's operator tasks on an app's database:
+//
+//	usersync migrate     apply the store's migrations
+//	usersync reconcile   import and heal the users of a Clerk instance
+//
+// It reads DATABASE_URL (postgres://..., mysql://<go-sql-driver DSN>, or
+// the path of an SQLite file) and, to reconcile, CLERK_ISSUER (the
+// instance's Frontend API URL), CLERK_SECRET_KEY and, optionally,
+// CLERK_API_URL. Run "usersync <command> -h" for its flags.
+//
+// reconcile migrates first, pages through the instance's users with a
+// progress bar on a terminal (progress lines otherwise), and prints a
+// summary. It exits 0 when the run was complete, 3 when the mass-delete
+// guard refused deletions (run again with -allow-mass-delete once checked),
+// 4 when another replica is reconciling, and 1 on any other failure.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk"
+	"github.com/usersync/usersync/internal/dburl"
+	"github.com/usersync/usersync/reconcile"
+	"github.com/usersync/usersync/sqlstore"
+)
+
+const usage = `usage: usersync <command> [flags]
+
+commands:
+  migrate     apply the store's migrations to DATABASE_URL
+  reconcile   import and heal the users of the Clerk instance CLERK_ISSUER
+              (with CLERK_SECRET_KEY) into DATABASE_URL
+
+Run "usersync <command> -h" for a command's flags.
+`
+
+// Exit codes of reconcile beyond 0, 1 and 2 (usage).
+const (
+	exitRefused = 3
+	exitRunning = 4
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run runs the command of args and returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "migrate":
+		err = migrate(ctx, args[1:], getenv, stdout, stderr)
+	case "reconcile":
+		err = reconcileCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "usersync: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	}
+	fmt.Fprintf(stderr, "usersync %s: %v\n", args[0], err)
+	switch {
+	case errors.Is(err, reconcile.ErrMassDelete):
+		fmt.Fprintln(stderr, "usersync reconcile: check that CLERK_SECRET_KEY belongs to CLERK_ISSUER's instance, then run again with -allow-mass-delete")
+		return exitRefused
+	case errors.Is(err, reconcile.ErrRunning):
+		return exitRunning
+	}
+	return 1
+}
+
+// errUsage reports bad flags, already explained on stderr.
+var errUsage = errors.New("usage")
+
+// common are the flags of every command.
+type common struct {
+	table string
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.table, "table", "users", "the users table (sqlstore.Config.Table), optionally qualified: auth.users")
+}
+
+// parse parses args into fs, mapping its errors to errUsage.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "usersync %s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return errUsage
+	}
+	return nil
+}
+
+// openStore opens and migrates the store of DATABASE_URL.
+func openStore(ctx context.Context, getenv func(string) string, table string) (*sqlstore.Store, func(), error) {
+	url := getenv("DATABASE_URL")
+	if url == "" {
+		return nil, nil, errors.New("DATABASE_URL is not set (postgres://..., mysql://<DSN>, or an SQLite file)")
+	}
+	db, dialect, err := dburl.Open(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := sqlstore.New(db, sqlstore.Config{Dialect: dialect, Table: table})
+	if err == nil {
+		err = store.Migrate(ctx)
+	}
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("%s database: %w", dialect, err)
+	}
+	return store, func() { store.Close(); db.Close() }, nil
+}
+
+func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: usersync migrate [-table name]\n\nApplies the store's migrations to DATABASE_URL; a no-op when it is up to date.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	store, closeStore, err := openStore(ctx, getenv, c.table)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	fmt.Fprintf(stdout, "usersync migrate: %s is up to date\n", store.Table())
+	return nil
+}
+
+func reconcileCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	allow := fs.Bool("allow-mass-delete", false, "delete however many users the instance no longer has")
+	share := fs.Float64("max-delete-share", 0.10, "the share of live users a run may delete without -allow-mass-delete (and more than -max-delete-count)")
+	count := fs.Int("max-delete-count", 10, "how many users a run may delete whatever their share")
+	quiet := fs.Bool("q", false, "no progress, only the summary and errors")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: usersync reconcile [flags]
+
+Imports the users of the Clerk instance CLERK_ISSUER (listed with
+CLERK_SECRET_KEY from CLERK_API_URL, default `+clerk.DefaultAPIURL+`) into
+DATABASE_URL, heals what webhooks missed, and deletes the users the instance
+no longer has. Safe to run again and beside webhooks: every write is
+versioned by the user's updated_at.
+
+`)
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	issuer, key := getenv("CLERK_ISSUER"), getenv("CLERK_SECRET_KEY")
+	if issuer == "" || key == "" {
+		return errors.New("CLERK_ISSUER (the instance's Frontend API URL) and CLERK_SECRET_KEY (sk_...) are required")
+	}
+	instance, err := clerk.New(clerk.Config{Issuer: issuer, SecretKey: key, APIURL: getenv("CLERK_API_URL")})
+	if err != nil {
+		return err
+	}
+	list, err := instance.UserList()
+	if err != nil {
+		return err
+	}
+	store, closeStore, err := openStore(ctx, getenv, c.table)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	syncer, err := usersync.New(usersync.Config{Store: store, Logger: log})
+	if err != nil {
+		return err
+	}
+	p := newProgress(stderr, *quiet)
+	r, err := reconcile.New(reconcile.Config{
+		Syncer: syncer, Store: store, Source: list,
+		MaxDeleteShare: *share, MaxDeleteCount: *count, AllowMassDelete: *allow,
+		OnProgress: p.update, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	report, err := r.Run(ctx)
+	p.done()
+	fmt.Fprintln(stdout, summary(report))
+	return err
+}
+
+// summary is the line that ends a reconcile.
+func summary(r reconcile.Report) string {
+	state := "complete"
+	if !r.Complete {
+		state = "incomplete: nothing deleted"
+	}
+	took := r.Finished.Sub(r.Started).Round(time.Millisecond)
+	s := fmt.Sprintf("usersync reconcile: %s in %v: %d listed of %d; created %d, updated %d, unchanged %d, deleted %d, skipped %d",
+		state, took, r.Listed, r.Total, r.Created, r.Updated, r.Unchanged, r.Deleted, r.Skipped)
+	if len(r.Refused) > 0 {
+		s += fmt.Sprintf("; refused to delete %d", len(r.Refused))
+	}
+	return s
+}

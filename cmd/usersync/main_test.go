@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usersync/usersync/clerk/clerktest"
+	"github.com/usersync/usersync/internal/testdb"
+	"github.com/usersync/usersync/reconcile"
+	"github.com/usersync/usersync/sqlstore"
+)
+
+const issuer = "https://clerk.example.com"
+
+// runCmd runs the command with env and returns its exit code, stdout and
+// stderr.
+func runCmd(env map[string]string, args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestReconcileCommand(t *testing.T) {
+	for _, b := range testdb.Backends {
+		t.Run(b.Name, func(t *testing.T) {
+			url := b.DSN(t)
+			switch b.Dialect {
+			case sqlstore.MySQL:
+				url = "mysql://" + url
+			}
+			api := clerktest.NewAPI(t)
+			t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+			for i := range 1200 {
+				api.Put(clerktest.User{ID: fmt.Sprintf("user_%04d", i), FirstName: clerktest.Str("U"), CreatedAt: t0.Add(time.Duration(i) * time.Millisecond), UpdatedAt: t0.Add(time.Second)})
+			}
+			env := map[string]string{"DATABASE_URL": url, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": api.SecretKey, "CLERK_API_URL": api.URL}
+
+			code, out, errOut := runCmd(env, "migrate")
+			if code != 0 || !strings.Contains(out, "up to date") {
+				t.Fatalf("migrate: %d %q %q", code, out, errOut)
+			}
+			code, out, errOut = runCmd(env, "reconcile")
+			if code != 0 || !strings.Contains(out, "complete") || !strings.Contains(out, "created 1200,") {
+				t.Fatalf("reconcile: %d %q %q", code, out, errOut)
+			}
+			// Not a terminal: a line when a page crosses a tenth, here
+			// every page of 500.
+			if n := strings.Count(errOut, "users/s"); n != 3 || !strings.Contains(errOut, "1200/1200 users") {
+				t.Fatalf("%d progress lines:\n%s", n, errOut)
+			}
+			code, out, _ = runCmd(env, "reconcile", "-q")
+			if code != 0 || !strings.Contains(out, "unchanged 1200,") {
+				t.Fatalf("again: %d %q", code, out)
+			}
+
+			var gone []string
+			for i := range 300 {
+				gone = append(gone, fmt.Sprintf("user_%04d", i*4))
+			}
+			api.Remove(gone...)
+			code, out, errOut = runCmd(env, "reconcile", "-q")
+			if code != exitRefused || !strings.Contains(out, "refused to delete 300") || !strings.Contains(errOut, "-allow-mass-delete") {
+				t.Fatalf("mass delete: %d %q %q", code, out, errOut)
+			}
+			code, out, errOut = runCmd(env, "reconcile", "-q", "-allow-mass-delete")
+			if code != 0 || !strings.Contains(out, "deleted 300,") {
+				t.Fatalf("allowed: %d %q %q", code, out, errOut)
+			}
+		})
+	}
+}
+
+func TestCommandErrors(t *testing.T) {
+	api := clerktest.NewAPI(t)
+	db := t.TempDir() + "/app.db"
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"no command", nil, nil, 2, "usage: usersync"},
+		{"unknown command", nil, []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"bad flag", nil, []string{"reconcile", "-nope"}, 2, "flag provided but not defined"},
+		{"stray argument", nil, []string{"migrate", "now"}, 2, "unexpected arguments"},
+		{"no database", nil, []string{"migrate"}, 1, "DATABASE_URL is not set"},
+		{"no secret key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer}, []string{"reconcile"}, 1, "CLERK_SECRET_KEY"},
+		{"a bad table name", map[string]string{"DATABASE_URL": db}, []string{"migrate", "-table", "users;drop"}, 1, "invalid"},
+		{"a wrong secret key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": "sk_test_wrong", "CLERK_API_URL": api.URL}, []string{"reconcile"}, 1, "answered 401"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runCmd(tc.env, tc.args...)
+			if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+				t.Fatalf("exit %d, want %d; output %q %q, want %q", code, tc.code, out, errOut, tc.want)
+			}
+			if strings.Contains(out+errOut, "sk_test_wrong") {
+				t.Fatal("the output shows the secret key")
+			}
+		})
+	}
+}
+
+func TestBar(t *testing.T) {
+	start := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		listed, total int
+		want          string
+	}{
+		{0, 100, "[>                             ]   0% 0/100 users"},
+		{45, 100, "[=============>                ]  45% 45/100 users"},
+		{100, 100, "[==============================] 100% 100/100 users"},
+		{120, 100, "[==============================] 100% 120/100 users"},
+		{5, 0, "[==============================] 100% 5/0 users"},
+	} {
+		got := bar(reconcile.Report{Listed: tc.listed, Total: tc.total, Created: tc.listed, Started: start}, start.Add(2*time.Second))
+		if !strings.HasPrefix(got, tc.want) {
+			t.Errorf("bar(%d/%d) = %q, want prefix %q", tc.listed, tc.total, got, tc.want)
+		}
+	}
+	if got := line(reconcile.Report{Listed: 500, Started: start}, start.Add(2*time.Second)); !strings.HasSuffix(got, "250 users/s") {
+		t.Errorf("line = %q", got)
+	}
+}

@@ -1,0 +1,183 @@
+// Package reconcile heals a store from the provider's list of users: the
+// pull path beside the webhooks' push path. It serves the first import of
+// the users a provider already has (a backfill), and the periodic healing
+// of webhooks that were missed for good.
+//
+// A run pages through the provider's users, oldest first, and applies each
+// page as one batch of ordinary versioned writes (a user's version is its
+// updated_at): a reconcile never rolls back a newer webhook, and running it
+// twice changes nothing. After a complete, error-free sweep, the live
+// users of the issuer that the provider no longer lists are confirmed
+// gone one by one and tombstoned, unless there are more of them than the
+// mass-delete guard allows. With several replicas, one run at a time
+// holds a lease in the store.
+//
+// Offset paging over a list that changes skips and repeats users. Repeats
+// are harmless (the writes are versioned). A user created during the sweep
+// comes last in the oldest-first order, so it is listed or, if created
+// after the last page, is newer than the sweep and no deletion candidate. A
+// user skipped because users before it were deleted is a candidate, and
+// the one-by-one confirmation finds it and stores it instead.
+package reconcile
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/usersync/usersync"
+)
+
+// Errors of Run, checked with errors.Is.
+var (
+	// ErrRunning reports that another holder (a replica) holds the
+	// reconcile's lease, or took it over during the run.
+	ErrRunning = errors.New("reconcile: another reconcile of this issuer is running")
+	// ErrMassDelete reports that the guard refused to delete the users in
+	// Report.Refused: more than Config.MaxDeleteShare and
+	// Config.MaxDeleteCount allow. Check the provider's list (a secret key
+	// of another instance lists other users), then run again with
+	// Config.AllowMassDelete.
+	ErrMassDelete = errors.New("reconcile: refused to delete more users than the guard allows")
+)
+
+// Config configures a Reconciler. Syncer, Store and Source are required;
+// every other field has the default its comment gives.
+type Config struct {
+	// Syncer applies the writes: its OnChange sees them as it sees a
+	// webhook's.
+	Syncer *usersync.Syncer
+	// Store is the Syncer's store, where the reconcile lists the stored
+	// users and holds its lease.
+	Store usersync.Store
+	// Source lists the provider's users: clerk.UserList.
+	Source Source
+	// PageSize is how many users a page lists and a batch writes, 1 to
+	// 500. Default 500.
+	PageSize int
+	// MaxDeleteShare and MaxDeleteCount bound the deletions of one run:
+	// a run that would delete more than MaxDeleteShare of the issuer's
+	// live users and more than MaxDeleteCount users deletes none, logs
+	// them and fails with ErrMassDelete. Defaults 0.10 and 10.
+	MaxDeleteShare float64
+	MaxDeleteCount int
+	// AllowMassDelete lifts the guard, for the run after an operator has
+	// checked what it refused.
+	AllowMassDelete bool
+	// LeaseTTL is how long the lease outlives a replica that stops
+	// renewing it (it renews every third of it). Default 1 minute.
+	LeaseTTL time.Duration
+	// Holder names this replica in the lease. Default: host name, process
+	// ID and a random suffix.
+	Holder string
+	// OnProgress, if set, is called after every page and at the end, in
+	// the goroutine of Run.
+	OnProgress func(Report)
+	// Logger logs the start, progress at most every 10 seconds, skipped
+	// users, refused deletions and the summary. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Reconciler reconciles one Source into one store. It is safe for
+// concurrent use: of concurrent runs of one issuer, in this process or
+// any replica, one runs and the others fail with ErrRunning.
+type Reconciler struct {
+	cfg     Config
+	lease   string
+	running sync.Mutex // held by a run: a second one in this process is ErrRunning
+}
+
+// New returns the Reconciler of cfg, or an error wrapping
+// usersync.ErrInvalid for a missing or out-of-range field.
+func New(cfg Config) (*Reconciler, error) {
+	switch {
+	case cfg.Syncer == nil || cfg.Store == nil || cfg.Source == nil:
+		return nil, fmt.Errorf("%w: reconcile.Config needs the Syncer, its Store and a Source", usersync.ErrInvalid)
+	case cfg.Source.Issuer() == "":
+		return nil, fmt.Errorf("%w: reconcile: the Source has no issuer", usersync.ErrInvalid)
+	case cfg.PageSize < 0 || cfg.PageSize > 500:
+		return nil, fmt.Errorf("%w: reconcile.Config.PageSize is 1 to 500", usersync.ErrInvalid)
+	case cfg.MaxDeleteShare < 0 || cfg.MaxDeleteShare > 1 || cfg.MaxDeleteCount < 0 || cfg.LeaseTTL < 0:
+		return nil, fmt.Errorf("%w: reconcile.Config: a negative guard or lease, or a share above 1", usersync.ErrInvalid)
+	}
+	if cfg.PageSize == 0 {
+		cfg.PageSize = 500
+	}
+	if cfg.MaxDeleteShare == 0 {
+		cfg.MaxDeleteShare = 0.10
+	}
+	if cfg.MaxDeleteCount == 0 {
+		cfg.MaxDeleteCount = 10
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = time.Minute
+	}
+	if cfg.Holder == "" {
+		host, _ := os.Hostname()
+		cfg.Holder = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), rand.Text()[:8])
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Reconciler{cfg: cfg, lease: "usersync:reconcile:" + cfg.Source.Issuer()}, nil
+}
+
+// Run reconciles once: it takes the lease (failing with ErrRunning if
+// another replica holds it), sweeps every page, then deletes the users the
+// provider no longer has. A page the Source fails to list ends the sweep
+// (the Source retries what can be retried); a page the store fails to
+// write is counted out and the sweep goes on, but either way the run is
+// incomplete: it deletes nothing and returns an error, with the Report of
+// what it did. Run stops when ctx ends.
+func (r *Reconciler) Run(ctx context.Context) (Report, error) {
+	report, _, err := r.run(ctx, 0)
+	return report, err
+}
+
+// RunEvery runs a reconcile at once and then every interval, until ctx
+// ends; it returns ctx's error. A run's error is logged, not returned. With
+// several replicas each calling RunEvery, a replica skips its turn when
+// another one completed a run less than interval ago (the lease keeps the
+// time of the last complete run), so the provider is swept once per
+// interval, not once per replica.
+func (r *Reconciler) RunEvery(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		return fmt.Errorf("%w: reconcile: RunEvery needs an interval above 0", usersync.ErrInvalid)
+	}
+	for {
+		report, last, err := r.run(ctx, interval)
+		wait := interval
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, errFresh):
+			// Due when the last complete run is interval old, whoever ran it.
+			wait = last.Add(interval).Sub(r.cfg.Now())
+			r.cfg.Logger.DebugContext(ctx, "reconcile: skipped: another replica completed one", "issuer", r.cfg.Source.Issuer(), "next_in", wait)
+		case errors.Is(err, ErrRunning):
+			r.cfg.Logger.DebugContext(ctx, "reconcile: skipped: another replica is running one", "issuer", r.cfg.Source.Issuer())
+		case err != nil:
+			r.cfg.Logger.ErrorContext(ctx, "reconcile: run failed", "issuer", r.cfg.Source.Issuer(), "report", report, "err", err)
+		}
+		t := time.NewTimer(max(wait, min(interval, time.Second))) // never a busy loop
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// errFresh reports a run skipped because another completed one recently.
+var errFresh = errors.New("reconcile: a replica completed a run recently")

@@ -1,0 +1,646 @@
+package reconcile_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk"
+	"github.com/usersync/usersync/clerk/clerktest"
+	"github.com/usersync/usersync/memstore"
+	"github.com/usersync/usersync/reconcile"
+)
+
+const issuer = "https://clerk.example.com"
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// t0 is when the fake instance's first user was created.
+var t0 = time.Now().Add(-30 * 24 * time.Hour).Truncate(time.Millisecond)
+
+// apiUser is the i-th user of a fake instance, at revision rev.
+func apiUser(i, rev int) clerktest.User {
+	return clerktest.User{
+		ID: fmt.Sprintf("user_%05d", i), FirstName: clerktest.Str(fmt.Sprintf("Given%d", i)), LastName: clerktest.Str(fmt.Sprintf("Rev%d", rev)),
+		Email: fmt.Sprintf("u%d@example.com", i), ExternalID: fmt.Sprintf("legacy-%d", i),
+		CreatedAt: t0.Add(time.Duration(i) * time.Second),
+		UpdatedAt: t0.Add(time.Duration(i)*time.Second + time.Duration(rev)*time.Minute),
+	}
+}
+
+func apiUsers(from, to, rev int) []clerktest.User {
+	var us []clerktest.User
+	for i := from; i < to; i++ {
+		us = append(us, apiUser(i, rev))
+	}
+	return us
+}
+
+// env is a fake Clerk instance and an app's store.
+type env struct {
+	t       *testing.T
+	api     *clerktest.API
+	list    *clerk.UserList
+	store   usersync.Store
+	syncer  *usersync.Syncer
+	changes atomic.Int64
+}
+
+func newEnv(t *testing.T, store usersync.Store) *env {
+	t.Helper()
+	e := &env{t: t, api: clerktest.NewAPI(t), store: store}
+	p, err := clerk.New(clerk.Config{Issuer: issuer, SecretKey: e.api.SecretKey, APIURL: e.api.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.list, err = p.UserList(); err != nil {
+		t.Fatal(err)
+	}
+	e.syncer, err = usersync.New(usersync.Config{
+		Store: store, Logger: quiet,
+		OnChange: func(context.Context, usersync.Change) { e.changes.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) reconciler(cfg reconcile.Config) *reconcile.Reconciler {
+	e.t.Helper()
+	cfg.Syncer, cfg.Store, cfg.Source = e.syncer, e.store, e.list
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	r, err := reconcile.New(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+func (e *env) run(cfg reconcile.Config) (reconcile.Report, error) {
+	e.t.Helper()
+	return e.reconciler(cfg).Run(context.Background())
+}
+
+// stored returns the stored user of subject, or the error of the lookup.
+func (e *env) stored(subject string) (usersync.User, error) {
+	return e.store.GetByTokenIdentifier(context.Background(), usersync.TokenIdentifier(issuer, subject))
+}
+
+// requireMatches checks that the store holds exactly the given API users,
+// live, at their revision.
+func (e *env) requireLive(users []clerktest.User) {
+	e.t.Helper()
+	for _, u := range users {
+		got, err := e.stored(u.ID)
+		if err != nil {
+			e.t.Fatalf("%s: %v", u.ID, err)
+		}
+		if got.FamilyName != *u.LastName || got.Version != usersync.Version(u.UpdatedAt.UnixMilli()) {
+			e.t.Fatalf("%s stored as %q at version %d, want %q at %d", u.ID, got.FamilyName, got.Version, *u.LastName, u.UpdatedAt.UnixMilli())
+		}
+	}
+}
+
+func (e *env) liveCount() int {
+	e.t.Helper()
+	n, err := e.store.Count(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+func TestBackfillThenNothingChanges(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	users := apiUsers(0, 1234, 1)
+	e.api.Put(users...)
+	var pages []reconcile.Report
+	report, err := e.run(reconcile.Config{PageSize: 100, OnProgress: func(r reconcile.Report) { pages = append(pages, r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := reconcile.Report{Issuer: issuer, Total: 1234, Listed: 1234, Created: 1234, Complete: true}
+	if got := counts(report); !reflect.DeepEqual(got, counts(want)) {
+		t.Fatalf("report %+v, want %+v", got, counts(want))
+	}
+	if report.Started.IsZero() || report.Finished.Before(report.Started) {
+		t.Fatalf("times %v %v", report.Started, report.Finished)
+	}
+	// 13 pages and the final report; listed grows page by page.
+	if len(pages) != 14 || pages[0].Listed != 100 || pages[12].Listed != 1234 {
+		t.Fatalf("%d progress reports: first %+v", len(pages), pages[0])
+	}
+	e.requireLive(users)
+	if n := e.liveCount(); n != 1234 {
+		t.Fatalf("%d live users", n)
+	}
+	// Mapped as a webhook maps them: the old system's ID links the rows.
+	u, err := e.store.GetByExternalID(context.Background(), issuer, "legacy-77")
+	if err != nil || u.Subject != "user_00077" || u.GivenName != "Given77" || u.Email != "u77@example.com" || !u.EmailVerified {
+		t.Fatalf("by external ID: %+v, %v", u, err)
+	}
+	if e.changes.Load() != 1234 {
+		t.Fatalf("%d changes seen by OnChange", e.changes.Load())
+	}
+
+	// Twice changes nothing.
+	report, err = e.run(reconcile.Config{PageSize: 100})
+	if err != nil || report.Unchanged != 1234 || report.Created+report.Updated+report.Deleted != 0 || !report.Complete {
+		t.Fatalf("second run %+v, %v", counts(report), err)
+	}
+	if e.changes.Load() != 1234 {
+		t.Fatalf("a second run changed %d users", e.changes.Load()-1234)
+	}
+}
+
+// counts is report without its times and refusals, to compare.
+func counts(r reconcile.Report) reconcile.Report {
+	r.Started, r.Finished, r.Refused = time.Time{}, time.Time{}, nil
+	return r
+}
+
+func TestNeverRollsBackANewerWebhook(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 10, 1)...)
+	// A webhook already delivered revision 5 of user 3: the API's page,
+	// listed before that, still holds revision 1.
+	newer := apiUser(3, 5)
+	ev, err := mustProvider(t).Decode(context.Background(), clerktest.UserEvent("user.updated", newer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.syncer.Upsert(context.Background(), *ev.Write); err != nil {
+		t.Fatal(err)
+	}
+	report, err := e.run(reconcile.Config{})
+	if err != nil || report.Created != 9 || report.Unchanged != 1 {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+	e.requireLive([]clerktest.User{newer})
+	// And an update the webhooks missed is healed.
+	missed := apiUser(4, 2)
+	e.api.Put(missed)
+	report, err = e.run(reconcile.Config{})
+	if err != nil || report.Updated != 1 || report.Unchanged != 9 {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+	e.requireLive([]clerktest.User{newer, missed})
+}
+
+func mustProvider(t *testing.T) *clerk.Provider {
+	p, err := clerk.New(clerk.Config{Issuer: issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDeletesWhatTheProviderNoLongerHas(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 200, 1)...)
+	if _, err := e.run(reconcile.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	// A user of another issuer (another instance, or a token-only OIDC
+	// issuer) is never the reconcile's to delete.
+	other := usersync.Write{Issuer: "https://other.example.com", Subject: "user_00001", Version: 1, Fields: usersync.FieldName, Profile: usersync.Profile{Name: "Other"}}
+	if _, _, err := e.syncer.Upsert(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	gone := []string{"user_00001", "user_00050", "user_00199"}
+	e.api.Remove(gone...)
+	report, err := e.run(reconcile.Config{})
+	if err != nil || report.Deleted != 3 || report.Unchanged != 197 || !report.Complete {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+	for _, id := range gone {
+		if _, err := e.stored(id); !errors.Is(err, usersync.ErrDeleted) {
+			t.Fatalf("%s: %v, want ErrDeleted", id, err)
+		}
+		// Final: a token still valid cannot store them again.
+		w := usersync.Write{Issuer: issuer, Subject: id, Version: usersync.Version(time.Now().UnixMilli()), Fields: usersync.FieldName, Profile: usersync.Profile{Name: "Back"}}
+		if _, _, err := e.syncer.Upsert(context.Background(), w); !errors.Is(err, usersync.ErrDeleted) {
+			t.Fatalf("%s stored again: %v", id, err)
+		}
+	}
+	if _, err := e.store.GetByTokenIdentifier(context.Background(), usersync.TokenIdentifier(other.Issuer, other.Subject)); err != nil {
+		t.Fatalf("the other issuer's user: %v", err)
+	}
+	if n := e.liveCount(); n != 198 {
+		t.Fatalf("%d live users, want 197 + 1", n)
+	}
+}
+
+func TestMassDeleteGuard(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		live     int
+		removed  int
+		cfg      reconcile.Config
+		refused  bool
+		wantLive int
+	}{
+		{"10 users, whatever the share", 50, 10, reconcile.Config{}, false, 40},
+		{"10% of the users, however many", 200, 20, reconcile.Config{}, false, 180},
+		{"more than 10 and more than 10%", 100, 11, reconcile.Config{}, true, 100},
+		{"every user: a key of another instance", 300, 300, reconcile.Config{}, true, 300},
+		{"overridden", 100, 60, reconcile.Config{AllowMassDelete: true}, false, 40},
+		{"a tighter count", 100, 3, reconcile.Config{MaxDeleteCount: 2, MaxDeleteShare: 0.01}, true, 100},
+		{"a looser share", 100, 40, reconcile.Config{MaxDeleteShare: 0.5}, false, 60},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, memstore.New())
+			e.api.Put(apiUsers(0, tc.live, 1)...)
+			if _, err := e.run(reconcile.Config{}); err != nil {
+				t.Fatal(err)
+			}
+			var removed []string
+			for i := range tc.removed {
+				removed = append(removed, fmt.Sprintf("user_%05d", i*tc.live/tc.removed))
+			}
+			e.api.Remove(removed...)
+			var logs strings.Builder
+			tc.cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			report, err := e.run(tc.cfg)
+			if tc.refused {
+				if !errors.Is(err, reconcile.ErrMassDelete) || len(report.Refused) != tc.removed || report.Deleted != 0 {
+					t.Fatalf("%+v (refused %d), %v; want ErrMassDelete", counts(report), len(report.Refused), err)
+				}
+				u, _ := e.stored(removed[0])
+				if !strings.Contains(logs.String(), "would_delete="+fmt.Sprint(tc.removed)) || !strings.Contains(logs.String(), u.ID) {
+					t.Fatalf("the refusal is not logged with what it would delete:\n%s", logs.String())
+				}
+			} else if err != nil || report.Deleted != tc.removed {
+				t.Fatalf("%+v, %v", counts(report), err)
+			}
+			if n := e.liveCount(); n != tc.wantLive {
+				t.Fatalf("%d live users, want %d", n, tc.wantLive)
+			}
+		})
+	}
+}
+
+func TestPartialSweepDeletesNothing(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 30, 1)...)
+	if _, err := e.run(reconcile.Config{PageSize: 10}); err != nil {
+		t.Fatal(err)
+	}
+	e.api.Remove("user_00002", "user_00025")
+	e.api.Put(apiUser(5, 2), apiUser(27, 2))
+	// The third page fails for good (a 503 would be retried first).
+	e.api.OnPage(func(offset int) {
+		if offset == 10 {
+			e.api.Fail(1, 403, 0)
+		}
+	})
+	report, err := e.run(reconcile.Config{PageSize: 10})
+	if !errors.Is(err, clerk.ErrAPI) || report.Complete || report.Deleted != 0 {
+		t.Fatalf("%+v, %v; want an incomplete sweep", counts(report), err)
+	}
+	if report.Updated != 1 || report.Listed != 20 {
+		t.Fatalf("the first page was not applied: %+v", counts(report))
+	}
+	if n := e.liveCount(); n != 30 {
+		t.Fatalf("%d live users after a partial sweep, want 30", n)
+	}
+	e.api.OnPage(nil)
+	report, err = e.run(reconcile.Config{PageSize: 10})
+	if err != nil || report.Deleted != 2 || report.Updated != 1 {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+}
+
+// failingStore fails UpsertBatch for the batches fail picks.
+type failingStore struct {
+	usersync.Store
+	fail func(ws []usersync.Write) bool
+}
+
+func (s failingStore) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]usersync.User, []usersync.Outcome, error) {
+	if s.fail(ws) {
+		return nil, nil, errors.New("store down")
+	}
+	return s.Store.UpsertBatch(ctx, ws)
+}
+
+func TestAPageTheStoreFailsDoesNotLoseTheRest(t *testing.T) {
+	broken := true
+	store := failingStore{Store: memstore.New(), fail: func(ws []usersync.Write) bool { return broken && len(ws) > 0 && ws[0].Subject == "user_00010" }}
+	e := newEnv(t, store)
+	e.api.Put(apiUsers(0, 40, 1)...)
+	report, err := e.run(reconcile.Config{PageSize: 10})
+	if err == nil || !strings.Contains(err.Error(), "store down") || report.Complete || report.Created != 30 || report.Listed != 40 {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+	if _, err := e.stored("user_00035"); err != nil {
+		t.Fatalf("the pages after the failed one: %v", err)
+	}
+	// Three failing pages in a row stop the sweep: the store is down.
+	store.fail = func([]usersync.Write) bool { return true }
+	e = newEnv(t, store)
+	e.api.Put(apiUsers(0, 100, 1)...)
+	report, err = e.run(reconcile.Config{PageSize: 10})
+	if err == nil || report.Listed != 30 {
+		t.Fatalf("%+v, %v; want a stop after 3 pages", counts(report), err)
+	}
+}
+
+func TestSkipsUsersThatCannotBeStored(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 20, 1)...)
+	long := apiUser(20, 1)
+	long.ID = "user_" + strings.Repeat("x", 300) // longer than any store keeps
+	e.api.Put(long)
+	report, err := e.run(reconcile.Config{})
+	if err != nil || report.Skipped != 1 || report.Created != 20 || report.Unchanged != 0 || !report.Complete {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+	// A skipped user still counts as listed: deletions go on.
+	e.api.Remove("user_00003")
+	report, err = e.run(reconcile.Config{})
+	if err != nil || report.Skipped != 1 || report.Deleted != 1 || report.Unchanged != 19 {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+}
+
+// TestAListThatChangesUnderTheSweep deletes, creates and updates users
+// between pages: offset paging then skips users (deletions before the
+// offset shift the rest left) and repeats none here; nothing the provider
+// has may be lost, nothing it has may be deleted.
+func TestAListThatChangesUnderTheSweep(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 300, 1)...)
+	if _, err := e.run(reconcile.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	e.api.Put(apiUsers(300, 1000, 1)...) // created since the last reconcile
+
+	var mu sync.Mutex
+	deletedEarly := []string{}
+	next := 1000
+	e.api.OnPage(func(offset int) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch offset {
+		case 100:
+			// 7 users of the page already listed are deleted: each shifts
+			// an unlisted user into that page, so 7 are skipped.
+			for i := range 7 {
+				id := fmt.Sprintf("user_%05d", i*10)
+				e.api.Remove(id)
+				deletedEarly = append(deletedEarly, id)
+			}
+			// Users sign up: they come last.
+			for range 5 {
+				e.api.Put(apiUser(next, 1))
+				next++
+			}
+		case 300:
+			e.api.Remove("user_00500", "user_00501") // not listed yet: gone before their page
+			e.api.Put(apiUser(450, 3))               // updated before its page
+			e.api.Put(apiUser(150, 3))               // updated after its page: a webhook brings it
+		}
+	})
+	// A user who signs up after the last page was listed, and whom a
+	// webhook stores during the sweep: newer than the sweep, not deleted.
+	late := apiUser(5000, 1)
+	late.CreatedAt = time.Now()
+	report, err := e.run(reconcile.Config{PageSize: 100, OnProgress: func(r reconcile.Report) {
+		if r.Listed >= 1000 && r.Finished.IsZero() {
+			if _, _, err := e.syncer.Upsert(context.Background(), mustWrite(t, late)); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	if err != nil || !report.Complete {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+	// The two deleted before their page were never stored.
+	if report.Deleted != 0 {
+		t.Fatalf("deleted %d users the provider still has", report.Deleted)
+	}
+	// Every user the provider has is stored, at its revision (150's
+	// update is the webhooks' to bring: it is at revision 1 or 3).
+	var have []clerktest.User
+	for i := range next {
+		if i == 500 || i == 501 || i == 150 || slicesContains(deletedEarly, fmt.Sprintf("user_%05d", i)) {
+			continue
+		}
+		u := apiUser(i, 1)
+		if i == 450 {
+			u = apiUser(i, 3)
+		}
+		have = append(have, u)
+	}
+	e.requireLive(have)
+	// The users deleted during the sweep after their page was listed stay
+	// until the next run (or their user.deleted webhook).
+	for _, id := range deletedEarly {
+		if _, err := e.stored(id); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	e.api.OnPage(nil)
+	e.api.Put(late)
+	report, err = e.run(reconcile.Config{PageSize: 100})
+	if err != nil || report.Deleted != len(deletedEarly) {
+		t.Fatalf("second run: %+v, %v", counts(report), err)
+	}
+	for _, id := range deletedEarly {
+		if _, err := e.stored(id); !errors.Is(err, usersync.ErrDeleted) {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	e.requireLive(append(have, late))
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func mustWrite(t *testing.T, u clerktest.User) usersync.Write {
+	ev, err := mustProvider(t).Decode(context.Background(), clerktest.UserEvent("user.created", u))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *ev.Write
+}
+
+// TestASkippedUserStoredByAClockBehind: a user created during the sweep by
+// a replica whose clock is behind looks older than the sweep: the lookup
+// before deleting keeps it.
+func TestASkippedUserStoredByAClockBehind(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 50, 1)...)
+	late := apiUser(9000, 1)
+	late.CreatedAt = time.Now()
+	report, err := e.run(reconcile.Config{OnProgress: func(r reconcile.Report) {
+		if r.Finished.IsZero() {
+			e.api.Put(late)
+			w := mustWrite(t, late)
+			w.At = time.Now().Add(-time.Hour)
+			if _, _, err := e.syncer.Upsert(context.Background(), w); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	if err != nil || report.Deleted != 0 || report.Created != 50 || report.Unchanged != 1 {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+	e.requireLive([]clerktest.User{late})
+}
+
+func TestRateLimitIsHonoured(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 20, 1)...)
+	e.api.OnPage(func(offset int) {
+		if offset == 10 {
+			e.api.Fail(1, 429, time.Second)
+			e.api.OnPage(nil)
+		}
+	})
+	start := time.Now()
+	report, err := e.run(reconcile.Config{PageSize: 10})
+	if err != nil || report.Created != 20 || !report.Complete {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Fatalf("took %v: Retry-After: 1 not honoured", took)
+	}
+}
+
+func TestCancelStopsTheSweep(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 50, 1)...)
+	if _, err := e.run(reconcile.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	e.api.Remove("user_00001")
+	ctx, cancel := context.WithCancel(context.Background())
+	r := e.reconciler(reconcile.Config{PageSize: 10, OnProgress: func(reconcile.Report) { cancel() }})
+	report, err := r.Run(ctx)
+	if !errors.Is(err, context.Canceled) || report.Complete || report.Deleted != 0 || report.Listed != 10 {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+	// The lease was released: another replica runs at once.
+	report, err = e.reconciler(reconcile.Config{Holder: "other"}).Run(context.Background())
+	if err != nil || report.Deleted != 1 {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+}
+
+func TestOneRunAtATime(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 30, 1)...)
+	inside, release := make(chan struct{}), make(chan struct{})
+	e.api.OnPage(func(offset int) {
+		if offset == 10 {
+			close(inside)
+			<-release
+		}
+	})
+	a := e.reconciler(reconcile.Config{PageSize: 10, Holder: "replica-a"})
+	done := make(chan error)
+	go func() {
+		_, err := a.Run(context.Background())
+		done <- err
+	}()
+	<-inside
+	// Another replica, and the same one again, find it running.
+	if _, err := e.reconciler(reconcile.Config{Holder: "replica-b"}).Run(context.Background()); !errors.Is(err, reconcile.ErrRunning) {
+		t.Fatalf("replica b: %v, want ErrRunning", err)
+	}
+	if _, err := a.Run(context.Background()); !errors.Is(err, reconcile.ErrRunning) {
+		t.Fatalf("replica a again: %v, want ErrRunning", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	e.api.OnPage(nil)
+	if _, err := e.reconciler(reconcile.Config{Holder: "replica-b"}).Run(context.Background()); err != nil {
+		t.Fatalf("replica b after a: %v", err)
+	}
+}
+
+// lostLease is a store on which every renewal finds the lease taken over.
+type lostLease struct{ usersync.Store }
+
+func (lostLease) RenewLease(context.Context, string, string, time.Duration, int64) (bool, error) {
+	return false, nil
+}
+
+func TestALostLeaseStopsTheRun(t *testing.T) {
+	e := newEnv(t, lostLease{memstore.New()})
+	e.api.Put(apiUsers(0, 30, 1)...)
+	e.api.OnPage(func(offset int) {
+		if offset == 10 {
+			time.Sleep(300 * time.Millisecond) // past a renewal
+		}
+	})
+	report, err := e.run(reconcile.Config{PageSize: 10, LeaseTTL: 150 * time.Millisecond})
+	if !errors.Is(err, reconcile.ErrRunning) || report.Complete {
+		t.Fatalf("%+v, %v; want ErrRunning", counts(report), err)
+	}
+}
+
+func TestRunEverySweepsOncePerIntervalAcrossReplicas(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 20, 1)...)
+	if _, err := e.reconciler(reconcile.Config{Holder: "replica-a"}).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := e.api.Requests()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := e.reconciler(reconcile.Config{Holder: "replica-b"}).RunEvery(ctx, time.Hour); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal(err)
+	}
+	if n := e.api.Requests() - before; n != 0 {
+		t.Fatalf("replica b swept again %v after a's complete run: %d requests", time.Hour, n)
+	}
+	// With a short interval it runs.
+	time.Sleep(20 * time.Millisecond)
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	e.reconciler(reconcile.Config{Holder: "replica-b"}).RunEvery(ctx, 10*time.Millisecond)
+	if e.api.Requests() == before {
+		t.Fatal("replica b never ran")
+	}
+	if err := e.reconciler(reconcile.Config{}).RunEvery(context.Background(), 0); !errors.Is(err, usersync.ErrInvalid) {
+		t.Fatalf("interval 0: %v", err)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	for _, cfg := range []reconcile.Config{
+		{},
+		{Syncer: e.syncer, Store: e.store},
+		{Syncer: e.syncer, Store: e.store, Source: e.list, PageSize: 501},
+		{Syncer: e.syncer, Store: e.store, Source: e.list, MaxDeleteShare: 1.5},
+		{Syncer: e.syncer, Store: e.store, Source: e.list, MaxDeleteCount: -1},
+	} {
+		if _, err := reconcile.New(cfg); !errors.Is(err, usersync.ErrInvalid) {
+			t.Fatalf("New(%+v) = %v", cfg, err)
+		}
+	}
+}

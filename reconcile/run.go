@@ -1,0 +1,179 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/usersync/usersync"
+)
+
+// maxFailedPages is how many pages in a row the store may fail to write
+// before the sweep stops: the store is down, not one page bad.
+const maxFailedPages = 3
+
+// run reconciles once, as Run says. With fresh above 0 it skips the run
+// (errFresh) if one completed less than fresh ago, and returns its time.
+func (r *Reconciler) run(ctx context.Context, fresh time.Duration) (Report, time.Time, error) {
+	src, log := r.cfg.Source, r.cfg.Logger
+	report := Report{Issuer: src.Issuer(), Started: r.cfg.Now()}
+	if !r.running.TryLock() {
+		return report, time.Time{}, ErrRunning
+	}
+	defer r.running.Unlock()
+	lease, err := r.acquire(ctx)
+	if err != nil {
+		return report, time.Time{}, err
+	}
+	defer lease.release()
+	ctx = lease.ctx
+	if last := lease.lastComplete(); fresh > 0 && !last.IsZero() && report.Started.Sub(last) < fresh {
+		return report, last, errFresh
+	}
+
+	if report.Total, err = src.Count(ctx); err != nil {
+		return r.finish(ctx, report, fmt.Errorf("reconcile: counting the provider's users: %w", err))
+	}
+	log.InfoContext(ctx, "reconcile: started", "issuer", report.Issuer, "total", report.Total)
+	listed := make(map[string]struct{}, report.Total)
+	var failed []error // pages that failed
+	inARow := 0        // pages the store failed to write, in a row
+	lastLog := report.Started
+	pages, stop := r.fetch(ctx)
+	defer stop()
+	for p := range pages {
+		offset, page := p.offset, p.page
+		if p.err == nil {
+			p.err = ctx.Err()
+		}
+		if p.err != nil {
+			failed = append(failed, fmt.Errorf("listing users from %d: %w", offset, p.err))
+			break
+		}
+		for _, w := range page {
+			listed[w.Subject] = struct{}{}
+		}
+		report.Listed += len(page)
+		if len(page) == 0 {
+			break
+		}
+		if err := r.write(ctx, &report, page); err != nil {
+			failed = append(failed, fmt.Errorf("writing users %d to %d: %w", offset, offset+len(page)-1, err))
+			if inARow++; ctx.Err() != nil || inARow >= maxFailedPages {
+				break
+			}
+		} else {
+			inARow = 0
+		}
+		r.progress(report)
+		if now := r.cfg.Now(); now.Sub(lastLog) >= 10*time.Second {
+			lastLog = now
+			log.InfoContext(ctx, "reconcile: progress", "issuer", report.Issuer, "report", report)
+		}
+	}
+	stop()
+	if err := ctx.Err(); err != nil && len(failed) == 0 {
+		failed = append(failed, err) // never a complete sweep
+	}
+	if len(failed) > 0 {
+		return r.finish(ctx, report, fmt.Errorf("reconcile: incomplete sweep, nothing deleted: %w", errors.Join(failed...)))
+	}
+	report.Complete = true
+	err = r.deleteUnlisted(ctx, &report, listed)
+	if err == nil {
+		lease.complete(report.Started)
+	}
+	return r.finish(ctx, report, err)
+}
+
+// fetched is a page of the Source, or the error of listing it.
+type fetched struct {
+	offset int
+	page   []usersync.Write
+	err    error
+}
+
+// fetch lists the pages in a goroutine, one page ahead of the writes: the
+// provider's latency (hundreds of milliseconds a page on a real API)
+// overlaps the store's. The channel ends after the last page or an error;
+// stop ends the fetching and waits for it to end.
+func (r *Reconciler) fetch(ctx context.Context) (<-chan fetched, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	pages := make(chan fetched, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(pages)
+		size := r.cfg.PageSize
+		for offset := 0; ; offset += size {
+			page, err := r.cfg.Source.Page(ctx, offset, size)
+			if err == nil {
+				err = ctx.Err() // stopped: the sweep did not end here
+			}
+			pages <- fetched{offset, page, err}
+			if err != nil || len(page) < size {
+				return
+			}
+		}
+	}()
+	return pages, func() {
+		cancel()
+		for range pages { // unblock a send, then wait for the goroutine
+		}
+		<-done
+	}
+}
+
+// write applies one page as one batch.
+func (r *Reconciler) write(ctx context.Context, report *Report, page []usersync.Write) error {
+	outcomes, err := r.cfg.Syncer.UpsertBatch(ctx, page)
+	if outcomes == nil && err != nil {
+		return err // the store failed: nothing applied
+	}
+	for _, o := range outcomes {
+		switch o {
+		case usersync.Created:
+			report.Created++
+		case usersync.Updated:
+			report.Updated++
+		default:
+			report.Unchanged++
+		}
+	}
+	if err != nil {
+		// Malformed users were skipped (their outcome is Stale, counted
+		// above); the error says which and why, never their values.
+		n := 1
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			n = len(joined.Unwrap())
+		}
+		report.Skipped += n
+		report.Unchanged -= n
+		r.cfg.Logger.WarnContext(ctx, "reconcile: skipped users that cannot be stored", "issuer", report.Issuer, "count", n, "err", err)
+	}
+	return nil
+}
+
+// progress calls OnProgress, if set.
+func (r *Reconciler) progress(report Report) {
+	if r.cfg.OnProgress != nil {
+		report.Refused = append([]string(nil), report.Refused...)
+		r.cfg.OnProgress(report)
+	}
+}
+
+// finish completes report, logs its summary and reports it.
+func (r *Reconciler) finish(ctx context.Context, report Report, err error) (Report, time.Time, error) {
+	report.Finished = r.cfg.Now()
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrRunning) {
+		err = fmt.Errorf("%w (%w)", cause, err) // the lease was lost: say so first
+	}
+	r.progress(report)
+	if err != nil {
+		r.cfg.Logger.ErrorContext(ctx, "reconcile: failed", "issuer", report.Issuer, "report", report, "took", report.Finished.Sub(report.Started), "err", err)
+	} else {
+		r.cfg.Logger.InfoContext(ctx, "reconcile: done", "issuer", report.Issuer, "report", report, "took", report.Finished.Sub(report.Started))
+	}
+	return report, time.Time{}, err
+}
