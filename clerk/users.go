@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -48,13 +49,17 @@ func (p *Provider) UserList() (*UserList, error) {
 	if base == "" {
 		base = DefaultAPIURL
 	}
-	if u, err := url.Parse(base); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("%w: clerk.Config.APIURL is not an http(s) URL", usersync.ErrInvalid)
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" || u.Scheme != "https" && !(u.Scheme == "http" && loopback(u.Hostname())) {
+		return nil, fmt.Errorf("%w: clerk.Config.APIURL is not an https URL (or http on loopback, for tests)", usersync.ErrInvalid)
 	}
-	client := p.cfg.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
+	client := &http.Client{Timeout: 30 * time.Second}
+	if p.cfg.HTTPClient != nil {
+		c := *p.cfg.HTTPClient // a copy: the caller's client stays as it is
+		client = &c
 	}
+	// The secret key goes to APIURL only: never follow a redirect with it.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &UserList{p: p, base: base, key: p.secretKey, client: client, maxBody: 64 << 20, sleep: sleepCtx}, nil
 }
 
@@ -123,6 +128,15 @@ func (l *UserList) Lookup(ctx context.Context, id string) (*usersync.Write, erro
 	}
 	w := l.p.write(&u)
 	return &w, nil
+}
+
+// loopback reports whether host names this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // write maps a user of the API or a webhook to its write.
@@ -194,7 +208,9 @@ func (l *UserList) try(ctx context.Context, path string) ([]byte, time.Duration,
 		return nil, -1, fmt.Errorf("%w: %s answered more than %d bytes", ErrAPI, path, l.maxBody)
 	case resp.StatusCode == http.StatusOK:
 		return body, -1, nil
-	case resp.StatusCode == http.StatusNotFound:
+	case resp.StatusCode == http.StatusNotFound && clerkCode(body) == "resource_not_found":
+		// Clerk's own "no such user". A 404 of anything else (a proxy, a
+		// wrong APIURL) is no proof that a user is gone.
 		return nil, -1, errNotFound
 	case resp.StatusCode == http.StatusTooManyRequests:
 		wait := time.Second
@@ -209,8 +225,23 @@ func (l *UserList) try(ctx context.Context, path string) ([]byte, time.Duration,
 		return nil, 0, fmt.Errorf("answered %d", resp.StatusCode)
 	}
 	// 401, 403 (a bad secret key), 400, ...: final. Clerk's error body
-	// names the problem; it holds no secret.
-	return nil, -1, fmt.Errorf("%w: %s answered %d: %.200s", ErrAPI, path, resp.StatusCode, body)
+	// names the problem; the key is cut out should a server echo it.
+	msg := strings.ReplaceAll(string(body[:min(len(body), 4096)]), l.key, "[secret key]")
+	return nil, -1, fmt.Errorf("%w: %s answered %d: %.200s", ErrAPI, path, resp.StatusCode, msg)
+}
+
+// clerkCode returns the code of the first error of a Clerk error body, or
+// "".
+func clerkCode(body []byte) string {
+	var e struct {
+		Errors []struct {
+			Code string `json:"code"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(body, &e) != nil || len(e.Errors) == 0 {
+		return ""
+	}
+	return e.Errors[0].Code
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

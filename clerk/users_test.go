@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -224,11 +225,56 @@ func TestUserListFailsForGood(t *testing.T) {
 		{Issuer: clerkIssuer},
 		{Issuer: clerkIssuer, SecretKey: "sk_test_x", APIURL: "ftp://example.com"},
 		{Issuer: clerkIssuer, SecretKey: "sk_test_x", APIURL: "::"},
+		{Issuer: clerkIssuer, SecretKey: "sk_test_x", APIURL: "http://api.clerk.com/v1"}, // the key in cleartext
 	} {
 		p, _ := clerk.New(cfg)
 		if _, err := p.UserList(); !errors.Is(err, usersync.ErrInvalid) {
 			t.Fatalf("UserList of %+v: %v", cfg, err)
 		}
+	}
+}
+
+// TestUserListTrustsOnlyClerk: the key is never sent where a redirect
+// points, never shown if a server echoes it, and only Clerk's own 404
+// says a user is gone.
+func TestUserListTrustsOnlyClerk(t *testing.T) {
+	ctx := context.Background()
+	var hits []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits = append(hits, r.URL.Path+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/v1/users/count":
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		case "/v1/users/user_proxy404":
+			http.Error(w, "<html>not found</html>", http.StatusNotFound)
+		default:
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintf(w, `{"errors":[{"code":"authentication_invalid","message":"bad key %s"}]}`, r.Header.Get("Authorization"))
+		}
+	}))
+	defer srv.Close()
+	p, _ := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: "sk_test_echoed_secret", APIURL: srv.URL + "/v1"})
+	l, err := p.UserList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Count(ctx); !errors.Is(err, clerk.ErrAPI) || !strings.Contains(err.Error(), "302") {
+		t.Fatalf("a redirect: %v", err)
+	}
+	for _, h := range hits {
+		if strings.HasPrefix(h, "/elsewhere") {
+			t.Fatalf("the redirect was followed: %v", hits)
+		}
+	}
+	if w, err := l.Lookup(ctx, "user_proxy404"); err == nil || w != nil {
+		t.Fatalf("a 404 that is not Clerk's: %v, %v; want an error", w, err)
+	}
+	_, err = l.Page(ctx, 0, 10)
+	if !errors.Is(err, clerk.ErrAPI) || strings.Contains(err.Error(), "echoed_secret") || !strings.Contains(err.Error(), "[secret key]") {
+		t.Fatalf("an echoed key: %v", err)
 	}
 }
 

@@ -13,16 +13,20 @@
 // holds a lease in the store.
 //
 // Offset paging over a list that changes skips and repeats users. Repeats
-// are harmless (the writes are versioned). A user created during the sweep
-// comes last in the oldest-first order, so it is listed or, if created
-// after the last page, is newer than the sweep and no deletion candidate. A
-// user skipped because users before it were deleted is a candidate, and
-// the one-by-one confirmation finds it and stores it instead.
+// are dropped (and would be harmless: the writes are versioned). Users
+// created during the sweep come last in the oldest-first order. Each page
+// overlaps the previous one by a user: when that user is not where it was,
+// users before the offset were deleted and the list moved left, so the
+// sweep lists the page before again, where the users it would have skipped
+// went. A stored user the sweep still missed is a deletion candidate, and
+// the lookup before the delete stores it instead.
 package reconcile
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,14 +67,17 @@ type Config struct {
 	// MaxDeleteShare and MaxDeleteCount bound the deletions of one run:
 	// a run that would delete more than MaxDeleteShare of the issuer's
 	// live users and more than MaxDeleteCount users deletes none, logs
-	// them and fails with ErrMassDelete. Defaults 0.10 and 10.
+	// them and fails with ErrMassDelete. Defaults (for 0) 0.10 and 10; a
+	// negative value means none: with MaxDeleteCount -1, only the share
+	// bounds a run.
 	MaxDeleteShare float64
 	MaxDeleteCount int
 	// AllowMassDelete lifts the guard, for the run after an operator has
 	// checked what it refused.
 	AllowMassDelete bool
 	// LeaseTTL is how long the lease outlives a replica that stops
-	// renewing it (it renews every third of it). Default 1 minute.
+	// renewing it (it renews every third of it), at least 100 ms. Default
+	// 1 minute.
 	LeaseTTL time.Duration
 	// Holder names this replica in the lease. Default: host name, process
 	// ID and a random suffix.
@@ -104,24 +111,34 @@ func New(cfg Config) (*Reconciler, error) {
 		return nil, fmt.Errorf("%w: reconcile: the Source has no issuer", usersync.ErrInvalid)
 	case cfg.PageSize < 0 || cfg.PageSize > 500:
 		return nil, fmt.Errorf("%w: reconcile.Config.PageSize is 1 to 500", usersync.ErrInvalid)
-	case cfg.MaxDeleteShare < 0 || cfg.MaxDeleteShare > 1 || cfg.MaxDeleteCount < 0 || cfg.LeaseTTL < 0:
-		return nil, fmt.Errorf("%w: reconcile.Config: a negative guard or lease, or a share above 1", usersync.ErrInvalid)
+	case cfg.MaxDeleteShare > 1:
+		return nil, fmt.Errorf("%w: reconcile.Config.MaxDeleteShare is above 1", usersync.ErrInvalid)
+	case cfg.LeaseTTL < 0 || cfg.LeaseTTL > 0 && cfg.LeaseTTL < 100*time.Millisecond:
+		return nil, fmt.Errorf("%w: reconcile.Config.LeaseTTL is below 100 ms", usersync.ErrInvalid)
+	case len(cfg.Holder) > 255:
+		return nil, fmt.Errorf("%w: reconcile.Config.Holder is longer than 255 bytes", usersync.ErrInvalid)
 	}
 	if cfg.PageSize == 0 {
 		cfg.PageSize = 500
 	}
-	if cfg.MaxDeleteShare == 0 {
+	switch {
+	case cfg.MaxDeleteShare == 0:
 		cfg.MaxDeleteShare = 0.10
+	case cfg.MaxDeleteShare < 0:
+		cfg.MaxDeleteShare = 0
 	}
-	if cfg.MaxDeleteCount == 0 {
+	switch {
+	case cfg.MaxDeleteCount == 0:
 		cfg.MaxDeleteCount = 10
+	case cfg.MaxDeleteCount < 0:
+		cfg.MaxDeleteCount = 0
 	}
 	if cfg.LeaseTTL == 0 {
 		cfg.LeaseTTL = time.Minute
 	}
 	if cfg.Holder == "" {
 		host, _ := os.Hostname()
-		cfg.Holder = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), rand.Text()[:8])
+		cfg.Holder = fmt.Sprintf("%.200s-%d-%s", host, os.Getpid(), rand.Text()[:8])
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -129,7 +146,17 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reconciler{cfg: cfg, lease: "usersync:reconcile:" + cfg.Source.Issuer()}, nil
+	return &Reconciler{cfg: cfg, lease: leaseName(cfg.Source.Issuer())}, nil
+}
+
+// leaseName names the lease of an issuer's reconcile: with the issuer in
+// it, or its SHA-256 if that is too long for a lease name.
+func leaseName(issuer string) string {
+	if name := "usersync:reconcile:" + issuer; len(name) <= 255 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(issuer))
+	return "usersync:reconcile:sha256:" + hex.EncodeToString(sum[:])
 }
 
 // Run reconciles once: it takes the lease (failing with ErrRunning if

@@ -75,6 +75,19 @@ func newEnv(t *testing.T, store usersync.Store) *env {
 	return e
 }
 
+// onPage calls f before each page of GET /users the API serves, with its
+// number (1 for the first) and offset.
+func (e *env) onPage(f func(n, offset int)) {
+	var mu sync.Mutex
+	n := 0
+	e.api.OnPage(func(offset int) {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		f(n, offset)
+	})
+}
+
 func (e *env) reconciler(cfg reconcile.Config) *reconcile.Reconciler {
 	e.t.Helper()
 	cfg.Syncer, cfg.Store, cfg.Source = e.syncer, e.store, e.list
@@ -259,6 +272,8 @@ func TestMassDeleteGuard(t *testing.T) {
 		{"overridden", 100, 60, reconcile.Config{AllowMassDelete: true}, false, 40},
 		{"a tighter count", 100, 3, reconcile.Config{MaxDeleteCount: 2, MaxDeleteShare: 0.01}, true, 100},
 		{"a looser share", 100, 40, reconcile.Config{MaxDeleteShare: 0.5}, false, 60},
+		{"no count allowance", 200, 11, reconcile.Config{MaxDeleteCount: -1, MaxDeleteShare: 0.05}, true, 200},
+		{"no allowance at all", 200, 1, reconcile.Config{MaxDeleteCount: -1, MaxDeleteShare: -1}, true, 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, memstore.New())
@@ -301,8 +316,8 @@ func TestPartialSweepDeletesNothing(t *testing.T) {
 	e.api.Remove("user_00002", "user_00025")
 	e.api.Put(apiUser(5, 2), apiUser(27, 2))
 	// The third page fails for good (a 503 would be retried first).
-	e.api.OnPage(func(offset int) {
-		if offset == 10 {
+	e.onPage(func(n, _ int) {
+		if n == 2 {
 			e.api.Fail(1, 403, 0)
 		}
 	})
@@ -310,7 +325,7 @@ func TestPartialSweepDeletesNothing(t *testing.T) {
 	if !errors.Is(err, clerk.ErrAPI) || report.Complete || report.Deleted != 0 {
 		t.Fatalf("%+v, %v; want an incomplete sweep", counts(report), err)
 	}
-	if report.Updated != 1 || report.Listed != 20 {
+	if report.Updated != 1 || report.Listed != 19 { // pages overlap by a user
 		t.Fatalf("the first page was not applied: %+v", counts(report))
 	}
 	if n := e.liveCount(); n != 30 {
@@ -342,7 +357,7 @@ func TestAPageTheStoreFailsDoesNotLoseTheRest(t *testing.T) {
 	e := newEnv(t, store)
 	e.api.Put(apiUsers(0, 40, 1)...)
 	report, err := e.run(reconcile.Config{PageSize: 10})
-	if err == nil || !strings.Contains(err.Error(), "store down") || report.Complete || report.Created != 30 || report.Listed != 40 {
+	if err == nil || !strings.Contains(err.Error(), "store down") || report.Complete || report.Created != 31 || report.Listed != 40 {
 		t.Fatalf("%+v, %v", counts(report), err)
 	}
 	if _, err := e.stored("user_00035"); err != nil {
@@ -353,8 +368,8 @@ func TestAPageTheStoreFailsDoesNotLoseTheRest(t *testing.T) {
 	e = newEnv(t, store)
 	e.api.Put(apiUsers(0, 100, 1)...)
 	report, err = e.run(reconcile.Config{PageSize: 10})
-	if err == nil || report.Listed != 30 {
-		t.Fatalf("%+v, %v; want a stop after 3 pages", counts(report), err)
+	if err == nil || report.Listed != 28 {
+		t.Fatalf("%+v, %v; want a stop after 3 pages (10 + 9 + 9 users: pages overlap by one)", counts(report), err)
 	}
 }
 
@@ -388,16 +403,15 @@ func TestAListThatChangesUnderTheSweep(t *testing.T) {
 	}
 	e.api.Put(apiUsers(300, 1000, 1)...) // created since the last reconcile
 
-	var mu sync.Mutex
 	deletedEarly := []string{}
 	next := 1000
-	e.api.OnPage(func(offset int) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch offset {
-		case 100:
-			// 7 users of the page already listed are deleted: each shifts
-			// an unlisted user into that page, so 7 are skipped.
+	backdated := apiUser(6000, 1)
+	backdated.CreatedAt = apiUser(350, 1).CreatedAt.Add(time.Millisecond) // an import with a past created_at
+	e.onPage(func(n, _ int) {
+		switch n {
+		case 2:
+			// 7 users of the page already listed are deleted: the list
+			// moves left under the sweep, by 7 users that were stored.
 			for i := range 7 {
 				id := fmt.Sprintf("user_%05d", i*10)
 				e.api.Remove(id)
@@ -408,7 +422,14 @@ func TestAListThatChangesUnderTheSweep(t *testing.T) {
 				e.api.Put(apiUser(next, 1))
 				next++
 			}
-		case 300:
+		case 4:
+			// Again, where the users moved left are not stored yet.
+			for i := range 4 {
+				id := fmt.Sprintf("user_%05d", 200+i)
+				e.api.Remove(id)
+				deletedEarly = append(deletedEarly, id)
+			}
+			e.api.Put(backdated)                     // moves the list right: a repeat
 			e.api.Remove("user_00500", "user_00501") // not listed yet: gone before their page
 			e.api.Put(apiUser(450, 3))               // updated before its page
 			e.api.Put(apiUser(150, 3))               // updated after its page: a webhook brings it
@@ -428,9 +449,10 @@ func TestAListThatChangesUnderTheSweep(t *testing.T) {
 	if err != nil || !report.Complete {
 		t.Fatalf("%+v, %v", counts(report), err)
 	}
-	// The two deleted before their page were never stored.
-	if report.Deleted != 0 {
-		t.Fatalf("deleted %d users the provider still has", report.Deleted)
+	// Listed once each: every user but the two deleted before their page,
+	// and the backdated one.
+	if report.Deleted != 0 || report.Listed != next-2+1 {
+		t.Fatalf("deleted %d, listed %d; want 0, %d", report.Deleted, report.Listed, next-1)
 	}
 	// Every user the provider has is stored, at its revision (150's
 	// update is the webhooks' to bring: it is at revision 1 or 3).
@@ -445,6 +467,7 @@ func TestAListThatChangesUnderTheSweep(t *testing.T) {
 		}
 		have = append(have, u)
 	}
+	have = append(have, backdated)
 	e.requireLive(have)
 	// The users deleted during the sweep after their page was listed stay
 	// until the next run (or their user.deleted webhook).
@@ -487,6 +510,37 @@ func mustWrite(t *testing.T, u clerktest.User) usersync.Write {
 // TestASkippedUserStoredByAClockBehind: a user created during the sweep by
 // a replica whose clock is behind looks older than the sweep: the lookup
 // before deleting keeps it.
+// TestAFirstImportWhileUsersAreDeleted: users deleted before the offset
+// move the list left under the sweep; the users moved past it are not
+// stored yet, so only listing them again saves them.
+func TestAFirstImportWhileUsersAreDeleted(t *testing.T) {
+	for _, removed := range []int{1, 3, 99, 100, 150} {
+		t.Run(fmt.Sprint(removed), func(t *testing.T) {
+			e := newEnv(t, memstore.New())
+			e.api.Put(apiUsers(0, 300, 1)...)
+			var gone []string
+			for i := range removed {
+				gone = append(gone, fmt.Sprintf("user_%05d", i))
+			}
+			e.onPage(func(n, _ int) {
+				if n == 2 {
+					e.api.Remove(gone...)
+				}
+			})
+			report, err := e.run(reconcile.Config{PageSize: 100})
+			if err != nil || !report.Complete || report.Deleted != 0 {
+				t.Fatalf("%+v, %v", counts(report), err)
+			}
+			e.requireLive(apiUsers(removed, 300, 1))
+			// Users of the first page were listed before they went; the
+			// others removed were never listed.
+			if want := 300 - max(0, removed-100); report.Created != want || report.Listed != want {
+				t.Fatalf("%+v: want %d users listed once", counts(report), want)
+			}
+		})
+	}
+}
+
 func TestASkippedUserStoredByAClockBehind(t *testing.T) {
 	e := newEnv(t, memstore.New())
 	e.api.Put(apiUsers(0, 50, 1)...)
@@ -511,10 +565,9 @@ func TestASkippedUserStoredByAClockBehind(t *testing.T) {
 func TestRateLimitIsHonoured(t *testing.T) {
 	e := newEnv(t, memstore.New())
 	e.api.Put(apiUsers(0, 20, 1)...)
-	e.api.OnPage(func(offset int) {
-		if offset == 10 {
+	e.onPage(func(n, _ int) {
+		if n == 2 {
 			e.api.Fail(1, 429, time.Second)
-			e.api.OnPage(nil)
 		}
 	})
 	start := time.Now()
@@ -551,8 +604,8 @@ func TestOneRunAtATime(t *testing.T) {
 	e := newEnv(t, memstore.New())
 	e.api.Put(apiUsers(0, 30, 1)...)
 	inside, release := make(chan struct{}), make(chan struct{})
-	e.api.OnPage(func(offset int) {
-		if offset == 10 {
+	e.onPage(func(n, _ int) {
+		if n == 2 {
 			close(inside)
 			<-release
 		}
@@ -591,14 +644,55 @@ func (lostLease) RenewLease(context.Context, string, string, time.Duration, int6
 func TestALostLeaseStopsTheRun(t *testing.T) {
 	e := newEnv(t, lostLease{memstore.New()})
 	e.api.Put(apiUsers(0, 30, 1)...)
-	e.api.OnPage(func(offset int) {
-		if offset == 10 {
+	e.onPage(func(n, _ int) {
+		if n == 2 {
 			time.Sleep(300 * time.Millisecond) // past a renewal
 		}
 	})
 	report, err := e.run(reconcile.Config{PageSize: 10, LeaseTTL: 150 * time.Millisecond})
 	if !errors.Is(err, reconcile.ErrRunning) || report.Complete {
 		t.Fatalf("%+v, %v; want ErrRunning", counts(report), err)
+	}
+}
+
+// hungRenewal is a store on which renewing a lease hangs until its context
+// ends.
+type hungRenewal struct{ usersync.Store }
+
+func (hungRenewal) RenewLease(ctx context.Context, _, _ string, _ time.Duration, _ int64) (bool, error) {
+	<-ctx.Done()
+	return false, ctx.Err()
+}
+
+func TestAHungRenewalStopsTheRunBeforeTheLeaseExpires(t *testing.T) {
+	e := newEnv(t, hungRenewal{memstore.New()})
+	e.api.Put(apiUsers(0, 30, 1)...)
+	e.onPage(func(n, _ int) {
+		if n == 2 {
+			time.Sleep(600 * time.Millisecond) // past the lease's expiry
+		}
+	})
+	report, err := e.run(reconcile.Config{PageSize: 10, LeaseTTL: 300 * time.Millisecond})
+	if !errors.Is(err, reconcile.ErrRunning) || report.Complete {
+		t.Fatalf("%+v, %v; want ErrRunning", counts(report), err)
+	}
+	if !strings.Contains(err.Error(), "could not be renewed") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestALongIssuerGetsALeaseName(t *testing.T) {
+	store := memstore.New()
+	syncer, _ := usersync.New(usersync.Config{Store: store, Logger: quiet})
+	iss := "https://" + strings.Repeat("a", 300) + ".example.com"
+	w := person("ada", "Ada", 1_700_000_000_000)
+	w.Issuer = iss
+	r, err := reconcile.New(reconcile.Config{Syncer: syncer, Store: store, Source: &directory{issuer: iss, users: []usersync.Write{w}}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report, err := r.Run(context.Background()); err != nil || report.Created != 1 {
+		t.Fatalf("%+v, %v", counts(report), err)
 	}
 }
 
@@ -637,7 +731,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{Syncer: e.syncer, Store: e.store},
 		{Syncer: e.syncer, Store: e.store, Source: e.list, PageSize: 501},
 		{Syncer: e.syncer, Store: e.store, Source: e.list, MaxDeleteShare: 1.5},
-		{Syncer: e.syncer, Store: e.store, Source: e.list, MaxDeleteCount: -1},
+		{Syncer: e.syncer, Store: e.store, Source: e.list, LeaseTTL: time.Nanosecond},
+		{Syncer: e.syncer, Store: e.store, Source: e.list, Holder: strings.Repeat("h", 256)},
 	} {
 		if _, err := reconcile.New(cfg); !errors.Is(err, usersync.ErrInvalid) {
 			t.Fatalf("New(%+v) = %v", cfg, err)

@@ -36,11 +36,11 @@ func (r *Reconciler) run(ctx context.Context, fresh time.Duration) (Report, time
 		return r.finish(ctx, report, fmt.Errorf("reconcile: counting the provider's users: %w", err))
 	}
 	log.InfoContext(ctx, "reconcile: started", "issuer", report.Issuer, "total", report.Total)
-	listed := make(map[string]struct{}, report.Total)
 	var failed []error // pages that failed
 	inARow := 0        // pages the store failed to write, in a row
 	lastLog := report.Started
-	pages, stop := r.fetch(ctx)
+	l := &lister{src: src, size: r.cfg.PageSize, listed: make(map[string]struct{}, min(report.Total, 1<<20))}
+	pages, stop := l.start(ctx)
 	defer stop()
 	for p := range pages {
 		offset, page := p.offset, p.page
@@ -51,15 +51,12 @@ func (r *Reconciler) run(ctx context.Context, fresh time.Duration) (Report, time
 			failed = append(failed, fmt.Errorf("listing users from %d: %w", offset, p.err))
 			break
 		}
-		for _, w := range page {
-			listed[w.Subject] = struct{}{}
-		}
 		report.Listed += len(page)
 		if len(page) == 0 {
-			break
+			continue // every user of the page was listed already
 		}
 		if err := r.write(ctx, &report, page); err != nil {
-			failed = append(failed, fmt.Errorf("writing users %d to %d: %w", offset, offset+len(page)-1, err))
+			failed = append(failed, fmt.Errorf("writing the page at offset %d: %w", offset, err))
 			if inARow++; ctx.Err() != nil || inARow >= maxFailedPages {
 				break
 			}
@@ -80,49 +77,11 @@ func (r *Reconciler) run(ctx context.Context, fresh time.Duration) (Report, time
 		return r.finish(ctx, report, fmt.Errorf("reconcile: incomplete sweep, nothing deleted: %w", errors.Join(failed...)))
 	}
 	report.Complete = true
-	err = r.deleteUnlisted(ctx, &report, listed)
+	err = r.deleteUnlisted(ctx, &report, l.listed)
 	if err == nil {
 		lease.complete(report.Started)
 	}
 	return r.finish(ctx, report, err)
-}
-
-// fetched is a page of the Source, or the error of listing it.
-type fetched struct {
-	offset int
-	page   []usersync.Write
-	err    error
-}
-
-// fetch lists the pages in a goroutine, one page ahead of the writes: the
-// provider's latency (hundreds of milliseconds a page on a real API)
-// overlaps the store's. The channel ends after the last page or an error;
-// stop ends the fetching and waits for it to end.
-func (r *Reconciler) fetch(ctx context.Context) (<-chan fetched, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	pages := make(chan fetched, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(pages)
-		size := r.cfg.PageSize
-		for offset := 0; ; offset += size {
-			page, err := r.cfg.Source.Page(ctx, offset, size)
-			if err == nil {
-				err = ctx.Err() // stopped: the sweep did not end here
-			}
-			pages <- fetched{offset, page, err}
-			if err != nil || len(page) < size {
-				return
-			}
-		}
-	}()
-	return pages, func() {
-		cancel()
-		for range pages { // unblock a send, then wait for the goroutine
-		}
-		<-done
-	}
 }
 
 // write applies one page as one batch.

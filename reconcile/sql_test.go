@@ -39,8 +39,8 @@ func TestOnSQL(t *testing.T) {
 			replicaB := newEnv(t, b.StoreOn(t, b.OpenExtra(t, db), table))
 			replicaB.api, replicaB.list = e.api, e.list
 			inside, release := make(chan struct{}), make(chan struct{})
-			e.api.OnPage(func(offset int) {
-				if offset == 500 {
+			e.onPage(func(n, _ int) {
+				if n == 2 {
 					close(inside)
 					<-release
 				}

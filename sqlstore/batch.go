@@ -39,6 +39,8 @@ func (s *Store) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]usersyn
 		}
 	}
 	attempts, err := s.try(ctx, func() error {
+		clear(users) // from an attempt that rolled back
+		clear(outcomes)
 		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
@@ -164,11 +166,21 @@ func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, ws []usersync.Write,
 		i := byKey[u.TokenIdentifier]
 		if outcomes[i] == usersync.Created && u.ID != ws[i].ID {
 			rows.Close()
-			return fmt.Errorf("%w: ID %q is taken", usersync.ErrInvalid, ws[i].ID)
+			return fmt.Errorf("%w: usersync/sqlstore: upsert batch %s: the ID is taken by another user", usersync.ErrInvalid, s.table)
 		}
 		users[i] = u
 	}
-	return errors.Join(rows.Err(), rows.Close())
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	for _, i := range idx {
+		if outcomes[i] != usersync.Stale && users[i].ID == "" {
+			// ON DUPLICATE KEY UPDATE met another user's ID, and the
+			// guarded update left that row alone: nothing was stored.
+			return fmt.Errorf("%w: usersync/sqlstore: upsert batch %s: the ID is taken by another user", usersync.ErrInvalid, s.table)
+		}
+	}
+	return nil
 }
 
 // upsertManySQL returns the upsert of n rows.

@@ -83,7 +83,8 @@ var dialects = [...]*dialect{
 		schemaDir:        "schema/sqlite",
 		createMigrations: "CREATE TABLE IF NOT EXISTS %s (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
 		timeArg:          millis,
-		tableExists:      "SELECT COUNT(*) FROM pragma_table_list WHERE name = ? AND (? = '' OR schema = ?)",
+		// SQLite's names are case-insensitive: "Users" is "users".
+		tableExists: "SELECT COUNT(*) FROM pragma_table_list WHERE name = ? COLLATE NOCASE AND (? = '' OR schema = ? COLLATE NOCASE)",
 	},
 	Postgres: {
 		name:             "postgres",

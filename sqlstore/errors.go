@@ -40,6 +40,20 @@ func mysqlNumber(err error) int {
 	return 0
 }
 
+// keyTaken reports whether err is a unique-key violation: PostgreSQL
+// 23505, SQLite's SQLITE_CONSTRAINT_PRIMARYKEY or _UNIQUE, MySQL 1062.
+func keyTaken(err error) bool {
+	if sqlState(err) == "23505" || mysqlNumber(err) == 1062 {
+		return true
+	}
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		c := coded.Code()
+		return c == 1555 || c == 2067 // modernc.org/sqlite's extended codes
+	}
+	return false
+}
+
 // refusedValue reports whether the database refused a value of a write:
 // bad input, not a failure of the database.
 func refusedValue(err error) bool {
@@ -73,6 +87,11 @@ func (s *Store) wrapN(op string, attempts int, err error) error {
 // becomes usersync.ErrInvalid, without the database's message, which may
 // quote the value.
 func (s *Store) wrap(op string, err error) error {
+	if keyTaken(err) {
+		// The upserts resolve conflicts of the token identifier, so a
+		// unique key that still clashes is the ID: another user's.
+		return fmt.Errorf("%w: usersync/sqlstore: %s %s: the ID is taken by another user", usersync.ErrInvalid, op, s.table)
+	}
 	if refusedValue(err) {
 		code := sqlState(err)
 		if code == "" {

@@ -175,6 +175,10 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 		}
 	}()
 
+	// Before anything is created: a refusal changes nothing.
+	if err := s.refuseForeignTable(ctx, conn); err != nil {
+		return err
+	}
 	mt := s.table.qualified(s.dialect, "migrations")
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf(s.dialect.createMigrations, mt)); err != nil {
 		return s.wrap("migrate", err)
@@ -183,11 +187,6 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 	var current int
 	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM "+mt+" WHERE applied_at > 0").Scan(&current); err != nil {
 		return s.wrap("migrate", err)
-	}
-	if current == 0 {
-		if err := s.refuseForeignTable(ctx, conn); err != nil {
-			return err
-		}
 	}
 	mysql := s.dialect == dialects[MySQL]
 	for _, m := range ms {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,4 +100,68 @@ func testUpgradeFrom(t *testing.T, b *backend, from int) {
 	if _, err := s.Get(ctx, "id-bob "); !errors.Is(err, usersync.ErrNotFound) {
 		t.Fatalf(`Get("id-bob "): %v, want ErrNotFound`, err)
 	}
+}
+
+// Migrate refuses a table of its name that it did not make, and creates
+// nothing beside it: not even its migrations table.
+func TestMigrateRefusesAForeignTable(t *testing.T) {
+	for _, b := range backends {
+		for _, name := range []string{"users", "Users"} {
+			t.Run(b.Name+"/"+name, func(t *testing.T) {
+				b.SkipIfUnset(t)
+				ctx := context.Background()
+				db, table := b.Open(t)
+				schema, _, _ := strings.Cut(table, ".")
+				if !strings.Contains(table, ".") {
+					schema = ""
+				}
+				foreign := name
+				if schema != "" {
+					foreign = schema + "." + name
+				}
+				if b.Dialect != sqlstore.SQLite && name != "users" {
+					t.Skip("names are case-sensitive here: Users is another table")
+				}
+				if _, err := db.Exec("CREATE TABLE " + foreign + " (id INTEGER PRIMARY KEY, email VARCHAR(200) NOT NULL)"); err != nil {
+					t.Fatal(err)
+				}
+				before := tables(t, db, b, schema)
+				s, err := sqlstore.New(db, sqlstore.Config{Dialect: b.Dialect, Table: table})
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = s.Migrate(ctx)
+				if !errors.Is(err, usersync.ErrInvalid) || !strings.Contains(err.Error(), "was not made by usersync") || !strings.Contains(err.Error(), "clerk_users") {
+					t.Fatalf("Migrate over a foreign table: %v", err)
+				}
+				if after := tables(t, db, b, schema); fmt.Sprint(after) != fmt.Sprint(before) {
+					t.Fatalf("tables before %v, after the refusal %v", before, after)
+				}
+			})
+		}
+	}
+}
+
+// tables lists the tables of schema ("" for SQLite's main database).
+func tables(t *testing.T, db *sql.DB, b *backend, schema string) []string {
+	t.Helper()
+	q := map[sqlstore.Dialect]string{
+		sqlstore.SQLite:   "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+		sqlstore.Postgres: "SELECT table_name FROM information_schema.tables WHERE table_schema = '" + schema + "' ORDER BY table_name",
+		sqlstore.MySQL:    "SELECT table_name FROM information_schema.tables WHERE table_schema = '" + schema + "' ORDER BY table_name",
+	}[b.Dialect]
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	return names
 }

@@ -355,13 +355,13 @@ var storeCases = []storeCase{
 		alice := f.upsert(f.write("alice", 1, usersync.AllFields, full("alice")), usersync.Created)
 		w := f.write("bob", 2, usersync.AllFields, full("bob"))
 		w.ID = alice.ID
-		if _, _, err := f.s.Upsert(bg, w); err == nil {
-			t.Fatal("Upsert with a taken ID succeeded")
+		if _, _, err := f.s.Upsert(bg, w); !errors.Is(err, usersync.ErrInvalid) {
+			t.Fatalf("Upsert with a taken ID: %v, want ErrInvalid", err)
 		}
 		ts := f.tombstone("carol")
 		ts.ID = alice.ID
-		if _, _, err := f.s.Delete(bg, ts); err == nil {
-			t.Fatal("Delete with a taken ID succeeded")
+		if _, _, err := f.s.Delete(bg, ts); !errors.Is(err, usersync.ErrInvalid) {
+			t.Fatalf("Delete with a taken ID: %v, want ErrInvalid", err)
 		}
 		u := f.mustGet("alice")
 		sameProfile(t, "alice", u.Profile, full("alice"))
@@ -785,6 +785,27 @@ var storeCases = []storeCase{
 		if u.Name != "renamed-0777" || u.Email != full("import-0777").Email || u.Version != 4 {
 			t.Fatalf("import-0777: %+v", u)
 		}
+	}},
+	{"UpsertBatch/a taken ID fails the whole batch with ErrInvalid and stores nothing", func(t *testing.T, f *storeFixture) {
+		alice := f.upsert(f.write("alice", 1, usersync.AllFields, full("alice")), usersync.Created)
+		taken := f.write("bob", 2, usersync.AllFields, full("bob"))
+		taken.ID = alice.ID
+		twins := []usersync.Write{f.write("carol", 1, usersync.FieldName, full("carol")), f.write("dave", 1, usersync.FieldName, full("dave"))}
+		twins[1].ID = twins[0].ID
+		for name, ws := range map[string][]usersync.Write{
+			"another user's ID":    {f.write("erin", 1, usersync.FieldName, full("erin")), taken},
+			"one ID for two users": twins,
+		} {
+			if _, _, err := f.s.UpsertBatch(bg, ws); !errors.Is(err, usersync.ErrInvalid) {
+				t.Fatalf("%s: %v, want ErrInvalid", name, err)
+			}
+		}
+		for _, sub := range []string{"bob", "carol", "dave", "erin"} {
+			if _, err := f.byToken(sub); !errors.Is(err, usersync.ErrNotFound) {
+				t.Fatalf("%s was stored: %v", sub, err)
+			}
+		}
+		sameProfile(t, "alice", f.mustGet("alice").Profile, full("alice"))
 	}},
 	{"UpsertBatch/a malformed write fails the whole batch and stores nothing", func(t *testing.T, f *storeFixture) {
 		bad := f.write("b", 1, usersync.AllFields, full("b"))

@@ -210,6 +210,13 @@ versioned by the user's updated_at.
 		return err
 	}
 	p := newProgress(stderr, *quiet)
+	// 0 on the command line means none; in reconcile.Config, the default.
+	if *share == 0 {
+		*share = -1
+	}
+	if *count == 0 {
+		*count = -1
+	}
 	r, err := reconcile.New(reconcile.Config{
 		Syncer: syncer, Store: store, Source: list,
 		MaxDeleteShare: *share, MaxDeleteCount: *count, AllowMassDelete: *allow,
@@ -227,8 +234,11 @@ versioned by the user's updated_at.
 // summary is the line that ends a reconcile.
 func summary(r reconcile.Report) string {
 	state := "complete"
-	if !r.Complete {
+	switch {
+	case !r.Complete:
 		state = "incomplete: nothing deleted"
+	case len(r.Refused) > 0:
+		state = "complete, deletions refused"
 	}
 	took := r.Finished.Sub(r.Started).Round(time.Millisecond)
 	s := fmt.Sprintf("usersync reconcile: %s in %v: %d listed of %d; created %d, updated %d, unchanged %d, deleted %d, skipped %d",

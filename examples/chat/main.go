@@ -242,9 +242,18 @@ func (a *app) reconcileInBackground(ctx context.Context) (stop func()) {
 		if _, err := a.reconciler.Run(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, reconcile.ErrRunning) {
 			a.log.Warn("chat: the reconcile at start failed; webhooks still flow, and the next reconcile heals", "next_in", a.every)
 		}
-		if a.every > 0 {
-			a.reconciler.RunEvery(ctx, a.every)
+		if a.every <= 0 {
+			return
 		}
+		t := time.NewTimer(a.every)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// Then once per interval, whichever replica sweeps.
+		a.reconciler.RunEvery(ctx, a.every)
 	}()
 	return func() { cancel(); <-done }
 }
