@@ -115,6 +115,23 @@ type Store interface {
 	// w are used.
 	Delete(ctx context.Context, w Write) (User, Outcome, error)
 
+	// Changes returns up to limit changes with a Seq above after, in Seq
+	// order: the change feed. Every write that reports Created, Updated
+	// or Deleted appends one change, atomically with the write: a change
+	// is visible if and only if its write is, and a failed or Stale write
+	// appends none. Seq grows in the order changes become visible, so a
+	// reader that passes the Seq of the last change it read as the next
+	// after never misses one: a change committed later gets a higher Seq,
+	// whatever order concurrent writers committed in. The changes of one
+	// user are in the order of its writes. A limit below 1 fails with
+	// ErrInvalid.
+	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+
+	// PruneChanges deletes the changes with a Seq up to through whose At
+	// is before before, and returns how many it deleted. Seqs are never
+	// reused.
+	PruneChanges(ctx context.Context, through int64, before time.Time) (int, error)
+
 	// Leases let one of several replicas at a time do a job: a reconcile,
 	// a change-feed consumer. A lease has a name, a holder (any string
 	// unique to the replica), an expiry, and a cursor: a position the
@@ -135,6 +152,10 @@ type Store interface {
 	// ReleaseLease ends holder's lease at once, keeping its cursor. It is a
 	// no-op if holder does not hold it.
 	ReleaseLease(ctx context.Context, name, holder string) error
+
+	// LeaseCursor returns the cursor of the named lease, whoever holds it,
+	// or 0 if it was never taken.
+	LeaseCursor(ctx context.Context, name string) (int64, error)
 }
 
 // Write is one versioned observation of a user: what Syncer.Upsert takes

@@ -29,8 +29,11 @@ type Config struct {
 	// state (never for Stale ones), in the goroutine of the write. It is a
 	// best-effort, in-process hook, for caches and the like: it is not
 	// called again if the process stops first, nor when the write commits
-	// but reading the row back fails (the retry of such a write is Stale).
-	// Side effects that must happen belong elsewhere.
+	// but reading the row back fails (the retry of such a write is Stale),
+	// and what it returns cannot fail the write. Side effects that must
+	// happen (erasing a deleted user's data, an email) belong to the
+	// store's change feed: see package feed, which delivers every change at
+	// least once, across replicas and crashes.
 	OnChange func(context.Context, Change)
 	// Now is the clock of CreatedAt, UpdatedAt and DeletedAt. Default
 	// time.Now.
@@ -40,13 +43,25 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Change describes a write that changed stored state, as OnChange
-// receives it: Created, Updated or Deleted, and the user as stored
-// afterwards (for Deleted, the tombstone, whose ID apps use to anonymise
-// their own rows).
+// Change describes a write that changed stored state: Created, Updated or
+// Deleted, the user's ID and the time of the write. Every such write
+// appends one to the store's change feed (Store.Changes), in the same
+// transaction, numbered by Seq; OnChange receives one too, with the user
+// as stored afterwards (for Deleted, the tombstone, whose ID apps use to
+// anonymise their own rows).
 type Change struct {
+	// Seq is the change's position in the feed: above 0, increasing in
+	// the order the changes became visible, without gaps a reader could
+	// skip. 0 in OnChange, which runs before the feed numbers it.
+	Seq     int64
 	Outcome Outcome
-	User    User
+	UserID  string
+	// At is the write's time (Write.At): the user's UpdatedAt after it.
+	At time.Time
+	// User is the user as stored after the write, in OnChange only: the
+	// feed carries the ID, and a consumer that needs more looks the user
+	// up (and may find a later state).
+	User User
 }
 
 // Syncer keeps a Store in step with an identity provider: webhook handlers
@@ -233,7 +248,7 @@ func (s *Syncer) changed(ctx context.Context, o Outcome, u User) {
 		if u.Metadata != nil {
 			u.Metadata = append([]byte(nil), u.Metadata...)
 		}
-		s.cfg.OnChange(ctx, Change{Outcome: o, User: u})
+		s.cfg.OnChange(ctx, Change{Outcome: o, UserID: u.ID, At: u.UpdatedAt, User: u})
 	}
 }
 

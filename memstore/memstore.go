@@ -7,6 +7,7 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/bits"
@@ -29,6 +30,8 @@ type Store struct {
 	ids     []string // every ID, tombstones included, sorted
 	live    int
 	leases  map[string]*lease
+	changes []usersync.Change // the feed, by Seq; pruned from the front
+	lastSeq int64
 }
 
 // lease is a held (or released) lease.
@@ -221,6 +224,7 @@ func (s *Store) upsert(w *usersync.Write) (usersync.User, usersync.Outcome, erro
 			}
 		}
 		s.insert(r)
+		s.changed(usersync.Created, &r.user)
 		return clone(r.user), usersync.Created, nil
 	}
 	if !r.user.DeletedAt.IsZero() {
@@ -242,7 +246,14 @@ func (s *Store) upsert(w *usersync.Write) (usersync.User, usersync.Outcome, erro
 	}
 	r.user.Version = max(r.user.Version, w.Version)
 	r.user.UpdatedAt = w.At
+	s.changed(usersync.Updated, &r.user)
 	return clone(r.user), usersync.Updated, nil
+}
+
+// changed appends a change to the feed. The caller holds the write lock.
+func (s *Store) changed(o usersync.Outcome, u *usersync.User) {
+	s.lastSeq++
+	s.changes = append(s.changes, usersync.Change{Seq: s.lastSeq, Outcome: o, UserID: u.ID, At: u.UpdatedAt})
 }
 
 // Delete implements usersync.Store.
@@ -275,6 +286,7 @@ func (s *Store) Delete(ctx context.Context, t usersync.Write) (usersync.User, us
 	r.user.Profile = usersync.Profile{}
 	r.user.UpdatedAt, r.user.DeletedAt = t.At, t.At
 	s.live--
+	s.changed(usersync.Deleted, &r.user)
 	return r.user, usersync.Deleted, nil
 }
 
@@ -394,4 +406,50 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 		l.expires = time.Time{}
 	}
 	return nil
+}
+
+// LeaseCursor implements usersync.Store.
+func (s *Store) LeaseCursor(ctx context.Context, name string) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if l := s.leases[name]; l != nil {
+		return l.cursor, nil
+	}
+	return 0, nil
+}
+
+// Changes implements usersync.Store.
+func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]usersync.Change, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("%w: a limit below 1", usersync.ErrInvalid)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i, _ := slices.BinarySearchFunc(s.changes, after+1, func(c usersync.Change, seq int64) int { return cmp.Compare(c.Seq, seq) })
+	return slices.Clone(s.changes[i:min(i+limit, len(s.changes))]), nil
+}
+
+// PruneChanges implements usersync.Store.
+func (s *Store) PruneChanges(ctx context.Context, through int64, before time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.changes[:0]
+	for _, c := range s.changes {
+		if c.Seq > through || !c.At.Before(before) {
+			kept = append(kept, c)
+		}
+	}
+	n := len(s.changes) - len(kept)
+	clear(s.changes[len(kept):])
+	s.changes = kept
+	return n, nil
 }

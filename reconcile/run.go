@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/lease"
 )
 
 // maxFailedPages is how many pages in a row the store may fail to write
@@ -22,13 +23,17 @@ func (r *Reconciler) run(ctx context.Context, fresh time.Duration) (Report, time
 		return report, time.Time{}, ErrRunning
 	}
 	defer r.running.Unlock()
-	lease, err := r.acquire(ctx)
-	if err != nil {
-		return report, time.Time{}, err
+	held, err := lease.Acquire(ctx, r.cfg.Store, r.lease, r.cfg.Holder, r.cfg.LeaseTTL, log)
+	switch {
+	case err != nil:
+		return report, time.Time{}, fmt.Errorf("reconcile: taking the lease: %w", err)
+	case held == nil:
+		return report, time.Time{}, ErrRunning
 	}
-	defer lease.release()
-	ctx = lease.ctx
-	if last := lease.lastComplete(); fresh > 0 && !last.IsZero() && report.Started.Sub(last) < fresh {
+	defer held.Release()
+	ctx = held.Context()
+	// The lease's cursor is when the last complete run started, in Unix ms.
+	if last := time.UnixMilli(held.Cursor()); fresh > 0 && held.Cursor() > 0 && report.Started.Sub(last) < fresh {
 		return report, last, errFresh
 	}
 
@@ -79,7 +84,7 @@ func (r *Reconciler) run(ctx context.Context, fresh time.Duration) (Report, time
 	report.Complete = true
 	err = r.deleteUnlisted(ctx, &report, l.listed)
 	if err == nil {
-		lease.complete(report.Started)
+		held.SetCursor(report.Started.UnixMilli()) // saved by Release
 	}
 	return r.finish(ctx, report, err)
 }
@@ -125,8 +130,8 @@ func (r *Reconciler) progress(report Report) {
 // finish completes report, logs its summary and reports it.
 func (r *Reconciler) finish(ctx context.Context, report Report, err error) (Report, time.Time, error) {
 	report.Finished = r.cfg.Now()
-	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrRunning) {
-		err = fmt.Errorf("%w (%w)", cause, err) // the lease was lost: say so first
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, lease.ErrLost) {
+		err = fmt.Errorf("%w: %w (%w)", ErrRunning, cause, err) // the lease was lost: say so first
 	}
 	r.progress(report)
 	if err != nil {

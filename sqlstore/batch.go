@@ -98,36 +98,33 @@ func (s *Store) upsertRows(ctx context.Context, tx *sql.Tx, ws []usersync.Write,
 	for _, i := range idx {
 		byKey[ws[i].TokenIdentifier] = i
 	}
-	// The rows as they were, read with a lock where the dialect has one
-	// (MySQL: it also keeps other writers of the same keys out until
-	// commit), tell a user created from one updated: a write may carry the
-	// ID of the user it updates.
-	before, err := s.readRows(ctx, tx, ws, idx)
-	if err != nil {
-		return err
-	}
 	if d.returning {
 		rows, err := upsert.QueryContext(ctx, args...)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
-			u, err := scanUser(rows)
+			u, changes, err := scanRow(rows)
 			if err != nil {
 				rows.Close()
 				return err
 			}
 			i := byKey[u.TokenIdentifier]
 			users[i], outcomes[i] = u, usersync.Updated
-			if _, existed := before[u.TokenIdentifier]; !existed && u.ID == ws[i].ID {
+			if changes == 1 { // the insert: an update raises it above 1
 				outcomes[i] = usersync.Created
 			}
 		}
 		return errors.Join(rows.Err(), rows.Close())
 	}
 
-	// MySQL: the outcomes come from the rows as they were, and the users
-	// from a read after the write.
+	// MySQL: the outcomes come from the rows as they were, read with a
+	// lock (which also keeps other writers of the same keys out until
+	// commit), and the users from a read after the write.
+	before, err := s.readRows(ctx, tx, ws, idx)
+	if err != nil {
+		return err
+	}
 	var changed []any
 	for _, i := range idx {
 		w := &ws[i]
@@ -210,18 +207,15 @@ func (s *Store) upsertManySQL(n int) string {
 // rows), whose parsing costs as much as a tenth of the batch.
 func (s *Store) fullChunkQueries() []string {
 	if s.dialect.returning {
-		return []string{s.upsertManySQL(batchRows), s.readRowsSQL(batchRows)}
+		return []string{s.upsertManySQL(batchRows)}
 	}
 	return []string{s.upsertManySQL(batchRows), s.readRowsSQL(batchRows), s.sql.getByTokensPrefix + inList(s.dialect, batchRows) + ")"}
 }
 
-// readRowsSQL returns the read of n rows' versions by token identifier.
+// readRowsSQL returns the locking read of n rows' versions by token
+// identifier (MySQL).
 func (s *Store) readRowsSQL(n int) string {
-	q := s.sql.lockPrefix + inList(s.dialect, n) + ")"
-	if !s.dialect.returning { // MySQL
-		q += " FOR UPDATE"
-	}
-	return q
+	return s.sql.lockPrefix + inList(s.dialect, n) + ") FOR UPDATE"
 }
 
 // prepareFullChunk prepares the statements of a full chunk, once per
@@ -263,8 +257,8 @@ func (r rowVersions) newer(w *usersync.Write) bool {
 	return false
 }
 
-// readRows reads the rows of the writes' token identifiers, FOR UPDATE on
-// MySQL.
+// readRows reads the rows of the writes' token identifiers FOR UPDATE
+// (MySQL).
 func (s *Store) readRows(ctx context.Context, tx *sql.Tx, ws []usersync.Write, idx []int) (map[string]rowVersions, error) {
 	keys := make([]any, len(idx))
 	for n, i := range idx {

@@ -137,15 +137,15 @@ func BenchmarkSQL(b *testing.B) {
 						set = append(set, fmt.Sprintf("%s = CASE WHEN %s THEN excluded.%s ELSE %s.%s END", c, cond, c, table, c))
 					}
 				}
-				insertCols := "id, token_identifier, issuer, subject, " + strings.Join(values, ", ") + ", " + strings.Join(versions, ", ") + ", version, created_at, updated_at, deleted_at"
+				insertCols := "id, token_identifier, issuer, subject, " + strings.Join(values, ", ") + ", " + strings.Join(versions, ", ") + ", version, created_at, updated_at, deleted_at, change_count"
 				var phs []string
-				for i := 1; i <= 4+2*len(benchFields)+4; i++ {
+				for i := 1; i <= 4+2*len(benchFields)+5; i++ {
 					phs = append(phs, ph(i))
 				}
 				floorUp, err := db.Prepare(fmt.Sprintf(`INSERT INTO %[1]s (%[2]s)
 					VALUES (%[3]s) ON CONFLICT (token_identifier) DO UPDATE SET %[4]s,
 					version = CASE WHEN excluded.version > %[1]s.version THEN excluded.version ELSE %[1]s.version END,
-					updated_at = excluded.updated_at
+					updated_at = excluded.updated_at, change_count = %[1]s.change_count + 1
 					WHERE %[1]s.deleted_at IS NULL AND (%[5]s)
 					RETURNING %[6]s`,
 					table, insertCols, strings.Join(phs, ", "), strings.Join(set, ", "), strings.Join(newer, " OR "), cols))
@@ -165,7 +165,7 @@ func BenchmarkSQL(b *testing.B) {
 						version++
 						args := []any{"new-id", keys[i%len(keys)], "https://bench.test", subjects[i%len(keys)],
 							fmt.Sprint("Name ", version), "", "", "", false, "", "", "", "", nil, nil,
-							version, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, version, now, now, nil}
+							version, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, version, now, now, nil, 1}
 						if err := floorUp.QueryRow(args...).Scan(dest...); err != nil {
 							b.Fatal(err)
 						}

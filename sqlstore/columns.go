@@ -133,7 +133,8 @@ func columnLists() (insert, user []string) {
 		versions = append(versions, pc.version)
 	}
 	keys := []string{"id", "token_identifier", "issuer", "subject"}
-	times := []string{"version", "created_at", "updated_at", "deleted_at"}
+	// change_count counts the row's changes (migration 4): 1 on insert.
+	times := []string{"version", "created_at", "updated_at", "deleted_at", "change_count"}
 	insert = append(append(append(append([]string(nil), keys...), values...), versions...), times...)
 	user = append(append(append([]string(nil), keys...), values...), times...)
 	return insert, user
@@ -156,7 +157,7 @@ func insertArgs(args []any, d *dialect, w *usersync.Write, fields usersync.Field
 		}
 		args = append(args, fv)
 	}
-	return append(args, rowVersion, d.timeArg(created), d.timeArg(updated), d.timeArg(deleted))
+	return append(args, rowVersion, d.timeArg(created), d.timeArg(updated), d.timeArg(deleted), int64(1))
 }
 
 // zeroTime is the time of a NULL column.
@@ -166,11 +167,19 @@ var zeroTime time.Time
 type scanTarget struct {
 	u       usersync.User
 	version int64
+	changes int64
 	dest    [32]any
 }
 
 // scanUser reads one row of userColumns.
 func scanUser(row interface{ Scan(...any) error }) (usersync.User, error) {
+	u, _, err := scanRow(row)
+	return u, err
+}
+
+// scanRow reads one row of userColumns, and its change_count: 1 for a row
+// that the statement of the read created.
+func scanRow(row interface{ Scan(...any) error }) (usersync.User, int64, error) {
 	t := new(scanTarget)
 	dest := append(t.dest[:0], &t.u.ID, &t.u.TokenIdentifier, &t.u.Issuer, &t.u.Subject)
 	for _, pc := range profileColumns {
@@ -178,11 +187,11 @@ func scanUser(row interface{ Scan(...any) error }) (usersync.User, error) {
 			dest = append(dest, c.dest(&t.u.Profile))
 		}
 	}
-	dest = append(dest, &t.version, (*timeColumn)(&t.u.CreatedAt), (*timeColumn)(&t.u.UpdatedAt), (*timeColumn)(&t.u.DeletedAt))
+	dest = append(dest, &t.version, (*timeColumn)(&t.u.CreatedAt), (*timeColumn)(&t.u.UpdatedAt), (*timeColumn)(&t.u.DeletedAt), &t.changes)
 	if err := row.Scan(dest...); err != nil {
-		return usersync.User{}, err
+		return usersync.User{}, 0, err
 	}
 	u := t.u
 	u.Version = usersync.Version(t.version)
-	return u, nil
+	return u, t.changes, nil
 }

@@ -166,7 +166,8 @@ func (d *dialect) statements(table tableName) statements {
 		}
 		set = append(set,
 			fmt.Sprintf("version = CASE WHEN excluded.version > %s.version THEN excluded.version ELSE %s.version END", t, t),
-			"updated_at = excluded.updated_at")
+			"updated_at = excluded.updated_at",
+			fmt.Sprintf("change_count = %s.change_count + 1", t))
 		s.upsertSet = fmt.Sprintf("ON CONFLICT (token_identifier) DO UPDATE SET %s WHERE %s.deleted_at IS NULL AND (%s) RETURNING %s",
 			strings.Join(set, ", "), t, strings.Join(newer, " OR "), cols)
 		s.upsert = insert + " " + s.upsertSet
@@ -177,7 +178,7 @@ func (d *dialect) statements(table tableName) statements {
 				clear = append(clear, fmt.Sprintf("%s = excluded.%s", c, c))
 			}
 		}
-		clear = append(clear, "updated_at = excluded.updated_at", "deleted_at = excluded.deleted_at")
+		clear = append(clear, "updated_at = excluded.updated_at", "deleted_at = excluded.deleted_at", fmt.Sprintf("change_count = %s.change_count + 1", t))
 		s.tombstone = fmt.Sprintf("%s ON CONFLICT (token_identifier) DO UPDATE SET %s WHERE %s.deleted_at IS NULL RETURNING %s",
 			insert, strings.Join(clear, ", "), t, cols)
 		return s
@@ -195,6 +196,7 @@ func (d *dialect) statements(table tableName) statements {
 	}
 	applies := fmt.Sprintf("%s AND (%s)", mine, strings.Join(newer, " OR "))
 	set = append(set,
+		fmt.Sprintf("change_count = IF(%s, change_count + 1, change_count)", applies),
 		fmt.Sprintf("updated_at = IF(%s, VALUES(updated_at), updated_at)", applies),
 		fmt.Sprintf("version = IF(%s AND VALUES(version) > version, VALUES(version), version)", applies))
 	for _, pc := range profileColumns {
@@ -206,7 +208,7 @@ func (d *dialect) statements(table tableName) statements {
 	s.upsertSet = "ON DUPLICATE KEY UPDATE " + strings.Join(set, ", ")
 	s.upsert = insert + " " + s.upsertSet
 
-	var clear []string
+	clear := []string{"change_count = IF(" + mine + ", change_count + 1, change_count)"} // first: it sees deleted_at as it was
 	for _, pc := range profileColumns {
 		for _, c := range pc.names() {
 			clear = append(clear, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", c, mine, c, c))

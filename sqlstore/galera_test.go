@@ -160,6 +160,18 @@ func (r *roundRobin) ReleaseLease(ctx context.Context, name, holder string) erro
 	return r.node().ReleaseLease(ctx, name, holder)
 }
 
+func (r *roundRobin) LeaseCursor(ctx context.Context, name string) (int64, error) {
+	return r.node().LeaseCursor(ctx, name)
+}
+
+func (r *roundRobin) Changes(ctx context.Context, after int64, limit int) ([]usersync.Change, error) {
+	return r.node().Changes(ctx, after, limit)
+}
+
+func (r *roundRobin) PruneChanges(ctx context.Context, through int64, before time.Time) (int, error) {
+	return r.node().PruneChanges(ctx, through, before)
+}
+
 func TestGaleraConformance(t *testing.T) {
 	galeraNodes(t)
 	before := galeraRetries.Load()

@@ -257,12 +257,13 @@ func (s *Store) write(ctx context.Context, op, query string, w *usersync.Write, 
 	}
 	if s.dialect.returning {
 		var u usersync.User
+		var changes int64
 		attempts, err := s.try(ctx, func() (err error) {
-			u, err = scanUser(st.QueryRowContext(ctx, args...))
+			u, changes, err = scanRow(st.QueryRowContext(ctx, args...))
 			return err
 		})
 		switch {
-		case err == nil && created(&u, w):
+		case err == nil && changes == 1: // the insert: an update raises it above 1
 			return u, usersync.Created, nil
 		case err == nil:
 			return u, changed, nil
@@ -307,10 +308,11 @@ func (s *Store) write(ctx context.Context, op, query string, w *usersync.Write, 
 	return u, usersync.Stale, nil
 }
 
-// created reports whether u, as stored after w, was created by w: it has
-// w's ID and was created at w's time (to the store's millisecond). A write
-// that updates may carry the ID of the user it updates; only a retry of
-// the very write that created the user could also carry its time.
+// created reports whether u, as read back after w (MySQL), was created by
+// w: it has w's ID and was created at w's time (to the store's
+// millisecond). A write that updates may carry the ID of the user it
+// updates; only a retry of the very write that created the user could
+// also carry its time.
 func created(u *usersync.User, w *usersync.Write) bool {
 	d := u.CreatedAt.Sub(w.At)
 	return u.ID == w.ID && d > -time.Millisecond && d < time.Millisecond

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -867,6 +868,177 @@ var storeCases = []storeCase{
 			t.Fatal(diff)
 		}
 	}},
+	{"Feed/every change is in the feed, in order; stale and failed writes add none", func(t *testing.T, f *storeFixture) {
+		a := f.upsert(f.write("alice", 1, usersync.AllFields, full("alice")), usersync.Created)
+		f.upsert(f.write("alice", 2, usersync.FieldName, usersync.Profile{Name: "Alicia"}), usersync.Updated)
+		f.upsert(f.write("alice", 2, usersync.FieldName, usersync.Profile{Name: "stale"}), usersync.Stale)
+		bad := f.write("bob", 1, usersync.FieldName, usersync.Profile{Name: "Bob"})
+		bad.ID = a.ID // taken: fails
+		if _, _, err := f.s.Upsert(bg, bad); err == nil {
+			t.Fatal("a write with a taken ID succeeded")
+		}
+		if _, _, err := f.s.UpsertBatch(bg, []usersync.Write{f.write("carol", 1, usersync.FieldName, full("carol")), bad}); err == nil {
+			t.Fatal("a batch with a taken ID succeeded")
+		}
+		users, _, err := f.s.UpsertBatch(bg, []usersync.Write{
+			f.write("dave", 1, usersync.FieldName, full("dave")),
+			f.write("alice", 3, usersync.FieldEmail, full("alice3")),
+			f.write("alice", 1, usersync.FieldEmail, full("old")), // stale
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.delete("alice", usersync.Deleted)
+		f.delete("alice", usersync.Stale)
+		if _, _, err := f.s.Upsert(bg, f.write("alice", 9, usersync.FieldName, full("zombie"))); !errors.Is(err, usersync.ErrDeleted) {
+			t.Fatalf("a write to a tombstone: %v", err)
+		}
+		ghost := f.delete("ghost", usersync.Deleted) // a tombstone for a key never seen
+		want := []string{
+			"created " + a.ID, "updated " + a.ID, "created " + users[0].ID, "updated " + a.ID, "deleted " + a.ID, "deleted " + ghost.ID,
+		}
+		changes, err := f.s.Changes(bg, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for i, c := range changes {
+			got = append(got, c.Outcome.String()+" "+c.UserID)
+			if c.Seq <= 0 || i > 0 && c.Seq <= changes[i-1].Seq {
+				t.Fatalf("Seqs not increasing: %+v", changes)
+			}
+			if c.At.Before(epoch) || c.At.After(epoch.Add(time.Hour)) {
+				t.Fatalf("change %d at %v: not the write's time", i, c.At)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("feed %v, want %v", got, want)
+		}
+		// The cursor: after a Seq, the rest; a limit caps the page.
+		rest, err := f.s.Changes(bg, changes[2].Seq, 2)
+		if err != nil || len(rest) != 2 || rest[0].Seq != changes[3].Seq || rest[1].Seq != changes[4].Seq {
+			t.Fatalf("Changes(after the third, 2) = %+v, %v", rest, err)
+		}
+		if none, err := f.s.Changes(bg, changes[len(changes)-1].Seq, 10); err != nil || len(none) != 0 {
+			t.Fatalf("Changes after the last = %+v, %v", none, err)
+		}
+		if _, err := f.s.Changes(bg, 0, 0); !errors.Is(err, usersync.ErrInvalid) {
+			t.Fatalf("limit 0: %v", err)
+		}
+	}},
+	{"Feed/concurrent writers: a reader following the cursor misses nothing, and each user's changes keep their order", func(t *testing.T, f *storeFixture) {
+		const writers, usersEach, writesEach = 6, 8, 5
+		var applied atomic.Int64
+		stop := make(chan struct{})
+		seen := map[int64]usersync.Change{}
+		var readErr error
+		var reader sync.WaitGroup
+		reader.Go(func() {
+			var cursor int64
+			for done := false; ; {
+				page, err := f.s.Changes(bg, cursor, 50)
+				if err != nil {
+					readErr = err
+					return
+				}
+				for _, c := range page {
+					if _, dup := seen[c.Seq]; dup {
+						readErr = fmt.Errorf("seq %d read twice", c.Seq)
+						return
+					}
+					seen[c.Seq] = c
+					cursor = c.Seq
+				}
+				if len(page) == 0 {
+					if done {
+						return
+					}
+					select {
+					case <-stop:
+						done = true // one more read after the writers are done
+					case <-time.After(2 * time.Millisecond):
+					}
+				}
+			}
+		})
+		var wg sync.WaitGroup
+		for g := range writers {
+			wg.Go(func() {
+				for u := range usersEach {
+					sub := fmt.Sprintf("w%d-u%d", g, u)
+					for k := range writesEach {
+						w := usersync.Write{ID: uuid.NewString(), TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", sub), Issuer: "https://issuer.test",
+							Subject: sub, Version: usersync.Version(k + 1), Fields: usersync.FieldName, Profile: usersync.Profile{Name: fmt.Sprint(k)},
+							At: epoch.Add(time.Duration(k+1) * time.Second)}
+						var o usersync.Outcome
+						var err error
+						if k == writesEach-1 && u%2 == 0 {
+							_, o, err = f.s.Delete(bg, w)
+						} else {
+							_, o, err = f.s.Upsert(bg, w)
+						}
+						if err != nil {
+							t.Errorf("%s write %d: %v", sub, k, err)
+							return
+						}
+						if o != usersync.Stale {
+							applied.Add(1)
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(stop)
+		reader.Wait()
+		if readErr != nil {
+			t.Fatal(readErr)
+		}
+		if int64(len(seen)) != applied.Load() {
+			t.Fatalf("the reader saw %d changes of %d writes that changed something", len(seen), applied.Load())
+		}
+		all, err := f.s.Changes(bg, 0, 100000)
+		if err != nil || len(all) != len(seen) {
+			t.Fatalf("the whole feed holds %d changes, the reader saw %d: %v", len(all), len(seen), err)
+		}
+		last := map[string]time.Time{}
+		for _, c := range all {
+			if !c.At.After(last[c.UserID]) {
+				t.Fatalf("user %s: change at %v after one at %v", c.UserID, c.At, last[c.UserID])
+			}
+			last[c.UserID] = c.At
+		}
+	}},
+	{"Feed/pruning deletes old, passed changes; Seqs go on", func(t *testing.T, f *storeFixture) {
+		for i := range 5 {
+			w := f.write(fmt.Sprintf("p%d", i), 1, usersync.FieldName, usersync.Profile{Name: "P"})
+			w.At = epoch.Add(time.Duration(i) * time.Hour)
+			f.upsert(w, usersync.Created)
+		}
+		changes, err := f.s.Changes(bg, 0, 10)
+		if err != nil || len(changes) != 5 {
+			t.Fatalf("%+v, %v", changes, err)
+		}
+		// Up to the fourth, but only those before 2:30: the first three.
+		n, err := f.s.PruneChanges(bg, changes[3].Seq, epoch.Add(150*time.Minute))
+		if err != nil || n != 3 {
+			t.Fatalf("PruneChanges = %d, %v; want 3", n, err)
+		}
+		left, err := f.s.Changes(bg, 0, 10)
+		if err != nil || len(left) != 2 || left[0].Seq != changes[3].Seq {
+			t.Fatalf("after pruning: %+v, %v", left, err)
+		}
+		w := f.write("p9", 1, usersync.FieldName, usersync.Profile{Name: "P"})
+		f.upsert(w, usersync.Created)
+		if n, err := f.s.PruneChanges(bg, 1<<62, epoch.Add(1000*time.Hour)); err != nil || n != 3 {
+			t.Fatalf("prune all: %d, %v", n, err)
+		}
+		f.upsert(f.write("p10", 1, usersync.FieldName, usersync.Profile{Name: "P"}), usersync.Created)
+		next, err := f.s.Changes(bg, 0, 10)
+		if err != nil || len(next) != 1 || next[0].Seq <= changes[4].Seq+1 {
+			t.Fatalf("after pruning all: %+v, %v; want a Seq beyond every earlier one", next, err)
+		}
+	}},
 	{"Leases/one holder at a time; the cursor stays with the lease", func(t *testing.T, f *storeFixture) {
 		const ttl = 400 * time.Millisecond
 		cursor, ok, err := f.s.AcquireLease(bg, "job", "a", ttl)
@@ -908,6 +1080,14 @@ var storeCases = []storeCase{
 		if cursor, ok, err := f.s.AcquireLease(bg, "job", "c", ttl); err != nil || !ok || cursor != 7 {
 			t.Fatalf("c acquires the released lease: %d, %v, %v", cursor, ok, err)
 		}
+		if ok, err := f.s.RenewLease(bg, "job", "c", ttl, 1<<40); err != nil || !ok {
+			t.Fatalf("c renews: %v, %v", ok, err)
+		}
+		for name, want := range map[string]int64{"job": 1 << 40, "other job": 0, "never taken": 0} {
+			if got, err := f.s.LeaseCursor(bg, name); err != nil || got != want {
+				t.Fatalf("LeaseCursor(%q) = %d, %v; want %d", name, got, err, want)
+			}
+		}
 		if _, _, err := f.s.AcquireLease(bg, "", "c", ttl); !errors.Is(err, usersync.ErrInvalid) {
 			t.Fatalf("an empty lease name: err = %v, want ErrInvalid", err)
 		}
@@ -948,6 +1128,13 @@ var storeCases = []storeCase{
 		_, _, checks["AcquireLease"] = f.s.AcquireLease(ctx, "l", "h", time.Minute)
 		_, checks["RenewLease"] = f.s.RenewLease(ctx, "l", "h", time.Minute, 1)
 		checks["ReleaseLease"] = f.s.ReleaseLease(ctx, "l", "h")
+		_, checks["LeaseCursor"] = f.s.LeaseCursor(ctx, "l")
+		_, checks["Changes"] = f.s.Changes(ctx, 0, 10)
+		_, checks["PruneChanges"] = f.s.PruneChanges(ctx, 1, time.Now())
+		// Every method of the interface is called above.
+		if n := reflect.TypeFor[usersync.Store]().NumMethod(); len(checks) != n {
+			t.Fatalf("%d methods checked of the Store's %d", len(checks), n)
+		}
 		for name, err := range checks {
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("%s with a canceled context: err = %v, want context.Canceled", name, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk"
+	"github.com/usersync/usersync/feed"
 	"github.com/usersync/usersync/reconcile"
 )
 
@@ -28,6 +29,7 @@ type app struct {
 	clerkKey string     // publishable key, Clerk mode
 	issuer   string
 
+	feed       *feed.Runner          // the change feed's consumers
 	users      *clerk.UserList       // the Backend API's, with CLERK_SECRET_KEY; else nil
 	reconciler *reconcile.Reconciler // over users, when set
 	every      time.Duration         // between reconciles; 0: only at start

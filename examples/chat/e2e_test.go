@@ -122,11 +122,18 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("list %q, me %q", list, me)
 	}
 
-	// Clerk deletes the user: the page's next refresh shows "deleted user".
+	// Clerk deletes the user: the page's next refreshes show "deleted user",
+	// and the erased messages once the change feed's consumer erased them.
 	if resp := sender.Send(base+"/clerk-users-webhook", clerktest.UserDeletedEvent("user_ada")); resp.StatusCode != 200 {
 		t.Fatalf("user.deleted: %d", resp.StatusCode)
 	}
-	do("author becomes deleted user", chromedp.WaitVisible(chromedp.Search(`//li[contains(., "deleted user") and contains(., "Second message")]`)))
+	do("author becomes deleted user", chromedp.WaitVisible(chromedp.Search(`//li[contains(., "deleted user")]`)))
+	stopConsumer := a.consumeInBackground(context.Background())
+	defer stopConsumer()
+	do("messages erased", chromedp.WaitVisible(chromedp.Search(`//li[contains(., "deleted user") and contains(., "[deleted]")]`)))
+	if list := text("#messages"); strings.Contains(list, "Second message") {
+		t.Fatalf("an erased message still shows: %q", list)
+	}
 	if list := text("#messages"); strings.Contains(list, "Ada Lovelace") {
 		t.Fatalf("deleted author still named: %q", list)
 	}

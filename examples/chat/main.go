@@ -25,6 +25,7 @@ import (
 
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk"
+	"github.com/usersync/usersync/feed"
 	"github.com/usersync/usersync/internal/dburl"
 	"github.com/usersync/usersync/memstore"
 	"github.com/usersync/usersync/reconcile"
@@ -132,6 +133,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("chat: listening", "url", base)
 	defer a.reconcileInBackground(ctx)()
+	defer a.consumeInBackground(ctx)()
 	select {
 	case err := <-errc:
 		return err
@@ -222,9 +224,37 @@ func (a *app) wire(store usersync.Store) (err error) {
 		return err
 	}
 	if a.users != nil {
-		a.reconciler, err = reconcile.New(reconcile.Config{Syncer: a.syncer, Store: store, Source: a.users, Logger: a.log})
+		if a.reconciler, err = reconcile.New(reconcile.Config{Syncer: a.syncer, Store: store, Source: a.users, Logger: a.log}); err != nil {
+			return err
+		}
 	}
-	return err
+	if a.feed, err = feed.New(feed.Config{Store: store, Logger: a.log}); err != nil {
+		return err
+	}
+	return a.feed.Handle("chat.erase-messages", a.eraseMessages)
+}
+
+// eraseMessages is the chat's consumer of the change feed: when a user is
+// deleted, the bodies of their messages are erased. The feed delivers
+// every deletion at least once, across crashes and replicas, and erasing
+// twice changes nothing.
+func (a *app) eraseMessages(ctx context.Context, c usersync.Change) error {
+	if c.Outcome != usersync.Deleted {
+		return nil
+	}
+	return a.msgs.erase(ctx, c.UserID)
+}
+
+// consumeInBackground runs the change feed's consumers until ctx ends.
+// The returned function stops them and waits for them to stop.
+func (a *app) consumeInBackground(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.feed.Run(ctx)
+	}()
+	return func() { cancel(); <-done }
 }
 
 // reconcileInBackground reconciles the users of the Backend API once now

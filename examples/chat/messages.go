@@ -24,7 +24,13 @@ type messages interface {
 	// list returns up to limit messages after the ID after, oldest first.
 	list(ctx context.Context, after int64, limit int) ([]message, error)
 	countBy(ctx context.Context, userID string) (int, error)
+	// erase replaces the body of every message of userID with erased:
+	// idempotent, as a change-feed handler must be.
+	erase(ctx context.Context, userID string) error
 }
+
+// erased is what an erased message reads.
+const erased = "[deleted]"
 
 // memMessages keeps messages in memory, beside memstore.
 type memMessages struct {
@@ -62,6 +68,17 @@ func (m *memMessages) countBy(_ context.Context, userID string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+func (m *memMessages) erase(_ context.Context, userID string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.msgs {
+		if m.msgs[i].UserID == userID {
+			m.msgs[i].Body = erased
+		}
+	}
+	return nil
 }
 
 // sqlMessages keeps messages in the database, with a foreign key to the
@@ -136,4 +153,9 @@ func (m *sqlMessages) countBy(ctx context.Context, userID string) (int, error) {
 	var n int
 	err := m.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM messages WHERE user_id = "+m.ph(1), userID).Scan(&n)
 	return n, err
+}
+
+func (m *sqlMessages) erase(ctx context.Context, userID string) error {
+	_, err := m.db.ExecContext(ctx, "UPDATE messages SET body = "+m.ph(1)+" WHERE user_id = "+m.ph(2), erased, userID)
+	return err
 }

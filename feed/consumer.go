@@ -1,0 +1,122 @@
+package feed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/lease"
+)
+
+// consumer is one registered handler while the Runner runs.
+type consumer struct {
+	r    *Runner
+	name string
+	h    Handler
+}
+
+// run takes the consumer's lease whenever it is free and delivers the feed
+// while it holds it, until ctx ends.
+func (c *consumer) run(ctx context.Context) {
+	cfg := c.r.cfg
+	log := cfg.Logger.With("consumer", c.name)
+	retry := min(cfg.LeaseTTL/3, time.Second)
+	for ctx.Err() == nil {
+		held, err := lease.Acquire(ctx, cfg.Store, leasePrefix+c.name, cfg.Holder, cfg.LeaseTTL, log)
+		if err != nil && ctx.Err() == nil {
+			log.WarnContext(ctx, "feed: taking the consumer's lease failed; retrying", "err", err)
+		}
+		if held == nil {
+			// Another replica runs this consumer (or the store failed):
+			// look again, to take over when its lease expires.
+			sleep(ctx, retry)
+			continue
+		}
+		err = c.deliver(held)
+		held.Release()
+		if cause := context.Cause(held.Context()); errors.Is(cause, lease.ErrLost) {
+			log.WarnContext(ctx, "feed: the consumer lost its lease; another replica goes on from its last saved position", "err", cause)
+		} else if err != nil && ctx.Err() == nil {
+			log.WarnContext(ctx, "feed: the consumer stopped; retrying", "err", err)
+			sleep(ctx, cfg.PollInterval)
+		}
+	}
+}
+
+// deliver hands the changes after the lease's cursor to the handler, one
+// at a time, saving the position after each batch, until the lease's
+// context ends.
+func (c *consumer) deliver(held *lease.Held) error {
+	ctx, cfg := held.Context(), c.r.cfg
+	cursor := held.Cursor()
+	for {
+		changes, err := cfg.Store.Changes(ctx, cursor, cfg.BatchSize)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reading the feed: %w", err)
+		}
+		if len(changes) == 0 {
+			if !sleep(ctx, cfg.PollInterval) {
+				return nil
+			}
+			continue
+		}
+		for _, ch := range changes {
+			if !c.handle(ctx, ch) {
+				return nil // stopped mid-change: it is delivered again
+			}
+			cursor = ch.Seq
+			held.SetCursor(cursor) // saved by the next renewal, or below
+		}
+		if err := held.Save(ctx, cursor); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("saving the position: %w", err)
+		}
+	}
+}
+
+// handle delivers ch until the handler succeeds, parking it after
+// MaxAttempts. It reports false if ctx ended first.
+func (c *consumer) handle(ctx context.Context, ch usersync.Change) bool {
+	cfg := c.r.cfg
+	delay := cfg.RetryDelay
+	for attempt := 1; ; attempt++ {
+		err := c.call(ctx, ch)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if attempt >= cfg.MaxAttempts {
+			cfg.Logger.ErrorContext(ctx, "feed: parked a change the handler keeps failing; the feed goes on without it",
+				"consumer", c.name, "seq", ch.Seq, "outcome", ch.Outcome.String(), "user_id", ch.UserID, "attempts", attempt, "err", err)
+			if cfg.OnParked != nil {
+				cfg.OnParked(ctx, c.name, ch, err)
+			}
+			return true
+		}
+		cfg.Logger.WarnContext(ctx, "feed: the handler failed; retrying",
+			"consumer", c.name, "seq", ch.Seq, "attempt", attempt, "retry_in", delay, "err", err)
+		if !sleep(ctx, delay) {
+			return false
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// call runs the handler, turning a panic into an error.
+func (c *consumer) call(ctx context.Context, ch usersync.Change) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", errPanic, p)
+		}
+	}()
+	return c.h(ctx, ch)
+}

@@ -1,0 +1,200 @@
+// Package feed runs an app's side effects of user changes from the store's
+// change feed, at least once each, across replicas and crashes: erasing a
+// deleted user's rows, cancelling a subscription, purging a search index,
+// sending an email.
+//
+// Every write that changes a user appends a usersync.Change to the store's
+// feed in the same transaction (Store.Changes). A Runner delivers each
+// change to each registered handler, in feed order (so each user's changes
+// in the order of the writes), and keeps each handler's position in the
+// store. A handler that fails is retried with backoff; after MaxAttempts it
+// is parked (logged, and passed to OnParked) and the feed moves on, so one
+// poison change does not hold up everyone else for more than a few
+// seconds. With several replicas each handler runs in one of them at a
+// time (a lease); when that replica dies, another takes over from the last
+// saved position.
+//
+// At least once means a change can be delivered again: after a crash or a
+// lost lease, the changes since the last saved position are. Write
+// handlers to be idempotent: an UPDATE that sets a value rather than
+// adding to it, an insert keyed by Change.Seq or by the user, a check of
+// whether the effect is already there. Erasing a deleted user's messages,
+// for instance, is "UPDATE messages SET body = '[deleted]' WHERE user_id =
+// $1": running it twice changes nothing.
+package feed
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/usersync/usersync"
+)
+
+// Handler does one consumer's work for one change. An error (or a panic)
+// means "not done": the change is delivered again, after a backoff.
+type Handler func(ctx context.Context, c usersync.Change) error
+
+// Config configures a Runner. Store is required; every other field has the
+// default its comment gives.
+type Config struct {
+	// Store holds the feed, the consumers' positions and their leases.
+	Store usersync.Store
+	// Holder names this replica in the leases. Default: host name,
+	// process ID and a random suffix.
+	Holder string
+	// BatchSize is how many changes a consumer reads at a time; its
+	// position is saved after each batch. Default 100.
+	BatchSize int
+	// PollInterval is how long a consumer that is up to date waits before
+	// it reads the feed again: the latency of a change. Default 50 ms.
+	PollInterval time.Duration
+	// MaxAttempts is how many times a change is handed to a failing
+	// handler before it is parked. Default 5.
+	MaxAttempts int
+	// RetryDelay is the wait after a first failure; it doubles after each
+	// one, up to 30 seconds. Default 200 ms.
+	RetryDelay time.Duration
+	// OnParked, if set, receives every parked change with the handler's
+	// last error, so that the app can keep it (in a table of its own) for
+	// a later look. It is called in the consumer's goroutine.
+	OnParked func(ctx context.Context, consumer string, c usersync.Change, err error)
+	// LeaseTTL is how long a consumer's lease outlives a replica that
+	// stops renewing it: how long a takeover can take. Default 30 s.
+	LeaseTTL time.Duration
+	// Retention is how long changes that every consumer has passed are
+	// kept, for apps that read the feed themselves. Default 24 hours.
+	Retention time.Duration
+	// MaxAge is how long any change is kept, passed or not: a consumer that
+	// is removed from the code (or lags by more) does not make the feed
+	// grow forever. Default 30 days.
+	MaxAge time.Duration
+	// PruneEvery is how often each replica prunes. Default 1 hour.
+	PruneEvery time.Duration
+	// Logger logs failed and parked changes, takeovers and pruning.
+	// Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock of pruning. Default time.Now.
+	Now func() time.Time
+}
+
+// Runner delivers the feed to named handlers. Register them with Handle,
+// then call Run.
+type Runner struct {
+	cfg Config
+
+	mu        sync.Mutex
+	consumers map[string]Handler
+	running   bool
+}
+
+// consumerName is what a consumer's name may be: it names its lease.
+var consumerName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$`)
+
+// leasePrefix begins the name of every consumer's lease.
+const leasePrefix = "usersync:feed:"
+
+// New returns the Runner of cfg, or an error wrapping usersync.ErrInvalid.
+func New(cfg Config) (*Runner, error) {
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("%w: feed.Config needs the Store", usersync.ErrInvalid)
+	}
+	if cfg.BatchSize < 0 || cfg.PollInterval < 0 || cfg.MaxAttempts < 0 || cfg.RetryDelay < 0 ||
+		cfg.LeaseTTL < 0 || cfg.LeaseTTL > 0 && cfg.LeaseTTL < 100*time.Millisecond ||
+		cfg.Retention < 0 || cfg.MaxAge < 0 || cfg.PruneEvery < 0 || len(cfg.Holder) > 255 {
+		return nil, fmt.Errorf("%w: feed.Config: a negative setting, a LeaseTTL below 100 ms, or a Holder over 255 bytes", usersync.ErrInvalid)
+	}
+	setDefault(&cfg.BatchSize, 100)
+	setDefault(&cfg.PollInterval, 50*time.Millisecond)
+	setDefault(&cfg.MaxAttempts, 5)
+	setDefault(&cfg.RetryDelay, 200*time.Millisecond)
+	setDefault(&cfg.LeaseTTL, 30*time.Second)
+	setDefault(&cfg.Retention, 24*time.Hour)
+	setDefault(&cfg.MaxAge, 30*24*time.Hour)
+	setDefault(&cfg.PruneEvery, time.Hour)
+	if cfg.Holder == "" {
+		host, _ := os.Hostname()
+		cfg.Holder = fmt.Sprintf("%.200s-%d-%s", host, os.Getpid(), rand.Text()[:8])
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Runner{cfg: cfg, consumers: map[string]Handler{}}, nil
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+// Handle registers h as the consumer name: letters, digits and ". _ : -",
+// at most 100, unique. The name keys the consumer's position in the store,
+// so keep it when the code changes; a new name starts from the oldest
+// change the feed still holds. Register every consumer before Run.
+func (r *Runner) Handle(name string, h Handler) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.running:
+		return fmt.Errorf("%w: feed: Handle after Run", usersync.ErrInvalid)
+	case h == nil || !consumerName.MatchString(name):
+		return fmt.Errorf("%w: feed: a consumer needs a handler and a name of letters, digits and \". _ : -\"", usersync.ErrInvalid)
+	case r.consumers[name] != nil:
+		return fmt.Errorf("%w: feed: consumer %q is registered twice", usersync.ErrInvalid, name)
+	}
+	r.consumers[name] = h
+	return nil
+}
+
+// Run delivers the feed to every consumer, each in a goroutine of its own
+// (in the replica that holds its lease), and prunes the feed every
+// PruneEvery, until ctx ends. It returns ctx's error once every consumer
+// has stopped and let its lease go.
+func (r *Runner) Run(ctx context.Context) error {
+	r.mu.Lock()
+	if r.running {
+		r.mu.Unlock()
+		return fmt.Errorf("%w: feed: Run called twice", usersync.ErrInvalid)
+	}
+	r.running = true
+	consumers := make(map[string]Handler, len(r.consumers))
+	for name, h := range r.consumers {
+		consumers[name] = h
+	}
+	r.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for name, h := range consumers {
+		c := &consumer{r: r, name: name, h: h}
+		wg.Go(func() { c.run(ctx) })
+	}
+	wg.Go(func() { r.pruneEvery(ctx, consumers) })
+	wg.Wait()
+	return ctx.Err()
+}
+
+// sleep waits d or until ctx ends, and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// errPanic wraps a handler's panic.
+var errPanic = errors.New("feed: the handler panicked")

@@ -1,0 +1,452 @@
+package feed_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/feed"
+	"github.com/usersync/usersync/internal/testdb"
+	"github.com/usersync/usersync/memstore"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+const issuer = "https://issuer.test"
+
+// stores are the stores every feed test runs on: memstore, and sqlstore on
+// each SQL backend whose DSN is set.
+func stores(t *testing.T) map[string]func(t *testing.T) usersync.Store {
+	m := map[string]func(t *testing.T) usersync.Store{"memstore": func(*testing.T) usersync.Store { return memstore.New() }}
+	for _, b := range testdb.Backends {
+		m[b.Name] = func(t *testing.T) usersync.Store { return b.NewStore(t) }
+	}
+	return m
+}
+
+// write applies n writes to users u0..u(users-1) through a syncer, round
+// robin, deleting every seventh user at the end; it returns the number of
+// changes they made.
+func write(t *testing.T, s usersync.Store, users, rounds int) int {
+	return writeAs(t, s, "u", users, rounds)
+}
+
+// writeAs is write with users named prefix0, prefix1, ...
+func writeAs(t *testing.T, s usersync.Store, prefix string, users, rounds int) int {
+	t.Helper()
+	syncer, err := usersync.New(usersync.Config{Store: s, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	n := 0
+	for r := range rounds {
+		for u := range users {
+			w := usersync.Write{Issuer: issuer, Subject: fmt.Sprintf("%s%d", prefix, u), Version: usersync.Version(1_700_000_000_000 + r), Fields: usersync.FieldName, Profile: usersync.Profile{Name: fmt.Sprint(r)}}
+			if _, o, err := syncer.Upsert(ctx, w); err != nil {
+				t.Fatal(err)
+			} else if o != usersync.Stale {
+				n++
+			}
+		}
+	}
+	for u := 0; u < users; u += 7 {
+		if _, o, err := syncer.Delete(ctx, issuer, fmt.Sprintf("%s%d", prefix, u)); err != nil || o != usersync.Deleted {
+			t.Fatalf("delete: %v, %v", o, err)
+		}
+		n++
+	}
+	return n
+}
+
+// ledger records what a consumer's handler did: the Seqs it applied, per
+// user, idempotently (a redelivered Seq is not applied twice), and how
+// many times each Seq was delivered.
+type ledger struct {
+	mu         sync.Mutex
+	applied    map[string][]int64
+	deliveries map[int64]int
+	inFlight   atomic.Int32
+	overlap    atomic.Bool
+}
+
+func newLedger() *ledger {
+	return &ledger{applied: map[string][]int64{}, deliveries: map[int64]int{}}
+}
+
+func (l *ledger) handle(_ context.Context, c usersync.Change) error {
+	if l.inFlight.Add(1) > 1 {
+		l.overlap.Store(true)
+	}
+	defer l.inFlight.Add(-1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.deliveries[c.Seq]++
+	seqs := l.applied[c.UserID]
+	if len(seqs) > 0 && seqs[len(seqs)-1] >= c.Seq {
+		return nil // already applied: the idempotent handler does nothing
+	}
+	l.applied[c.UserID] = append(seqs, c.Seq)
+	return nil
+}
+
+// check compares the ledger with exactly-once application of the whole
+// feed: every change applied once, each user's in feed order.
+func (l *ledger) check(t *testing.T, s usersync.Store) {
+	t.Helper()
+	all, err := s.Changes(context.Background(), 0, 1_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]int64{}
+	for _, c := range all {
+		want[c.UserID] = append(want[c.UserID], c.Seq)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.applied) != len(want) {
+		t.Fatalf("applied changes of %d users, want %d", len(l.applied), len(want))
+	}
+	for u, seqs := range want {
+		if !slices.Equal(l.applied[u], seqs) {
+			t.Fatalf("user %s: applied %v, want %v", u, l.applied[u], seqs)
+		}
+	}
+	for _, c := range all {
+		if l.deliveries[c.Seq] < 1 {
+			t.Fatalf("change %d never delivered", c.Seq)
+		}
+	}
+}
+
+// waitFor polls cond for up to 20 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func newRunner(t *testing.T, cfg feed.Config) *feed.Runner {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 5 * time.Millisecond
+	}
+	r, err := feed.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// start runs r until the returned stop is called; stop waits for it.
+func start(r *feed.Runner) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx)
+	}()
+	return func() { cancel(); <-done }
+}
+
+func TestEveryConsumerGetsEveryChangeInOrder(t *testing.T) {
+	for name, newStore := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			s := newStore(t)
+			n := write(t, s, 20, 3)
+			a, b := newLedger(), newLedger()
+			r := newRunner(t, feed.Config{Store: s, BatchSize: 7})
+			if err := r.Handle("a", a.handle); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Handle("b", b.handle); err != nil {
+				t.Fatal(err)
+			}
+			stop := start(r)
+			waitFor(t, "both consumers", func() bool {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				return len(a.deliveries) == n && len(b.deliveries) == n
+			})
+			// Changes made while the consumers run reach them too.
+			more := writeAs(t, s, "later", 3, 10)
+			waitFor(t, "the later changes", func() bool {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				return len(a.deliveries) == n+more
+			})
+			stop()
+			a.check(t, s)
+			b.check(t, s)
+			all, _ := s.Changes(context.Background(), 0, 1_000_000)
+			for _, c := range []string{"a", "b"} {
+				if pos, err := s.LeaseCursor(context.Background(), "usersync:feed:"+c); err != nil || pos != all[len(all)-1].Seq {
+					t.Fatalf("consumer %s saved position %d, %v; want %d", c, pos, err, all[len(all)-1].Seq)
+				}
+			}
+		})
+	}
+}
+
+// TestAtLeastOnceThroughCrashes kills the runner at random moments, in the
+// middle of batches (nothing more reaches the store: no last save of its
+// position, no release of its lease), and starts a new one, as a new
+// process, each time: every change is delivered at least once, some more
+// than once, and the handler's effects equal exactly-once application of
+// the feed.
+func TestAtLeastOnceThroughCrashes(t *testing.T) {
+	for name, newStore := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			s := newStore(t)
+			n := write(t, s, 40, 5)
+			l := newLedger()
+			slow := func(ctx context.Context, c usersync.Change) error {
+				time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+				return l.handle(ctx, c)
+			}
+			crashes := 0
+			for {
+				l.mu.Lock()
+				done := len(l.deliveries) == n
+				l.mu.Unlock()
+				if done {
+					break
+				}
+				process := &mortal{Store: s}
+				r := newRunner(t, feed.Config{Store: process, BatchSize: 25, Holder: fmt.Sprint("process-", crashes), LeaseTTL: 150 * time.Millisecond})
+				r.Handle("effects", slow)
+				stop := start(r)
+				time.Sleep(time.Duration(20+rand.IntN(150)) * time.Millisecond)
+				process.dead.Store(true) // killed: the batch in hand is not saved
+				stop()
+				crashes++
+				if crashes > 500 {
+					t.Fatal("no progress")
+				}
+			}
+			l.check(t, s)
+			again := 0
+			for _, d := range l.deliveries {
+				if d > 1 {
+					again++
+				}
+			}
+			t.Logf("%d changes, %d runs, %d changes delivered more than once", n, crashes, again)
+			if crashes < 3 || again == 0 {
+				t.Fatalf("%d runs, %d redeliveries: the test crashed nothing mid-batch", crashes, again)
+			}
+		})
+	}
+}
+
+func TestFailingHandlerIsRetriedThenParked(t *testing.T) {
+	s := memstore.New()
+	n := write(t, s, 5, 2)
+	all, _ := s.Changes(context.Background(), 0, 100)
+	poison, flaky := all[2], all[4]
+	var mu sync.Mutex
+	calls := map[int64]int{}
+	var order []int64
+	handler := func(_ context.Context, c usersync.Change) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls[c.Seq]++
+		switch {
+		case c.Seq == poison.Seq:
+			return errors.New("poison")
+		case c.Seq == flaky.Seq && calls[c.Seq] <= 2:
+			panic("flaky") // a panic is a failure too
+		}
+		order = append(order, c.Seq)
+		return nil
+	}
+	var parked []string
+	var logs strings.Builder
+	r := newRunner(t, feed.Config{Store: s, MaxAttempts: 3, RetryDelay: time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		OnParked: func(_ context.Context, consumer string, c usersync.Change, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			parked = append(parked, fmt.Sprintf("%s %d %v", consumer, c.Seq, err))
+		}})
+	r.Handle("effects", handler)
+	stop := start(r)
+	waitFor(t, "every change", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(order) == n-1
+	})
+	stop()
+	if calls[poison.Seq] != 3 || calls[flaky.Seq] != 3 {
+		t.Fatalf("poison called %d times, flaky %d; want 3 and 3", calls[poison.Seq], calls[flaky.Seq])
+	}
+	if want := fmt.Sprintf("effects %d poison", poison.Seq); len(parked) != 1 || parked[0] != want {
+		t.Fatalf("parked %q, want [%q]", parked, want)
+	}
+	if !slices.IsSorted(order) {
+		t.Fatalf("delivered out of feed order: %v", order)
+	}
+	if !strings.Contains(logs.String(), "parked") || !strings.Contains(logs.String(), "flaky") {
+		t.Fatalf("the parking and the panic are not logged:\n%s", logs.String())
+	}
+}
+
+// TestOneReplicaAtATimeAndTakeover runs two replicas: each consumer runs in
+// one of them at a time; when that one dies without letting its lease go,
+// the other takes over from the last saved position.
+func TestOneReplicaAtATimeAndTakeover(t *testing.T) {
+	s := memstore.New()
+	n := write(t, s, 30, 4)
+	l := newLedger()
+	slow := func(ctx context.Context, c usersync.Change) error {
+		time.Sleep(200 * time.Microsecond)
+		return l.handle(ctx, c)
+	}
+	ttl := 300 * time.Millisecond
+	a := newRunner(t, feed.Config{Store: &noRelease{Store: s}, Holder: "replica-a", LeaseTTL: ttl, BatchSize: 10})
+	b := newRunner(t, feed.Config{Store: s, Holder: "replica-b", LeaseTTL: ttl, BatchSize: 10})
+	a.Handle("effects", slow)
+	b.Handle("effects", slow)
+	stopA := start(a)
+	waitFor(t, "replica a to start", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.deliveries) > 0 })
+	stopB := start(b)
+	time.Sleep(50 * time.Millisecond)
+	stopA() // dies: its lease is left to expire
+	waitFor(t, "replica b to take over and finish", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.deliveries) == n })
+	stopB()
+	if l.overlap.Load() {
+		t.Fatal("the two replicas ran the consumer at the same time")
+	}
+	l.check(t, s)
+}
+
+// mortal is a process's connection to the store: once dead, nothing more
+// it does reaches the store.
+type mortal struct {
+	usersync.Store
+	dead atomic.Bool
+}
+
+var errDead = errors.New("the process is dead")
+
+func (m *mortal) RenewLease(ctx context.Context, name, holder string, ttl time.Duration, cursor int64) (bool, error) {
+	if m.dead.Load() {
+		return false, errDead
+	}
+	return m.Store.RenewLease(ctx, name, holder, ttl, cursor)
+}
+
+func (m *mortal) ReleaseLease(ctx context.Context, name, holder string) error {
+	if m.dead.Load() {
+		return errDead
+	}
+	return m.Store.ReleaseLease(ctx, name, holder)
+}
+
+// noRelease is a store on which releasing a lease does nothing: a replica
+// that dies.
+type noRelease struct{ usersync.Store }
+
+func (*noRelease) ReleaseLease(context.Context, string, string) error { return nil }
+
+func TestPruning(t *testing.T) {
+	for name, newStore := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			s := newStore(t)
+			n := write(t, s, 10, 2)
+			fast, slow := newLedger(), newLedger()
+			var now atomic.Pointer[time.Time]
+			t0 := time.Now()
+			now.Store(&t0)
+			clock := func() time.Time { return *now.Load() }
+			r := newRunner(t, feed.Config{Store: s, Retention: time.Hour, MaxAge: 48 * time.Hour, PruneEvery: 10 * time.Millisecond, Now: clock,
+				LeaseTTL: 300 * time.Millisecond}) // the slow consumer's position is saved by its renewals
+			r.Handle("fast", fast.handle)
+			gate := make(chan struct{})
+			r.Handle("slow", func(ctx context.Context, c usersync.Change) error {
+				if c.Seq > 5 {
+					select {
+					case <-gate:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				return slow.handle(ctx, c)
+			})
+			stop := start(r)
+			defer stop()
+			waitFor(t, "the fast consumer", func() bool { fast.mu.Lock(); defer fast.mu.Unlock(); return len(fast.deliveries) == n })
+			count := func() int {
+				all, err := s.Changes(context.Background(), 0, 1_000_000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(all)
+			}
+			// An hour later, the changes both consumers passed go; the
+			// slow one's are kept.
+			later := t0.Add(2 * time.Hour)
+			now.Store(&later)
+			waitFor(t, "pruning of what both passed", func() bool { return count() <= n-5 })
+			if c := count(); c < n-5 {
+				t.Fatalf("%d changes left, want %d: pruned what the slow consumer has not passed", c, n-5)
+			}
+			// Past MaxAge, everything goes, passed or not.
+			muchLater := t0.Add(72 * time.Hour)
+			now.Store(&muchLater)
+			waitFor(t, "pruning by age", func() bool { return count() == 0 })
+			close(gate)
+		})
+	}
+}
+
+func TestConfigAndHandle(t *testing.T) {
+	for _, cfg := range []feed.Config{
+		{},
+		{Store: memstore.New(), BatchSize: -1},
+		{Store: memstore.New(), LeaseTTL: time.Millisecond},
+		{Store: memstore.New(), Holder: strings.Repeat("h", 256)},
+	} {
+		if _, err := feed.New(cfg); !errors.Is(err, usersync.ErrInvalid) {
+			t.Fatalf("New(%+v) = %v", cfg, err)
+		}
+	}
+	r := newRunner(t, feed.Config{Store: memstore.New()})
+	h := func(context.Context, usersync.Change) error { return nil }
+	for name, err := range map[string]error{
+		"":          r.Handle("", h),
+		"nil":       r.Handle("nil", nil),
+		"bad name":  r.Handle("a b", h),
+		"too long":  r.Handle(strings.Repeat("x", 101), h),
+		"duplicate": errors.Join(r.Handle("dup", h), r.Handle("dup", h)),
+	} {
+		if !errors.Is(err, usersync.ErrInvalid) {
+			t.Fatalf("Handle %s: %v", name, err)
+		}
+	}
+	stop := start(r)
+	defer stop()
+	time.Sleep(10 * time.Millisecond)
+	if err := r.Handle("late", h); !errors.Is(err, usersync.ErrInvalid) {
+		t.Fatalf("Handle after Run: %v", err)
+	}
+}

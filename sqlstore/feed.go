@@ -1,0 +1,240 @@
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/usersync/usersync"
+)
+
+// The change feed (migration 4): triggers append a row to <table>_changes
+// in the transaction of every write that changes a user. On SQLite, whose
+// writers take turns, its AUTOINCREMENT seq is in commit order. On
+// PostgreSQL and MySQL, transactions commit out of the order of their ids,
+// so a change's seq is assigned after it committed, by sequence.
+
+// sequenceBatch is how many changes one sequencing transaction numbers.
+const sequenceBatch = 1000
+
+// Changes implements usersync.Store. On PostgreSQL and MySQL it first
+// numbers the changes committed since the last call (in one short
+// transaction, under the lock of the sequence row), so a change is in the
+// feed as soon as a reader asks.
+func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]usersync.Change, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("%w: a limit below 1", usersync.ErrInvalid)
+	}
+	if s.dialect != dialects[SQLite] {
+		if err := s.sequence(ctx); err != nil {
+			return nil, err
+		}
+	}
+	changes := s.table.qualified(s.dialect, "changes")
+	q := fmt.Sprintf("SELECT seq, user_id, outcome, at FROM %s WHERE seq > %s ORDER BY seq LIMIT %s", changes, s.dialect.placeholder(1), s.dialect.placeholder(2))
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	var out []usersync.Change
+	attempts, err := s.try(ctx, func() error {
+		out = out[:0]
+		rows, err := st.QueryContext(ctx, after, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c usersync.Change
+			var outcome int64
+			if err := rows.Scan(&c.Seq, &c.UserID, &outcome, (*timeColumn)(&c.At)); err != nil {
+				return err
+			}
+			c.Outcome = usersync.Outcome(outcome)
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, s.wrapN("read the change feed", attempts, err)
+	}
+	return out, nil
+}
+
+// sequence numbers the committed changes that have no seq yet, in the
+// order of their ids, except that each user's changes go in the order of
+// their user_seq (on a Galera cluster each node hands out its own ids),
+// after the highest seq so far. It runs under the lock of the sequence
+// row, whose update also makes concurrent sequencers on other Galera nodes
+// conflict (and retry): one numbering at a time, cluster-wide.
+func (s *Store) sequence(ctx context.Context) error {
+	changes := s.table.qualified(s.dialect, "changes")
+	probe, err := s.stmt(ctx, "SELECT id FROM "+changes+" WHERE seq IS NULL LIMIT 1")
+	if err != nil {
+		return err
+	}
+	for {
+		var id int64
+		if err := probe.QueryRowContext(ctx).Scan(&id); errors.Is(err, sql.ErrNoRows) {
+			return nil // the usual case: nothing new
+		} else if err != nil {
+			return s.wrap("sequence the change feed", err)
+		}
+		n := 0
+		attempts, err := s.try(ctx, func() (err error) {
+			n, err = s.sequenceOnce(ctx)
+			return err
+		})
+		if err != nil {
+			return s.wrapN("sequence the change feed", attempts, err)
+		}
+		if n < sequenceBatch {
+			return nil
+		}
+	}
+}
+
+// unsequenced is a committed change without a seq.
+type unsequenced struct {
+	id, userSeq int64
+	user        string
+}
+
+// sequenceOnce numbers up to sequenceBatch changes in one transaction and
+// returns how many.
+func (s *Store) sequenceOnce(ctx context.Context) (int, error) {
+	d := s.dialect
+	changes, sequence := s.table.qualified(d, "changes"), s.table.qualified(d, "sequence")
+	// READ COMMITTED: each statement sees what committed before it, on
+	// MySQL too (whose default would read a snapshot).
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	var last int64
+	if err := tx.QueryRowContext(ctx, "SELECT last_seq FROM "+sequence+" WHERE id = 1 FOR UPDATE").Scan(&last); err != nil {
+		return 0, err
+	}
+	rows, err := tx.QueryContext(ctx, fmt.Sprintf("SELECT id, user_id, user_seq FROM %s WHERE seq IS NULL ORDER BY id LIMIT %d", changes, sequenceBatch))
+	if err != nil {
+		return 0, err
+	}
+	var batch []unsequenced
+	for rows.Next() {
+		var c unsequenced
+		if err := rows.Scan(&c.id, &c.user, &c.userSeq); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		batch = append(batch, c)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return 0, err
+	}
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	order(batch)
+	var q strings.Builder
+	args := make([]any, 0, 3*len(batch))
+	cast := "" // PostgreSQL types parameters of a CASE as text
+	if d == dialects[Postgres] {
+		cast = "::bigint"
+	}
+	fmt.Fprintf(&q, "UPDATE %s SET seq = CASE id", changes)
+	for i, c := range batch {
+		fmt.Fprintf(&q, " WHEN %s%s THEN %s%s", d.placeholder(len(args)+1), cast, d.placeholder(len(args)+2), cast)
+		args = append(args, c.id, last+int64(i)+1)
+	}
+	q.WriteString(" END WHERE id IN (")
+	for i, c := range batch {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(d.placeholder(len(args) + 1))
+		args = append(args, c.id)
+	}
+	q.WriteString(")")
+	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		return 0, err
+	}
+	last += int64(len(batch))
+	if _, err := tx.ExecContext(ctx, "UPDATE "+sequence+" SET last_seq = "+d.placeholder(1)+" WHERE id = 1", last); err != nil {
+		return 0, err
+	}
+	return len(batch), tx.Commit()
+}
+
+// order puts a batch sorted by id into feed order: each user's changes
+// take that user's places in the batch in the order of their user_seq.
+func order(batch []unsequenced) {
+	places := map[string][]int{}
+	for i, c := range batch {
+		places[c.user] = append(places[c.user], i)
+	}
+	for _, idx := range places {
+		if len(idx) < 2 {
+			continue
+		}
+		mine := make([]unsequenced, len(idx))
+		for k, i := range idx {
+			mine[k] = batch[i]
+		}
+		slices.SortFunc(mine, func(a, b unsequenced) int { return cmp.Compare(a.userSeq, b.userSeq) })
+		for k, i := range idx {
+			batch[i] = mine[k]
+		}
+	}
+}
+
+// PruneChanges implements usersync.Store in one statement, after numbering
+// the committed changes (every change a reader can see has a Seq).
+func (s *Store) PruneChanges(ctx context.Context, through int64, before time.Time) (int, error) {
+	d := s.dialect
+	if d != dialects[SQLite] {
+		if err := s.sequence(ctx); err != nil {
+			return 0, err
+		}
+	}
+	q := fmt.Sprintf("DELETE FROM %s WHERE seq <= %s AND at < %s", s.table.qualified(d, "changes"), d.placeholder(1), d.placeholder(2))
+	var res sql.Result
+	attempts, err := s.try(ctx, func() (err error) {
+		res, err = s.db.ExecContext(ctx, q, through, d.timeArg(before))
+		return err
+	})
+	if err != nil {
+		return 0, s.wrapN("prune the change feed", attempts, err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// LeaseCursor implements usersync.Store.
+func (s *Store) LeaseCursor(ctx context.Context, name string) (int64, error) {
+	if !storable(name) {
+		return 0, nil
+	}
+	q := fmt.Sprintf("SELECT cursor_pos FROM %s WHERE name = %s", s.table.qualified(s.dialect, "leases"), s.dialect.placeholder(1))
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return 0, err
+	}
+	var cursor int64
+	attempts, err := s.try(ctx, func() error {
+		err := st.QueryRowContext(ctx, name).Scan(&cursor)
+		if errors.Is(err, sql.ErrNoRows) {
+			cursor, err = 0, nil
+		}
+		return err
+	})
+	if err != nil {
+		return 0, s.wrapN("read a lease", attempts, err)
+	}
+	return cursor, nil
+}
