@@ -129,7 +129,7 @@ type Store interface {
 
 	// PruneChanges deletes the changes with a Seq up to through whose At
 	// is before before, and returns how many it deleted. Seqs are never
-	// reused.
+	// reused: a store may keep the newest change to that end.
 	PruneChanges(ctx context.Context, through int64, before time.Time) (int, error)
 
 	// Leases let one of several replicas at a time do a job: a reconcile,
@@ -153,9 +153,11 @@ type Store interface {
 	// no-op if holder does not hold it.
 	ReleaseLease(ctx context.Context, name, holder string) error
 
-	// LeaseCursor returns the cursor of the named lease, whoever holds it,
-	// or 0 if it was never taken.
-	LeaseCursor(ctx context.Context, name string) (int64, error)
+	// LeaseCursors returns the cursor of every lease whose name begins
+	// with prefix (byte for byte, no wildcards), whoever holds it or held
+	// it last, by name: for instance the positions of every change-feed
+	// consumer, those of other replicas' code included.
+	LeaseCursors(ctx context.Context, prefix string) (map[string]int64, error)
 }
 
 // Write is one versioned observation of a user: what Syncer.Upsert takes

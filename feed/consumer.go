@@ -95,11 +95,20 @@ func (c *consumer) handle(ctx context.Context, ch usersync.Change) bool {
 			return false
 		}
 		if attempt >= cfg.MaxAttempts {
+			if cfg.OnParked != nil {
+				if perr := cfg.OnParked(ctx, c.name, ch, err); perr != nil {
+					// Not kept: deliver it again rather than lose it.
+					err = fmt.Errorf("%w; and keeping the parked change failed: %w", err, perr)
+					attempt = cfg.MaxAttempts - 1
+					cfg.Logger.WarnContext(ctx, "feed: the handler keeps failing and OnParked failed; retrying", "consumer", c.name, "seq", ch.Seq, "err", err)
+					if !sleep(ctx, delay) {
+						return false
+					}
+					continue
+				}
+			}
 			cfg.Logger.ErrorContext(ctx, "feed: parked a change the handler keeps failing; the feed goes on without it",
 				"consumer", c.name, "seq", ch.Seq, "outcome", ch.Outcome.String(), "user_id", ch.UserID, "attempts", attempt, "err", err)
-			if cfg.OnParked != nil {
-				cfg.OnParked(ctx, c.name, ch, err)
-			}
 			return true
 		}
 		cfg.Logger.WarnContext(ctx, "feed: the handler failed; retrying",

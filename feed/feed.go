@@ -8,9 +8,9 @@
 // change to each registered handler, in feed order (so each user's changes
 // in the order of the writes), and keeps each handler's position in the
 // store. A handler that fails is retried with backoff; after MaxAttempts it
-// is parked (logged, and passed to OnParked) and the feed moves on, so one
-// poison change does not hold up everyone else for more than a few
-// seconds. With several replicas each handler runs in one of them at a
+// is parked (logged, and passed to OnParked, which may keep it) and the
+// feed moves on, so one poison change does not hold up everyone else for
+// more than a minute and a half. With several replicas each handler runs in one of them at a
 // time (a lease); when that replica dies, another takes over from the last
 // saved position.
 //
@@ -38,7 +38,9 @@ import (
 )
 
 // Handler does one consumer's work for one change. An error (or a panic)
-// means "not done": the change is delivered again, after a backoff.
+// means "not done": the change is delivered again, after a backoff. A
+// handler must return when ctx ends: it ends when the consumer's lease is
+// lost, and another replica then delivers the change.
 type Handler func(ctx context.Context, c usersync.Change) error
 
 // Config configures a Runner. Store is required; every other field has the
@@ -56,15 +58,19 @@ type Config struct {
 	// it reads the feed again: the latency of a change. Default 50 ms.
 	PollInterval time.Duration
 	// MaxAttempts is how many times a change is handed to a failing
-	// handler before it is parked. Default 5.
+	// handler before it is parked. With the default delays, 10 attempts
+	// take about 90 seconds: an outage of what the handler writes to that
+	// lasts longer parks changes (keep them with OnParked). Default 10.
 	MaxAttempts int
 	// RetryDelay is the wait after a first failure; it doubles after each
 	// one, up to 30 seconds. Default 200 ms.
 	RetryDelay time.Duration
-	// OnParked, if set, receives every parked change with the handler's
-	// last error, so that the app can keep it (in a table of its own) for
-	// a later look. It is called in the consumer's goroutine.
-	OnParked func(ctx context.Context, consumer string, c usersync.Change, err error)
+	// OnParked, if set, receives every change about to be parked, with the
+	// handler's last error, in the consumer's goroutine. It keeps the
+	// change for a later look or replay (in a table of the app's own, say);
+	// if it fails, the change is not parked but delivered again, as if the
+	// handler had failed. Without it, a parked change is only logged.
+	OnParked func(ctx context.Context, consumer string, c usersync.Change, err error) error
 	// LeaseTTL is how long a consumer's lease outlives a replica that
 	// stops renewing it: how long a takeover can take. Default 30 s.
 	LeaseTTL time.Duration
@@ -112,7 +118,7 @@ func New(cfg Config) (*Runner, error) {
 	}
 	setDefault(&cfg.BatchSize, 100)
 	setDefault(&cfg.PollInterval, 50*time.Millisecond)
-	setDefault(&cfg.MaxAttempts, 5)
+	setDefault(&cfg.MaxAttempts, 10)
 	setDefault(&cfg.RetryDelay, 200*time.Millisecond)
 	setDefault(&cfg.LeaseTTL, 30*time.Second)
 	setDefault(&cfg.Retention, 24*time.Hour)

@@ -18,19 +18,25 @@ func (r *Runner) pruneEvery(ctx context.Context, consumers map[string]Handler) {
 }
 
 // prune deletes the changes every consumer has passed that are older than
-// Retention, and every change older than MaxAge.
+// Retention, and every change older than MaxAge. Every consumer means
+// every one that ever ran on the store, registered in this Runner or not
+// (a worker's, another version's during a deploy): their positions are
+// the leases'.
 func (r *Runner) prune(ctx context.Context, consumers map[string]Handler) error {
 	now := r.cfg.Now()
+	positions, err := r.cfg.Store.LeaseCursors(ctx, leasePrefix)
+	if err != nil {
+		return err
+	}
 	passed := int64(math.MaxInt64)
 	for name := range consumers {
-		cursor, err := r.cfg.Store.LeaseCursor(ctx, leasePrefix+name)
-		if err != nil {
-			return err
-		}
+		passed = min(passed, positions[leasePrefix+name]) // 0 if it never ran
+	}
+	for _, cursor := range positions {
 		passed = min(passed, cursor)
 	}
-	if len(consumers) == 0 {
-		passed = 0 // without consumers, only MaxAge prunes
+	if passed == math.MaxInt64 {
+		passed = 0 // no consumer at all: only MaxAge prunes
 	}
 	n, err := r.cfg.Store.PruneChanges(ctx, passed, now.Add(-r.cfg.Retention))
 	if err != nil {

@@ -408,17 +408,20 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	return nil
 }
 
-// LeaseCursor implements usersync.Store.
-func (s *Store) LeaseCursor(ctx context.Context, name string) (int64, error) {
+// LeaseCursors implements usersync.Store.
+func (s *Store) LeaseCursors(ctx context.Context, prefix string) (map[string]int64, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if l := s.leases[name]; l != nil {
-		return l.cursor, nil
+	out := map[string]int64{}
+	for name, l := range s.leases {
+		if strings.HasPrefix(name, prefix) {
+			out[name] = l.cursor
+		}
 	}
-	return 0, nil
+	return out, nil
 }
 
 // Changes implements usersync.Store.

@@ -9,13 +9,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/usersync/usersync"
 )
 
 // The change feed (migration 4): triggers append a row to <table>_changes
 // in the transaction of every write that changes a user. On SQLite, whose
-// writers take turns, its AUTOINCREMENT seq is in commit order. On
+// writers take turns, its rowid seq is in commit order. On
 // PostgreSQL and MySQL, transactions commit out of the order of their ids,
 // so a change's seq is assigned after it committed, by sequence.
 
@@ -140,6 +141,15 @@ func (s *Store) sequenceOnce(ctx context.Context) (int, error) {
 	if len(batch) == 0 {
 		return 0, nil
 	}
+	if len(batch) == sequenceBatch {
+		// A full batch may end between two changes of one user whose ids
+		// are out of the order of their writes (Galera nodes hand out
+		// their own ids): the user's later changes join the batch, so
+		// that none of them is numbered before an earlier one.
+		if batch, err = s.withLaterChanges(ctx, tx, batch); err != nil {
+			return 0, err
+		}
+	}
 	order(batch)
 	var q strings.Builder
 	args := make([]any, 0, 3*len(batch))
@@ -169,6 +179,40 @@ func (s *Store) sequenceOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return len(batch), tx.Commit()
+}
+
+// withLaterChanges appends to a batch sorted by id the unsequenced changes
+// of its users with higher ids, in the order of their ids.
+func (s *Store) withLaterChanges(ctx context.Context, tx *sql.Tx, batch []unsequenced) ([]unsequenced, error) {
+	d := s.dialect
+	users := map[string]bool{}
+	args := []any{batch[len(batch)-1].id}
+	var in strings.Builder
+	for _, c := range batch {
+		if users[c.user] {
+			continue
+		}
+		users[c.user] = true
+		if len(args) > 1 {
+			in.WriteString(", ")
+		}
+		args = append(args, c.user)
+		in.WriteString(d.placeholder(len(args)))
+	}
+	q := fmt.Sprintf("SELECT id, user_id, user_seq FROM %s WHERE seq IS NULL AND id > %s AND user_id IN (%s) ORDER BY id", s.table.qualified(d, "changes"), d.placeholder(1), in.String())
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c unsequenced
+		if err := rows.Scan(&c.id, &c.user, &c.userSeq); err != nil {
+			return nil, err
+		}
+		batch = append(batch, c)
+	}
+	return batch, rows.Err()
 }
 
 // order puts a batch sorted by id into feed order: each user's changes
@@ -202,7 +246,13 @@ func (s *Store) PruneChanges(ctx context.Context, through int64, before time.Tim
 			return 0, err
 		}
 	}
-	q := fmt.Sprintf("DELETE FROM %s WHERE seq <= %s AND at < %s", s.table.qualified(d, "changes"), d.placeholder(1), d.placeholder(2))
+	changes := s.table.qualified(d, "changes")
+	q := fmt.Sprintf("DELETE FROM %s WHERE seq <= %s AND at < %s", changes, d.placeholder(1), d.placeholder(2))
+	if d == dialects[SQLite] {
+		// SQLite numbers a new row after the highest rowid: the newest
+		// change stays, so that no Seq is ever handed out twice.
+		q += fmt.Sprintf(" AND seq < (SELECT MAX(seq) FROM %s)", changes)
+	}
 	var res sql.Result
 	attempts, err := s.try(ctx, func() (err error) {
 		res, err = s.db.ExecContext(ctx, q, through, d.timeArg(before))
@@ -215,26 +265,47 @@ func (s *Store) PruneChanges(ctx context.Context, through int64, before time.Tim
 	return int(n), err
 }
 
-// LeaseCursor implements usersync.Store.
-func (s *Store) LeaseCursor(ctx context.Context, name string) (int64, error) {
-	if !storable(name) {
-		return 0, nil
+// LeaseCursors implements usersync.Store.
+func (s *Store) LeaseCursors(ctx context.Context, prefix string) (map[string]int64, error) {
+	d := s.dialect
+	leases := s.table.qualified(d, "leases")
+	var q string
+	var args []any
+	switch d {
+	case dialects[Postgres]:
+		q, args = "SELECT name, cursor_pos FROM "+leases+" WHERE starts_with(name, $1)", []any{prefix}
+	case dialects[MySQL]: // VARBINARY: LEFT counts bytes
+		q, args = "SELECT name, cursor_pos FROM "+leases+" WHERE LEFT(name, ?) = ?", []any{len(prefix), prefix}
+	default: // TEXT: substr counts characters
+		q, args = "SELECT name, cursor_pos FROM "+leases+" WHERE substr(name, 1, ?) = ?", []any{utf8.RuneCountInString(prefix), prefix}
 	}
-	q := fmt.Sprintf("SELECT cursor_pos FROM %s WHERE name = %s", s.table.qualified(s.dialect, "leases"), s.dialect.placeholder(1))
+	if !storable(prefix) {
+		return map[string]int64{}, ctx.Err()
+	}
 	st, err := s.stmt(ctx, q)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var cursor int64
+	var out map[string]int64
 	attempts, err := s.try(ctx, func() error {
-		err := st.QueryRowContext(ctx, name).Scan(&cursor)
-		if errors.Is(err, sql.ErrNoRows) {
-			cursor, err = 0, nil
+		out = map[string]int64{}
+		rows, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return err
 		}
-		return err
+		defer rows.Close()
+		for rows.Next() {
+			var name string
+			var cursor int64
+			if err := rows.Scan(&name, &cursor); err != nil {
+				return err
+			}
+			out[name] = cursor
+		}
+		return rows.Err()
 	})
 	if err != nil {
-		return 0, s.wrapN("read a lease", attempts, err)
+		return nil, s.wrapN("read the leases", attempts, err)
 	}
-	return cursor, nil
+	return out, nil
 }

@@ -160,8 +160,8 @@ func (r *roundRobin) ReleaseLease(ctx context.Context, name, holder string) erro
 	return r.node().ReleaseLease(ctx, name, holder)
 }
 
-func (r *roundRobin) LeaseCursor(ctx context.Context, name string) (int64, error) {
-	return r.node().LeaseCursor(ctx, name)
+func (r *roundRobin) LeaseCursors(ctx context.Context, prefix string) (map[string]int64, error) {
+	return r.node().LeaseCursors(ctx, prefix)
 }
 
 func (r *roundRobin) Changes(ctx context.Context, after int64, limit int) ([]usersync.Change, error) {

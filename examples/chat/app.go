@@ -130,6 +130,10 @@ func (a *app) send(w http.ResponseWriter, r *http.Request) {
 	}
 	u, _ := usersync.UserFromContext(r.Context())
 	id, err := a.msgs.add(r.Context(), u.ID, body, time.Now())
+	if errors.Is(err, errAuthorDeleted) { // deleted since the request began
+		writeError(w, http.StatusNotFound, "user not stored")
+		return
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync/clerk/clerktest"
+	"github.com/usersync/usersync/internal/testdb"
 )
 
 // flakyMessages fails the first fails erasures of each user, and blocks
@@ -130,6 +131,31 @@ func TestDeletedUsersMessagesAreErased(t *testing.T) {
 				if deleted[author] && flaky.tries[id] < 3 {
 					t.Fatalf("%s's erasure was tried %d times; the handler fails twice first", author, flaky.tries[id])
 				}
+			}
+		})
+	}
+}
+
+// TestNoMessageOfADeletedAuthor: a message whose author was deleted while
+// it was being sent (after the request's user was loaded) is refused, so
+// that no message lands after its author's erasure and keeps its body.
+func TestNoMessageOfADeletedAuthor(t *testing.T) {
+	for _, b := range testdb.Backends { // memMessages does not see the store: best effort
+		t.Run(b.Name, func(t *testing.T) {
+			ta := newTestApp(t, databaseURL(t, b))
+			tok := ta.issuer.Token(map[string]any{"sub": "user_gone", "name": "Gone"})
+			expect(t, "send", ta.do("POST", "/api/messages", tok, map[string]string{"body": "hello"}), 201)
+			ms := decode[[]messageJSON](t, ta.do("GET", "/api/messages?limit=10", tok, nil))
+			if len(ms) != 1 {
+				t.Fatalf("messages %+v", ms)
+			}
+			id := ms[0].UserID
+			expect(t, "user.deleted", recorder(ta.h, ta.sender.Request("/clerk-users-webhook", clerktest.UserDeletedEvent("user_gone"))), 200)
+			if _, err := ta.msgs.add(context.Background(), id, "sent as the author was deleted", time.Now()); !errors.Is(err, errAuthorDeleted) {
+				t.Fatalf("add for a deleted author: %v, want errAuthorDeleted", err)
+			}
+			if n, err := ta.msgs.countBy(context.Background(), id); err != nil || n != 1 {
+				t.Fatalf("the deleted author has %d messages (%v), want 1", n, err)
 			}
 		})
 	}

@@ -306,9 +306,10 @@ func openStore(ctx context.Context, url, table string) (usersync.Store, messages
 		// Most likely the app's own users table: name the chat's fix.
 		err = fmt.Errorf("%w (set USERSYNC_TABLE=clerk_users)", err)
 	}
-	msgs := &sqlMessages{db: db, d: dialect}
+	var msgs *sqlMessages
 	if err == nil {
-		err = msgs.migrate(ctx, store.Table())
+		msgs = &sqlMessages{db: db, d: dialect, users: store.Table()}
+		err = msgs.migrate(ctx)
 	}
 	if err != nil {
 		db.Close()

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -20,6 +22,8 @@ type message struct {
 
 // messages is the app's own table of messages.
 type messages interface {
+	// add stores a message of userID, or returns errAuthorDeleted if the
+	// user is deleted (tombstoned) by then.
 	add(ctx context.Context, userID, body string, at time.Time) (int64, error)
 	// list returns up to limit messages after the ID after, oldest first.
 	list(ctx context.Context, after int64, limit int) ([]message, error)
@@ -31,6 +35,9 @@ type messages interface {
 
 // erased is what an erased message reads.
 const erased = "[deleted]"
+
+// errAuthorDeleted: the author of a message being sent was deleted.
+var errAuthorDeleted = errors.New("the author is deleted")
 
 // memMessages keeps messages in memory, beside memstore.
 type memMessages struct {
@@ -84,8 +91,9 @@ func (m *memMessages) erase(_ context.Context, userID string) error {
 // sqlMessages keeps messages in the database, with a foreign key to the
 // users table: users are tombstoned, never removed, so it stays valid.
 type sqlMessages struct {
-	db *sql.DB
-	d  sqlstore.Dialect
+	db    *sql.DB
+	d     sqlstore.Dialect
+	users string // the users table, as SQL
 }
 
 func (m *sqlMessages) ph(n int) string {
@@ -95,7 +103,8 @@ func (m *sqlMessages) ph(n int) string {
 	return "?"
 }
 
-func (m *sqlMessages) migrate(ctx context.Context, users string) error {
+func (m *sqlMessages) migrate(ctx context.Context) error {
+	users := m.users
 	var q string
 	switch m.d {
 	case sqlstore.Postgres:
@@ -116,17 +125,33 @@ func (m *sqlMessages) migrate(ctx context.Context, users string) error {
 	return err
 }
 
+// add inserts the message only while its author is live, holding a shared
+// lock on the user's row (PostgreSQL, MySQL) until the insert commits: a
+// deletion either commits first, and the message is refused, or waits for
+// the message, which its erasure by the change feed's consumer then finds.
+// Without the lock a message sent as its author is deleted could land
+// after the erasure and keep its body. (SQLite runs one writer at a time.)
 func (m *sqlMessages) add(ctx context.Context, userID, body string, at time.Time) (int64, error) {
+	live := m.users + " WHERE id = " + m.ph(1) + " AND deleted_at IS NULL"
 	if m.d == sqlstore.MySQL {
-		res, err := m.db.ExecContext(ctx, "INSERT INTO messages (user_id, body, created_at) VALUES (?, ?, ?)", userID, body, at.UnixMilli())
+		res, err := m.db.ExecContext(ctx, "INSERT INTO messages (user_id, body, created_at) SELECT id, ?, ? FROM "+live+" LOCK IN SHARE MODE", body, at.UnixMilli(), userID)
 		if err != nil {
 			return 0, err
 		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return 0, cmp.Or(err, errAuthorDeleted)
+		}
 		return res.LastInsertId()
 	}
+	q, args := "INSERT INTO messages (user_id, body, created_at) SELECT id, ?, ? FROM "+live+" RETURNING id", []any{body, at.UnixMilli(), userID}
+	if m.d == sqlstore.Postgres {
+		q, args = "INSERT INTO messages (user_id, body, created_at) SELECT id, $2, $3 FROM "+live+" FOR SHARE RETURNING id", []any{userID, body, at.UnixMilli()}
+	}
 	var id int64
-	err := m.db.QueryRowContext(ctx, fmt.Sprintf("INSERT INTO messages (user_id, body, created_at) VALUES (%s, %s, %s) RETURNING id", m.ph(1), m.ph(2), m.ph(3)),
-		userID, body, at.UnixMilli()).Scan(&id)
+	err := m.db.QueryRowContext(ctx, q, args...).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, errAuthorDeleted
+	}
 	return id, err
 }
 

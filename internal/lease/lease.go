@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,9 @@ type Held struct {
 	stop   context.CancelCauseFunc
 	done   chan struct{}
 	cursor atomic.Int64
+	// renewing serializes the writes of the cursor, so that a renewal
+	// that read an older cursor never lands after a Save of a newer one.
+	renewing sync.Mutex
 }
 
 // Acquire takes the named lease for holder, or returns nil if another
@@ -65,8 +69,10 @@ func (h *Held) SetCursor(c int64) { h.cursor.Store(c) }
 // Save renews the lease now with cursor c, and reports whether it still
 // held it.
 func (h *Held) Save(ctx context.Context, c int64) error {
+	h.renewing.Lock()
 	h.cursor.Store(c)
 	ok, err := h.store.RenewLease(ctx, h.name, h.holder, h.ttl, c)
+	h.renewing.Unlock()
 	switch {
 	case err != nil:
 		return err
@@ -97,7 +103,9 @@ func (h *Held) keep(parent context.Context, acquired time.Time) {
 		}
 		start := time.Now()
 		rctx, cancel := context.WithDeadline(parent, deadline)
+		h.renewing.Lock()
 		ok, err := h.store.RenewLease(rctx, h.name, h.holder, h.ttl, h.cursor.Load())
+		h.renewing.Unlock()
 		cancel()
 		switch {
 		case err == nil && ok:
@@ -119,7 +127,9 @@ func (h *Held) Release() {
 	<-h.done
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), h.ttl)
 	defer cancel()
-	if context.Cause(h.ctx) == context.Canceled { // not lost: ours to save and release
+	if !errors.Is(context.Cause(h.ctx), ErrLost) { // ended, not lost: ours to save and release
+		h.renewing.Lock()
+		defer h.renewing.Unlock()
 		if _, err := h.store.RenewLease(ctx, h.name, h.holder, h.ttl, h.cursor.Load()); err != nil {
 			h.log.WarnContext(ctx, "usersync: saving a lease's cursor failed", "lease", h.name, "err", err)
 		}

@@ -46,4 +46,7 @@ BEGIN
 END
 $$;
 -- end statement
-CREATE OR REPLACE TRIGGER {{name:changes}} AFTER INSERT OR UPDATE ON {{table}} FOR EACH ROW EXECUTE FUNCTION {{qualified:record_change}}();
+-- DROP and CREATE rather than CREATE OR REPLACE TRIGGER: PostgreSQL 12 and
+-- 13 have no OR REPLACE for triggers.
+DROP TRIGGER IF EXISTS {{name:changes}} ON {{table}};
+CREATE TRIGGER {{name:changes}} AFTER INSERT OR UPDATE ON {{table}} FOR EACH ROW EXECUTE FUNCTION {{qualified:record_change}}();

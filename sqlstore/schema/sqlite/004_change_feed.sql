@@ -3,11 +3,13 @@
 -- raises it, which also tells a created row from an updated one. Triggers
 -- append a change to <table>_changes in the transaction of the write:
 -- outcome 1 created, 2 updated, 3 deleted; at is the write's time in Unix
--- milliseconds. SQLite has one writer at a time, so AUTOINCREMENT numbers
--- the changes in commit order: seq is the feed's position.
+-- milliseconds. SQLite has one writer at a time, so the rowid numbers the
+-- changes in commit order: seq is the feed's position. (Not AUTOINCREMENT,
+-- whose bookkeeping costs a page write per change: pruning keeps the
+-- newest change instead, so that a new one never takes an old number.)
 ALTER TABLE {{table}} ADD COLUMN change_count BIGINT NOT NULL DEFAULT 1;
 CREATE TABLE IF NOT EXISTS {{qualified:changes}} (
-	seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+	seq     INTEGER PRIMARY KEY,
 	user_id TEXT    NOT NULL,
 	outcome INTEGER NOT NULL,
 	at      BIGINT  NOT NULL
