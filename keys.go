@@ -39,6 +39,7 @@ type issuerKeys struct {
 	removed func(issuer string, kids []string)
 	// base ends with the verifier: fetches are bound to it.
 	base context.Context
+	tel  *verifierTelemetry
 
 	keys atomic.Pointer[keySet] // nil until a fetch succeeds
 
@@ -202,6 +203,7 @@ func (k *issuerKeys) fetch(ctx context.Context, wait time.Duration) bool {
 		k.fetching = done
 		go func() {
 			err := k.fetchOnce()
+			k.tel.fetched(k.cfg.URL, err)
 			k.mu.Lock()
 			defer k.mu.Unlock()
 			k.fetching = nil

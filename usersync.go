@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/usersync/usersync/internal/telemetry"
 )
 
 // Config configures a Syncer. Only Store is required; every other field
@@ -38,7 +40,8 @@ type Config struct {
 	// Now is the clock of CreatedAt, UpdatedAt and DeletedAt. Default
 	// time.Now.
 	Now func() time.Time
-	// Logger logs changes (at debug level) and failures. Default
+	// Logger logs changes (at debug level) and failures, with the trace
+	// ID of the caller's span. Default
 	// slog.Default().
 	Logger *slog.Logger
 }
@@ -86,9 +89,7 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = telemetry.Logger(cfg.Logger)
 	return &Syncer{cfg: cfg, store: cfg.Store, log: cfg.Logger}, nil
 }
 

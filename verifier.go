@@ -14,6 +14,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/usersync/usersync/internal/telemetry"
 )
 
 // Token errors. Verify and the middlewares fail with an error wrapping one
@@ -169,8 +173,19 @@ type VerifierConfig struct {
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger logs key fetch failures, rejected tokens (reasons only) and
-	// failed requests. Default slog.Default().
+	// failed requests, with the trace ID of the request's span. Default
+	// slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives the verifier's metrics:
+	// usersync_token_verifications_total by result (ok, cached: a hit of
+	// the token cache, expired, bad_signature, unknown_issuer,
+	// keys_unavailable, ...), usersync_token_cache_misses_total and
+	// usersync_jwks_fetches_total by issuer and result (ok, error).
+	// TracerProvider receives a span per verification that the cache did
+	// not answer. Default: the global providers of go.opentelemetry.io/otel,
+	// which do nothing until the app installs the OpenTelemetry SDK.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // Verifier verifies bearer tokens into identities. It is safe for
@@ -180,6 +195,7 @@ type Verifier struct {
 	issuers map[string]*issuerKeys // by canonical issuer
 	parser  *jwt.Parser
 	cache   *tokenCache
+	tel     *verifierTelemetry
 	cancel  context.CancelFunc
 	running sync.WaitGroup // the background refreshes
 }
@@ -214,9 +230,7 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = telemetry.Logger(cfg.Logger)
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -231,6 +245,7 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
 		),
+		tel: newVerifierTelemetry(cfg.MeterProvider, cfg.TracerProvider),
 	}
 	if cfg.CacheSize > 0 {
 		v.cache = newTokenCache(cfg.CacheSize)
@@ -276,7 +291,7 @@ func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, e
 	k := &issuerKeys{
 		client: v.cfg.HTTPClient, maxSize: v.cfg.MaxJWKSSize, log: v.cfg.Logger, now: v.cfg.Now,
 		refresh: v.cfg.RefreshInterval, unknownKey: v.cfg.UnknownKeyRefresh, wait: v.cfg.UnknownKeyWait,
-		base: ctx,
+		base: ctx, tel: v.tel,
 	}
 	if v.cache != nil {
 		k.removed = v.cache.removeKeys
@@ -312,17 +327,27 @@ func (v *Verifier) Close() error {
 // read-only. A failure wraps ErrNoToken, ErrInvalidToken or
 // ErrKeysUnavailable.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) {
+	now := v.cfg.Now()
+	if v.cache != nil && token != "" && len(token) <= v.cfg.MaxTokenSize {
+		if id := v.cache.get(token, now); id != nil {
+			v.tel.cached(ctx)
+			return id, nil
+		}
+		v.tel.missed(ctx)
+	}
+	ctx, span := v.tel.start(ctx)
+	id, err := v.verify(ctx, token, now)
+	v.tel.verified(ctx, span, err)
+	return id, err
+}
+
+// verify verifies a token the cache did not hold, and caches it.
+func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Identity, error) {
 	if token == "" {
 		return nil, ErrNoToken
 	}
 	if len(token) > v.cfg.MaxTokenSize {
 		return nil, errTooLarge
-	}
-	now := v.cfg.Now()
-	if v.cache != nil {
-		if id := v.cache.get(token, now); id != nil {
-			return id, nil
-		}
 	}
 	var c tokenClaims
 	var iss *issuerKeys

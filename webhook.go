@@ -10,6 +10,11 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/usersync/usersync/internal/telemetry"
 )
 
 // A Provider is an identity provider's side of webhooks: how its
@@ -65,8 +70,14 @@ type WebhookConfig struct {
 	// provider retries. Without it they are answered 200 "ignored".
 	OnEvent func(context.Context, Event) error
 	// Logger logs one line per delivery: its ID (bounded), type, outcome
-	// and status. Default slog.Default().
+	// and status, and the trace ID of its span. Default slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives usersync_webhook_deliveries_total, by event
+	// type and outcome; TracerProvider a span per delivery, a child of the
+	// request's. Default: the global providers of go.opentelemetry.io/otel,
+	// which do nothing until the app installs the OpenTelemetry SDK.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // NewWebhookHandler returns an http.Handler that receives the provider's
@@ -88,10 +99,8 @@ func NewWebhookHandler(s *Syncer, p Provider, cfg WebhookConfig) (http.Handler, 
 	}
 	setDefault(&cfg.MaxBodySize, 1<<20)
 	setDefault(&cfg.DedupeSize, 10_000)
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	h := &webhookHandler{syncer: s, provider: p, cfg: cfg}
+	cfg.Logger = telemetry.Logger(cfg.Logger)
+	h := &webhookHandler{syncer: s, provider: p, cfg: cfg, tel: newWebhookTelemetry(cfg.MeterProvider, cfg.TracerProvider)}
 	if cfg.DedupeSize > 0 {
 		h.seen = newSeenSet(cfg.DedupeSize)
 	}
@@ -103,15 +112,31 @@ type webhookHandler struct {
 	provider Provider
 	cfg      WebhookConfig
 	seen     *seenSet // nil when DedupeSize < 0
+	tel      *webhookTelemetry
 }
 
 // bodyPool recycles request body buffers.
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, span := h.tel.start(r.Context())
+	d := response{w: w, ctx: ctx, span: span}
+	h.serve(d, r)
+}
+
+// response is the answer to one delivery, under way.
+type response struct {
+	w    http.ResponseWriter
+	ctx  context.Context
+	span trace.Span
+}
+
+// serve handles a delivery and answers it with h.respond, once.
+func (h *webhookHandler) serve(d response, r *http.Request) {
+	w := d.w
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		h.respond(w, r, http.StatusMethodNotAllowed, "", "", "method not allowed", nil)
+		h.respond(d, http.StatusMethodNotAllowed, "", "", "method not allowed", nil)
 		return
 	}
 	buf := bodyPool.Get().(*bytes.Buffer)
@@ -124,36 +149,36 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodySize)); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			h.respond(w, r, http.StatusRequestEntityTooLarge, "", "", "body too large", nil)
+			h.respond(d, http.StatusRequestEntityTooLarge, "", "", "body too large", nil)
 			return
 		}
-		h.respond(w, r, http.StatusBadRequest, "", "", "unreadable body", err)
+		h.respond(d, http.StatusBadRequest, "", "", "unreadable body", err)
 		return
 	}
 	body := buf.Bytes()
 
-	ctx := r.Context()
+	ctx := d.ctx
 	id, err := h.provider.Verify(ctx, r.Header, body)
 	if err != nil {
-		h.respond(w, r, http.StatusUnauthorized, id, "", "bad signature", err)
+		h.respond(d, http.StatusUnauthorized, id, "", "bad signature", err)
 		return
 	}
 	dedupe := h.seen != nil && id != ""
 	if dedupe && h.seen.has(id) {
-		h.respond(w, r, http.StatusOK, id, "", "duplicate", nil)
+		h.respond(d, http.StatusOK, id, "", "duplicate", nil)
 		return
 	}
 	// Verified: only now is the body decoded.
 	ev, err := h.provider.Decode(ctx, body)
 	if err != nil {
-		h.respond(w, r, http.StatusBadRequest, id, ev.Type, "bad request", err)
+		h.respond(d, http.StatusBadRequest, id, ev.Type, "bad request", err)
 		return
 	}
 	status, outcome, err := h.apply(ctx, &ev, body)
 	if status == http.StatusOK && dedupe {
 		h.seen.add(id)
 	}
-	h.respond(w, r, status, id, ev.Type, outcome, err)
+	h.respond(d, status, id, ev.Type, outcome, err)
 }
 
 // apply applies a verified event and returns the status and outcome.
@@ -199,7 +224,9 @@ func truncate(s string, max int) string {
 
 // respond writes a short JSON answer and logs the delivery once. Errors
 // are logged bounded: a provider's errors may quote the body.
-func (h *webhookHandler) respond(w http.ResponseWriter, r *http.Request, status int, deliveryID, eventType, outcome string, err error) {
+func (h *webhookHandler) respond(d response, status int, deliveryID, eventType, outcome string, err error) {
+	ctx, w := d.ctx, d.w
+	defer h.tel.delivered(ctx, d.span, eventType, outcome, status)
 	level := slog.LevelInfo
 	switch {
 	case status >= 500:
@@ -209,7 +236,6 @@ func (h *webhookHandler) respond(w http.ResponseWriter, r *http.Request, status 
 	case outcome == "ignored" || outcome == "duplicate":
 		level = slog.LevelDebug
 	}
-	ctx := r.Context()
 	if h.cfg.Logger.Enabled(ctx, level) {
 		attrs := []slog.Attr{slog.String("delivery_id", truncate(deliveryID, 64)), slog.String("type", truncate(eventType, 64)),
 			slog.String("outcome", outcome), slog.Int("status", status)}

@@ -15,6 +15,7 @@ type consumer struct {
 	r    *Runner
 	name string
 	h    Handler
+	tel  *consumerTelemetry
 }
 
 // run takes the consumer's lease whenever it is free and delivers the feed
@@ -60,12 +61,14 @@ func (c *consumer) deliver(held *lease.Held) error {
 			return fmt.Errorf("reading the feed: %w", err)
 		}
 		if len(changes) == 0 {
+			c.tel.behind(ctx, time.Time{}, cfg.Now())
 			if !sleep(ctx, cfg.PollInterval) {
 				return nil
 			}
 			continue
 		}
 		for _, ch := range changes {
+			c.tel.behind(ctx, ch.At, cfg.Now())
 			if !c.handle(ctx, ch) {
 				return nil // stopped mid-change: it is delivered again
 			}
@@ -87,7 +90,9 @@ func (c *consumer) handle(ctx context.Context, ch usersync.Change) bool {
 	cfg := c.r.cfg
 	delay := cfg.RetryDelay
 	for attempt := 1; ; attempt++ {
-		err := c.call(ctx, ch)
+		hctx, span := c.tel.start(ctx, ch, attempt)
+		err := c.call(hctx, ch)
+		c.tel.delivered(ctx, span, err)
 		if err == nil {
 			return true
 		}
@@ -107,6 +112,7 @@ func (c *consumer) handle(ctx context.Context, ch usersync.Change) bool {
 					continue
 				}
 			}
+			c.tel.park(ctx)
 			cfg.Logger.ErrorContext(ctx, "feed: parked a change the handler keeps failing; the feed goes on without it",
 				"consumer", c.name, "seq", ch.Seq, "outcome", ch.Outcome.String(), "user_id", ch.UserID, "attempts", attempt, "err", err)
 			return true

@@ -34,7 +34,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/telemetry"
 )
 
 // Handler does one consumer's work for one change. An error (or a panic)
@@ -83,11 +87,20 @@ type Config struct {
 	MaxAge time.Duration
 	// PruneEvery is how often each replica prunes. Default 1 hour.
 	PruneEvery time.Duration
-	// Logger logs failed and parked changes, takeovers and pruning.
-	// Default slog.Default().
+	// Logger logs failed and parked changes, takeovers and pruning, with
+	// the trace ID of the delivery's span. Default slog.Default().
 	Logger *slog.Logger
-	// Now is the clock of pruning. Default time.Now.
+	// Now is the clock of pruning and of the lag. Default time.Now.
 	Now func() time.Time
+	// MeterProvider receives usersync_feed_deliveries_total by consumer
+	// and result (ok, failed, parked) and usersync_feed_lag_seconds, the
+	// age of the change each consumer is at (0 when it has caught up);
+	// TracerProvider a span per delivery, the parent of the handler's
+	// (the handler's context carries it). Default: the global providers
+	// of go.opentelemetry.io/otel, which do nothing until the app
+	// installs the OpenTelemetry SDK.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // Runner delivers the feed to named handlers. Register them with Handle,
@@ -128,9 +141,7 @@ func New(cfg Config) (*Runner, error) {
 		host, _ := os.Hostname()
 		cfg.Holder = fmt.Sprintf("%.200s-%d-%s", host, os.Getpid(), rand.Text()[:8])
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = telemetry.Logger(cfg.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -182,7 +193,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	for name, h := range consumers {
-		c := &consumer{r: r, name: name, h: h}
+		c := &consumer{r: r, name: name, h: h, tel: newConsumerTelemetry(r.cfg.MeterProvider, r.cfg.TracerProvider, name)}
 		wg.Go(func() { c.run(ctx) })
 	}
 	wg.Go(func() { r.pruneEvery(ctx, consumers) })

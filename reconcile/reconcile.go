@@ -34,7 +34,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/telemetry"
 )
 
 // Errors of Run, checked with errors.Is.
@@ -86,8 +90,18 @@ type Config struct {
 	// the goroutine of Run.
 	OnProgress func(Report)
 	// Logger logs the start, progress at most every 10 seconds, skipped
-	// users, refused deletions and the summary. Default slog.Default().
+	// users, refused deletions and the summary, with the trace ID of the
+	// run's span. Default slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives usersync_reconcile_runs_total by issuer and
+	// result (complete, failed, refused, skipped) and
+	// usersync_reconcile_users_total by issuer and outcome (created,
+	// updated, unchanged, skipped, deleted); TracerProvider a span per run
+	// and one per page it writes (the store's spans below them). Default:
+	// the global providers of go.opentelemetry.io/otel, which do nothing
+	// until the app installs the OpenTelemetry SDK.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -99,6 +113,7 @@ type Reconciler struct {
 	cfg     Config
 	lease   string
 	running sync.Mutex // held by a run: a second one in this process is ErrRunning
+	tel     *runTelemetry
 }
 
 // New returns the Reconciler of cfg, or an error wrapping
@@ -140,13 +155,11 @@ func New(cfg Config) (*Reconciler, error) {
 		host, _ := os.Hostname()
 		cfg.Holder = fmt.Sprintf("%.200s-%d-%s", host, os.Getpid(), rand.Text()[:8])
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = telemetry.Logger(cfg.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reconciler{cfg: cfg, lease: leaseName(cfg.Source.Issuer())}, nil
+	return &Reconciler{cfg: cfg, lease: leaseName(cfg.Source.Issuer()), tel: newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, cfg.Source.Issuer())}, nil
 }
 
 // leaseName names the lease of an issuer's reconcile: with the issuer in

@@ -17,6 +17,14 @@ const maxFailedPages = 3
 // run reconciles once, as Run says. With fresh above 0 it skips the run
 // (errFresh) if one completed less than fresh ago, and returns its time.
 func (r *Reconciler) run(ctx context.Context, fresh time.Duration) (Report, time.Time, error) {
+	ctx, span := r.tel.start(ctx)
+	report, last, err := r.sweep(ctx, fresh)
+	r.tel.ran(ctx, span, report, err)
+	return report, last, err
+}
+
+// sweep is run without its telemetry.
+func (r *Reconciler) sweep(ctx context.Context, fresh time.Duration) (Report, time.Time, error) {
 	src, log := r.cfg.Source, r.cfg.Logger
 	report := Report{Issuer: src.Issuer(), Started: r.cfg.Now()}
 	if !r.running.TryLock() {
@@ -91,6 +99,8 @@ func (r *Reconciler) run(ctx context.Context, fresh time.Duration) (Report, time
 
 // write applies one page as one batch.
 func (r *Reconciler) write(ctx context.Context, report *Report, page []usersync.Write) error {
+	ctx, span := r.tel.page(ctx, len(page))
+	defer span.End()
 	outcomes, err := r.cfg.Syncer.UpsertBatch(ctx, page)
 	if outcomes == nil && err != nil {
 		return err // the store failed: nothing applied

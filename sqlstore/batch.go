@@ -15,11 +15,11 @@ import (
 // dialect's limit of bind parameters.
 const batchRows = 250
 
-// UpsertBatch implements usersync.Store in one transaction, with one
+// upsertBatch implements the UpsertBatch of usersync.Store in one transaction, with one
 // multi-row statement per 250 writes (SQLite, PostgreSQL: INSERT ... ON
 // CONFLICT ... RETURNING; MySQL: a locking read of the rows, INSERT ... ON
 // DUPLICATE KEY UPDATE, and a read-back of the users that changed).
-func (s *Store) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]usersync.User, []usersync.Outcome, error) {
+func (s *Store) upsertBatch(ctx context.Context, ws []usersync.Write) ([]usersync.User, []usersync.Outcome, error) {
 	ws = slices.Clone(ws) // Validate rewrites metadata: not the caller's
 	for i := range ws {
 		if err := ws[i].Validate(); err != nil {

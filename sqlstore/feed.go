@@ -23,11 +23,11 @@ import (
 // sequenceBatch is how many changes one sequencing transaction numbers.
 const sequenceBatch = 1000
 
-// Changes implements usersync.Store. On PostgreSQL and MySQL it first
+// changes implements the Changes of usersync.Store. On PostgreSQL and MySQL it first
 // numbers the changes committed since the last call (in one short
 // transaction, under the lock of the sequence row), so a change is in the
 // feed as soon as a reader asks.
-func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]usersync.Change, error) {
+func (s *Store) changes(ctx context.Context, after int64, limit int) ([]usersync.Change, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("%w: a limit below 1", usersync.ErrInvalid)
 	}
@@ -237,9 +237,9 @@ func order(batch []unsequenced) {
 	}
 }
 
-// PruneChanges implements usersync.Store in one statement, after numbering
+// pruneChanges implements the PruneChanges of usersync.Store in one statement, after numbering
 // the committed changes (every change a reader can see has a Seq).
-func (s *Store) PruneChanges(ctx context.Context, through int64, before time.Time) (int, error) {
+func (s *Store) pruneChanges(ctx context.Context, through int64, before time.Time) (int, error) {
 	d := s.dialect
 	if d != dialects[SQLite] {
 		if err := s.sequence(ctx); err != nil {
@@ -265,8 +265,8 @@ func (s *Store) PruneChanges(ctx context.Context, through int64, before time.Tim
 	return int(n), err
 }
 
-// LeaseCursors implements usersync.Store.
-func (s *Store) LeaseCursors(ctx context.Context, prefix string) (map[string]int64, error) {
+// leaseCursors implements the LeaseCursors of usersync.Store.
+func (s *Store) leaseCursors(ctx context.Context, prefix string) (map[string]int64, error) {
 	d := s.dialect
 	leases := s.table.qualified(d, "leases")
 	var q string

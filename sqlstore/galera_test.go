@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/telemetry/telemetrytest"
 	"github.com/usersync/usersync/internal/testdb"
 	"github.com/usersync/usersync/sqlstore"
 	"github.com/usersync/usersync/usersynctest"
@@ -80,12 +83,22 @@ var galeraRetries atomic.Int64
 // galeraStores migrates a fresh table on the first node and returns a
 // store over it on every node. The table is dropped when t ends.
 func galeraStores(t testing.TB) []*sqlstore.Store {
+	return galeraStoresReporting(t, nil)
+}
+
+// galeraStoresReporting is galeraStores whose stores report to rec, if
+// not nil.
+func galeraStoresReporting(t testing.TB, rec *telemetrytest.Recorder) []*sqlstore.Store {
 	t.Helper()
 	nodes := galeraNodes(t)
 	table := testdb.OwnSchema(t, nodes[0], sqlstore.MySQL) + ".users"
 	var stores []*sqlstore.Store
 	for i, db := range nodes {
-		s, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.MySQL, Table: table})
+		cfg := sqlstore.Config{Dialect: sqlstore.MySQL, Table: table}
+		if rec != nil {
+			cfg.MeterProvider, cfg.TracerProvider = rec.MeterProvider, rec.TracerProvider
+		}
+		s, err := sqlstore.New(db, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +198,8 @@ func TestGaleraConformance(t *testing.T) {
 // caller gets its ID, no caller sees an error (the certification conflicts
 // of the losers are retried).
 func TestGaleraConcurrentFirstWrites(t *testing.T) {
-	stores := galeraStores(t)
+	rec := telemetrytest.New(t)
+	stores := galeraStoresReporting(t, rec)
 	const perNode = 20
 	var ids [3 * perNode]string
 	var errs [3 * perNode]error
@@ -223,6 +237,12 @@ func TestGaleraConcurrentFirstWrites(t *testing.T) {
 		retries += s.Retries()
 	}
 	t.Logf("%d concurrent first writes on 3 nodes: %d statements run again", len(ids), retries)
+	if got := rec.Sum(t, "usersync.store.retries"); got != retries {
+		t.Fatalf("usersync.store.retries = %d, but the stores ran %d statements again", got, retries)
+	}
+	if got := rec.Count(t, "usersync.store.operation.duration", attribute.String("operation", "upsert"), attribute.String("outcome", "ok")); got != uint64(len(ids)) {
+		t.Fatalf("%d upserts measured, want %d", got, len(ids))
+	}
 }
 
 // Three replicas, one per node, share a shuffled, duplicated event stream:

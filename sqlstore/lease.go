@@ -20,8 +20,8 @@ func checkLease(name, holder string) error {
 	return nil
 }
 
-// AcquireLease implements usersync.Store.
-func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (cursor int64, ok bool, err error) {
+// acquireLease implements the AcquireLease of usersync.Store.
+func (s *Store) acquireLease(ctx context.Context, name, holder string, ttl time.Duration) (cursor int64, ok bool, err error) {
 	if err := checkLease(name, holder); err != nil {
 		return 0, false, err
 	}
@@ -53,8 +53,8 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.
 	return cursor, ok, nil
 }
 
-// RenewLease implements usersync.Store.
-func (s *Store) RenewLease(ctx context.Context, name, holder string, ttl time.Duration, cursor int64) (bool, error) {
+// renewLease implements the RenewLease of usersync.Store.
+func (s *Store) renewLease(ctx context.Context, name, holder string, ttl time.Duration, cursor int64) (bool, error) {
 	if err := checkLease(name, holder); err != nil {
 		return false, err
 	}
@@ -87,8 +87,8 @@ func (s *Store) RenewLease(ctx context.Context, name, holder string, ttl time.Du
 	return ok, nil
 }
 
-// ReleaseLease implements usersync.Store.
-func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
+// releaseLease implements the ReleaseLease of usersync.Store.
+func (s *Store) releaseLease(ctx context.Context, name, holder string) error {
 	if err := checkLease(name, holder); err != nil {
 		return err
 	}

@@ -123,7 +123,10 @@ func (s *Store) Schema() string {
 // its columns) is refused with an error wrapping usersync.ErrInvalid that
 // names it, and nothing is changed: choose another Config.Table.
 func (s *Store) Migrate(ctx context.Context) error {
-	return s.migrate(ctx, 1<<30)
+	ctx, o := s.tel.start(ctx, opMigrate)
+	err := s.migrate(ctx, 1<<30)
+	o.end(ctx, err)
+	return err
 }
 
 // migrate migrates up to version upTo: tests stop at an older version to

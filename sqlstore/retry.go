@@ -38,6 +38,7 @@ func (s *Store) try(ctx context.Context, f func() error) (attempts int, err erro
 			return attempts, err
 		}
 		s.retries.Add(1)
+		s.tel.retry(ctx)
 		backoff := min(5*time.Millisecond<<(attempts-1), 250*time.Millisecond)
 		t := time.NewTimer(rand.N(backoff) + time.Millisecond)
 		select {

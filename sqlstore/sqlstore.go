@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/usersync/usersync"
 )
 
@@ -26,7 +29,8 @@ type Store struct {
 	mu    sync.Mutex // serialises preparing
 
 	maxAttempts int
-	retries     atomic.Int64 // statements run again, for tests and metrics
+	retries     atomic.Int64 // statements run again, for tests
+	tel         *storeTelemetry
 }
 
 var _ usersync.Store = (*Store)(nil)
@@ -48,6 +52,15 @@ type Config struct {
 	// deadlock, a Galera certification conflict). Default 6; 1 turns
 	// retries off.
 	MaxAttempts int
+	// MeterProvider receives usersync_store_operation_duration_seconds, a
+	// histogram of every operation (a method of usersync.Store; the
+	// retries of its statements included) by operation and outcome, and
+	// usersync_store_retries_total; TracerProvider a span per operation,
+	// a child of the caller's. Default: the global providers of
+	// go.opentelemetry.io/otel, which do nothing until the app installs
+	// the OpenTelemetry SDK.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // New returns a store over db for cfg. It does not touch the database:
@@ -68,7 +81,8 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 		cfg.MaxAttempts = 6
 	}
 	d := dialects[cfg.Dialect]
-	return &Store{db: db, dialect: d, table: table, sql: d.statements(table), maxAttempts: cfg.MaxAttempts}, nil
+	return &Store{db: db, dialect: d, table: table, sql: d.statements(table), maxAttempts: cfg.MaxAttempts,
+		tel: newStoreTelemetry(cfg.MeterProvider, cfg.TracerProvider, cfg.Dialect)}, nil
 }
 
 // Table returns the name of the users table, as configured, for apps that
@@ -142,13 +156,13 @@ func (s *Store) liveUser(ctx context.Context, op, query string, key string) (use
 	return u, err
 }
 
-// Get implements usersync.Store.
-func (s *Store) Get(ctx context.Context, id string) (usersync.User, error) {
+// get implements the Get of usersync.Store.
+func (s *Store) get(ctx context.Context, id string) (usersync.User, error) {
 	return s.liveUser(ctx, "get", s.sql.getByID, id)
 }
 
-// GetByExternalID implements usersync.Store.
-func (s *Store) GetByExternalID(ctx context.Context, issuer, externalID string) (usersync.User, error) {
+// getByExternalID implements the GetByExternalID of usersync.Store.
+func (s *Store) getByExternalID(ctx context.Context, issuer, externalID string) (usersync.User, error) {
 	if externalID == "" || !storable(issuer) || !storable(externalID) {
 		if err := ctx.Err(); err != nil {
 			return usersync.User{}, err
@@ -158,8 +172,8 @@ func (s *Store) GetByExternalID(ctx context.Context, issuer, externalID string) 
 	return s.queryUser(ctx, "get by external ID", s.sql.getByExternalID, issuer, externalID)
 }
 
-// GetByTokenIdentifier implements usersync.Store.
-func (s *Store) GetByTokenIdentifier(ctx context.Context, tokenIdentifier string) (usersync.User, error) {
+// getByTokenIdentifier implements the GetByTokenIdentifier of usersync.Store.
+func (s *Store) getByTokenIdentifier(ctx context.Context, tokenIdentifier string) (usersync.User, error) {
 	return s.liveUser(ctx, "get by token identifier", s.sql.getByToken, tokenIdentifier)
 }
 
@@ -167,9 +181,9 @@ func (s *Store) GetByTokenIdentifier(ctx context.Context, tokenIdentifier string
 // every dialect's limit.
 const maxInList = 1000
 
-// GetMany implements usersync.Store. Up to 1,000 distinct IDs cost one
+// getMany implements the GetMany of usersync.Store. Up to 1,000 distinct IDs cost one
 // query; more are fetched in chunks of 1,000.
-func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]usersync.User, error) {
+func (s *Store) getMany(ctx context.Context, ids []string) (map[string]usersync.User, error) {
 	seen := make(map[string]struct{}, len(ids))
 	uniq := make([]any, 0, len(ids))
 	for _, id := range ids {
@@ -216,8 +230,8 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]usersync.
 	return out, nil
 }
 
-// Upsert implements usersync.Store in one statement.
-func (s *Store) Upsert(ctx context.Context, w usersync.Write) (usersync.User, usersync.Outcome, error) {
+// upsert implements the Upsert of usersync.Store in one statement.
+func (s *Store) upsert(ctx context.Context, w usersync.Write) (usersync.User, usersync.Outcome, error) {
 	if err := w.Validate(); err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
@@ -232,8 +246,8 @@ func (s *Store) Upsert(ctx context.Context, w usersync.Write) (usersync.User, us
 	return u, outcome, nil
 }
 
-// Delete implements usersync.Store in one statement.
-func (s *Store) Delete(ctx context.Context, w usersync.Write) (usersync.User, usersync.Outcome, error) {
+// delete implements the Delete of usersync.Store in one statement.
+func (s *Store) delete(ctx context.Context, w usersync.Write) (usersync.User, usersync.Outcome, error) {
 	if err := w.Validate(); err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
@@ -318,8 +332,8 @@ func created(u *usersync.User, w *usersync.Write) bool {
 	return u.ID == w.ID && d > -time.Millisecond && d < time.Millisecond
 }
 
-// List implements usersync.Store with keyset pagination on the primary key.
-func (s *Store) List(ctx context.Context, after string, limit int) ([]usersync.User, error) {
+// list implements the List of usersync.Store with keyset pagination on the primary key.
+func (s *Store) list(ctx context.Context, after string, limit int) ([]usersync.User, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("%w: limit %d", usersync.ErrInvalid, limit)
 	}
@@ -353,8 +367,8 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]usersync.U
 	return out, nil
 }
 
-// Count implements usersync.Store.
-func (s *Store) Count(ctx context.Context) (int, error) {
+// count implements the Count of usersync.Store.
+func (s *Store) count(ctx context.Context) (int, error) {
 	st, err := s.stmt(ctx, s.sql.count)
 	if err != nil {
 		return 0, err

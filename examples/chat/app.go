@@ -25,6 +25,7 @@ type app struct {
 	webhook  http.Handler
 	msgs     messages
 	log      *slog.Logger
+	obs      *observability
 	dev      *devIssuer // nil outside dev mode
 	clerkKey string     // publishable key, Clerk mode
 	issuer   string
@@ -56,7 +57,9 @@ func (a *app) routes() http.Handler {
 		mux.HandleFunc("POST /dev/token", a.dev.serveToken)
 	}
 	mux.HandleFunc("GET /{$}", serveIndex)
-	return mux
+	// Operations: usersync's metrics, for Prometheus to scrape.
+	mux.Handle("GET /metrics", a.obs.metrics)
+	return a.obs.traced(mux)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

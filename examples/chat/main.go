@@ -148,16 +148,22 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 // newApp wires the store, the Clerk instance, the verifier, the syncer and
 // the webhook. base is the server's own URL, the issuer of dev mode.
 func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*app, func(), error) {
-	store, msgs, closeDB, err := openStore(ctx, cfg.databaseURL, cfg.table)
+	obs, err := newObservability()
 	if err != nil {
 		return nil, nil, err
 	}
-	a := &app{msgs: msgs, log: log, clerkKey: cfg.key}
+	store, msgs, closeDB, err := openStore(ctx, cfg.databaseURL, cfg.table, obs)
+	if err != nil {
+		obs.shutdown(ctx)
+		return nil, nil, err
+	}
+	a := &app{msgs: msgs, log: log, clerkKey: cfg.key, obs: obs}
 	fail := func(err error) (*app, func(), error) {
 		if a.verifier != nil {
 			a.verifier.Close()
 		}
 		closeDB()
+		obs.shutdown(ctx)
 		return nil, nil, err
 	}
 
@@ -194,6 +200,7 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 	a.issuer = issuer.URL
 	a.verifier, err = usersync.NewVerifier(ctx, usersync.VerifierConfig{
 		Issuers: []usersync.Issuer{issuer}, Realm: "chat", ErrorHandler: errorJSON, Logger: log,
+		MeterProvider: obs.meters, TracerProvider: obs.tracers,
 	})
 	if err != nil {
 		return fail(err)
@@ -210,7 +217,7 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 	if err := a.wire(store); err != nil {
 		return fail(err)
 	}
-	return a, func() { a.verifier.Close(); closeDB() }, nil
+	return a, func() { a.verifier.Close(); closeDB(); obs.shutdown(context.Background()) }, nil
 }
 
 // wire builds the syncer over store and the webhook handler over the
@@ -220,15 +227,16 @@ func (a *app) wire(store usersync.Store) (err error) {
 		return err
 	}
 	a.store = store
-	if a.webhook, err = usersync.NewWebhookHandler(a.syncer, a.instance, usersync.WebhookConfig{Logger: a.log}); err != nil {
+	mp, tp := a.obs.meters, a.obs.tracers
+	if a.webhook, err = usersync.NewWebhookHandler(a.syncer, a.instance, usersync.WebhookConfig{Logger: a.log, MeterProvider: mp, TracerProvider: tp}); err != nil {
 		return err
 	}
 	if a.users != nil {
-		if a.reconciler, err = reconcile.New(reconcile.Config{Syncer: a.syncer, Store: store, Source: a.users, Logger: a.log}); err != nil {
+		if a.reconciler, err = reconcile.New(reconcile.Config{Syncer: a.syncer, Store: store, Source: a.users, Logger: a.log, MeterProvider: mp, TracerProvider: tp}); err != nil {
 			return err
 		}
 	}
-	if a.feed, err = feed.New(feed.Config{Store: store, Logger: a.log}); err != nil {
+	if a.feed, err = feed.New(feed.Config{Store: store, Logger: a.log, MeterProvider: mp, TracerProvider: tp}); err != nil {
 		return err
 	}
 	return a.feed.Handle("chat.erase-messages", a.eraseMessages)
@@ -290,7 +298,7 @@ func (a *app) reconcileInBackground(ctx context.Context) (stop func()) {
 
 // openStore opens the users store, on table, and the messages table for a
 // DATABASE_URL, migrating both.
-func openStore(ctx context.Context, url, table string) (usersync.Store, messages, func(), error) {
+func openStore(ctx context.Context, url, table string, obs *observability) (usersync.Store, messages, func(), error) {
 	if url == "memory:" {
 		return memstore.New(), &memMessages{}, func() {}, nil
 	}
@@ -298,7 +306,7 @@ func openStore(ctx context.Context, url, table string) (usersync.Store, messages
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	store, err := sqlstore.New(db, sqlstore.Config{Dialect: dialect, Table: table})
+	store, err := sqlstore.New(db, sqlstore.Config{Dialect: dialect, Table: table, MeterProvider: obs.meters, TracerProvider: obs.tracers})
 	if err == nil {
 		err = store.Migrate(ctx)
 	}

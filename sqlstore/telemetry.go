@@ -1,0 +1,117 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/telemetry"
+)
+
+// storeTelemetry is what a Store reports: each operation's duration and
+// outcome, retried statements, and a span per operation.
+type storeTelemetry struct {
+	tracer   trace.Tracer
+	duration metric.Float64Histogram
+	retries  metric.Int64Counter
+	attrs    telemetry.Cache[opOutcome]
+	retried  telemetry.Attrs
+	system   attribute.KeyValue // db.system.name
+}
+
+type opOutcome struct{ op, outcome string }
+
+func newStoreTelemetry(mp metric.MeterProvider, tp trace.TracerProvider, d Dialect) *storeTelemetry {
+	m := telemetry.Meter(mp)
+	system := map[Dialect]string{SQLite: "sqlite", Postgres: "postgresql", MySQL: "mysql"}[d]
+	return &storeTelemetry{
+		tracer:   telemetry.Tracer(tp),
+		duration: telemetry.Seconds(m, "usersync.store.operation.duration", "Duration of store operations, retries included, by operation and outcome (ok, not_found, deleted, invalid, canceled, error)."),
+		retries:  telemetry.Counter(m, "usersync.store.retries", "Statements run again because the database asked (a deadlock, a serialization or Galera certification failure).", "{statement}"),
+		attrs: telemetry.Cache[opOutcome]{
+			Max:      256, // 16 operations, 6 outcomes
+			Overflow: opOutcome{"other", "other"},
+			New: func(k opOutcome) telemetry.Attrs {
+				return telemetry.NewAttrs(attribute.String("operation", k.op), attribute.String("outcome", k.outcome), attribute.String("db.system.name", system))
+			},
+		},
+		retried: telemetry.NewAttrs(attribute.String("db.system.name", system)),
+		system:  attribute.String("db.system.name", system),
+	}
+}
+
+// spanNames are the span names of the operations: "usersync.store.get".
+var spanNames = map[string]string{}
+
+func init() {
+	for _, op := range []string{opGet, opGetByExternalID, opGetByTokenIdentifier, opGetMany, opList, opCount, opUpsert, opDelete, opUpsertBatch,
+		opChanges, opPruneChanges, opLeaseCursors, opAcquireLease, opRenewLease, opReleaseLease, opMigrate} {
+		spanNames[op] = "usersync.store." + op
+	}
+}
+
+// clientSpan makes a span of the client kind (a call to the database),
+// made once: an option built per call would allocate.
+var clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+
+// operation is one store operation under way.
+type operation struct {
+	t     *storeTelemetry
+	name  string
+	span  trace.Span
+	start time.Time
+}
+
+// start starts the span and the clock of an operation.
+func (t *storeTelemetry) start(ctx context.Context, name string) (context.Context, operation) {
+	span := spanNames[name]
+	if span == "" {
+		span = "usersync.store"
+	}
+	ctx, sp := t.tracer.Start(ctx, span, clientSpan...)
+	return ctx, operation{t: t, name: name, span: sp, start: time.Now()}
+}
+
+// end records the operation's duration and outcome and ends its span.
+func (o operation) end(ctx context.Context, err error) {
+	outcome := outcomeOf(err)
+	o.t.duration.Record(ctx, time.Since(o.start).Seconds(), o.t.attrs.Get(opOutcome{o.name, outcome}).Record...)
+	if o.span.IsRecording() {
+		o.span.SetAttributes(o.t.system, attribute.String("db.operation.name", o.name), attribute.String("usersync.store.outcome", outcome))
+		if outcome == "error" {
+			o.span.SetStatus(codes.Error, "the store failed") // the error may quote data
+		}
+	}
+	o.span.End()
+}
+
+// retry counts a statement run again, on the metric and the span.
+func (t *storeTelemetry) retry(ctx context.Context) {
+	t.retries.Add(ctx, 1, t.retried.Add...)
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.AddEvent("retry")
+	}
+}
+
+// outcomeOf returns the outcome label of an operation's error.
+func outcomeOf(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, usersync.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, usersync.ErrDeleted):
+		return "deleted"
+	case errors.Is(err, usersync.ErrInvalid):
+		return "invalid"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	}
+	return "error"
+}

@@ -1,0 +1,110 @@
+package usersync_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/usersynctest"
+)
+
+// instrumentations are the ways the telemetry benchmarks run: none (the
+// instrumentation taken out), noop (no-op providers: what a library user
+// who installs no SDK pays), global (the default: the global providers,
+// with no SDK installed), and sdk (the OpenTelemetry SDK, metrics to a
+// manual reader, every span sampled and recorded).
+var instrumentations = []string{"none", "noop", "global", "sdk"}
+
+func providers(b *testing.B, kind string) (metric.MeterProvider, trace.TracerProvider) {
+	switch kind {
+	case "noop":
+		return metricnoop.NewMeterProvider(), tracenoop.NewTracerProvider()
+	case "sdk":
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		b.Cleanup(func() { mp.Shutdown(context.Background()); tp.Shutdown(context.Background()) })
+		return mp, tp
+	}
+	return nil, nil // none and global
+}
+
+// BenchmarkTelemetry compares Verify (cache off, cache hit) and the
+// webhook handler's ServeHTTP across the instrumentations, in one run.
+func BenchmarkTelemetry(b *testing.B) {
+	iss := usersynctest.NewIssuer(b)
+	token := iss.Token(map[string]any{"sub": "user_2abc", "name": "Ada Lovelace", "sid": "sess_123"})
+	ctx := context.Background()
+	for _, cache := range []string{"cache-off", "cache-hit"} {
+		for _, kind := range instrumentations {
+			b.Run("Verify/"+cache+"/"+kind, func(b *testing.B) {
+				mp, tp := providers(b, kind)
+				v := newVerifier(b, func(c *usersync.VerifierConfig) {
+					c.MeterProvider, c.TracerProvider = mp, tp
+					if cache == "cache-off" {
+						c.CacheSize = -1
+					}
+				}, iss)
+				if kind == "none" {
+					v.DropTelemetry()
+				}
+				if _, err := v.Verify(ctx, token); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := v.Verify(ctx, token); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+	p := inHouse{secret: []byte("s3cret"), issuer: "https://id.example.com"}
+	// Applied updates of 100 users, each delivery new: signed up front, so
+	// that the loop times the handler alone (and a request to read).
+	const deliveries = 1 << 14
+	type delivery struct{ id, body, sig string }
+	all := make([]delivery, deliveries)
+	for i := range all {
+		body := fmt.Sprintf(`{"type":"user.saved","id":"%d","name":"Ada %d","updated_at":%d}`, i%100, i, 1_700_000_000_000+i)
+		all[i] = delivery{fmt.Sprint("d", i), body, p.mac(fmt.Sprint("d", i), []byte(body))}
+	}
+	for _, kind := range instrumentations {
+		b.Run("Webhook/"+kind, func(b *testing.B) {
+			if b.N > deliveries {
+				b.Skipf("at most %d deliveries: use -benchtime %dx or less", deliveries, deliveries)
+			}
+			mp, tp := providers(b, kind)
+			h, err := usersync.NewWebhookHandler(newSyncer(b, nil, nil), p, usersync.WebhookConfig{Logger: quiet, MeterProvider: mp, TracerProvider: tp})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if kind == "none" {
+				usersync.DropWebhookTelemetry(h)
+			}
+			b.ReportAllocs()
+			w := httptest.NewRecorder()
+			for i := 0; b.Loop(); i++ {
+				d := all[i]
+				r := httptest.NewRequest("POST", "/webhooks/in-house", strings.NewReader(d.body))
+				r.Header.Set("X-Signature", d.sig)
+				r.Header.Set("X-Delivery", d.id)
+				w.Body.Reset()
+				h.ServeHTTP(w, r)
+				if w.Code != 200 {
+					b.Fatal(w.Code, w.Body.String())
+				}
+			}
+		})
+	}
+}
