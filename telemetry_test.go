@@ -147,3 +147,31 @@ func TestNoTraceIDWithoutASpan(t *testing.T) {
 		t.Errorf("log: %s", logs.String())
 	}
 }
+
+// TestWebhookTelemetryOnPanic: a delivery whose OnEvent panics is counted
+// (outcome panic) and its span ended, and the panic goes on to net/http.
+func TestWebhookTelemetryOnPanic(t *testing.T) {
+	rec := telemetrytest.New(t)
+	p := inHouse{secret: []byte("s3cret"), issuer: "https://id.example.com"}
+	h, err := usersync.NewWebhookHandler(newSyncer(t, nil, nil), p, usersync.WebhookConfig{
+		MeterProvider: rec.MeterProvider, TracerProvider: rec.TracerProvider, Logger: quiet,
+		OnEvent: func(context.Context, usersync.Event) error { panic("a bug in the app") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the panic was swallowed")
+			}
+		}()
+		serve(h, p.sign("d1", `{"type":"team.created"}`))
+	}()
+	if got := rec.Sum(t, "usersync.webhook.deliveries", attribute.String("outcome", "panic")); got != 1 {
+		t.Errorf("deliveries{outcome=panic} = %d, want 1", got)
+	}
+	if n := len(rec.Spans("usersync.webhook")); n != 1 {
+		t.Errorf("%d ended spans, want 1", n)
+	}
+}

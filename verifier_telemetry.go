@@ -67,7 +67,7 @@ func newVerifierTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *ver
 	t := &verifierTelemetry{
 		tracer:        telemetry.Tracer(tp),
 		verifications: telemetry.Counter(m, "usersync.token.verifications", "Bearer tokens verified, by result: ok, cached (a verified token seen again) or why it was refused.", "{token}"),
-		misses:        telemetry.Counter(m, "usersync.token.cache.misses", "Lookups of the verified-token cache that found nothing (its hits are usersync.token.verifications with result cached).", "{request}"),
+		misses:        telemetry.Counter(m, "usersync.token.cache.misses", "Lookups of the verified-token cache that found nothing; its hits are the verifications with result cached.", "{request}"),
 		jwks:          telemetry.Counter(m, "usersync.jwks.fetches", "Fetches of an issuer's JWKS, by issuer and result: ok or error.", "{fetch}"),
 		results:       map[string]telemetry.Attrs{},
 		none:          telemetry.NewAttrs(),

@@ -121,18 +121,23 @@ var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, span := h.tel.start(r.Context())
 	d := response{w: w, ctx: ctx, span: span}
-	h.serve(d, r)
+	defer h.tel.finish(&d)
+	h.serve(&d, r)
 }
 
-// response is the answer to one delivery, under way.
+// response is the answer to one delivery, under way: what respond
+// answered, for the telemetry.
 type response struct {
 	w    http.ResponseWriter
 	ctx  context.Context
 	span trace.Span
+
+	status             int
+	eventType, outcome string
 }
 
 // serve handles a delivery and answers it with h.respond, once.
-func (h *webhookHandler) serve(d response, r *http.Request) {
+func (h *webhookHandler) serve(d *response, r *http.Request) {
 	w := d.w
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -224,9 +229,9 @@ func truncate(s string, max int) string {
 
 // respond writes a short JSON answer and logs the delivery once. Errors
 // are logged bounded: a provider's errors may quote the body.
-func (h *webhookHandler) respond(d response, status int, deliveryID, eventType, outcome string, err error) {
+func (h *webhookHandler) respond(d *response, status int, deliveryID, eventType, outcome string, err error) {
 	ctx, w := d.ctx, d.w
-	defer h.tel.delivered(ctx, d.span, eventType, outcome, status)
+	d.status, d.eventType, d.outcome = status, eventType, outcome
 	level := slog.LevelInfo
 	switch {
 	case status >= 500:

@@ -2,6 +2,7 @@ package usersync
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync"
 
@@ -34,7 +35,7 @@ func newWebhookTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *webh
 	m := telemetry.Meter(mp)
 	return &webhookTelemetry{
 		tracer:     telemetry.Tracer(tp),
-		deliveries: telemetry.Counter(m, "usersync.webhook.deliveries", "Webhook deliveries, by event type and outcome (created, updated, deleted, stale, duplicate, ignored, bad_signature, bad_request, body_too_large, store_failed, ...).", "{delivery}"),
+		deliveries: telemetry.Counter(m, "usersync.webhook.deliveries", "Webhook deliveries, by event type and outcome (created, updated, deleted, stale, duplicate, ignored, handled, user_deleted, bad_signature, bad_request, invalid_user_data, body_too_large, unreadable_body, method_not_allowed, store_failed, handler_failed, panic).", "{delivery}"),
 		attrs: telemetry.Cache[delivery]{
 			Max:      maxEventTypes * 32,
 			Overflow: delivery{"other", "other"},
@@ -81,6 +82,20 @@ func (t *webhookTelemetry) start(ctx context.Context) (context.Context, trace.Sp
 		return ctx, nil
 	}
 	return t.tracer.Start(ctx, "usersync.webhook") // internal, the default kind: no option to allocate
+}
+
+// finish counts the delivery d answered, or one that panicked (as
+// outcome "panic", status 500: net/http answers it so), and ends its span.
+// Deferred, so that no path leaves the span open; a panic goes on.
+func (t *webhookTelemetry) finish(d *response) {
+	if t == nil {
+		return
+	}
+	if p := recover(); p != nil {
+		t.delivered(d.ctx, d.span, d.eventType, "panic", http.StatusInternalServerError)
+		panic(p)
+	}
+	t.delivered(d.ctx, d.span, d.eventType, d.outcome, d.status)
 }
 
 // delivered counts a delivery and ends its span.

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/usersync/usersync"
 )
@@ -85,6 +87,12 @@ type Config struct {
 	// Logger is the logger of the parts Setup builds. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// MeterProvider and TracerProvider receive the metrics and spans of
+	// the verifier and the webhook handler Setup builds (see
+	// usersync.VerifierConfig and usersync.WebhookConfig). Default: the
+	// global providers of go.opentelemetry.io/otel.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // Provider is a Clerk instance: the usersync.Provider of its webhooks, and

@@ -22,7 +22,8 @@ func Setup(ctx context.Context, store usersync.Store, cfg Config) (*usersync.Syn
 	if err != nil {
 		return nil, nil, err
 	}
-	verifier, err := usersync.NewVerifier(ctx, usersync.VerifierConfig{Issuers: []usersync.Issuer{p.Issuer()}, Logger: logger})
+	verifier, err := usersync.NewVerifier(ctx, usersync.VerifierConfig{Issuers: []usersync.Issuer{p.Issuer()}, Logger: logger,
+		MeterProvider: cfg.MeterProvider, TracerProvider: cfg.TracerProvider})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -31,7 +32,8 @@ func Setup(ctx context.Context, store usersync.Store, cfg Config) (*usersync.Syn
 		verifier.Close()
 		return nil, nil, err
 	}
-	webhook, err := usersync.NewWebhookHandler(syncer, p, usersync.WebhookConfig{Logger: logger})
+	webhook, err := usersync.NewWebhookHandler(syncer, p, usersync.WebhookConfig{Logger: logger,
+		MeterProvider: cfg.MeterProvider, TracerProvider: cfg.TracerProvider})
 	if err != nil {
 		verifier.Close()
 		return nil, nil, err

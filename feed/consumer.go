@@ -51,6 +51,8 @@ func (c *consumer) run(ctx context.Context) {
 // context ends.
 func (c *consumer) deliver(held *lease.Held) error {
 	ctx, cfg := held.Context(), c.r.cfg
+	c.tel.hold(true)
+	defer c.tel.hold(false)
 	cursor := held.Cursor()
 	for {
 		changes, err := cfg.Store.Changes(ctx, cursor, cfg.BatchSize)
@@ -61,14 +63,14 @@ func (c *consumer) deliver(held *lease.Held) error {
 			return fmt.Errorf("reading the feed: %w", err)
 		}
 		if len(changes) == 0 {
-			c.tel.behind(ctx, time.Time{}, cfg.Now())
+			c.tel.behind(time.Time{})
 			if !sleep(ctx, cfg.PollInterval) {
 				return nil
 			}
 			continue
 		}
 		for _, ch := range changes {
-			c.tel.behind(ctx, ch.At, cfg.Now())
+			c.tel.behind(ch.At)
 			if !c.handle(ctx, ch) {
 				return nil // stopped mid-change: it is delivered again
 			}
@@ -90,35 +92,37 @@ func (c *consumer) handle(ctx context.Context, ch usersync.Change) bool {
 	cfg := c.r.cfg
 	delay := cfg.RetryDelay
 	for attempt := 1; ; attempt++ {
+		// The attempt's span is in hctx: the handler's work, OnParked and
+		// the log lines of the attempt join it.
 		hctx, span := c.tel.start(ctx, ch, attempt)
 		err := c.call(hctx, ch)
-		c.tel.delivered(ctx, span, err)
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
+		if err == nil || ctx.Err() != nil {
+			c.tel.delivered(hctx, span, err)
+			return err == nil
 		}
 		if attempt >= cfg.MaxAttempts {
 			if cfg.OnParked != nil {
-				if perr := cfg.OnParked(ctx, c.name, ch, err); perr != nil {
+				if perr := cfg.OnParked(hctx, c.name, ch, err); perr != nil {
 					// Not kept: deliver it again rather than lose it.
 					err = fmt.Errorf("%w; and keeping the parked change failed: %w", err, perr)
 					attempt = cfg.MaxAttempts - 1
-					cfg.Logger.WarnContext(ctx, "feed: the handler keeps failing and OnParked failed; retrying", "consumer", c.name, "seq", ch.Seq, "err", err)
+					cfg.Logger.WarnContext(hctx, "feed: the handler keeps failing and OnParked failed; retrying", "consumer", c.name, "seq", ch.Seq, "err", err)
+					c.tel.delivered(hctx, span, err)
 					if !sleep(ctx, delay) {
 						return false
 					}
 					continue
 				}
 			}
-			c.tel.park(ctx)
-			cfg.Logger.ErrorContext(ctx, "feed: parked a change the handler keeps failing; the feed goes on without it",
-				"consumer", c.name, "seq", ch.Seq, "outcome", ch.Outcome.String(), "user_id", ch.UserID, "attempts", attempt, "err", err)
+			c.tel.park(hctx)
+			cfg.Logger.ErrorContext(hctx, "feed: parked a change the handler keeps failing; the feed goes on without it",
+				"consumer", c.name, "seq", ch.Seq, "outcome", ch.Outcome.String(), "attempts", attempt, "err", err)
+			c.tel.delivered(hctx, span, err)
 			return true
 		}
-		cfg.Logger.WarnContext(ctx, "feed: the handler failed; retrying",
+		cfg.Logger.WarnContext(hctx, "feed: the handler failed; retrying",
 			"consumer", c.name, "seq", ch.Seq, "attempt", attempt, "retry_in", delay, "err", err)
+		c.tel.delivered(hctx, span, err)
 		if !sleep(ctx, delay) {
 			return false
 		}

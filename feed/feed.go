@@ -93,8 +93,9 @@ type Config struct {
 	// Now is the clock of pruning and of the lag. Default time.Now.
 	Now func() time.Time
 	// MeterProvider receives usersync_feed_deliveries_total by consumer
-	// and result (ok, failed, parked) and usersync_feed_lag_seconds, the
-	// age of the change each consumer is at (0 when it has caught up);
+	// and result (ok and failed attempts, parked changes) and
+	// usersync_feed_lag_seconds, the age of the change each consumer is at
+	// (0 when it has caught up), observed by the replica that runs it;
 	// TracerProvider a span per delivery, the parent of the handler's
 	// (the handler's context carries it). Default: the global providers
 	// of go.opentelemetry.io/otel, which do nothing until the app
@@ -193,7 +194,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	for name, h := range consumers {
-		c := &consumer{r: r, name: name, h: h, tel: newConsumerTelemetry(r.cfg.MeterProvider, r.cfg.TracerProvider, name)}
+		c := &consumer{r: r, name: name, h: h, tel: newConsumerTelemetry(r.cfg.MeterProvider, r.cfg.TracerProvider, name, r.cfg.Now)}
 		wg.Go(func() { c.run(ctx) })
 	}
 	wg.Go(func() { r.pruneEvery(ctx, consumers) })

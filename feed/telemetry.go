@@ -2,6 +2,7 @@ package feed
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -14,38 +15,59 @@ import (
 )
 
 // consumerTelemetry is what one consumer reports: its deliveries by
-// result, its lag, and a span per delivery.
+// result, its lag while this replica runs it, and a span per delivery.
 type consumerTelemetry struct {
-	tracer                 trace.Tracer
-	deliveries             metric.Int64Counter
-	lag                    metric.Float64Gauge
-	ok, failed, parked, of telemetry.Attrs // of: the consumer alone
-	name                   attribute.KeyValue
+	tracer             trace.Tracer
+	deliveries         metric.Int64Counter
+	ok, failed, parked telemetry.Attrs
+	name               attribute.KeyValue
+
+	holding atomic.Bool  // this replica holds the consumer's lease
+	at      atomic.Int64 // Unix ns of the write of the change it is at; 0 when caught up
 }
 
-func newConsumerTelemetry(mp metric.MeterProvider, tp trace.TracerProvider, name string) *consumerTelemetry {
+func newConsumerTelemetry(mp metric.MeterProvider, tp trace.TracerProvider, name string, now func() time.Time) *consumerTelemetry {
 	m := telemetry.Meter(mp)
 	consumer := attribute.String("consumer", name)
-	return &consumerTelemetry{
+	t := &consumerTelemetry{
 		tracer:     telemetry.Tracer(tp),
-		deliveries: telemetry.Counter(m, "usersync.feed.deliveries", "Attempts to deliver a change to a consumer's handler, by consumer and result: ok or failed; and changes parked after the last failed attempt (result parked).", "{change}"),
-		lag:        telemetry.Gauge(m, "usersync.feed.lag", "Age of the change a consumer is at (the time since its write), by consumer; 0 when it has caught up.", "s"),
+		deliveries: telemetry.Counter(m, "usersync.feed.deliveries", "Attempts to deliver a change to a consumer's handler, by consumer and result: ok or failed; and changes parked after their last failed attempt (result parked).", "{change}"),
 		ok:         telemetry.NewAttrs(consumer, attribute.String("result", "ok")),
 		failed:     telemetry.NewAttrs(consumer, attribute.String("result", "failed")),
 		parked:     telemetry.NewAttrs(consumer, attribute.String("result", "parked")),
-		of:         telemetry.NewAttrs(consumer),
 		name:       consumer,
 	}
+	// Observed when collected, and only by the replica that runs the
+	// consumer: a replica that lost the lease (or stopped) reports none,
+	// rather than its last value forever; a change being retried ages.
+	lag := telemetry.ObservableGauge(m, "usersync.feed.lag", "Age of the change a consumer is at (the time since its write), by consumer, from the replica that runs it; 0 when it has caught up.", "s")
+	telemetry.Observe(m, lag, func() (float64, bool) {
+		if !t.holding.Load() {
+			return 0, false
+		}
+		age := 0.0
+		if at := t.at.Load(); at != 0 {
+			age = max(now().Sub(time.Unix(0, at)).Seconds(), 0)
+		}
+		return age, true
+	}, metric.WithAttributeSet(attribute.NewSet(consumer)))
+	return t
 }
 
-// behind records the consumer's lag: the age of the next change it
-// handles, or 0 (zero at) when it has caught up.
-func (t *consumerTelemetry) behind(ctx context.Context, at, now time.Time) {
-	lag := 0.0
-	if !at.IsZero() {
-		lag = max(now.Sub(at).Seconds(), 0)
+// hold records whether this replica holds the consumer's lease.
+func (t *consumerTelemetry) hold(held bool) {
+	t.at.Store(0)
+	t.holding.Store(held)
+}
+
+// behind records the write time of the change the consumer is at, or that
+// it has caught up (zero at).
+func (t *consumerTelemetry) behind(at time.Time) {
+	if at.IsZero() {
+		t.at.Store(0)
+	} else {
+		t.at.Store(at.UnixNano())
 	}
-	t.lag.Record(ctx, lag, t.of.Record...)
 }
 
 // start starts the span of one attempt to deliver ch.

@@ -32,11 +32,22 @@ func TestFeedTelemetry(t *testing.T) {
 		done.Add(1)
 		return nil
 	})
-	r.Handle("poison", func(context.Context, usersync.Change) error {
+	gate := make(chan struct{})
+	r.Handle("poison", func(ctx context.Context, c usersync.Change) error {
+		select { // the first change waits, so that its age shows
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		poisoned.Add(1)
 		return errors.New("cannot")
 	})
 	stop := start(r)
+	waitFor(t, "the stuck consumer's lag to grow", func() bool {
+		lag, ok := rec.Gauge(t, "usersync.feed.lag", attribute.String("consumer", "poison"))
+		return ok && lag > 0.05
+	})
+	close(gate)
 	waitFor(t, "every change handled and parked", func() bool {
 		return done.Load() == int64(n) && poisoned.Load() == int64(2*n) &&
 			rec.Sum(t, "usersync.feed.deliveries", attribute.String("consumer", "poison"), attribute.String("result", "parked")) == int64(n)
@@ -46,6 +57,9 @@ func TestFeedTelemetry(t *testing.T) {
 		return ok && lag == 0
 	})
 	stop()
+	if lag, ok := rec.Gauge(t, "usersync.feed.lag", attribute.String("consumer", "effects")); ok {
+		t.Errorf("a stopped runner still reports a lag of %v s", lag)
+	}
 	for _, c := range []struct {
 		consumer, result string
 		want             int64

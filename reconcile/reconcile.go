@@ -90,11 +90,11 @@ type Config struct {
 	// the goroutine of Run.
 	OnProgress func(Report)
 	// Logger logs the start, progress at most every 10 seconds, skipped
-	// users, refused deletions and the summary, with the trace ID of the
-	// run's span. Default slog.Default().
+	// users, refused deletions and the summary; the lines of a run carry
+	// the trace ID of its span. Default slog.Default().
 	Logger *slog.Logger
 	// MeterProvider receives usersync_reconcile_runs_total by issuer and
-	// result (complete, failed, refused, skipped) and
+	// result (complete, failed, refused, canceled, skipped) and
 	// usersync_reconcile_users_total by issuer and outcome (created,
 	// updated, unchanged, skipped, deleted); TracerProvider a span per run
 	// and one per page it writes (the store's spans below them). Default:

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/internal/lease"
 )
@@ -103,7 +105,8 @@ func (r *Reconciler) write(ctx context.Context, report *Report, page []usersync.
 	defer span.End()
 	outcomes, err := r.cfg.Syncer.UpsertBatch(ctx, page)
 	if outcomes == nil && err != nil {
-		return err // the store failed: nothing applied
+		span.SetStatus(codes.Error, "the store failed") // its error may quote data
+		return err                                      // the store failed: nothing applied
 	}
 	for _, o := range outcomes {
 		switch o {

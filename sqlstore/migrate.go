@@ -122,11 +122,10 @@ func (s *Store) Schema() string {
 // A table of the configured name that usersync did not make (one without
 // its columns) is refused with an error wrapping usersync.ErrInvalid that
 // names it, and nothing is changed: choose another Config.Table.
-func (s *Store) Migrate(ctx context.Context) error {
-	ctx, o := s.tel.start(ctx, opMigrate)
-	err := s.migrate(ctx, 1<<30)
-	o.end(ctx, err)
-	return err
+func (s *Store) Migrate(ctx context.Context) (err error) {
+	ctx, op := s.tel.start(ctx, opMigrate)
+	defer op.finish(ctx, &err)
+	return s.migrate(ctx, 1<<30)
 }
 
 // migrate migrates up to version upTo: tests stop at an older version to

@@ -53,10 +53,12 @@ type Config struct {
 	// retries off.
 	MaxAttempts int
 	// MeterProvider receives usersync_store_operation_duration_seconds, a
-	// histogram of every operation (a method of usersync.Store; the
-	// retries of its statements included) by operation and outcome, and
-	// usersync_store_retries_total; TracerProvider a span per operation,
-	// a child of the caller's. Default: the global providers of
+	// histogram of every operation (a method of usersync.Store, or
+	// Migrate; the retries of its statements included) by operation,
+	// outcome and db_system_name, and usersync_store_retries_total;
+	// TracerProvider a span per operation called with a span in its
+	// context, a child of it (the polls of a feed consumer or a lease,
+	// without one, make no root spans). Default: the global providers of
 	// go.opentelemetry.io/otel, which do nothing until the app installs
 	// the OpenTelemetry SDK.
 	MeterProvider  metric.MeterProvider

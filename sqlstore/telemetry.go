@@ -32,7 +32,7 @@ func newStoreTelemetry(mp metric.MeterProvider, tp trace.TracerProvider, d Diale
 	system := map[Dialect]string{SQLite: "sqlite", Postgres: "postgresql", MySQL: "mysql"}[d]
 	return &storeTelemetry{
 		tracer:   telemetry.Tracer(tp),
-		duration: telemetry.Seconds(m, "usersync.store.operation.duration", "Duration of store operations, retries included, by operation and outcome (ok, not_found, deleted, invalid, canceled, error)."),
+		duration: telemetry.Seconds(m, "usersync.store.operation.duration", "Duration of store operations, retries included, by operation and outcome (ok, not_found, deleted, invalid, canceled, error, panic)."),
 		retries:  telemetry.Counter(m, "usersync.store.retries", "Statements run again because the database asked (a deadlock, a serialization or Galera certification failure).", "{statement}"),
 		attrs: telemetry.Cache[opOutcome]{
 			Max:      256, // 16 operations, 6 outcomes
@@ -68,23 +68,45 @@ type operation struct {
 	start time.Time
 }
 
-// start starts the span and the clock of an operation.
+// start starts the clock of an operation and, when the caller's context
+// holds a span, a span of its own below it. An operation without a parent
+// gets no span: a change-feed consumer or a lease polls the store every
+// few milliseconds, and a root span per poll would flood the traces.
 func (t *storeTelemetry) start(ctx context.Context, name string) (context.Context, operation) {
-	span := spanNames[name]
-	if span == "" {
-		span = "usersync.store"
+	o := operation{t: t, name: name, start: time.Now()}
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		span := spanNames[name]
+		if span == "" {
+			span = "usersync.store"
+		}
+		ctx, o.span = t.tracer.Start(ctx, span, clientSpan...)
 	}
-	ctx, sp := t.tracer.Start(ctx, span, clientSpan...)
-	return ctx, operation{t: t, name: name, span: sp, start: time.Now()}
+	return ctx, o
+}
+
+// errPanic is the outcome of an operation that panicked.
+var errPanic = errors.New("panic")
+
+// finish ends the operation with *err, or as "panic" (and panics on) if
+// it panicked: deferred, so that no path leaves its span open.
+func (o operation) finish(ctx context.Context, err *error) {
+	if p := recover(); p != nil {
+		o.end(ctx, errPanic)
+		panic(p)
+	}
+	o.end(ctx, *err)
 }
 
 // end records the operation's duration and outcome and ends its span.
 func (o operation) end(ctx context.Context, err error) {
 	outcome := outcomeOf(err)
 	o.t.duration.Record(ctx, time.Since(o.start).Seconds(), o.t.attrs.Get(opOutcome{o.name, outcome}).Record...)
+	if o.span == nil {
+		return
+	}
 	if o.span.IsRecording() {
-		o.span.SetAttributes(o.t.system, attribute.String("db.operation.name", o.name), attribute.String("usersync.store.outcome", outcome))
-		if outcome == "error" {
+		o.span.SetAttributes(o.t.system, attribute.String("usersync.store.operation", o.name), attribute.String("usersync.store.outcome", outcome))
+		if outcome == "error" || outcome == "panic" {
 			o.span.SetStatus(codes.Error, "the store failed") // the error may quote data
 		}
 	}
@@ -112,6 +134,8 @@ func outcomeOf(err error) string {
 		return "invalid"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"
+	case err == errPanic:
+		return "panic"
 	}
 	return "error"
 }

@@ -26,6 +26,7 @@ func TestStoreTelemetry(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
+			const duration = "usersync.store.operation.duration"
 			ctx, parent := rec.TracerProvider.Tracer("test").Start(context.Background(), "request")
 			if err := s.Migrate(ctx); err != nil {
 				t.Fatal(err)
@@ -46,8 +47,18 @@ func TestStoreTelemetry(t *testing.T) {
 				t.Fatalf("an upsert without a version: %v", err)
 			}
 			parent.End()
+			// Without a span in its context (a poll of the feed, a lease),
+			// an operation is measured but starts no root span.
+			if _, err := s.Count(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(rec.Spans("usersync.store.count")); n != 0 {
+				t.Errorf("%d spans of an operation without a parent, want 0", n)
+			}
+			if n := rec.Count(t, duration, attribute.String("operation", "count")); n != 1 {
+				t.Errorf("count measured %d times, want 1", n)
+			}
 
-			const duration = "usersync.store.operation.duration"
 			for _, c := range []struct{ op, outcome string }{{"migrate", "ok"}, {"upsert", "ok"}, {"get", "ok"}, {"get", "not_found"}, {"upsert", "invalid"}} {
 				if got := rec.Count(t, duration, attribute.String("operation", c.op), attribute.String("outcome", c.outcome), attribute.String("db.system.name", system[b.Dialect])); got != 1 {
 					t.Errorf("%s{operation=%q,outcome=%q} counts %d, want 1", duration, c.op, c.outcome, got)

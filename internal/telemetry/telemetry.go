@@ -51,14 +51,30 @@ func Counter(m metric.Meter, name, desc, unit string) metric.Int64Counter {
 	return c
 }
 
-// Gauge returns the named gauge of m, or a no-op one (see Counter).
-func Gauge(m metric.Meter, name, desc, unit string) metric.Float64Gauge {
-	g, err := m.Float64Gauge(name, metric.WithDescription(desc), metric.WithUnit(unit))
+// ObservableGauge returns the named gauge of m whose value a callback
+// observes at collection (see Observe), or a no-op one (see Counter).
+func ObservableGauge(m metric.Meter, name, desc, unit string) metric.Float64ObservableGauge {
+	g, err := m.Float64ObservableGauge(name, metric.WithDescription(desc), metric.WithUnit(unit))
 	if err != nil {
 		otel.Handle(err)
-		return noop.Float64Gauge{}
+		return noop.Float64ObservableGauge{}
 	}
 	return g
+}
+
+// Observe registers f to observe g at each collection, with opts, for
+// the life of the meter provider: f returns the value, or false to
+// observe nothing. A failed registration is reported to otel.Handle.
+func Observe(m metric.Meter, g metric.Float64ObservableGauge, f func() (float64, bool), opts ...metric.ObserveOption) {
+	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if v, ok := f(); ok {
+			o.ObserveFloat64(g, v, opts...)
+		}
+		return nil
+	}, g)
+	if err != nil {
+		otel.Handle(err)
+	}
 }
 
 // DurationBuckets are the bucket boundaries of duration histograms, in
@@ -130,31 +146,57 @@ func (c *Cache[K]) Get(k K) Attrs {
 
 // Logger returns l (slog.Default() if nil) with a handler that adds the
 // trace and span IDs of the context's active span, if any, to each line
-// (as trace_id and span_id), so that a log line leads to its trace.
+// (as trace_id and span_id, at the top level even when the line is in a
+// group opened after Logger), so that a log line leads to its trace.
 func Logger(l *slog.Logger) *slog.Logger {
 	if l == nil {
 		l = slog.Default()
 	}
-	if _, ok := l.Handler().(traceHandler); ok {
+	if _, ok := l.Handler().(*traceHandler); ok {
 		return l
 	}
-	return slog.New(traceHandler{l.Handler()})
+	return slog.New(&traceHandler{base: l.Handler(), derived: l.Handler()})
 }
 
-type traceHandler struct{ slog.Handler }
+// traceHandler adds trace IDs to the records of derived: base with chain
+// (the WithAttrs and WithGroup calls since Logger) applied.
+type traceHandler struct {
+	base, derived slog.Handler
+	chain         []func(slog.Handler) slog.Handler
+	grouped       bool // chain opens a group
+}
 
-func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		r = r.Clone()
-		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+func (h *traceHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.derived.Enabled(ctx, l)
+}
+
+func (h *traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return h.derived.Handle(ctx, r)
 	}
-	return h.Handler.Handle(ctx, r)
+	ids := []slog.Attr{slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String())}
+	if !h.grouped { // the usual case: the IDs join the record
+		r = r.Clone()
+		r.AddAttrs(ids...)
+		return h.derived.Handle(ctx, r)
+	}
+	// Inside a group: the IDs go on the base, and the chain after them.
+	d := h.base.WithAttrs(ids)
+	for _, f := range h.chain {
+		d = f(d)
+	}
+	return d.Handle(ctx, r)
 }
 
-func (h traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return traceHandler{h.Handler.WithAttrs(as)}
+func (h *traceHandler) with(f func(slog.Handler) slog.Handler, group bool) *traceHandler {
+	return &traceHandler{base: h.base, derived: f(h.derived), chain: append(h.chain[:len(h.chain):len(h.chain)], f), grouped: h.grouped || group}
 }
 
-func (h traceHandler) WithGroup(name string) slog.Handler {
-	return traceHandler{h.Handler.WithGroup(name)}
+func (h *traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return h.with(func(d slog.Handler) slog.Handler { return d.WithAttrs(as) }, false)
+}
+
+func (h *traceHandler) WithGroup(name string) slog.Handler {
+	return h.with(func(d slog.Handler) slog.Handler { return d.WithGroup(name) }, name != "")
 }

@@ -48,9 +48,14 @@ func TestLoggerAddsTraceIDs(t *testing.T) {
 			var buf bytes.Buffer
 			l := Logger(Logger(slog.New(slog.NewTextHandler(&buf, nil)))).With("k", "v")
 			l.InfoContext(tc.ctx, "hello")
+			// In a group, the IDs stay at the top level.
+			l.WithGroup("g").With("k", "w").InfoContext(tc.ctx, "grouped")
+			if strings.Contains(buf.String(), "g.trace_id") || !strings.Contains(buf.String(), "g.k=w") {
+				t.Errorf("grouped line: %q", buf.String())
+			}
 			for _, w := range tc.want {
-				if strings.Count(buf.String(), w) != 1 {
-					t.Errorf("%q lacks %s once", buf.String(), w)
+				if strings.Count(buf.String(), w) != 2 {
+					t.Errorf("%q lacks %s on each line", buf.String(), w)
 				}
 			}
 			for _, n := range tc.not {
