@@ -76,6 +76,16 @@ func TestVerifierTelemetry(t *testing.T) {
 	if results["ok"] != 1 || results["expired"] != 1 {
 		t.Errorf("span results %v", results)
 	}
+	// Outside any trace: counted, but no root span.
+	if _, err := v.Verify(context.Background(), expired); err == nil {
+		t.Fatal("an expired token verified")
+	}
+	if n := len(rec.Spans("usersync.Verify")); n != 5 {
+		t.Errorf("%d spans after a verification without a parent span, want still 5", n)
+	}
+	if got := rec.Sum(t, verifications, attribute.String("result", "expired")); got != 2 {
+		t.Errorf("expired verifications %d, want 2", got)
+	}
 }
 
 // TestWebhookTelemetry: deliveries by event type and outcome, a span per
@@ -118,8 +128,8 @@ func TestWebhookTelemetry(t *testing.T) {
 		}
 	}
 	spans := rec.Spans("usersync.webhook")
-	if len(spans) != 6 {
-		t.Fatalf("%d usersync.webhook spans, want 6", len(spans))
+	if len(spans) != 5 {
+		t.Fatalf("%d usersync.webhook spans, want 5 (none for the request outside any trace)", len(spans))
 	}
 	if spans[0].Parent().SpanID() != parent.SpanContext().SpanID() {
 		t.Error("the delivery's span is not a child of the request's")
@@ -166,7 +176,9 @@ func TestWebhookTelemetryOnPanic(t *testing.T) {
 				t.Error("the panic was swallowed")
 			}
 		}()
-		serve(h, p.sign("d1", `{"type":"team.created"}`))
+		ctx, parent := rec.TracerProvider.Tracer("test").Start(context.Background(), "POST /webhook")
+		defer parent.End()
+		serve(h, p.sign("d1", `{"type":"team.created"}`).WithContext(ctx))
 	}()
 	if got := rec.Sum(t, "usersync.webhook.deliveries", attribute.String("outcome", "panic")); got != 1 {
 		t.Errorf("deliveries{outcome=panic} = %d, want 1", got)

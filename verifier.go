@@ -182,7 +182,8 @@ type VerifierConfig struct {
 	// keys_unavailable, ...), usersync_token_cache_misses_total and
 	// usersync_jwks_fetches_total by issuer and result (ok, error).
 	// TracerProvider receives a span per verification that the cache did
-	// not answer. Default: the global providers of go.opentelemetry.io/otel,
+	// not answer, below the span of the caller's context (none without
+	// one). Default: the global providers of go.opentelemetry.io/otel,
 	// which do nothing until the app installs the OpenTelemetry SDK.
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider

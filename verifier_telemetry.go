@@ -102,9 +102,11 @@ func (t *verifierTelemetry) missed(ctx context.Context) {
 	}
 }
 
-// start starts the span of a verification.
+// start starts the span of a verification, below the caller's span: a
+// verification outside any trace (no span in ctx) gets none, as a root
+// span per request would be noise, and costs allocations.
 func (t *verifierTelemetry) start(ctx context.Context) (context.Context, trace.Span) {
-	if t == nil {
+	if t == nil || !trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, nil
 	}
 	return t.tracer.Start(ctx, "usersync.Verify")
@@ -117,6 +119,9 @@ func (t *verifierTelemetry) verified(ctx context.Context, span trace.Span, err e
 	}
 	result := tokenResult(err)
 	t.verifications.Add(ctx, 1, t.results[result].Add...)
+	if span == nil {
+		return
+	}
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("usersync.token.result", result))
 		if err != nil {

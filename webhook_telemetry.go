@@ -76,9 +76,11 @@ func (t *webhookTelemetry) eventType(s string) string {
 	return s
 }
 
-// start starts the span of a delivery.
+// start starts the span of a delivery, below the request's span (an
+// app's HTTP instrumentation makes one); a request outside any trace gets
+// none, and costs nothing more.
 func (t *webhookTelemetry) start(ctx context.Context) (context.Context, trace.Span) {
-	if t == nil {
+	if t == nil || !trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx, nil
 	}
 	return t.tracer.Start(ctx, "usersync.webhook") // internal, the default kind: no option to allocate
@@ -105,6 +107,9 @@ func (t *webhookTelemetry) delivered(ctx context.Context, span trace.Span, event
 	}
 	eventType = t.eventType(eventType)
 	t.deliveries.Add(ctx, 1, t.attrs.Get(delivery{eventType, outcome}).Add...)
+	if span == nil {
+		return
+	}
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("usersync.webhook.type", eventType),

@@ -51,7 +51,7 @@ func BenchmarkWebhookPostgresPool(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer db.Close()
+			b.Cleanup(func() { db.Close() }) // after the drop of the schema: cleanups run last first
 			pool.set(db)
 			table := testdb.OwnSchema(b, db, sqlstore.Postgres) + ".users"
 			store, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.Postgres, Table: table})
