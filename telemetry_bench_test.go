@@ -21,15 +21,17 @@ import (
 // instrumentations are the ways the telemetry benchmarks run: none (the
 // instrumentation taken out), noop (no-op providers: what a library user
 // who installs no SDK pays), global (the default: the global providers,
-// with no SDK installed), and sdk (the OpenTelemetry SDK, metrics to a
-// manual reader, every span sampled and recorded).
-var instrumentations = []string{"none", "noop", "global", "sdk"}
+// with no SDK installed), sdk (the OpenTelemetry SDK, metrics to a manual
+// reader, every span sampled and recorded; the calls outside any trace)
+// and sdk-traced (the same, each call below a request's span, so that
+// usersync's spans are made too).
+var instrumentations = []string{"none", "noop", "global", "sdk", "sdk-traced"}
 
 func providers(b *testing.B, kind string) (metric.MeterProvider, trace.TracerProvider) {
 	switch kind {
 	case "noop":
 		return metricnoop.NewMeterProvider(), tracenoop.NewTracerProvider()
-	case "sdk":
+	case "sdk", "sdk-traced":
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
 		b.Cleanup(func() { mp.Shutdown(context.Background()); tp.Shutdown(context.Background()) })
@@ -38,16 +40,27 @@ func providers(b *testing.B, kind string) (metric.MeterProvider, trace.TracerPro
 	return nil, nil // none and global
 }
 
+// traced returns a context with a request's span of tp when kind is
+// sdk-traced, else context.Background().
+func traced(b *testing.B, kind string, tp trace.TracerProvider) context.Context {
+	if kind != "sdk-traced" {
+		return context.Background()
+	}
+	ctx, span := tp.Tracer("bench").Start(context.Background(), "request")
+	b.Cleanup(func() { span.End() })
+	return ctx
+}
+
 // BenchmarkTelemetry compares Verify (cache off, cache hit) and the
 // webhook handler's ServeHTTP across the instrumentations, in one run.
 func BenchmarkTelemetry(b *testing.B) {
 	iss := usersynctest.NewIssuer(b)
 	token := iss.Token(map[string]any{"sub": "user_2abc", "name": "Ada Lovelace", "sid": "sess_123"})
-	ctx := context.Background()
 	for _, cache := range []string{"cache-off", "cache-hit"} {
 		for _, kind := range instrumentations {
 			b.Run("Verify/"+cache+"/"+kind, func(b *testing.B) {
 				mp, tp := providers(b, kind)
+				ctx := traced(b, kind, tp)
 				v := newVerifier(b, func(c *usersync.VerifierConfig) {
 					c.MeterProvider, c.TracerProvider = mp, tp
 					if cache == "cache-off" {
@@ -85,6 +98,7 @@ func BenchmarkTelemetry(b *testing.B) {
 				b.Skipf("at most %d deliveries: use -benchtime %dx or less", deliveries, deliveries)
 			}
 			mp, tp := providers(b, kind)
+			ctx := traced(b, kind, tp)
 			h, err := usersync.NewWebhookHandler(newSyncer(b, nil, nil), p, usersync.WebhookConfig{Logger: quiet, MeterProvider: mp, TracerProvider: tp})
 			if err != nil {
 				b.Fatal(err)
@@ -96,7 +110,7 @@ func BenchmarkTelemetry(b *testing.B) {
 			w := httptest.NewRecorder()
 			for i := 0; b.Loop(); i++ {
 				d := all[i]
-				r := httptest.NewRequest("POST", "/webhooks/in-house", strings.NewReader(d.body))
+				r := httptest.NewRequestWithContext(ctx, "POST", "/webhooks/in-house", strings.NewReader(d.body))
 				r.Header.Set("X-Signature", d.sig)
 				r.Header.Set("X-Delivery", d.id)
 				w.Body.Reset()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/sqlstore"
 )
 
@@ -74,6 +75,68 @@ func TestSequencingKeepsEachUsersOrderAcrossBatches(t *testing.T) {
 			}
 			if fmt.Sprint(userSeqs) != "[1 2]" {
 				t.Fatalf("user a's changes in the feed in the order of user_seq %v, want [1 2]", userSeqs)
+			}
+		})
+	}
+}
+
+// TestALateCommitIsNotSkipped: on PostgreSQL and MySQL, transactions
+// commit out of the order in which they wrote. Transaction A writes a
+// user and stays open; B writes another user and commits; a reader moves
+// past B's change; then A commits. A reader that followed insertion order
+// would have passed A's place already and skip it forever: the feed
+// numbers a change only once committed, so A comes after B.
+func TestALateCommitIsNotSkipped(t *testing.T) {
+	write := func(sub string) usersync.Write {
+		const iss = "https://issuer.test"
+		return usersync.Write{ID: "id-" + sub, TokenIdentifier: usersync.TokenIdentifier(iss, sub), Issuer: iss, Subject: sub,
+			Version: 1, Fields: usersync.FieldName, Profile: usersync.Profile{Name: sub}, At: time.Now()}
+	}
+	for _, b := range backends {
+		if b.Dialect == sqlstore.SQLite {
+			continue // one writer at a time: commits are in order
+		}
+		t.Run(b.Name, func(t *testing.T) {
+			db, table := b.Open(t)
+			s := b.StoreOn(t, db, table)
+			ctx := context.Background()
+			if _, _, err := s.Upsert(ctx, write("a")); err != nil {
+				t.Fatal(err)
+			}
+			first, err := s.Changes(ctx, 0, 10)
+			if err != nil || len(first) != 1 {
+				t.Fatal(first, err)
+			}
+			cursor := first[0].Seq
+			// A: a write to user a (as a write raises change_count), open.
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			ph := "?"
+			if b.Dialect == sqlstore.Postgres {
+				ph = "$1"
+			}
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("UPDATE %s SET change_count = change_count + 1 WHERE id = %s", table, ph), "id-a"); err != nil {
+				t.Fatal(err)
+			}
+			// B commits, and the reader moves past it.
+			if _, _, err := s.Upsert(ctx, write("b")); err != nil {
+				t.Fatal(err)
+			}
+			page, err := s.Changes(ctx, cursor, 10)
+			if err != nil || len(page) != 1 || page[0].UserID != "id-b" {
+				t.Fatalf("the reader got %+v, %v; want B's change alone", page, err)
+			}
+			cursor = page[0].Seq
+			// A commits late: the reader still gets it.
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			page, err = s.Changes(ctx, cursor, 10)
+			if err != nil || len(page) != 1 || page[0].UserID != "id-a" {
+				t.Fatalf("after the late commit the reader got %+v, %v; want A's change", page, err)
 			}
 		})
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk/clerktest"
 	"github.com/usersync/usersync/internal/testdb"
 )
@@ -40,10 +42,35 @@ func (f *flakyMessages) erase(ctx context.Context, userID string) error {
 	return f.messages.erase(ctx, userID)
 }
 
+// dyingStore is the store as a process about to be killed sees it: its
+// lease renewals, which would save its position, hang (a stuck
+// connection) and never land, and once dead it releases nothing (its
+// lease is left to expire).
+type dyingStore struct {
+	usersync.Store
+	dead atomic.Bool
+}
+
+var errDead = errors.New("the process is dead")
+
+func (d *dyingStore) RenewLease(ctx context.Context, _, _ string, _ time.Duration, _ int64) (bool, error) {
+	<-ctx.Done()
+	return false, ctx.Err()
+}
+
+func (d *dyingStore) ReleaseLease(ctx context.Context, name, holder string) error {
+	if d.dead.Load() {
+		return errDead
+	}
+	return d.Store.ReleaseLease(ctx, name, holder)
+}
+
 // TestDeletedUsersMessagesAreErased: the chat's consumer of the change feed
 // erases the bodies of a deleted user's messages, though its handler fails
-// twice for every user and the consumer is killed in the middle of a batch
-// and started again.
+// twice for every user and the consumer's process is killed in the middle
+// of a batch (it never saved its position, and its lease expires) and
+// another one takes over: the changes the dead one had handled are
+// delivered again, and erasing twice changes nothing.
 func TestDeletedUsersMessagesAreErased(t *testing.T) {
 	for name, url := range backends(t) {
 		t.Run(name, func(t *testing.T) {
@@ -77,7 +104,9 @@ func TestDeletedUsersMessagesAreErased(t *testing.T) {
 			// User 4 hangs until the process is killed.
 			flaky := &flakyMessages{messages: ta.msgs, fails: 2, tries: map[string]int{}, block: blockID, blocking: make(chan struct{})}
 			ta.msgs = flaky
-			if err := ta.wire(ta.store); err != nil {
+			ta.feedLease = 2 * time.Second // a takeover in a test's time
+			dying := &dyingStore{Store: ta.store}
+			if err := ta.wire(dying); err != nil {
 				t.Fatal(err)
 			}
 			stop := ta.consumeInBackground(context.Background())
@@ -86,6 +115,7 @@ func TestDeletedUsersMessagesAreErased(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("the consumer never reached User 4")
 			}
+			dying.dead.Store(true) // killed
 			stop()
 
 			// The next process, on the same database.
@@ -130,6 +160,12 @@ func TestDeletedUsersMessagesAreErased(t *testing.T) {
 			for id, author := range ids {
 				if deleted[author] && flaky.tries[id] < 3 {
 					t.Fatalf("%s's erasure was tried %d times; the handler fails twice first", author, flaky.tries[id])
+				}
+				// Users 1 and 2 come before User 4 in the feed: the dead
+				// process erased them, never saved that, and the next one
+				// erased them again.
+				if (author == "User 1" || author == "User 2") && flaky.tries[id] < 4 {
+					t.Fatalf("%s's erasure was tried %d times; want its redelivery after the crash too", author, flaky.tries[id])
 				}
 			}
 		})

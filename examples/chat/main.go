@@ -236,7 +236,7 @@ func (a *app) wire(store usersync.Store) (err error) {
 			return err
 		}
 	}
-	if a.feed, err = feed.New(feed.Config{Store: store, Logger: a.log, MeterProvider: mp, TracerProvider: tp}); err != nil {
+	if a.feed, err = feed.New(feed.Config{Store: store, Logger: a.log, LeaseTTL: a.feedLease, MeterProvider: mp, TracerProvider: tp}); err != nil {
 		return err
 	}
 	return a.feed.Handle("chat.erase-messages", a.eraseMessages)
