@@ -1,6 +1,8 @@
 // Command chat is a chat app on usersync: messages with their authors,
 // "deleted user" after a delete, a per-user sent count, the current-user
-// endpoints and the Clerk webhook.
+// endpoints, the Clerk webhook, a change-feed consumer that erases a
+// deleted user's messages, and GET /metrics (usersync's metrics through the
+// OpenTelemetry SDK and its Prometheus exporter).
 //
 //	go run ./examples/chat            # dev mode, SQLite in chat.db
 //
