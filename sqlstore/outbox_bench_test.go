@@ -68,11 +68,11 @@ func dropTriggers(b *testing.B, db *sql.DB, d sqlstore.Dialect, table string) {
 	var stmts []string
 	switch d {
 	case sqlstore.SQLite:
-		stmts = []string{"DROP TRIGGER " + base + "_changes_insert", "DROP TRIGGER " + base + "_changes_update"}
+		stmts = []string{"DROP TRIGGER " + base + "_changes_insert", "DROP TRIGGER " + base + "_changes_update", "DROP TRIGGER " + base + "_changes_count"}
 	case sqlstore.Postgres:
-		stmts = []string{"DROP TRIGGER " + base + "_changes ON " + table}
+		stmts = []string{"DROP TRIGGER " + base + "_changes ON " + table, "DROP TRIGGER " + base + "_changes_count ON " + table}
 	case sqlstore.MySQL:
-		stmts = []string{"DROP TRIGGER " + schema + base + "_changes_insert", "DROP TRIGGER " + schema + base + "_changes_update"}
+		stmts = []string{"DROP TRIGGER " + schema + base + "_changes_insert", "DROP TRIGGER " + schema + base + "_changes_update", "DROP TRIGGER " + schema + base + "_changes_count"}
 	}
 	for _, q := range stmts {
 		if _, err := db.Exec(q); err != nil {

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,71 @@ func TestALateCommitIsNotSkipped(t *testing.T) {
 			page, err = s.Changes(ctx, cursor, 10)
 			if err != nil || len(page) != 1 || page[0].UserID != "id-a" {
 				t.Fatalf("after the late commit the reader got %+v, %v; want A's change", page, err)
+			}
+		})
+	}
+}
+
+// TestAWriteOfAnOlderReleaseIsInTheFeed: during a rolling deploy, replicas
+// of a release before the change feed still write, with statements that
+// know nothing of change_count. Their updates and deletions reach the feed
+// all the same, in order, and the new release's writes are counted once.
+func TestAWriteOfAnOlderReleaseIsInTheFeed(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.Name, func(t *testing.T) {
+			db, table := b.Open(t)
+			s := b.StoreOn(t, db, table)
+			ctx := context.Background()
+			const iss = "https://issuer.test"
+			w := usersync.Write{ID: "id-a", TokenIdentifier: usersync.TokenIdentifier(iss, "a"), Issuer: iss, Subject: "a",
+				Version: 1, Fields: usersync.FieldName, Profile: usersync.Profile{Name: "Ada"}, At: time.Now()}
+			if _, _, err := s.Upsert(ctx, w); err != nil {
+				t.Fatal(err)
+			}
+			// The old release's statements: times as it wrote them.
+			at := func(d time.Duration) any {
+				t := time.Now().Add(d).UTC().Truncate(time.Millisecond)
+				if b.Dialect == sqlstore.SQLite {
+					return t.UnixMilli()
+				}
+				return t
+			}
+			ph := func(n int) string {
+				if b.Dialect == sqlstore.Postgres {
+					return fmt.Sprintf("$%d", n)
+				}
+				return "?"
+			}
+			for _, q := range []struct {
+				sql  string
+				args []any
+			}{
+				{fmt.Sprintf("UPDATE %s SET name = %s, name_version = 2, version = 2, updated_at = %s WHERE id = %s", table, ph(1), ph(2), ph(3)), []any{"Ada L.", at(time.Second), "id-a"}},
+				{fmt.Sprintf("UPDATE %s SET deleted_at = %s, updated_at = %s WHERE id = %s", table, ph(1), ph(2), ph(3)), []any{at(2 * time.Second), at(2 * time.Second), "id-a"}},
+			} {
+				if _, err := db.ExecContext(ctx, q.sql, q.args...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The new release's write of another user: one change.
+			w2 := w
+			w2.ID, w2.Subject, w2.TokenIdentifier = "id-b", "b", usersync.TokenIdentifier(iss, "b")
+			if _, _, err := s.Upsert(ctx, w2); err != nil {
+				t.Fatal(err)
+			}
+			if _, o, err := s.Upsert(ctx, w2); err != nil || o != usersync.Stale {
+				t.Fatalf("a repeated write: %v, %v", o, err)
+			}
+			changes, err := s.Changes(ctx, 0, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range changes {
+				got = append(got, c.UserID+" "+c.Outcome.String())
+			}
+			if want := []string{"id-a created", "id-a updated", "id-a deleted", "id-b created"}; !slices.Equal(got, want) {
+				t.Fatalf("the feed holds %q, want %q", got, want)
 			}
 		})
 	}

@@ -33,6 +33,15 @@ CREATE TRIGGER {{qualified:changes_insert}} AFTER INSERT ON {{table}} FOR EACH R
 	INSERT INTO {{qualified:changes}} (user_id, user_seq, outcome, at)
 	VALUES (NEW.id, NEW.change_count, IF(NEW.deleted_at IS NULL, 1, 3), NEW.updated_at);
 -- end statement
+-- A write that changes the row but not change_count (one of a release
+-- before this migration, still running during a rolling deploy) has it
+-- raised here, so that its change is in the feed too.
+-- begin statement
+CREATE TRIGGER {{qualified:changes_count}} BEFORE UPDATE ON {{table}} FOR EACH ROW
+	SET NEW.change_count = IF(NEW.change_count = OLD.change_count AND
+		(NOT (NEW.updated_at <=> OLD.updated_at) OR NOT (NEW.deleted_at <=> OLD.deleted_at)),
+		OLD.change_count + 1, NEW.change_count);
+-- end statement
 -- begin statement
 CREATE TRIGGER {{qualified:changes_update}} AFTER UPDATE ON {{table}} FOR EACH ROW
 BEGIN

@@ -46,6 +46,22 @@ BEGIN
 END
 $$;
 -- end statement
+-- A write that changes the row but not change_count (one of a release
+-- before this migration, still running during a rolling deploy) has it
+-- raised here, so that its change is in the feed too.
+-- begin statement
+CREATE OR REPLACE FUNCTION {{qualified:count_change}}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.change_count = OLD.change_count AND
+		(NEW.updated_at IS DISTINCT FROM OLD.updated_at OR NEW.deleted_at IS DISTINCT FROM OLD.deleted_at) THEN
+		NEW.change_count := OLD.change_count + 1;
+	END IF;
+	RETURN NEW;
+END
+$$;
+-- end statement
+DROP TRIGGER IF EXISTS {{name:changes_count}} ON {{table}};
+CREATE TRIGGER {{name:changes_count}} BEFORE UPDATE ON {{table}} FOR EACH ROW EXECUTE FUNCTION {{qualified:count_change}}();
 -- DROP and CREATE rather than CREATE OR REPLACE TRIGGER: PostgreSQL 12 and
 -- 13 have no OR REPLACE for triggers.
 DROP TRIGGER IF EXISTS {{name:changes}} ON {{table}};
