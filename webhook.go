@@ -74,8 +74,9 @@ type WebhookConfig struct {
 	Logger *slog.Logger
 	// MeterProvider receives usersync_webhook_deliveries_total, by event
 	// type and outcome; TracerProvider a span per delivery, a child of the
-	// request's span (none for a request outside any trace). Default: the global providers of go.opentelemetry.io/otel,
-	// which do nothing until the app installs the OpenTelemetry SDK.
+	// request's span (none for a request outside any trace). Default: the
+	// global providers of go.opentelemetry.io/otel, which do nothing until
+	// the app installs the OpenTelemetry SDK.
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider
 }

@@ -96,38 +96,46 @@ func (c *consumer) handle(ctx context.Context, ch usersync.Change) bool {
 		// the log lines of the attempt join it.
 		hctx, span := c.tel.start(ctx, ch, attempt)
 		err := c.call(hctx, ch)
-		if err == nil || ctx.Err() != nil {
-			c.tel.delivered(hctx, span, err)
-			return err == nil
-		}
-		if attempt >= cfg.MaxAttempts {
-			if cfg.OnParked != nil {
-				if perr := cfg.OnParked(hctx, c.name, ch, err); perr != nil {
-					// Not kept: deliver it again rather than lose it.
-					err = fmt.Errorf("%w; and keeping the parked change failed: %w", err, perr)
-					attempt = cfg.MaxAttempts - 1
-					cfg.Logger.WarnContext(hctx, "feed: the handler keeps failing and OnParked failed; retrying", "consumer", c.name, "seq", ch.Seq, "err", err)
-					c.tel.delivered(hctx, span, err)
-					if !sleep(ctx, delay) {
-						return false
-					}
-					continue
-				}
+		parked := false
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case attempt < cfg.MaxAttempts:
+			cfg.Logger.WarnContext(hctx, "feed: the handler failed; retrying",
+				"consumer", c.name, "seq", ch.Seq, "attempt", attempt, "retry_in", delay, "err", err)
+		default:
+			if perr := c.park(hctx, ch, attempt, err); perr != nil {
+				// Not kept: deliver it again rather than lose it.
+				err = fmt.Errorf("%w; and keeping the parked change failed: %w", err, perr)
+				attempt = cfg.MaxAttempts - 1
+				cfg.Logger.WarnContext(hctx, "feed: the handler keeps failing and OnParked failed; retrying", "consumer", c.name, "seq", ch.Seq, "err", err)
+			} else {
+				parked = true
 			}
-			c.tel.park(hctx)
-			cfg.Logger.ErrorContext(hctx, "feed: parked a change the handler keeps failing; the feed goes on without it",
-				"consumer", c.name, "seq", ch.Seq, "outcome", ch.Outcome.String(), "attempts", attempt, "err", err)
-			c.tel.delivered(hctx, span, err)
-			return true
 		}
-		cfg.Logger.WarnContext(hctx, "feed: the handler failed; retrying",
-			"consumer", c.name, "seq", ch.Seq, "attempt", attempt, "retry_in", delay, "err", err)
 		c.tel.delivered(hctx, span, err)
-		if !sleep(ctx, delay) {
+		switch {
+		case err == nil || parked:
+			return true
+		case ctx.Err() != nil || !sleep(ctx, delay):
 			return false
 		}
 		delay = min(2*delay, 30*time.Second)
 	}
+}
+
+// park hands a change the handler keeps failing to OnParked, if set, and
+// unless that fails, counts and logs it as parked.
+func (c *consumer) park(ctx context.Context, ch usersync.Change, attempts int, err error) error {
+	cfg := c.r.cfg
+	if cfg.OnParked != nil {
+		if perr := cfg.OnParked(ctx, c.name, ch, err); perr != nil {
+			return perr
+		}
+	}
+	c.tel.park(ctx)
+	cfg.Logger.ErrorContext(ctx, "feed: parked a change the handler keeps failing; the feed goes on without it",
+		"consumer", c.name, "seq", ch.Seq, "outcome", ch.Outcome.String(), "attempts", attempts, "err", err)
+	return nil
 }
 
 // call runs the handler, turning a panic into an error.
