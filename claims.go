@@ -27,7 +27,7 @@ type tokenClaims struct {
 	EmailVerified     *looseBool `json:"email_verified"`
 	PhoneNumber       string     `json:"phone_number"`
 
-	kid string // the kid of the key that verified the token
+	key string // the thumbprint of the key that verified the token
 }
 
 func (c *tokenClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.Exp, nil }
@@ -56,7 +56,7 @@ func (c *tokenClaims) identity(issuer, segment string) *Identity {
 		EmailVerified:     (*bool)(c.EmailVerified),
 		PhoneNumber:       c.PhoneNumber,
 		claims:            &payload{segment: segment},
-		kid:               c.kid,
+		key:               c.key,
 	}
 	if c.Exp != nil {
 		id.Expiry = c.Exp.Time

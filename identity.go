@@ -44,7 +44,7 @@ type Identity struct {
 	Data any
 
 	claims *payload // the token's claims, as signed
-	kid    string   // the key that verified the token
+	key    string   // the thumbprint of the key that verified the token
 }
 
 // payload is a verified token's claims segment, base64-decoded on first

@@ -2,6 +2,8 @@ package usersync
 
 import (
 	"context"
+	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -23,8 +25,9 @@ import (
 // issuerKeys is one issuer's configuration and signing keys: a JWKS kept
 // fresh from its URL, or one static PEM key.
 type issuerKeys struct {
-	cfg    Issuer
-	static any // the PEM key; nil for a JWKS
+	cfg         Issuer
+	static      any    // the PEM key; nil for a JWKS
+	staticThumb string // its thumbprint
 
 	// What the fetches share.
 	client  *http.Client
@@ -35,8 +38,8 @@ type issuerKeys struct {
 	// time between two fetches triggered by unknown kids; wait the longest
 	// a request waits for a fetch.
 	refresh, unknownKey, wait time.Duration
-	// removed is told the kids a fetch removed.
-	removed func(issuer string, kids []string)
+	// removed is told the thumbprints of the keys a fetch removed.
+	removed func(issuer string, thumbprints []string)
 	// base ends with the verifier: fetches are bound to it.
 	base context.Context
 	tel  *verifierTelemetry
@@ -54,8 +57,40 @@ type issuerKeys struct {
 
 // keySet is one fetched JWKS.
 type keySet struct {
-	kf   keyfunc.Keyfunc
-	kids map[string]struct{}
+	kf     keyfunc.Keyfunc
+	kids   map[string]struct{}
+	keys   []publicKey         // every usable key, with its thumbprint
+	thumbs map[string]struct{} // the thumbprints of keys
+}
+
+// publicKey is a verification key and its thumbprint: what ties a cached
+// token to the key that verified it, whatever kid named the key.
+type publicKey struct {
+	key   crypto.PublicKey
+	thumb string
+}
+
+// thumbprint returns the SHA-256 of key's PKIX form, or "" for a key that
+// has none (no key the parsers return).
+func thumbprint(key crypto.PublicKey) string {
+	der, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(der)
+	return string(sum[:])
+}
+
+// thumbOf returns the thumbprint of key, one of the set's.
+func (ks *keySet) thumbOf(key any) string {
+	if eq, ok := key.(interface{ Equal(crypto.PublicKey) bool }); ok {
+		for _, k := range ks.keys {
+			if eq.Equal(k.key) {
+				return k.thumb
+			}
+		}
+	}
+	return thumbprint(key)
 }
 
 // Backoff of failed fetches: 250ms, doubling, at most maxBackoff, so that
@@ -112,18 +147,20 @@ func rewrapPEM(s string) string {
 	return s[:headerEnd] + "\n" + body + "\n" + s[end:] + "\n"
 }
 
-// key returns the key that verifies t, or an error: errNoKey when no key
-// of the issuer matches, ErrKeysUnavailable when the keys cannot be had to
-// check.
-func (k *issuerKeys) key(ctx context.Context, t *jwt.Token) (any, error) {
+// key returns the key that verifies t and its thumbprint, or an error:
+// errNoKey when no key of the issuer matches, ErrKeysUnavailable when the
+// keys cannot be had to check. For a token without a kid it returns the
+// key whose signature checks, so that the cache knows which key the token
+// depends on.
+func (k *issuerKeys) key(ctx context.Context, t *jwt.Token) (any, string, error) {
 	if k.static != nil {
-		return k.static, nil
+		return k.static, k.staticThumb, nil
 	}
 	kid, _ := t.Header["kid"].(string)
 	ks := k.keys.Load()
 	if ks == nil || !ks.has(kid) {
 		if err := k.refreshFor(ctx, kid); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		ks = k.keys.Load()
 	}
@@ -131,9 +168,19 @@ func (k *issuerKeys) key(ctx context.Context, t *jwt.Token) (any, error) {
 	// it out of error texts and logs.
 	key, err := ks.kf.KeyfuncCtx(ctx)(t)
 	if err != nil {
-		return nil, errNoKey
+		return nil, "", errNoKey
 	}
-	return key, nil
+	if set, ok := key.(jwt.VerificationKeySet); ok {
+		// No kid: the key whose signature checks, if any.
+		signed := t.Raw[:max(strings.LastIndexByte(t.Raw, '.'), 0)]
+		for _, key := range set.Keys {
+			if t.Method.Verify(signed, t.Signature, key) == nil {
+				return key, ks.thumbOf(key), nil
+			}
+		}
+		return nil, "", errNoKey
+	}
+	return key, ks.thumbOf(key), nil
 }
 
 var errNoKey = errors.New("no key of the issuer matches the token's kid and alg")
@@ -143,6 +190,12 @@ func (ks *keySet) has(kid string) bool {
 		return true // keyfunc tries every key
 	}
 	_, ok := ks.kids[kid]
+	return ok
+}
+
+// hasThumb reports whether the set holds the key of a thumbprint.
+func (ks *keySet) hasThumb(thumb string) bool {
+	_, ok := ks.thumbs[thumb]
 	return ok
 }
 
@@ -275,14 +328,24 @@ func (k *issuerKeys) fetchOnce() error {
 		return fmt.Errorf("JWKS is not JSON: %w", err)
 	}
 	var jwks []jwkset.JWK
-	kids := make(map[string]struct{}, len(set.Keys))
+	ks := &keySet{kids: make(map[string]struct{}, len(set.Keys)), thumbs: make(map[string]struct{}, len(set.Keys))}
 	for _, m := range set.Keys {
 		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 		if err != nil {
 			continue // an unsupported or broken key: use the others
 		}
+		key := jwk.Key()
+		if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+			key = pk.Public() // as keyfunc hands it out
+		}
+		thumb := thumbprint(key)
+		if thumb == "" {
+			continue
+		}
 		jwks = append(jwks, jwk)
-		kids[m.KID] = struct{}{}
+		ks.kids[m.KID] = struct{}{}
+		ks.keys = append(ks.keys, publicKey{key, thumb})
+		ks.thumbs[thumb] = struct{}{}
 	}
 	if len(jwks) == 0 {
 		return errors.New("JWKS has no usable keys")
@@ -291,16 +354,15 @@ func (k *issuerKeys) fetchOnce() error {
 	if err := store.KeyReplaceAll(ctx, jwks); err != nil {
 		return err
 	}
-	kf, err := keyfunc.New(keyfunc.Options{Ctx: k.base, Storage: store})
-	if err != nil {
+	if ks.kf, err = keyfunc.New(keyfunc.Options{Ctx: k.base, Storage: store}); err != nil {
 		return err
 	}
-	old := k.keys.Swap(&keySet{kf: kf, kids: kids})
+	old := k.keys.Swap(ks)
 	if old != nil && k.removed != nil {
 		var gone []string
-		for kid := range old.kids {
-			if _, ok := kids[kid]; !ok {
-				gone = append(gone, kid)
+		for thumb := range old.thumbs {
+			if _, ok := ks.thumbs[thumb]; !ok {
+				gone = append(gone, thumb)
 			}
 		}
 		if len(gone) > 0 {

@@ -55,18 +55,20 @@ func (c *tokenCache) put(token string, id *Identity, now time.Time) {
 	c.entries[token] = id
 }
 
-// removeKeys forgets the tokens of issuer verified with any of kids: keys
-// a refresh of the issuer's JWKS no longer lists (a rotation that removed
-// them, or a revocation).
-func (c *tokenCache) removeKeys(issuer string, kids []string) {
-	gone := make(map[string]bool, len(kids))
-	for _, kid := range kids {
-		gone[kid] = true
+// removeKeys forgets the tokens of issuer verified with any of the keys
+// of the given thumbprints: keys a refresh of the issuer's JWKS no longer
+// lists (a rotation that removed them, a revocation, or a kid that now
+// names another key). A token is tied to the key that verified it, not to
+// its kid: a token without one is forgotten with its key too.
+func (c *tokenCache) removeKeys(issuer string, thumbprints []string) {
+	gone := make(map[string]bool, len(thumbprints))
+	for _, t := range thumbprints {
+		gone[t] = true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for token, id := range c.entries {
-		if id.Issuer == issuer && gone[id.kid] {
+		if id.Issuer == issuer && gone[id.key] {
 			delete(c.entries, token)
 		}
 	}

@@ -302,7 +302,7 @@ func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, e
 		if err != nil {
 			return nil, fmt.Errorf("%w: public key of %q: %w", ErrInvalid, ic.URL, err)
 		}
-		k.static = key
+		k.static, k.staticThumb = key, thumbprint(key)
 	} else {
 		if ic.JWKSURL == "" {
 			ic.JWKSURL = ic.URL + "/.well-known/jwks.json"
@@ -359,10 +359,8 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Id
 		if iss == nil {
 			return nil, errUnknownIssuer
 		}
-		key, err := iss.key(ctx, t)
-		if kid, ok := t.Header["kid"].(string); ok && err == nil {
-			c.kid = kid
-		}
+		key, thumb, err := iss.key(ctx, t)
+		c.key = thumb
 		return key, err
 	})
 	if err != nil {
@@ -407,7 +405,7 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Id
 		v.cache.put(token, id, now)
 		// A refresh that removed the key while this token was being
 		// verified has swept the cache already: do not keep it.
-		if ks := iss.keys.Load(); iss.static == nil && ks != nil && !ks.has(id.kid) {
+		if ks := iss.keys.Load(); iss.static == nil && ks != nil && !ks.hasThumb(id.key) {
 			v.cache.remove(token)
 		}
 	}
