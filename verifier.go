@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -307,8 +308,10 @@ func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, e
 		if ic.JWKSURL == "" {
 			ic.JWKSURL = ic.URL + "/.well-known/jwks.json"
 		}
-		if u, err := url.Parse(ic.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("%w: JWKS URL of %q is not an http(s) URL", ErrInvalid, ic.URL)
+		// Keys fetched over plain http could be swapped by anyone on the
+		// path: http only to this machine (a dev issuer, a test).
+		if u, err := url.Parse(ic.JWKSURL); err != nil || u.Host == "" || u.Scheme != "https" && !(u.Scheme == "http" && loopback(u.Hostname())) {
+			return nil, fmt.Errorf("%w: JWKS URL of %q is not an https URL (or http on loopback)", ErrInvalid, ic.URL)
 		}
 	}
 	k.cfg = ic
@@ -431,4 +434,14 @@ func classify(err error) error {
 		reason = errMalformed
 	}
 	return fmt.Errorf("%w: %w", reason, err)
+}
+
+// loopback reports whether host names this machine: "localhost" or a
+// loopback IP.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

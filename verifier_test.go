@@ -401,17 +401,43 @@ func TestVerifyCacheEntriesExpireWithTheToken(t *testing.T) {
 
 func TestNewVerifierRejectsBadConfig(t *testing.T) {
 	for name, cfg := range map[string]usersync.VerifierConfig{
-		"no issuers":        {},
-		"empty issuer":      {Issuers: []usersync.Issuer{{}}},
-		"HS256 allowed":     {Issuers: []usersync.Issuer{{URL: "https://a"}}, Algorithms: []string{"HS256"}},
-		"none allowed":      {Issuers: []usersync.Issuer{{URL: "https://a"}}, Algorithms: []string{"none"}},
-		"duplicate issuer":  {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "http://127.0.0.1:1/x"}, {URL: "https://a/"}}},
-		"JWKS URL not http": {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "file:///etc/passwd"}}},
+		"no issuers":                               {},
+		"empty issuer":                             {Issuers: []usersync.Issuer{{}}},
+		"HS256 allowed":                            {Issuers: []usersync.Issuer{{URL: "https://a"}}, Algorithms: []string{"HS256"}},
+		"none allowed":                             {Issuers: []usersync.Issuer{{URL: "https://a"}}, Algorithms: []string{"none"}},
+		"duplicate issuer":                         {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "http://127.0.0.1:1/x"}, {URL: "https://a/"}}},
+		"JWKS URL not http":                        {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "file:///etc/passwd"}}},
+		"plain-http JWKS URL to a remote host":     {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "http://keys.example.com/jwks.json"}}},
+		"plain-http issuer of a remote host":       {Issuers: []usersync.Issuer{{URL: "http://issuer.example.com"}}},
+		"plain-http JWKS URL to a look-alike host": {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "http://localhost.example.com/jwks.json"}}},
+		"plain-http JWKS URL to a private address": {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "http://10.0.0.1/jwks.json"}}},
 	} {
 		if _, err := usersync.NewVerifier(context.Background(), cfg); !errors.Is(err, usersync.ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
 	}
+}
+
+// Plain http is for this machine only; https anywhere.
+func TestNewVerifierAcceptsHTTPOnLoopbackOnly(t *testing.T) {
+	for _, jwks := range []string{"https://keys.example.com/jwks.json", "http://127.0.0.1:1/jwks.json", "http://localhost:1/jwks.json", "http://[::1]:1/jwks.json"} {
+		v, err := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{
+			Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: jwks}}, StartupWait: time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+			HTTPClient: &http.Client{Transport: refuseTransport{}},
+		})
+		if err != nil {
+			t.Errorf("%s: %v", jwks, err)
+			continue
+		}
+		v.Close()
+	}
+}
+
+// refuseTransport fails every request, making no network call.
+type refuseTransport struct{}
+
+func (refuseTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("no network in this test")
 }
 
 func TestVerifyErrorsDoNotEchoTheToken(t *testing.T) {
