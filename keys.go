@@ -5,8 +5,6 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +18,8 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/usersync/usersync/internal/pubkey"
 )
 
 // issuerKeys is one issuer's configuration and signing keys: a JWKS kept
@@ -83,11 +83,9 @@ func thumbprint(key crypto.PublicKey) string {
 
 // thumbOf returns the thumbprint of key, one of the set's.
 func (ks *keySet) thumbOf(key any) string {
-	if eq, ok := key.(interface{ Equal(crypto.PublicKey) bool }); ok {
-		for _, k := range ks.keys {
-			if eq.Equal(k.key) {
-				return k.thumb
-			}
+	for _, k := range ks.keys {
+		if pubkey.Equal(key, k.key) {
+			return k.thumb
 		}
 	}
 	return thumbprint(key)
@@ -100,51 +98,6 @@ const maxBackoff = 4 * time.Second
 func (k *issuerKeys) backoff() time.Duration {
 	d := 250 * time.Millisecond << min(k.failures, 5)
 	return min(d, maxBackoff)
-}
-
-// parsePEM reads a public key in PEM form (PKIX "PUBLIC KEY", or a
-// certificate), also with its line breaks lost, as it often arrives from
-// a .env file.
-func parsePEM(s string) (any, error) {
-	block, _ := pem.Decode([]byte(rewrapPEM(s)))
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	switch block.Type {
-	case "CERTIFICATE":
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		return c.PublicKey, nil
-	default:
-		return x509.ParsePKIXPublicKey(block.Bytes)
-	}
-}
-
-// rewrapPEM puts back the line breaks of a one-line PEM block:
-// "-----BEGIN PUBLIC KEY-----MIIB...-----END PUBLIC KEY-----".
-func rewrapPEM(s string) string {
-	s = strings.TrimSpace(strings.ReplaceAll(s, `\n`, "\n")) // the literal \n of some .env tools
-	if strings.Contains(s, "\n") {
-		return s // wrapped already
-	}
-	begin := strings.Index(s, "-----BEGIN ")
-	if begin < 0 {
-		return s
-	}
-	headerEnd := strings.Index(s[begin+11:], "-----")
-	if headerEnd < 0 {
-		return s
-	}
-	headerEnd += begin + 11 + 5
-	end := strings.Index(s[headerEnd:], "-----END ")
-	if end < 0 {
-		return s
-	}
-	end += headerEnd
-	body := strings.Join(strings.Fields(s[headerEnd:end]), "")
-	return s[:headerEnd] + "\n" + body + "\n" + s[end:] + "\n"
 }
 
 // key returns the key that verifies t and its thumbprint, or an error:
@@ -323,28 +276,20 @@ func (k *issuerKeys) fetchOnce() error {
 	if int64(len(body)) > k.maxSize {
 		return fmt.Errorf("JWKS larger than %d bytes", k.maxSize)
 	}
-	var set jwkset.JWKSMarshal
-	if err := json.Unmarshal(body, &set); err != nil {
-		return fmt.Errorf("JWKS is not JSON: %w", err)
+	parsed, err := pubkey.ParseJWKS(body)
+	if err != nil {
+		return err
 	}
-	var jwks []jwkset.JWK
-	ks := &keySet{kids: make(map[string]struct{}, len(set.Keys)), thumbs: make(map[string]struct{}, len(set.Keys))}
-	for _, m := range set.Keys {
-		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
-		if err != nil {
-			continue // an unsupported or broken key: use the others
-		}
-		key := jwk.Key()
-		if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
-			key = pk.Public() // as keyfunc hands it out
-		}
-		thumb := thumbprint(key)
+	jwks := make([]jwkset.JWK, 0, len(parsed))
+	ks := &keySet{kids: make(map[string]struct{}, len(parsed)), thumbs: make(map[string]struct{}, len(parsed))}
+	for _, k := range parsed {
+		thumb := thumbprint(k.Public)
 		if thumb == "" {
 			continue
 		}
-		jwks = append(jwks, jwk)
-		ks.kids[m.KID] = struct{}{}
-		ks.keys = append(ks.keys, publicKey{key, thumb})
+		jwks = append(jwks, k.JWK)
+		ks.kids[k.KID] = struct{}{}
+		ks.keys = append(ks.keys, publicKey{k.Public, thumb})
 		ks.thumbs[thumb] = struct{}{}
 	}
 	if len(jwks) == 0 {

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/usersync/usersync/internal/pubkey"
 	"github.com/usersync/usersync/internal/telemetry"
 )
 
@@ -299,7 +298,7 @@ func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, e
 		k.removed = v.cache.removeKeys
 	}
 	if ic.PublicKeyPEM != "" {
-		key, err := parsePEM(ic.PublicKeyPEM)
+		key, err := pubkey.ParsePEM(ic.PublicKeyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("%w: public key of %q: %w", ErrInvalid, ic.URL, err)
 		}
@@ -310,8 +309,8 @@ func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, e
 		}
 		// Keys fetched over plain http could be swapped by anyone on the
 		// path: http only to this machine (a dev issuer, a test).
-		if u, err := url.Parse(ic.JWKSURL); err != nil || u.Host == "" || u.Scheme != "https" && !(u.Scheme == "http" && loopback(u.Hostname())) {
-			return nil, fmt.Errorf("%w: JWKS URL of %q is not an https URL (or http on loopback)", ErrInvalid, ic.URL)
+		if err := pubkey.CheckURL(ic.JWKSURL); err != nil {
+			return nil, fmt.Errorf("%w: JWKS URL of %q: %w", ErrInvalid, ic.URL, err)
 		}
 	}
 	k.cfg = ic
@@ -434,14 +433,4 @@ func classify(err error) error {
 		reason = errMalformed
 	}
 	return fmt.Errorf("%w: %w", reason, err)
-}
-
-// loopback reports whether host names this machine: "localhost" or a
-// loopback IP.
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
