@@ -1,20 +1,23 @@
 package clerk
 
 import (
+	"cmp"
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/pubkey"
 )
 
 // DefaultAPIURL is the base URL of Clerk's Backend API.
@@ -31,6 +34,11 @@ var ErrAPI = errors.New("clerk: Backend API request failed")
 // asks to retry: a 429 after its Retry-After (at most a minute), a 5xx or
 // a network error with backoff, six attempts in all, and stops when the
 // context ends. Make one with Provider.UserList.
+//
+// Before its first request, a UserList checks that the secret key is the
+// issuer's instance's (ErrWrongInstance if not): one of the signing keys
+// the Backend API serves for it must be one of the issuer's, its
+// Config.PublicKeyPEM or those of its Config.JWKSURL.
 type UserList struct {
 	p       *Provider
 	base    string
@@ -38,6 +46,11 @@ type UserList struct {
 	client  *http.Client
 	maxBody int64
 	sleep   func(context.Context, time.Duration) error
+	pem     crypto.PublicKey // the issuer's PEM key, if it has one
+	jwksURL string           // else its JWKS
+
+	mu      sync.Mutex // held by the instance check
+	checked bool       // the secret key is the issuer's instance's
 }
 
 // UserList returns the instance's user list. It needs Config.SecretKey.
@@ -49,9 +62,21 @@ func (p *Provider) UserList() (*UserList, error) {
 	if base == "" {
 		base = DefaultAPIURL
 	}
-	u, err := url.Parse(base)
-	if err != nil || u.Host == "" || u.Scheme != "https" && !(u.Scheme == "http" && loopback(u.Hostname())) {
-		return nil, fmt.Errorf("%w: clerk.Config.APIURL is not an https URL (or http on loopback, for tests)", usersync.ErrInvalid)
+	if err := pubkey.CheckURL(base); err != nil {
+		return nil, fmt.Errorf("%w: clerk.Config.APIURL is %w", usersync.ErrInvalid, err)
+	}
+	l := &UserList{p: p, base: base, key: p.secretKey, maxBody: 64 << 20, sleep: sleepCtx}
+	if p.cfg.PublicKeyPEM != "" {
+		key, err := pubkey.ParsePEM(p.cfg.PublicKeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("%w: clerk.Config.PublicKeyPEM: %w", usersync.ErrInvalid, err)
+		}
+		l.pem = key
+	} else {
+		l.jwksURL = cmp.Or(p.cfg.JWKSURL, p.cfg.Issuer+"/.well-known/jwks.json")
+		if err := pubkey.CheckURL(l.jwksURL); err != nil {
+			return nil, fmt.Errorf("%w: the JWKS URL of clerk.Config.Issuer is %w", usersync.ErrInvalid, err)
+		}
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	if p.cfg.HTTPClient != nil {
@@ -60,7 +85,8 @@ func (p *Provider) UserList() (*UserList, error) {
 	}
 	// The secret key goes to APIURL only: never follow a redirect with it.
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &UserList{p: p, base: base, key: p.secretKey, client: client, maxBody: 64 << 20, sleep: sleepCtx}, nil
+	l.client = client
+	return l, nil
 }
 
 // Issuer returns the instance's issuer: the users of the list are its.
@@ -68,6 +94,9 @@ func (l *UserList) Issuer() string { return l.p.cfg.Issuer }
 
 // Count returns how many users the instance has.
 func (l *UserList) Count(ctx context.Context) (int, error) {
+	if err := l.checkInstance(ctx); err != nil {
+		return 0, err
+	}
 	var c struct {
 		Object     string `json:"object"`
 		TotalCount *int   `json:"total_count"`
@@ -88,6 +117,9 @@ func (l *UserList) Count(ctx context.Context) (int, error) {
 func (l *UserList) Page(ctx context.Context, offset, limit int) ([]usersync.Write, error) {
 	if limit < 1 || limit > 500 || offset < 0 {
 		return nil, fmt.Errorf("%w: a page is 1 to 500 users from an offset of 0 or more", usersync.ErrInvalid)
+	}
+	if err := l.checkInstance(ctx); err != nil {
+		return nil, err
 	}
 	body, err := l.get(ctx, fmt.Sprintf("/users?limit=%d&offset=%d&order_by=%%2Bcreated_at", limit, offset))
 	if err != nil {
@@ -115,6 +147,9 @@ func (p *Provider) decodePage(body []byte) ([]usersync.Write, error) {
 // Lookup returns the write of the user with the given Clerk ID, or nil if
 // the instance has no such user (any longer).
 func (l *UserList) Lookup(ctx context.Context, id string) (*usersync.Write, error) {
+	if err := l.checkInstance(ctx); err != nil {
+		return nil, err
+	}
 	var u User
 	err := l.getJSON(ctx, "/users/"+url.PathEscape(id), &u)
 	if errors.Is(err, errNotFound) {
@@ -128,15 +163,6 @@ func (l *UserList) Lookup(ctx context.Context, id string) (*usersync.Write, erro
 	}
 	w := l.p.write(&u)
 	return &w, nil
-}
-
-// loopback reports whether host names this machine.
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // write maps a user of the API or a webhook to its write.

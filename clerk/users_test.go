@@ -23,7 +23,7 @@ import (
 // sleeping them.
 func newUserList(t *testing.T, api *clerktest.API) (*clerk.UserList, *[]time.Duration) {
 	t.Helper()
-	p, err := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: api.SecretKey, APIURL: api.URL})
+	p, err := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: api.SecretKey, APIURL: api.URL, PublicKeyPEM: api.PublicKeyPEM()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +160,10 @@ func TestUserListRetries(t *testing.T) {
 			api := clerktest.NewAPI(t)
 			api.Put(apiUsers(3, time.UnixMilli(1_700_000_000_000))...)
 			l, waits := newUserList(t, api)
+			if _, err := l.Count(ctx); err != nil { // checks the instance first, once
+				t.Fatal(err)
+			}
+			before := api.Requests()
 			api.Fail(tc.n, tc.status, tc.retry)
 			n, err := l.Count(ctx)
 			if tc.wantErr {
@@ -169,8 +173,8 @@ func TestUserListRetries(t *testing.T) {
 			} else if err != nil || n != 3 {
 				t.Fatalf("Count = %d, %v", n, err)
 			}
-			if api.Requests() != tc.requests {
-				t.Fatalf("%d requests, want %d", api.Requests(), tc.requests)
+			if got := api.Requests() - before; got != tc.requests {
+				t.Fatalf("%d requests, want %d", got, tc.requests)
 			}
 			if len(*waits) != tc.requests-1 {
 				t.Fatalf("waits %v for %d requests", *waits, tc.requests)
@@ -194,7 +198,7 @@ func TestUserListRetries(t *testing.T) {
 func TestUserListFailsForGood(t *testing.T) {
 	ctx := context.Background()
 	api := clerktest.NewAPI(t)
-	p, _ := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: "sk_test_wrong_key_value", APIURL: api.URL})
+	p, _ := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: "sk_test_wrong_key_value", APIURL: api.URL, PublicKeyPEM: api.PublicKeyPEM()})
 	l, _ := p.UserList()
 	_, err := l.Count(ctx)
 	if !errors.Is(err, clerk.ErrAPI) || !strings.Contains(err.Error(), "401") {
@@ -226,6 +230,9 @@ func TestUserListFailsForGood(t *testing.T) {
 		{Issuer: clerkIssuer, SecretKey: "sk_test_x", APIURL: "ftp://example.com"},
 		{Issuer: clerkIssuer, SecretKey: "sk_test_x", APIURL: "::"},
 		{Issuer: clerkIssuer, SecretKey: "sk_test_x", APIURL: "http://api.clerk.com/v1"}, // the key in cleartext
+		{Issuer: clerkIssuer, SecretKey: "sk_test_x", JWKSURL: "http://clerk.example.com/jwks"},
+		{Issuer: "http://clerk.example.com", SecretKey: "sk_test_x"}, // its keys in cleartext
+		{Issuer: clerkIssuer, SecretKey: "sk_test_x", PublicKeyPEM: "not a key"},
 	} {
 		p, _ := clerk.New(cfg)
 		if _, err := p.UserList(); !errors.Is(err, usersync.ErrInvalid) {
@@ -239,6 +246,8 @@ func TestUserListFailsForGood(t *testing.T) {
 // says a user is gone.
 func TestUserListTrustsOnlyClerk(t *testing.T) {
 	ctx := context.Background()
+	api := clerktest.NewAPI(t)
+	jwks := get(t, api.JWKSURL)
 	var hits []string
 	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -246,6 +255,8 @@ func TestUserListTrustsOnlyClerk(t *testing.T) {
 		hits = append(hits, r.URL.Path+" "+r.Header.Get("Authorization"))
 		mu.Unlock()
 		switch r.URL.Path {
+		case "/v1/jwks":
+			w.Write(jwks)
 		case "/v1/users/count":
 			http.Redirect(w, r, "/elsewhere", http.StatusFound)
 		case "/v1/users/user_proxy404":
@@ -256,7 +267,7 @@ func TestUserListTrustsOnlyClerk(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	p, _ := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: "sk_test_echoed_secret", APIURL: srv.URL + "/v1"})
+	p, _ := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: "sk_test_echoed_secret", APIURL: srv.URL + "/v1", JWKSURL: api.JWKSURL})
 	l, err := p.UserList()
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +291,7 @@ func TestUserListTrustsOnlyClerk(t *testing.T) {
 
 func TestUserListCancelStopsTheWait(t *testing.T) {
 	api := clerktest.NewAPI(t)
-	p, _ := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: api.SecretKey, APIURL: api.URL})
+	p, _ := clerk.New(clerk.Config{Issuer: clerkIssuer, SecretKey: api.SecretKey, APIURL: api.URL, PublicKeyPEM: api.PublicKeyPEM()})
 	l, _ := p.UserList()
 	api.Fail(1, 429, 30*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -334,4 +345,86 @@ func mustRequest(t testing.TB, api *clerktest.API) *http.Request {
 	}
 	r.Header.Set("Authorization", "Bearer "+api.SecretKey)
 	return r
+}
+
+// get returns the body of a GET of url.
+func get(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return b
+}
+
+// TestUserListChecksTheInstance: a secret key of another instance than
+// the issuer's is refused before any user is listed, whether the issuer's
+// keys come from its PEM key or its JWKS; the right one is checked once.
+func TestUserListChecksTheInstance(t *testing.T) {
+	ctx := context.Background()
+	mine, other := clerktest.NewAPI(t), clerktest.NewAPI(t)
+	mine.Put(apiUsers(3, time.UnixMilli(1_700_000_000_000))...)
+	for _, tc := range []struct {
+		name      string
+		cfg       clerk.Config
+		wrong     bool
+		wantInErr []string
+	}{
+		{"its PEM key", clerk.Config{PublicKeyPEM: mine.PublicKeyPEM()}, false, nil},
+		{"its JWKS", clerk.Config{JWKSURL: mine.JWKSURL}, false, nil},
+		{"another instance's PEM key", clerk.Config{PublicKeyPEM: other.PublicKeyPEM()}, true, []string{clerkIssuer, "PublicKeyPEM", `kid "ins_`}},
+		{"another instance's JWKS", clerk.Config{JWKSURL: other.JWKSURL}, true, []string{clerkIssuer, `kid "ins_`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Issuer, cfg.SecretKey, cfg.APIURL = clerkIssuer, mine.SecretKey, mine.URL
+			p, err := clerk.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := p.UserList()
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := mine.Requests()
+			for range 2 {
+				n, err := l.Count(ctx)
+				if tc.wrong {
+					if !errors.Is(err, clerk.ErrWrongInstance) {
+						t.Fatalf("Count = %d, %v; want ErrWrongInstance", n, err)
+					}
+					for _, want := range tc.wantInErr {
+						if !strings.Contains(err.Error(), want) {
+							t.Errorf("the error does not name %q: %v", want, err)
+						}
+					}
+					if strings.Contains(err.Error(), mine.SecretKey) {
+						t.Fatal("the error shows the secret key")
+					}
+					if _, err := l.Page(ctx, 0, 10); !errors.Is(err, clerk.ErrWrongInstance) {
+						t.Fatalf("Page: %v", err)
+					}
+					if w, err := l.Lookup(ctx, "user_00000"); w != nil || !errors.Is(err, clerk.ErrWrongInstance) {
+						t.Fatalf("Lookup: %v, %v", w, err)
+					}
+				} else if err != nil || n != 3 {
+					t.Fatalf("Count = %d, %v", n, err)
+				}
+			}
+			// The right key: /jwks once, then two counts. A wrong one: /jwks
+			// on every call, and never a user listed.
+			want := 3
+			if tc.wrong {
+				want = 6
+			}
+			if got := mine.Requests() - before; got != want {
+				t.Fatalf("%d requests, want %d", got, want)
+			}
+		})
+	}
 }

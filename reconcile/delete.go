@@ -3,53 +3,104 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/usersync/usersync"
 )
 
-// deleteUnlisted tombstones the live users of the issuer that a complete
-// sweep did not list and that the provider confirms it no longer has. A
-// candidate must be older than the sweep (a newer one may have been created
-// after its page was listed); each is looked up before it is deleted (offset
-// paging skips users when others are deleted during the sweep), and one
-// that the provider has after all is stored instead.
-func (r *Reconciler) deleteUnlisted(ctx context.Context, report *Report, listed map[string]struct{}) error {
-	var candidates []usersync.User
-	live := 0
+// liveUsers returns the IDs of the issuer's live users, by subject.
+func (r *Reconciler) liveUsers(ctx context.Context, issuer string) (map[string]string, error) {
+	live := make(map[string]string)
 	for after := ""; ; {
 		users, err := r.cfg.Store.List(ctx, after, 1000)
 		if err != nil {
-			return fmt.Errorf("reconcile: listing the stored users: %w", err)
+			return nil, fmt.Errorf("reconcile: listing the stored users: %w", err)
 		}
 		for _, u := range users {
-			if u.Issuer != report.Issuer {
-				continue
-			}
-			live++
-			if _, ok := listed[u.Subject]; !ok && u.CreatedAt.Before(report.Started) {
-				candidates = append(candidates, u)
+			if u.Issuer == issuer {
+				live[u.Subject] = u.ID
 			}
 		}
 		if len(users) < 1000 {
-			break
+			return live, nil
 		}
 		after = users[len(users)-1].ID
 	}
-	if len(candidates) == 0 {
+}
+
+// unlisted returns the IDs of the users of before that listed lacks, by
+// subject, and how many it has.
+func unlisted(before map[string]string, listed map[string]struct{}) (missing map[string]string, shared int) {
+	missing = make(map[string]string)
+	for subject, id := range before {
+		if _, ok := listed[subject]; ok {
+			shared++
+		} else {
+			missing[subject] = id
+		}
+	}
+	return missing, shared
+}
+
+// guard refuses, before anything is written, a list that shares almost
+// nothing with the users live before the run (ErrForeignList), or that
+// lacks more of them than Config.MaxDeleteShare and Config.MaxDeleteCount
+// allow (ErrMassDelete, with their IDs in report.Refused). Config.
+// AllowMassDelete lifts both.
+func (r *Reconciler) guard(ctx context.Context, report *Report, before map[string]string, listed map[string]struct{}) error {
+	if r.cfg.AllowMassDelete {
 		return nil
 	}
-	if !r.cfg.AllowMassDelete && len(candidates) > r.cfg.MaxDeleteCount &&
-		float64(len(candidates)) > r.cfg.MaxDeleteShare*float64(live) {
-		for _, u := range candidates {
-			report.Refused = append(report.Refused, u.ID)
-		}
-		r.cfg.Logger.WarnContext(ctx, "reconcile: refused to delete the users the provider no longer lists: more than the guard allows; check the provider, then run with AllowMassDelete",
-			"issuer", report.Issuer, "would_delete", len(candidates), "live", live,
-			"max_share", r.cfg.MaxDeleteShare, "max_count", r.cfg.MaxDeleteCount, "user_ids", report.Refused[:min(len(report.Refused), 20)])
-		return fmt.Errorf("%w: %d of %d users", ErrMassDelete, len(candidates), live)
+	missing, shared := unlisted(before, listed)
+	if shared*10 < len(before) { // less than a tenth
+		r.cfg.Logger.ErrorContext(ctx, "reconcile: refused: the provider lists almost none of the stored users; is its secret key another instance's?",
+			"issuer", report.Issuer, "stored", len(before), "listed_of_stored", shared, "listed", len(listed))
+		return fmt.Errorf("%w: it lists %d of the %d stored users of %s, and %d others: its secret key is likely another instance's than the issuer's (check it, or run with AllowMassDelete if the users were replaced)",
+			ErrForeignList, shared, len(before), report.Issuer, len(listed)-shared)
 	}
-	for _, u := range candidates {
-		w, err := r.cfg.Source.Lookup(ctx, u.Subject)
+	return r.refuseMassDelete(ctx, report, missing, len(before))
+}
+
+// refuseMassDelete fails with ErrMassDelete, the IDs in report.Refused,
+// if deleting the missing users of the live ones is more than the guard
+// allows.
+func (r *Reconciler) refuseMassDelete(ctx context.Context, report *Report, missing map[string]string, live int) error {
+	if r.cfg.AllowMassDelete || len(missing) <= r.cfg.MaxDeleteCount || float64(len(missing)) <= r.cfg.MaxDeleteShare*float64(live) {
+		return nil
+	}
+	report.Refused = make([]string, 0, len(missing))
+	for _, id := range missing {
+		report.Refused = append(report.Refused, id)
+	}
+	slices.Sort(report.Refused)
+	r.cfg.Logger.WarnContext(ctx, "reconcile: refused to delete the users the provider no longer lists: more than the guard allows; check the provider, then run with AllowMassDelete",
+		"issuer", report.Issuer, "would_delete", len(missing), "live", live,
+		"max_share", r.cfg.MaxDeleteShare, "max_count", r.cfg.MaxDeleteCount, "user_ids", report.Refused[:min(len(report.Refused), 20)])
+	return fmt.Errorf("%w: %d of %d users", ErrMassDelete, len(missing), live)
+}
+
+// deleteUnlisted tombstones the users live before the run that a complete
+// sweep did not list and that the provider confirms it no longer has,
+// unless there are more of them than the guard allows. Each is looked up
+// before it is deleted (offset paging skips users when others are deleted
+// during the sweep), and one that the provider has after all is stored
+// instead. Users stored during the run are never candidates: the provider
+// may have created them after their page was listed.
+func (r *Reconciler) deleteUnlisted(ctx context.Context, report *Report, before map[string]string, listed map[string]struct{}) error {
+	missing, _ := unlisted(before, listed)
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := r.refuseMassDelete(ctx, report, missing, len(before)); err != nil {
+		return err
+	}
+	subjects := make([]string, 0, len(missing))
+	for subject := range missing {
+		subjects = append(subjects, subject)
+	}
+	slices.Sort(subjects)
+	for _, subject := range subjects {
+		w, err := r.cfg.Source.Lookup(ctx, subject)
 		if err != nil {
 			return fmt.Errorf("reconcile: confirming a deletion: %w", err)
 		}
@@ -60,10 +111,13 @@ func (r *Reconciler) deleteUnlisted(ctx context.Context, report *Report, listed 
 			report.Listed++
 			continue
 		}
-		if _, _, err := r.cfg.Syncer.Delete(ctx, u.Issuer, u.Subject); err != nil {
+		_, outcome, err := r.cfg.Syncer.Delete(ctx, report.Issuer, subject)
+		if err != nil {
 			return fmt.Errorf("reconcile: deleting a user the provider no longer has: %w", err)
 		}
-		report.Deleted++
+		if outcome == usersync.Deleted {
+			report.Deleted++
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"iter"
 
 	"github.com/usersync/usersync"
 )
@@ -35,9 +36,9 @@ type fetched struct {
 	err    error
 }
 
-// start lists the pages in a goroutine. The channel ends after the last
+// start lists the pages in a goroutine. The sequence ends after the last
 // page or an error; stop ends the listing and waits for it to end.
-func (l *lister) start(ctx context.Context) (<-chan fetched, func()) {
+func (l *lister) start(ctx context.Context) (iter.Seq[fetched], func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	pages := make(chan fetched, 1)
 	done := make(chan struct{})
@@ -46,7 +47,14 @@ func (l *lister) start(ctx context.Context) (<-chan fetched, func()) {
 		defer close(pages)
 		l.run(ctx, pages)
 	}()
-	return pages, func() {
+	seq := func(yield func(fetched) bool) {
+		for p := range pages {
+			if !yield(p) {
+				return
+			}
+		}
+	}
+	return seq, func() {
 		cancel()
 		for range pages { // unblock a send, then wait for the goroutine
 		}

@@ -12,6 +12,12 @@
 // mass-delete guard allows. With several replicas, one run at a time
 // holds a lease in the store.
 //
+// A run into a store that holds users of the issuer lists every page
+// before it writes one, and refuses, before any write, a list that shares
+// almost nothing with the stored users (ErrForeignList: another instance's
+// users) or that lacks more of them than the mass-delete guard allows
+// (ErrMassDelete). The guard counts over the users live before the run.
+//
 // Offset paging over a list that changes skips and repeats users. Repeats
 // are dropped (and would be harmless: the writes are versioned). Users
 // created during the sweep come last in the oldest-first order. Each page
@@ -52,6 +58,13 @@ var (
 	// of another instance lists other users), then run again with
 	// Config.AllowMassDelete.
 	ErrMassDelete = errors.New("reconcile: refused to delete more users than the guard allows")
+	// ErrForeignList reports a provider's list that holds fewer than a
+	// tenth of the issuer's stored users: most likely the list of another
+	// instance (a secret key of another Clerk instance), whose import
+	// would bury the real users. Nothing was written. Check the Source's
+	// credentials; if the users were really replaced, run again with
+	// Config.AllowMassDelete.
+	ErrForeignList = errors.New("reconcile: refused the provider's list: it shares almost no user with the store")
 )
 
 // Config configures a Reconciler. Syncer, Store and Source are required;
@@ -65,19 +78,19 @@ type Config struct {
 	Store usersync.Store
 	// Source lists the provider's users: clerk.UserList.
 	Source Source
-	// PageSize is how many users a page lists and a batch writes, 1 to
-	// 500. Default 500.
+	// PageSize is how many users a page lists and a batch writes, 2 to
+	// 500 (pages overlap by a user). Default 500.
 	PageSize int
 	// MaxDeleteShare and MaxDeleteCount bound the deletions of one run:
 	// a run that would delete more than MaxDeleteShare of the issuer's
-	// live users and more than MaxDeleteCount users deletes none, logs
-	// them and fails with ErrMassDelete. Defaults (for 0) 0.10 and 10; a
+	// users live before it and more than MaxDeleteCount users writes
+	// nothing, logs them and fails with ErrMassDelete. Defaults (for 0) 0.10 and 10; a
 	// negative value means none: with MaxDeleteCount -1, only the share
 	// bounds a run.
 	MaxDeleteShare float64
 	MaxDeleteCount int
-	// AllowMassDelete lifts the guard, for the run after an operator has
-	// checked what it refused.
+	// AllowMassDelete lifts the guards (ErrMassDelete, ErrForeignList), for
+	// the run after an operator has checked what they refused.
 	AllowMassDelete bool
 	// LeaseTTL is how long the lease outlives a replica that stops
 	// renewing it (it renews every third of it), at least 100 ms. Default
@@ -114,7 +127,13 @@ type Reconciler struct {
 	lease   string
 	running sync.Mutex // held by a run: a second one in this process is ErrRunning
 	tel     *runTelemetry
+	keep    int // the most users a run keeps in memory between listing and writing them
 }
+
+// keepUsers is how many listed users a run keeps in memory until the
+// guards have passed: about 1 KiB each. A larger list is listed again to
+// be written.
+const keepUsers = 20_000
 
 // New returns the Reconciler of cfg, or an error wrapping
 // usersync.ErrInvalid for a missing or out-of-range field.
@@ -124,8 +143,9 @@ func New(cfg Config) (*Reconciler, error) {
 		return nil, fmt.Errorf("%w: reconcile.Config needs the Syncer, its Store and a Source", usersync.ErrInvalid)
 	case cfg.Source.Issuer() == "":
 		return nil, fmt.Errorf("%w: reconcile: the Source has no issuer", usersync.ErrInvalid)
-	case cfg.PageSize < 0 || cfg.PageSize > 500:
-		return nil, fmt.Errorf("%w: reconcile.Config.PageSize is 1 to 500", usersync.ErrInvalid)
+	case cfg.PageSize < 0 || cfg.PageSize == 1 || cfg.PageSize > 500:
+		// Pages overlap by a user: a page of one would never move on.
+		return nil, fmt.Errorf("%w: reconcile.Config.PageSize is 2 to 500", usersync.ErrInvalid)
 	case cfg.MaxDeleteShare > 1:
 		return nil, fmt.Errorf("%w: reconcile.Config.MaxDeleteShare is above 1", usersync.ErrInvalid)
 	case cfg.LeaseTTL < 0 || cfg.LeaseTTL > 0 && cfg.LeaseTTL < 100*time.Millisecond:
@@ -159,7 +179,7 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reconciler{cfg: cfg, lease: leaseName(cfg.Source.Issuer()), tel: newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, cfg.Source.Issuer())}, nil
+	return &Reconciler{cfg: cfg, lease: leaseName(cfg.Source.Issuer()), tel: newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, cfg.Source.Issuer()), keep: keepUsers}, nil
 }
 
 // leaseName names the lease of an issuer's reconcile: with the issuer in

@@ -58,7 +58,7 @@ type env struct {
 func newEnv(t *testing.T, store usersync.Store) *env {
 	t.Helper()
 	e := &env{t: t, api: clerktest.NewAPI(t), store: store}
-	p, err := clerk.New(clerk.Config{Issuer: issuer, SecretKey: e.api.SecretKey, APIURL: e.api.URL})
+	p, err := clerk.New(clerk.Config{Issuer: issuer, SecretKey: e.api.SecretKey, APIURL: e.api.URL, PublicKeyPEM: e.api.PublicKeyPEM()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,18 +262,21 @@ func TestMassDeleteGuard(t *testing.T) {
 		live     int
 		removed  int
 		cfg      reconcile.Config
-		refused  bool
+		refused  error
 		wantLive int
 	}{
-		{"10 users, whatever the share", 50, 10, reconcile.Config{}, false, 40},
-		{"10% of the users, however many", 200, 20, reconcile.Config{}, false, 180},
-		{"more than 10 and more than 10%", 100, 11, reconcile.Config{}, true, 100},
-		{"every user: a key of another instance", 300, 300, reconcile.Config{}, true, 300},
-		{"overridden", 100, 60, reconcile.Config{AllowMassDelete: true}, false, 40},
-		{"a tighter count", 100, 3, reconcile.Config{MaxDeleteCount: 2, MaxDeleteShare: 0.01}, true, 100},
-		{"a looser share", 100, 40, reconcile.Config{MaxDeleteShare: 0.5}, false, 60},
-		{"no count allowance", 200, 11, reconcile.Config{MaxDeleteCount: -1, MaxDeleteShare: 0.05}, true, 200},
-		{"no allowance at all", 200, 1, reconcile.Config{MaxDeleteCount: -1, MaxDeleteShare: -1}, true, 200},
+		{"10 users, whatever the share", 50, 10, reconcile.Config{}, nil, 40},
+		{"10% of the users, however many", 200, 20, reconcile.Config{}, nil, 180},
+		{"more than 10 and more than 10%", 100, 11, reconcile.Config{}, reconcile.ErrMassDelete, 100},
+		{"every user", 300, 300, reconcile.Config{}, reconcile.ErrForeignList, 300},
+		{"every user, under the count", 8, 8, reconcile.Config{}, reconcile.ErrForeignList, 8},
+		{"all but a tenth, allowed any share", 100, 91, reconcile.Config{MaxDeleteShare: 1}, reconcile.ErrForeignList, 100},
+		{"every user, overridden", 30, 30, reconcile.Config{AllowMassDelete: true}, nil, 0},
+		{"overridden", 100, 60, reconcile.Config{AllowMassDelete: true}, nil, 40},
+		{"a tighter count", 100, 3, reconcile.Config{MaxDeleteCount: 2, MaxDeleteShare: 0.01}, reconcile.ErrMassDelete, 100},
+		{"a looser share", 100, 40, reconcile.Config{MaxDeleteShare: 0.5}, nil, 60},
+		{"no count allowance", 200, 11, reconcile.Config{MaxDeleteCount: -1, MaxDeleteShare: 0.05}, reconcile.ErrMassDelete, 200},
+		{"no allowance at all", 200, 1, reconcile.Config{MaxDeleteCount: -1, MaxDeleteShare: -1}, reconcile.ErrMassDelete, 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, memstore.New())
@@ -286,10 +289,16 @@ func TestMassDeleteGuard(t *testing.T) {
 				removed = append(removed, fmt.Sprintf("user_%05d", i*tc.live/tc.removed))
 			}
 			e.api.Remove(removed...)
+			// A rename in the same run: a refused run writes nothing.
+			kept := apiUser(tc.live-1, 2)
+			if tc.removed < tc.live {
+				e.api.Put(kept)
+			}
 			var logs strings.Builder
 			tc.cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			report, err := e.run(tc.cfg)
-			if tc.refused {
+			switch {
+			case tc.refused == reconcile.ErrMassDelete:
 				if !errors.Is(err, reconcile.ErrMassDelete) || len(report.Refused) != tc.removed || report.Deleted != 0 {
 					t.Fatalf("%+v (refused %d), %v; want ErrMassDelete", counts(report), len(report.Refused), err)
 				}
@@ -297,14 +306,93 @@ func TestMassDeleteGuard(t *testing.T) {
 				if !strings.Contains(logs.String(), "would_delete="+fmt.Sprint(tc.removed)) || !strings.Contains(logs.String(), u.ID) {
 					t.Fatalf("the refusal is not logged with what it would delete:\n%s", logs.String())
 				}
-			} else if err != nil || report.Deleted != tc.removed {
+			case tc.refused != nil:
+				if !errors.Is(err, tc.refused) || len(report.Refused) != 0 || report.Deleted != 0 || !strings.Contains(err.Error(), "another instance") {
+					t.Fatalf("%+v, %v; want %v", counts(report), err, tc.refused)
+				}
+				if !strings.Contains(logs.String(), "another instance") {
+					t.Fatalf("the refusal is not logged:\n%s", logs.String())
+				}
+			case err != nil || report.Deleted != tc.removed:
 				t.Fatalf("%+v, %v", counts(report), err)
 			}
 			if n := e.liveCount(); n != tc.wantLive {
 				t.Fatalf("%d live users, want %d", n, tc.wantLive)
 			}
+			if tc.removed < tc.live {
+				want := map[bool]string{true: "Rev1", false: "Rev2"}[tc.refused != nil]
+				if u, err := e.stored(kept.ID); err != nil || u.FamilyName != want {
+					t.Fatalf("the renamed user: %+v, %v; want %s", u.Profile, err, want)
+				}
+			}
 		})
 	}
+}
+
+// TestAnotherInstancesListIsRefused: the store holds an instance's users,
+// the Source lists another instance's (its secret key): the run imports
+// none of them and deletes none of the real ones, whatever the guard's
+// settings, and says why.
+func TestAnotherInstancesListIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		real, foreign  int
+		cfg            reconcile.Config
+		keepInMemoryUs int
+	}{
+		{"100 real users, 1,000 foreign", 100, 1000, reconcile.Config{}, 0},
+		{"listed again to write", 100, 1000, reconcile.Config{}, 50},
+		{"30 real users, any share allowed", 30, 300, reconcile.Config{MaxDeleteShare: 1, MaxDeleteCount: 1000}, 0},
+		{"3 real users", 3, 300, reconcile.Config{}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, memstore.New())
+			e.api.Put(apiUsers(0, tc.real, 1)...)
+			if _, err := e.run(reconcile.Config{}); err != nil {
+				t.Fatal(err)
+			}
+			// The same fake instance now lists other users only: as a
+			// Source with another instance's key (and its issuer) would.
+			var ids []string
+			for _, u := range apiUsers(0, tc.real, 1) {
+				ids = append(ids, u.ID)
+			}
+			e.api.Remove(ids...)
+			e.api.Put(apiUsers(100_000, 100_000+tc.foreign, 1)...)
+			r := e.reconciler(tc.cfg)
+			if tc.keepInMemoryUs > 0 {
+				r.SetKeep(tc.keepInMemoryUs)
+			}
+			report, err := r.Run(context.Background())
+			if !errors.Is(err, reconcile.ErrForeignList) || report.Created+report.Updated+report.Deleted != 0 {
+				t.Fatalf("%+v, %v; want ErrForeignList and nothing written", counts(report), err)
+			}
+			if n := e.liveCount(); n != tc.real {
+				t.Fatalf("%d live users, want the %d real ones", n, tc.real)
+			}
+			e.requireLive(apiUsers(0, tc.real, 1))
+		})
+	}
+}
+
+// TestAListLargerThanMemoryIsListedTwice: a run that keeps fewer users in
+// memory than the provider lists lists them again to write them, and
+// applies them all.
+func TestAListLargerThanMemoryIsListedTwice(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 120, 1)...)
+	if _, err := e.run(reconcile.Config{PageSize: 50}); err != nil {
+		t.Fatal(err)
+	}
+	e.api.Put(apiUsers(0, 120, 2)...)
+	e.api.Remove("user_00007")
+	r := e.reconciler(reconcile.Config{PageSize: 50})
+	r.SetKeep(60)
+	report, err := r.Run(context.Background())
+	if err != nil || report.Updated != 119 || report.Deleted != 1 || report.Listed != 119 {
+		t.Fatalf("%+v, %v", counts(report), err)
+	}
+	e.requireLive(apiUsers(8, 120, 2))
 }
 
 func TestPartialSweepDeletesNothing(t *testing.T) {
@@ -325,15 +413,20 @@ func TestPartialSweepDeletesNothing(t *testing.T) {
 	if !errors.Is(err, clerk.ErrAPI) || report.Complete || report.Deleted != 0 {
 		t.Fatalf("%+v, %v; want an incomplete sweep", counts(report), err)
 	}
-	if report.Updated != 1 || report.Listed != 19 { // pages overlap by a user
-		t.Fatalf("the first page was not applied: %+v", counts(report))
+	// Into a store with users, a run lists every page before it writes
+	// one: an incomplete list could be another instance's.
+	if report.Updated != 0 || report.Listed != 0 {
+		t.Fatalf("a page was written from an incomplete list: %+v", counts(report))
+	}
+	if u, err := e.stored("user_00005"); err != nil || u.FamilyName != "Rev1" {
+		t.Fatalf("user_00005 = %+v, %v; want it as it was", u.Profile, err)
 	}
 	if n := e.liveCount(); n != 30 {
 		t.Fatalf("%d live users after a partial sweep, want 30", n)
 	}
 	e.api.OnPage(nil)
 	report, err = e.run(reconcile.Config{PageSize: 10})
-	if err != nil || report.Deleted != 2 || report.Updated != 1 {
+	if err != nil || report.Deleted != 2 || report.Updated != 2 {
 		t.Fatalf("%+v, %v", counts(report), err)
 	}
 }
@@ -556,7 +649,8 @@ func TestASkippedUserStoredByAClockBehind(t *testing.T) {
 			}
 		}
 	}})
-	if err != nil || report.Deleted != 0 || report.Created != 50 || report.Unchanged != 1 {
+	// Stored during the run, it was no candidate for a deletion.
+	if err != nil || report.Deleted != 0 || report.Created != 50 {
 		t.Fatalf("%+v, %v", counts(report), err)
 	}
 	e.requireLive([]clerktest.User{late})
@@ -724,12 +818,35 @@ func TestRunEverySweepsOncePerIntervalAcrossReplicas(t *testing.T) {
 	}
 }
 
+// TestTheSmallestPagesProgress: pages of two users, overlapping by one,
+// sweep a list in as many requests as it has users, and end.
+func TestTheSmallestPagesProgress(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 40, 1)...)
+	for rev := 1; rev <= 2; rev++ { // into an empty store, then a full one
+		e.api.Put(apiUsers(0, 40, rev)...)
+		before := e.api.Requests()
+		report, err := e.run(reconcile.Config{PageSize: 2})
+		if err != nil || report.Listed != 40 {
+			t.Fatalf("%+v, %v", counts(report), err)
+		}
+		// A count and 40 pages, twice over a store with users (listed
+		// before written, at most keepUsers kept: here all of them).
+		if n := e.api.Requests() - before; n > 45 {
+			t.Fatalf("%d requests for 40 users in pages of 2", n)
+		}
+	}
+	e.requireLive(apiUsers(0, 40, 2))
+}
+
 func TestNewRejectsBadConfig(t *testing.T) {
 	e := newEnv(t, memstore.New())
 	for _, cfg := range []reconcile.Config{
 		{},
 		{Syncer: e.syncer, Store: e.store},
 		{Syncer: e.syncer, Store: e.store, Source: e.list, PageSize: 501},
+		{Syncer: e.syncer, Store: e.store, Source: e.list, PageSize: 1}, // pages overlap by one: it would never move on
+		{Syncer: e.syncer, Store: e.store, Source: e.list, PageSize: -1},
 		{Syncer: e.syncer, Store: e.store, Source: e.list, MaxDeleteShare: 1.5},
 		{Syncer: e.syncer, Store: e.store, Source: e.list, LeaseTTL: time.Nanosecond},
 		{Syncer: e.syncer, Store: e.store, Source: e.list, Holder: strings.Repeat("h", 256)},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
@@ -50,41 +52,44 @@ func (r *Reconciler) sweep(ctx context.Context, fresh time.Duration) (Report, ti
 	if report.Total, err = src.Count(ctx); err != nil {
 		return r.finish(ctx, report, fmt.Errorf("reconcile: counting the provider's users: %w", err))
 	}
-	log.InfoContext(ctx, "reconcile: started", "issuer", report.Issuer, "total", report.Total)
+	// The issuer's users that were live before the run: what the guards
+	// count over, and the only users a run may delete.
+	before, err := r.liveUsers(ctx, report.Issuer)
+	if err != nil {
+		return r.finish(ctx, report, err)
+	}
+	log.InfoContext(ctx, "reconcile: started", "issuer", report.Issuer, "total", report.Total, "stored", len(before))
+	l := r.newLister(report.Total)
 	var failed []error // pages that failed
-	inARow := 0        // pages the store failed to write, in a row
-	lastLog := report.Started
-	l := &lister{src: src, size: r.cfg.PageSize, listed: make(map[string]struct{}, min(report.Total, 1<<20))}
-	pages, stop := l.start(ctx)
-	defer stop()
-	for p := range pages {
-		offset, page := p.offset, p.page
-		if p.err == nil {
-			p.err = ctx.Err()
+	if len(before) == 0 {
+		// A first import: nothing to delete, nothing to compare with. Write
+		// the pages as they come.
+		pages, stop := l.start(ctx)
+		defer stop()
+		failed = r.writePages(ctx, &report, pages)
+		stop()
+	} else {
+		// List every page before writing one: a list that the guards
+		// refuse (another instance's users, or too many deletions) must
+		// leave the store as it was, its foreign users unimported.
+		kept, err := r.survey(ctx, l)
+		if err != nil {
+			return r.finish(ctx, report, fmt.Errorf("reconcile: incomplete sweep, nothing written: %w", err))
 		}
-		if p.err != nil {
-			failed = append(failed, fmt.Errorf("listing users from %d: %w", offset, p.err))
-			break
+		if err := r.guard(ctx, &report, before, l.listed); err != nil {
+			return r.finish(ctx, report, err)
 		}
-		report.Listed += len(page)
-		if len(page) == 0 {
-			continue // every user of the page was listed already
-		}
-		if err := r.write(ctx, &report, page); err != nil {
-			failed = append(failed, fmt.Errorf("writing the page at offset %d: %w", offset, err))
-			if inARow++; ctx.Err() != nil || inARow >= maxFailedPages {
-				break
-			}
+		if kept == nil {
+			// Too many users to keep in memory: list them again to write.
+			l = r.newLister(report.Total)
+			pages, stop := l.start(ctx)
+			defer stop()
+			failed = r.writePages(ctx, &report, pages)
+			stop()
 		} else {
-			inARow = 0
-		}
-		r.progress(report)
-		if now := r.cfg.Now(); now.Sub(lastLog) >= 10*time.Second {
-			lastLog = now
-			log.InfoContext(ctx, "reconcile: progress", "issuer", report.Issuer, "report", report)
+			failed = r.writePages(ctx, &report, kept)
 		}
 	}
-	stop()
 	if err := ctx.Err(); err != nil && len(failed) == 0 {
 		failed = append(failed, err) // never a complete sweep
 	}
@@ -92,11 +97,80 @@ func (r *Reconciler) sweep(ctx context.Context, fresh time.Duration) (Report, ti
 		return r.finish(ctx, report, fmt.Errorf("reconcile: incomplete sweep, nothing deleted: %w", errors.Join(failed...)))
 	}
 	report.Complete = true
-	err = r.deleteUnlisted(ctx, &report, l.listed)
+	err = r.deleteUnlisted(ctx, &report, before, l.listed)
 	if err == nil {
 		held.SetCursor(report.Started.UnixMilli()) // saved by Release
 	}
 	return r.finish(ctx, report, err)
+}
+
+// newLister returns a lister of the Source, for a provider of about total
+// users.
+func (r *Reconciler) newLister(total int) *lister {
+	return &lister{src: r.cfg.Source, size: r.cfg.PageSize, listed: make(map[string]struct{}, min(total, 1<<20))}
+}
+
+// survey lists every page of l without writing any. It returns the pages,
+// or nil when they hold more than r.keep users (the sweep then lists them
+// again to write them), or the error that ended the listing.
+func (r *Reconciler) survey(ctx context.Context, l *lister) (iter.Seq[fetched], error) {
+	pages, stop := l.start(ctx)
+	defer stop()
+	var kept []fetched
+	n := 0
+	for p := range pages {
+		if p.err == nil {
+			p.err = ctx.Err()
+		}
+		if p.err != nil {
+			return nil, fmt.Errorf("listing users from %d: %w", p.offset, p.err)
+		}
+		if n += len(p.page); n > r.keep {
+			kept = nil // listed again to write: keep only the subjects
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	if n > r.keep {
+		return nil, nil
+	}
+	return slices.Values(kept), nil
+}
+
+// writePages writes the pages as they come, until they end or the store
+// fails maxFailedPages in a row, and returns the errors of the pages that
+// failed.
+func (r *Reconciler) writePages(ctx context.Context, report *Report, pages iter.Seq[fetched]) []error {
+	var failed []error
+	inARow := 0 // pages the store failed to write, in a row
+	lastLog := report.Started
+	for p := range pages {
+		offset, page := p.offset, p.page
+		if p.err == nil {
+			p.err = ctx.Err()
+		}
+		if p.err != nil {
+			return append(failed, fmt.Errorf("listing users from %d: %w", offset, p.err))
+		}
+		report.Listed += len(page)
+		if len(page) == 0 {
+			continue // every user of the page was listed already
+		}
+		if err := r.write(ctx, report, page); err != nil {
+			failed = append(failed, fmt.Errorf("writing the page at offset %d: %w", offset, err))
+			if inARow++; ctx.Err() != nil || inARow >= maxFailedPages {
+				return failed
+			}
+		} else {
+			inARow = 0
+		}
+		r.progress(*report)
+		if now := r.cfg.Now(); now.Sub(lastLog) >= 10*time.Second {
+			lastLog = now
+			r.cfg.Logger.InfoContext(ctx, "reconcile: progress", "issuer", report.Issuer, "report", *report)
+		}
+	}
+	return failed
 }
 
 // write applies one page as one batch.

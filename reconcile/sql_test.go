@@ -104,7 +104,7 @@ func BenchmarkBackfill(b *testing.B) {
 	for i := range n {
 		api.Put(apiUser(i, 1))
 	}
-	p, err := clerk.New(clerk.Config{Issuer: issuer, SecretKey: api.SecretKey, APIURL: api.URL})
+	p, err := clerk.New(clerk.Config{Issuer: issuer, SecretKey: api.SecretKey, APIURL: api.URL, PublicKeyPEM: api.PublicKeyPEM()})
 	if err != nil {
 		b.Fatal(err)
 	}

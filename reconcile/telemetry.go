@@ -25,7 +25,7 @@ func newRunTelemetry(mp metric.MeterProvider, tp trace.TracerProvider, issuer st
 	m := telemetry.Meter(mp)
 	return &runTelemetry{
 		tracer: telemetry.Tracer(tp),
-		runs:   telemetry.Counter(m, "usersync.reconcile.runs", "Reconcile runs, by issuer and result: complete, failed, refused (the mass-delete guard), canceled or skipped (another replica runs or ran one).", "{run}"),
+		runs:   telemetry.Counter(m, "usersync.reconcile.runs", "Reconcile runs, by issuer and result: complete, failed, refused (a guard: ErrMassDelete, ErrForeignList), canceled or skipped (another replica runs or ran one).", "{run}"),
 		users:  telemetry.Counter(m, "usersync.reconcile.users", "Users a reconcile listed or deleted, by issuer and outcome: created, updated, unchanged, skipped (cannot be stored) or deleted.", "{user}"),
 		issuer: attribute.String("issuer", issuer),
 	}
@@ -42,7 +42,7 @@ func (t *runTelemetry) ran(ctx context.Context, span trace.Span, report Report, 
 	switch {
 	case errors.Is(err, ErrRunning), errors.Is(err, errFresh):
 		result = "skipped"
-	case errors.Is(err, ErrMassDelete):
+	case errors.Is(err, ErrMassDelete), errors.Is(err, ErrForeignList):
 		result = "refused"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		result = "canceled" // a shutdown, not a failure

@@ -51,16 +51,16 @@ func TestReconcileTelemetry(t *testing.T) {
 			t.Errorf("usersync.reconcile.runs{result=%q} = %d, want %d", result, got, want)
 		}
 	}
-	// 250 created; then 247 unchanged, 1 updated, 2 deleted; then 160
-	// unchanged (the guard refused 90 deletions).
-	for outcome, want := range map[string]int64{"created": 250, "updated": 1, "unchanged": 247 + 158, "deleted": 2} {
+	// 250 created; then 247 unchanged, 1 updated, 2 deleted; then nothing
+	// (the guard refused 90 deletions before any write).
+	for outcome, want := range map[string]int64{"created": 250, "updated": 1, "unchanged": 247, "deleted": 2} {
 		if got := rec.Sum(t, "usersync.reconcile.users", on, attribute.String("outcome", outcome)); got != want {
 			t.Errorf("usersync.reconcile.users{outcome=%q} = %d, want %d", outcome, got, want)
 		}
 	}
 	runs, pages := rec.Spans("usersync.reconcile"), rec.Spans("usersync.reconcile.page")
-	if len(runs) != 4 || len(pages) != 3+3+2 {
-		t.Fatalf("%d run spans and %d page spans, want 4 and 8", len(runs), len(pages))
+	if len(runs) != 4 || len(pages) != 3+3 {
+		t.Fatalf("%d run spans and %d page spans, want 4 and 6", len(runs), len(pages))
 	}
 	if pages[0].Parent().SpanID() != runs[0].SpanContext().SpanID() {
 		t.Error("a page's span is not a child of its run's")

@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/subtle"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -24,9 +29,14 @@ import (
 //     updated_at, prefixed "+" (ascending) or "-" (descending, and the
 //     default: -created_at), ties broken by ID;
 //   - GET /users/count answers {"object":"total_count","total_count":N};
-//   - GET /users/{id} answers the user, or 404.
+//   - GET /users/{id} answers the user, or 404;
+//   - GET /jwks answers the instance's signing keys, a JWKS.
 //
-// Every request needs "Authorization: Bearer " + SecretKey (else 401);
+// The server also serves the instance's Frontend API JWKS, without a
+// secret key, at JWKSURL. The instance has an RS256 key of its own
+// (PublicKeyPEM), or the keys SetJWKS gives it.
+//
+// Every other request needs "Authorization: Bearer " + SecretKey (else 401);
 // bad parameters answer 422, as Clerk does. Users are rendered to JSON
 // once, when put, so that large lists serve fast.
 type API struct {
@@ -34,11 +44,16 @@ type API struct {
 	URL string
 	// SecretKey is the key requests must carry, for clerk.Config.SecretKey.
 	SecretKey string
+	// JWKSURL serves the instance's signing keys as its Frontend API does,
+	// for clerk.Config.JWKSURL.
+	JWKSURL string
 
 	mu       sync.Mutex
 	users    []apiUser        // by (created, id)
 	created  map[string]int64 // the created of each user, to find them
 	faults   []fault
+	jwks     []byte          // the instance's JWKS; nil until first needed
+	key      *rsa.PrivateKey // the instance's own key, if jwks is its
 	onPage   func(offset int)
 	requests int
 }
@@ -61,7 +76,60 @@ func NewAPI(t testing.TB) *API {
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
 	a.URL = srv.URL + "/v1"
+	a.JWKSURL = srv.URL + "/.well-known/jwks.json"
 	return a
+}
+
+// SetJWKS makes the instance's signing keys those of jwks (a JWKS, as an
+// issuer under test serves it), so that a secret key of this API belongs
+// to that issuer.
+func (a *API) SetJWKS(jwks []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.jwks, a.key = bytes.Clone(jwks), nil
+}
+
+// PublicKeyPEM returns the instance's own RS256 public key in PEM form, as
+// Clerk's dashboard shows it, for clerk.Config.PublicKeyPEM.
+func (a *API) PublicKeyPEM() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ownKeyLocked()
+	if a.key == nil {
+		panic("clerktest: PublicKeyPEM of an API whose keys SetJWKS gave")
+	}
+	der, err := x509.MarshalPKIXPublicKey(&a.key.PublicKey)
+	if err != nil {
+		panic(err) // cannot happen: an RSA key marshals
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// ownKeyLocked makes the instance's own key, once, unless SetJWKS gave it
+// keys. The caller holds a.mu.
+func (a *API) ownKeyLocked() {
+	if a.jwks != nil {
+		return
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	kid := "ins_" + rand.Text()
+	b64 := base64.RawURLEncoding.EncodeToString
+	a.key = key
+	a.jwks, _ = json.Marshal(map[string]any{"keys": []map[string]string{{
+		"use": "sig", "kty": "RSA", "kid": kid, "alg": "RS256",
+		"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
+	}}})
+}
+
+// instanceJWKS returns the instance's JWKS.
+func (a *API) instanceJWKS() []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ownKeyLocked()
+	return a.jwks
 }
 
 // Put adds users, or replaces those with the same ID (keeping their place
@@ -134,8 +202,8 @@ func (a *API) OnPage(f func(offset int)) {
 	a.onPage = f
 }
 
-// Requests returns how many requests the API has answered, failed ones
-// included.
+// Requests returns how many requests the Backend API has answered, failed
+// ones included.
 func (a *API) Requests() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -144,6 +212,10 @@ func (a *API) Requests() int {
 
 // ServeHTTP serves the API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/.well-known/jwks.json" && r.Method == http.MethodGet {
+		writeJSON(w, a.instanceJWKS()) // the Frontend API's: public, not counted, never failed
+		return
+	}
 	a.mu.Lock()
 	a.requests++
 	var f *fault
@@ -174,6 +246,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch path := strings.TrimPrefix(r.URL.Path, "/v1"); {
 	case path == "/users":
 		a.list(w, r)
+	case path == "/jwks":
+		writeJSON(w, a.instanceJWKS())
 	case path == "/users/count":
 		a.mu.Lock()
 		n := len(a.users)

@@ -6,13 +6,19 @@
 // It reads DATABASE_URL (postgres://..., mysql://<go-sql-driver DSN>, or
 // the path of an SQLite file) and, to reconcile, CLERK_ISSUER (the
 // instance's Frontend API URL), CLERK_SECRET_KEY and, optionally,
-// CLERK_API_URL. Run "usersync <command> -h" for its flags.
+// CLERK_JWT_KEY (the instance's PEM public key) or CLERK_JWKS_URL (default
+// CLERK_ISSUER/.well-known/jwks.json), and CLERK_API_URL. Run
+// "usersync <command> -h" for its flags.
 //
-// reconcile migrates first, pages through the instance's users with a
-// progress bar on a terminal (progress lines otherwise), and prints a
-// summary. It exits 0 when the run was complete, 3 when the mass-delete
-// guard refused deletions (run again with -allow-mass-delete once checked),
-// 4 when another replica is reconciling, and 1 on any other failure.
+// reconcile first checks that CLERK_SECRET_KEY is the key of CLERK_ISSUER's
+// instance (its signing keys are the issuer's), migrates, pages through
+// the instance's users with a progress bar on a terminal (progress lines
+// otherwise), and prints a summary. It exits 0 when the run was complete;
+// 3 when it refused to write: a secret key of another instance, a list
+// that shares almost no user with the store, or more deletions than the
+// mass-delete guard allows (run again with -allow-mass-delete once
+// checked); 4 when another replica is reconciling; and 1 on any other
+// failure.
 package main
 
 import (
@@ -85,8 +91,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprintf(stderr, "usersync %s: %v\n", args[0], err)
 	switch {
-	case errors.Is(err, reconcile.ErrMassDelete):
-		fmt.Fprintln(stderr, "usersync reconcile: check that CLERK_SECRET_KEY belongs to CLERK_ISSUER's instance, then run again with -allow-mass-delete")
+	case errors.Is(err, clerk.ErrWrongInstance):
+		fmt.Fprintln(stderr, "usersync reconcile: nothing written: set CLERK_SECRET_KEY to the secret key of CLERK_ISSUER's instance")
+		return exitRefused
+	case errors.Is(err, reconcile.ErrMassDelete), errors.Is(err, reconcile.ErrForeignList):
+		fmt.Fprintln(stderr, "usersync reconcile: nothing written: check that CLERK_SECRET_KEY belongs to CLERK_ISSUER's instance, then run again with -allow-mass-delete")
 		return exitRefused
 	case errors.Is(err, reconcile.ErrRunning):
 		return exitRunning
@@ -179,7 +188,9 @@ Imports the users of the Clerk instance CLERK_ISSUER (listed with
 CLERK_SECRET_KEY from CLERK_API_URL, default `+clerk.DefaultAPIURL+`) into
 DATABASE_URL, heals what webhooks missed, and deletes the users the instance
 no longer has. Safe to run again and beside webhooks: every write is
-versioned by the user's updated_at.
+versioned by the user's updated_at. It refuses, before writing anything, a
+secret key of another instance than CLERK_ISSUER's (checked against
+CLERK_JWT_KEY, or the keys of CLERK_JWKS_URL, default the issuer's).
 
 `)
 		fs.PrintDefaults()
@@ -191,13 +202,16 @@ versioned by the user's updated_at.
 	if issuer == "" || key == "" {
 		return errors.New("CLERK_ISSUER (the instance's Frontend API URL) and CLERK_SECRET_KEY (sk_...) are required")
 	}
-	instance, err := clerk.New(clerk.Config{Issuer: issuer, SecretKey: key, APIURL: getenv("CLERK_API_URL")})
+	instance, err := clerk.New(clerk.Config{
+		Issuer: issuer, SecretKey: key, APIURL: getenv("CLERK_API_URL"),
+		PublicKeyPEM: getenv("CLERK_JWT_KEY"), JWKSURL: getenv("CLERK_JWKS_URL"),
+	})
 	if err != nil {
 		return err
 	}
 	list, err := instance.UserList()
 	if err != nil {
-		return err
+		return fmt.Errorf("CLERK_API_URL, CLERK_JWT_KEY or CLERK_JWKS_URL: %w", err)
 	}
 	store, closeStore, err := openStore(ctx, getenv, c.table)
 	if err != nil {

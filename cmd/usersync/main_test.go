@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func TestReconcileCommand(t *testing.T) {
 			for i := range 1200 {
 				api.Put(clerktest.User{ID: fmt.Sprintf("user_%04d", i), FirstName: clerktest.Str("U"), CreatedAt: t0.Add(time.Duration(i) * time.Millisecond), UpdatedAt: t0.Add(time.Second)})
 			}
-			env := map[string]string{"DATABASE_URL": url, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": api.SecretKey, "CLERK_API_URL": api.URL}
+			env := map[string]string{"DATABASE_URL": url, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": api.SecretKey, "CLERK_API_URL": api.URL, "CLERK_JWT_KEY": api.PublicKeyPEM()}
 
 			code, out, errOut := runCmd(env, "migrate")
 			if code != 0 || !strings.Contains(out, "up to date") {
@@ -70,6 +71,30 @@ func TestReconcileCommand(t *testing.T) {
 			if code != 0 || !strings.Contains(out, "deleted 300,") {
 				t.Fatalf("allowed: %d %q %q", code, out, errOut)
 			}
+
+			// The secret key of another instance, whose users are others:
+			// refused before a write, whether its keys are checked against
+			// the issuer's or the instance check is passed by its own PEM
+			// key (an operator who pasted both from the wrong dashboard).
+			other := clerktest.NewAPI(t)
+			for i := range 1000 {
+				other.Put(clerktest.User{ID: fmt.Sprintf("user_other_%04d", i), CreatedAt: t0, UpdatedAt: t0})
+			}
+			wrong := maps.Clone(env)
+			wrong["CLERK_SECRET_KEY"], wrong["CLERK_API_URL"] = other.SecretKey, other.URL
+			code, out, errOut = runCmd(wrong, "reconcile", "-q")
+			if code != exitRefused || !strings.Contains(errOut, "another instance") || !strings.Contains(errOut, issuer) || strings.Contains(out+errOut, other.SecretKey) {
+				t.Fatalf("another instance's key: %d %q %q", code, out, errOut)
+			}
+			wrong["CLERK_JWT_KEY"] = other.PublicKeyPEM()
+			code, out, errOut = runCmd(wrong, "reconcile", "-q", "-max-delete-share", "1")
+			if code != exitRefused || !strings.Contains(errOut, "another instance") || !strings.Contains(out, "created 0,") {
+				t.Fatalf("another instance's list: %d %q %q", code, out, errOut)
+			}
+			code, out, _ = runCmd(env, "reconcile", "-q")
+			if code != 0 || !strings.Contains(out, "900 listed of 900") || !strings.Contains(out, "unchanged 900,") || !strings.Contains(out, "deleted 0,") {
+				t.Fatalf("the real users after the wrong keys: %d %q", code, out)
+			}
 		})
 	}
 }
@@ -91,7 +116,9 @@ func TestCommandErrors(t *testing.T) {
 		{"no database", nil, []string{"migrate"}, 1, "DATABASE_URL is not set"},
 		{"no secret key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer}, []string{"reconcile"}, 1, "CLERK_SECRET_KEY"},
 		{"a bad table name", map[string]string{"DATABASE_URL": db}, []string{"migrate", "-table", "users;drop"}, 1, "invalid"},
-		{"a wrong secret key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": "sk_test_wrong", "CLERK_API_URL": api.URL}, []string{"reconcile"}, 1, "answered 401"},
+		{"a wrong secret key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": "sk_test_wrong", "CLERK_API_URL": api.URL, "CLERK_JWT_KEY": api.PublicKeyPEM()}, []string{"reconcile"}, 1, "answered 401"},
+		{"the issuer's keys out of reach", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": api.SecretKey, "CLERK_API_URL": api.URL, "CLERK_JWKS_URL": "http://127.0.0.1:1/jwks"}, []string{"reconcile"}, 1, "fetching the keys of the issuer"},
+		{"a bad PEM key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": api.SecretKey, "CLERK_JWT_KEY": "nope"}, []string{"reconcile"}, 1, "CLERK_JWT_KEY"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runCmd(tc.env, tc.args...)

@@ -218,9 +218,11 @@ func TestReconcileFromTheBackendAPI(t *testing.T) {
 				clerktest.User{ID: "user_bob", Username: clerktest.Str("bob"), UpdatedAt: at},
 			)
 			ta := newTestAppWith(t, config{databaseURL: url, secretKey: api.SecretKey, apiURL: api.URL, reconcileEvery: "20ms"})
+			api.SetJWKS(getBody(t, ta.issuer.JWKSURL())) // the secret key is the issuer's instance's
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			defer ta.reconcileInBackground(ctx)()
+			refused := make(chan error, 1)
+			defer ta.reconcileInBackground(ctx, refused)()
 
 			// Tokens that carry nothing but the subject: what /me shows
 			// comes from the Backend API.
@@ -244,6 +246,21 @@ func TestReconcileFromTheBackendAPI(t *testing.T) {
 			expect(t, "ada stays", ta.do("GET", "/api/users/me", ada, nil), 200)
 		})
 	}
+}
+
+// getBody returns the body of a GET of url.
+func getBody(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return b
 }
 
 // eventually calls do until it answers status, for up to 10 seconds.

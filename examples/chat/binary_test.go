@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -221,5 +222,92 @@ func waitFor(t *testing.T, r io.Reader, want string) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the example did not log %q in 30s", want)
+	}
+}
+
+// TestBinaryRefusesAnotherInstancesKey: the chat reconciles at start. On a
+// database that holds an instance's users, a start with another
+// instance's secret key deletes none of them and imports none of the
+// other's: the chat says why and exits non-zero. A key whose instance
+// passes the key check but lists none of the stored users (keys copied
+// from the wrong dashboard, say) is refused as well, and the chat serves
+// on.
+func TestBinaryRefusesAnotherInstancesKey(t *testing.T) {
+	bin := buildChat(t)
+	url := filepath.Join(t.TempDir(), "chat.db")
+	iss := usersynctest.NewIssuer(t)
+	jwks := getBody(t, iss.JWKSURL())
+	at := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	instance := func(prefix string, n int, issuerKeys bool) *clerktest.API {
+		api := clerktest.NewAPI(t)
+		if issuerKeys {
+			api.SetJWKS(jwks)
+		}
+		for i := range n {
+			api.Put(clerktest.User{ID: fmt.Sprintf("user_%s_%03d", prefix, i), FirstName: clerktest.Str("U"), CreatedAt: at.Add(time.Duration(i) * time.Millisecond), UpdatedAt: at})
+		}
+		return api
+	}
+	real, other, lookalike := instance("real", 30, true), instance("other", 300, false), instance("lookalike", 300, true)
+	start := func(api *clerktest.API) *exec.Cmd {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		t.Cleanup(cancel)
+		cmd := exec.CommandContext(ctx, bin)
+		cmd.Env = append(os.Environ(), "USERSYNC_ADDR="+freeAddr(t), "DATABASE_URL="+url, "USERSYNC_RECONCILE_EVERY=0",
+			"CLERK_ISSUER="+iss.URL, "CLERK_WEBHOOK_SECRET="+clerktest.NewWebhookSender(t).Secret,
+			"CLERK_SECRET_KEY="+api.SecretKey, "CLERK_API_URL="+api.URL)
+		return cmd
+	}
+	// serveUntil runs the chat with api's key until it logs want.
+	serveUntil := func(api *clerktest.API, want string) {
+		t.Helper()
+		cmd := start(api)
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			cmd.Process.Signal(os.Interrupt)
+			cmd.Wait()
+		}()
+		waitFor(t, stderr, want)
+	}
+	count := func() (live, foreign int) {
+		t.Helper()
+		db, _, err := dburl.Open(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.QueryRow("SELECT COUNT(*) FROM users WHERE deleted_at IS NULL").Scan(&live); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.QueryRow("SELECT COUNT(*) FROM users WHERE subject NOT LIKE 'user_real_%'").Scan(&foreign); err != nil {
+			t.Fatal(err)
+		}
+		return live, foreign
+	}
+
+	serveUntil(real, "reconcile: done")
+	if live, foreign := count(); live != 30 || foreign != 0 {
+		t.Fatalf("after the import: %d live, %d foreign; want 30 and 0", live, foreign)
+	}
+
+	out, err := start(other).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("the chat did not exit non-zero with another instance's key: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "CLERK_SECRET_KEY is not the secret key of CLERK_ISSUER's instance") || !strings.Contains(string(out), iss.URL) ||
+		strings.Contains(string(out), other.SecretKey) {
+		t.Fatalf("the log does not say why (or shows the key):\n%s", out)
+	}
+	if live, foreign := count(); live != 30 || foreign != 0 {
+		t.Fatalf("after another instance's key: %d live, %d foreign; want 30 and 0", live, foreign)
+	}
+
+	serveUntil(lookalike, "is its secret key another instance's?")
+	if live, foreign := count(); live != 30 || foreign != 0 {
+		t.Fatalf("after a list of other users: %d live, %d foreign; want 30 and 0", live, foreign)
 	}
 }

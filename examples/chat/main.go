@@ -11,6 +11,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -134,17 +135,20 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("chat: listening", "url", base)
-	defer a.reconcileInBackground(ctx)()
+	refused := make(chan error, 1)
+	defer a.reconcileInBackground(ctx, refused)()
 	defer a.consumeInBackground(ctx)()
+	var failed error
 	select {
 	case err := <-errc:
 		return err
+	case failed = <-refused:
 	case <-ctx.Done():
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	log.Info("chat: shutting down")
-	return srv.Shutdown(shutdown)
+	return cmp.Or(failed, srv.Shutdown(shutdown))
 }
 
 // newApp wires the store, the Clerk instance, the verifier, the syncer and
@@ -269,8 +273,11 @@ func (a *app) consumeInBackground(ctx context.Context) (stop func()) {
 
 // reconcileInBackground reconciles the users of the Backend API once now
 // and then every a.every, if CLERK_SECRET_KEY is set, until ctx ends. The
-// returned function stops it and waits for it to stop.
-func (a *app) reconcileInBackground(ctx context.Context) (stop func()) {
+// returned function stops it and waits for it to stop. A start-up
+// reconcile that finds CLERK_SECRET_KEY to be another instance's than
+// CLERK_ISSUER's is a configuration error: it is sent on refused, and the
+// app stops.
+func (a *app) reconcileInBackground(ctx context.Context, refused chan<- error) (stop func()) {
 	if a.reconciler == nil {
 		return func() {}
 	}
@@ -279,7 +286,12 @@ func (a *app) reconcileInBackground(ctx context.Context) (stop func()) {
 	go func() {
 		defer close(done)
 		// Run logs its own summary and failures.
-		if _, err := a.reconciler.Run(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, reconcile.ErrRunning) {
+		_, err := a.reconciler.Run(ctx)
+		switch {
+		case errors.Is(err, clerk.ErrWrongInstance):
+			refused <- fmt.Errorf("CLERK_SECRET_KEY is not the secret key of CLERK_ISSUER's instance: refusing to run with it, nothing written: %w", err)
+			return
+		case err != nil && ctx.Err() == nil && !errors.Is(err, reconcile.ErrRunning):
 			a.log.Warn("chat: the reconcile at start failed; webhooks still flow, and the next reconcile heals", "next_in", a.every)
 		}
 		if a.every <= 0 {
