@@ -13,7 +13,7 @@ import (
 
 // Limits of metadata that every store can hold: MariaDB refuses JSON
 // nested 32 levels deep (MariaDB 10.11 accepts 31), PostgreSQL numbers
-// beyond its numeric range and any NUL character.
+// beyond its numeric range (see number) and any NUL character.
 const (
 	maxMetadataLen   = 64 << 10
 	maxMetadataDepth = 31
@@ -209,13 +209,26 @@ func (s *jsonScanner) str() error {
 	return errNotOneValue
 }
 
+// Bounds of the numbers PostgreSQL's numeric (and so jsonb) holds: at most
+// maxScale digits after the point once the exponent is applied, and an
+// exponent below maxExponent either way.
+const (
+	maxScale    = 16383
+	maxExponent = 1 << 30
+)
+
 // number checks a number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-// and that it is a finite float64.
+// and that every store holds it: a finite float64 (MySQL's JSON holds
+// doubles) that is not a non-zero value rounded to 0, within PostgreSQL's
+// numeric range (1e-16384 and 0e-20000 are finite float64s that
+// PostgreSQL refuses).
 func (s *jsonScanner) number() error {
 	b, start := s.b, s.i
+	nonZero := false
 	digits := func() int {
 		n := 0
 		for s.i < len(b) && b[s.i] >= '0' && b[s.i] <= '9' {
+			nonZero = nonZero || b[s.i] != '0'
 			s.i++
 			n++
 		}
@@ -230,26 +243,41 @@ func (s *jsonScanner) number() error {
 	case digits() == 0:
 		return errNotOneValue
 	}
+	fraction := 0
 	if s.i < len(b) && b[s.i] == '.' {
 		s.i++
-		if digits() == 0 {
+		if fraction = digits(); fraction == 0 {
 			return errNotOneValue
 		}
 	}
-	exponent := false
+	exponent, exp := false, 0
 	if s.i < len(b) && (b[s.i] == 'e' || b[s.i] == 'E') {
 		exponent = true
+		negative := false
 		if s.i++; s.i < len(b) && (b[s.i] == '+' || b[s.i] == '-') {
+			negative = b[s.i] == '-'
 			s.i++
 		}
-		if digits() == 0 {
+		from := s.i
+		for s.i < len(b) && b[s.i] >= '0' && b[s.i] <= '9' {
+			exp = min(exp*10+int(b[s.i]-'0'), maxExponent) // saturates
+			s.i++
+		}
+		if s.i == from {
 			return errNotOneValue
 		}
+		if negative {
+			exp = -exp
+		}
+	}
+	if exp >= maxExponent || exp <= -maxExponent || fraction-exp > maxScale {
+		return errOutOfRange
 	}
 	// Only an exponent, or more digits than a float64 spans, can leave
 	// its range.
 	if exponent || s.i-start > 300 {
-		if f, err := strconv.ParseFloat(string(b[start:s.i]), 64); err != nil || math.IsInf(f, 0) {
+		f, err := strconv.ParseFloat(string(b[start:s.i]), 64)
+		if err != nil || math.IsInf(f, 0) || f == 0 && nonZero {
 			return errOutOfRange
 		}
 	}

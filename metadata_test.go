@@ -29,6 +29,21 @@ func TestNormalizeMetadata(t *testing.T) {
 		{"negative number out of range", `[-1e400]`, ""},
 		{"a long number in range", "[" + strings.Repeat("9", 300) + "]", "[" + strings.Repeat("9", 300) + "]"},
 		{"a longer number out of range", "[" + strings.Repeat("9", 400) + "]", ""},
+		// PostgreSQL's numeric holds at most 16,383 digits after the point
+		// once the exponent is applied: these are finite float64s that
+		// PostgreSQL refuses (22003).
+		{"a tiny number PostgreSQL refuses", `{"n":1e-16384}`, ""},
+		{"a zero PostgreSQL refuses", `{"n":0e-20000}`, ""},
+		{"a zero with a fraction PostgreSQL refuses", `{"n":0.0e-16383}`, ""},
+		{"a scale PostgreSQL refuses", `{"n":123456789e-16391}`, ""},
+		{"a fraction too long for PostgreSQL", "[0." + strings.Repeat("0", 16383) + "1]", ""},
+		{"a fraction PostgreSQL holds that a double rounds to 0", "[0." + strings.Repeat("0", 16382) + "1e-0]", ""},
+		{"an exponent beyond PostgreSQL's", `[0e99999999999999999999]`, ""},
+		{"a non-zero number rounded to 0", `[1e-400]`, ""},
+		{"the smallest scale PostgreSQL holds", `[0e-16383]`, `[0e-16383]`},
+		{"a large exponent of 0", `[0e+99999]`, `[0e+99999]`},
+		{"a small number within range", `[2.5e-300]`, `[2.5e-300]`},
+		{"a fraction with trailing zeros", "[1." + strings.Repeat("0", 1000) + "]", "[1." + strings.Repeat("0", 1000) + "]"},
 		{"not JSON", `{"a":`, ""},
 		{"two values", `1 2`, ""},
 		{"too large", `"` + strings.Repeat("x", 64<<10) + `"`, ""},
@@ -54,7 +69,7 @@ func TestNormalizeMetadataDoesNotAllocate(t *testing.T) {
 }
 
 func FuzzNormalizeMetadata(f *testing.F) {
-	for _, s := range []string{`{"a":1}`, `{"a":"\ud800"}`, `[1e309]`, `{"a":"\\u0000"}`, `"\ud83d\ude00"`, `{"a":[[[]]]}`, "\"\xff\""} {
+	for _, s := range []string{`{"a":1}`, `{"a":"\ud800"}`, `[1e309]`, `{"a":"\\u0000"}`, `"\ud83d\ude00"`, `{"a":[[[]]]}`, "\"\xff\"", `{"n":1e-16384}`, `{"n":0e-20000}`, `[0e-16383]`, `[-0.5E+3]`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {

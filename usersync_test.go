@@ -99,6 +99,9 @@ func TestUpsertDropsFieldsNoStoreCanHold(t *testing.T) {
 		"metadata nested too deep": {Name: "Ada L", Email: "new@example.com", Metadata: json.RawMessage(strings.Repeat("[", 40) + strings.Repeat("]", 40))},
 		"metadata out of range":    {Name: "Ada L", Email: "new@example.com", Metadata: json.RawMessage(`{"n":1e200000}`)},
 		"metadata with a NUL":      {Name: "Ada L", Email: "new@example.com", Metadata: json.RawMessage(`{"a":"\u0000"}`)},
+		// Finite float64s that PostgreSQL refuses (22003).
+		"metadata PostgreSQL refuses": {Name: "Ada L", Email: "new@example.com", Metadata: json.RawMessage(`{"n":1e-16384}`)},
+		"a zero PostgreSQL refuses":   {Name: "Ada L", Email: "new@example.com", Metadata: json.RawMessage(`{"n":0e-20000}`)},
 	} {
 		logs.Reset()
 		u, outcome, err := s.Upsert(ctx, usersync.Write{Issuer: iss, Subject: "u1", Version: 2, Fields: usersync.AllFields, Profile: bad})
