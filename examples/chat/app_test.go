@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -382,5 +383,25 @@ func TestCookiePostsNeedTheAppsOrigin(t *testing.T) {
 	}
 	if code := post("application/json", "http://chat.example"); code != 201 {
 		t.Fatalf("same-origin JSON POST with the cookie: %d, want 201", code)
+	}
+}
+
+// The config prints and logs without its secrets.
+func TestConfigNeverPrintsSecrets(t *testing.T) {
+	for _, url := range []string{"postgres://app:pg-pass-1@db:5432/chat", "mysql://app:my-pass-1@tcp(db:3306)/chat", "postgres://app:p@ss:w0rd-1@db/chat"} {
+		cfg := config{databaseURL: url, secrets: "whsec_c2VjcmV0LTE=", secretKey: "sk_test_key-1", issuer: "https://clerk.example.com"}
+		var out bytes.Buffer
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x"} {
+			fmt.Fprintf(&out, verb+"\n", cfg)
+		}
+		slog.New(slog.NewTextHandler(&out, nil)).Info("m", "cfg", cfg)
+		for _, secret := range []string{"pass-1", "w0rd-1", "c2VjcmV0LTE=", "sk_test_key-1"} {
+			if strings.Contains(out.String(), secret) {
+				t.Fatalf("%q prints:\n%s", secret, out.String())
+			}
+		}
+		if !strings.Contains(out.String(), "clerk.example.com") || !strings.Contains(out.String(), "[redacted]@") {
+			t.Fatalf("the rest is not printed:\n%s", out.String())
+		}
 	}
 }

@@ -42,6 +42,38 @@ type config struct {
 	secrets, secretKey, apiURL, reconcileEvery  string
 }
 
+// Format prints the config with every verb, its secrets (webhook secrets,
+// the secret key, a password in DATABASE_URL) redacted.
+func (c config) Format(f fmt.State, verb rune) {
+	type plain config
+	if c.secrets != "" {
+		c.secrets = "[redacted]"
+	}
+	if c.secretKey != "" {
+		c.secretKey = "[redacted]"
+	}
+	c.databaseURL = redactURL(c.databaseURL)
+	fmt.Fprintf(f, fmt.FormatString(f, verb), plain(c))
+}
+
+// LogValue logs what Format prints.
+func (c config) LogValue() slog.Value { return slog.StringValue(fmt.Sprintf("%+v", c)) }
+
+// redactURL hides the password of a database URL: postgres://u:p@h/db, or
+// a MySQL DSN after mysql:// (u:p@tcp(h)/db).
+func redactURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s // an SQLite path
+	}
+	at := strings.LastIndex(rest, "@")
+	user, _, hasPassword := strings.Cut(rest[:max(at, 0)], ":")
+	if at < 0 || !hasPassword {
+		return s
+	}
+	return scheme + "://" + user + ":[redacted]" + rest[at:]
+}
+
 func configFromEnv() config {
 	get := func(k, def string) string {
 		if v := os.Getenv(k); v != "" {
