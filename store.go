@@ -103,6 +103,12 @@ type Store interface {
 	// returns each write's outcome and, for Created and Updated, the user as
 	// stored after it (the zero User for Stale). It is for imports: one
 	// transaction, and as few round trips as the store can.
+	//
+	// One exception to all or none: a write with a value the database
+	// refuses though Validate takes it is skipped (Stale, the zero User)
+	// and the others applied; the error returned beside the outcomes then
+	// joins a *WriteError per skipped write. Outcomes come back with such
+	// an error only.
 	UpsertBatch(ctx context.Context, ws []Write) ([]User, []Outcome, error)
 
 	// Delete turns the user with w.TokenIdentifier into a tombstone: ID,
@@ -282,3 +288,19 @@ func (o Outcome) String() string {
 	}
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }
+
+// WriteError is the error of one write of a batch that was skipped while
+// the others were applied (Syncer.UpsertBatch, Store.UpsertBatch). Its
+// text names the write by its place in the batch, never its values.
+type WriteError struct {
+	// Index is the write's place in the batch.
+	Index int
+	// Err says why, wrapping ErrInvalid.
+	Err error
+}
+
+// Error implements error.
+func (e *WriteError) Error() string { return fmt.Sprintf("write %d: %v", e.Index, e.Err) }
+
+// Unwrap returns Err.
+func (e *WriteError) Unwrap() error { return e.Err }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -141,12 +142,13 @@ func (s *Syncer) Upsert(ctx context.Context, w Write) (User, Outcome, error) {
 // UpsertBatch applies ws as Upsert applies each, in one call of the store
 // (one transaction in sqlstore): for imports and reconciles. Each write is
 // completed, and its fields no store can hold dropped, as Upsert does; a
-// write still malformed (its key or version) is skipped and the others
-// applied. It returns the outcome of each write (Stale for a skipped one,
-// or one aimed at a deleted user) and, if it skipped any, an error wrapping
-// ErrInvalid that says which. If the store fails, nothing is applied, and
-// it returns no outcomes and the store's error. OnChange is called for
-// every change.
+// write still malformed (its key or version), or one with a value the
+// database refuses, is skipped and the others applied. It returns the
+// outcome of each write (Stale for a skipped one, or one aimed at a
+// deleted user) and, if it skipped any, an error joining a *WriteError per
+// skipped write, each wrapping ErrInvalid. If the store fails, nothing is
+// applied, and it returns no outcomes and the store's error. OnChange is
+// called for every change.
 func (s *Syncer) UpsertBatch(ctx context.Context, ws []Write) ([]Outcome, error) {
 	outcomes := make([]Outcome, len(ws))
 	valid := make([]Write, 0, len(ws))
@@ -161,19 +163,42 @@ func (s *Syncer) UpsertBatch(ctx context.Context, ws []Write) ([]Outcome, error)
 			err = fmt.Errorf("%w: version %d is more than %v in the future", ErrInvalid, w.Version, maxFutureSkew)
 		}
 		if err != nil {
-			skipped = append(skipped, fmt.Errorf("write %d: %w", i, err))
+			skipped = append(skipped, &WriteError{Index: i, Err: err})
 			continue
 		}
 		valid = append(valid, w)
 		index = append(index, i)
 	}
 	users, applied, err := s.store.UpsertBatch(ctx, valid)
-	if err != nil {
+	if err != nil && applied == nil {
 		return nil, err
 	}
 	for k, o := range applied {
 		outcomes[index[k]] = o
 		s.changed(ctx, o, users[k])
+	}
+	if err != nil {
+		// Writes the store skipped: name them by their place in ws.
+		errs := []error{err}
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = joined.Unwrap()
+		}
+		for _, e := range errs {
+			var we *WriteError
+			if errors.As(e, &we) && we.Index >= 0 && we.Index < len(index) {
+				e = &WriteError{Index: index[we.Index], Err: we.Err}
+			}
+			skipped = append(skipped, e)
+		}
+		slices.SortStableFunc(skipped, func(a, b error) int {
+			var x, y *WriteError
+			errors.As(a, &x)
+			errors.As(b, &y)
+			if x == nil || y == nil {
+				return 0
+			}
+			return x.Index - y.Index
+		})
 	}
 	return outcomes, errors.Join(skipped...)
 }
