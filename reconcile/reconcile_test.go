@@ -484,6 +484,56 @@ func TestSkipsUsersThatCannotBeStored(t *testing.T) {
 	}
 }
 
+// refusingStore skips, as a database that refuses a value does, the
+// writes of the subjects in refuse, and applies the others.
+type refusingStore struct {
+	usersync.Store
+	refuse map[string]bool
+}
+
+func (s refusingStore) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]usersync.User, []usersync.Outcome, error) {
+	var keep []usersync.Write
+	var at []int
+	for i, w := range ws {
+		if !s.refuse[w.Subject] {
+			keep, at = append(keep, w), append(at, i)
+		}
+	}
+	applied, outs, err := s.Store.UpsertBatch(ctx, keep)
+	if err != nil {
+		return nil, nil, err
+	}
+	users, outcomes := make([]usersync.User, len(ws)), make([]usersync.Outcome, len(ws))
+	for k, i := range at {
+		users[i], outcomes[i] = applied[k], outs[k]
+	}
+	var skipped []error
+	for i, w := range ws {
+		if s.refuse[w.Subject] {
+			skipped = append(skipped, &usersync.WriteError{Index: i, Err: fmt.Errorf("%w: the database refused a value (error 22003)", usersync.ErrInvalid)})
+		}
+	}
+	return users, outcomes, errors.Join(skipped...)
+}
+
+// A user whose value the database refuses is skipped and counted, and the
+// run still completes: one such user must not leave every reconcile
+// incomplete.
+func TestAUserTheDatabaseRefusesIsSkipped(t *testing.T) {
+	e := newEnv(t, refusingStore{Store: memstore.New(), refuse: map[string]bool{"user_00007": true}})
+	e.api.Put(apiUsers(0, 20, 1)...)
+	for range 2 {
+		report, err := e.run(reconcile.Config{})
+		if err != nil || report.Skipped != 1 || !report.Complete || report.Created+report.Unchanged != 19 {
+			t.Fatalf("%+v, %v", counts(report), err)
+		}
+	}
+	if _, err := e.stored("user_00007"); !errors.Is(err, usersync.ErrNotFound) {
+		t.Fatalf("the refused user: %v", err)
+	}
+	e.requireLive(apiUsers(8, 20, 1))
+}
+
 // TestAListThatChangesUnderTheSweep deletes, creates and updates users
 // between pages: offset paging then skips users (deletions before the
 // offset shift the rest left) and repeats none here; nothing the provider

@@ -19,6 +19,16 @@ const batchRows = 250
 // multi-row statement per 250 writes (SQLite, PostgreSQL: INSERT ... ON
 // CONFLICT ... RETURNING; MySQL: a locking read of the rows, INSERT ... ON
 // DUPLICATE KEY UPDATE, and a read-back of the users that changed).
+//
+// A write whose value the database refuses though Validate takes it (a
+// value Validate cannot foresee: a database of another version, a CHECK
+// or trigger of the app's) is skipped, and the others applied: its outcome
+// is Stale, its user the zero User, and the error returned beside the
+// outcomes joins a *usersync.WriteError per skipped write, wrapping
+// usersync.ErrInvalid (the database's code, never the value). Any other failure fails
+// the whole batch, which changes nothing. The refused write is found only
+// after a refusal: the batch runs again, each statement under a savepoint
+// and a refused one row by row.
 func (s *Store) upsertBatch(ctx context.Context, ws []usersync.Write) ([]usersync.User, []usersync.Outcome, error) {
 	ws = slices.Clone(ws) // Validate rewrites metadata: not the caller's
 	for i := range ws {
@@ -38,9 +48,12 @@ func (s *Store) upsertBatch(ctx context.Context, ws []usersync.Write) ([]usersyn
 			return nil, nil, err
 		}
 	}
-	attempts, err := s.try(ctx, func() error {
+	careful := false // after a refusal: find the refused writes
+	var skipped []error
+	run := func() error {
 		clear(users) // from an attempt that rolled back
 		clear(outcomes)
+		skipped = skipped[:0]
 		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
@@ -51,17 +64,70 @@ func (s *Store) upsertBatch(ctx context.Context, ws []usersync.Write) ([]usersyn
 		for _, round := range rounds(ws) {
 			for start := 0; start < len(round); start += batchRows {
 				chunk := round[start:min(start+batchRows, len(round))]
-				if err := s.upsertRows(ctx, tx, ws, chunk, users, outcomes); err != nil {
+				if careful {
+					err = s.upsertRowsCarefully(ctx, tx, ws, chunk, users, outcomes, &skipped)
+				} else {
+					err = s.upsertRows(ctx, tx, ws, chunk, users, outcomes)
+				}
+				if err != nil {
 					return err
 				}
 			}
 		}
 		return tx.Commit()
-	})
+	}
+	attempts, err := s.try(ctx, run)
+	if err != nil && refusedValue(err) {
+		careful = true
+		var more int
+		more, err = s.try(ctx, run)
+		attempts += more
+	}
 	if err != nil {
 		return nil, nil, s.wrapN("upsert batch", attempts, err)
 	}
-	return users, outcomes, nil
+	return users, outcomes, errors.Join(skipped...)
+}
+
+// upsertRowsCarefully is upsertRows under a savepoint of tx: if the
+// database refuses a value, it rolls the chunk back and upserts its writes
+// one at a time, skipping (Stale, with an error in *skipped) each one the
+// database refuses.
+func (s *Store) upsertRowsCarefully(ctx context.Context, tx *sql.Tx, ws []usersync.Write, idx []int, users []usersync.User, outcomes []usersync.Outcome, skipped *[]error) error {
+	err := s.underSavepoint(ctx, tx, func() error { return s.upsertRows(ctx, tx, ws, idx, users, outcomes) })
+	if err == nil || !refusedValue(err) {
+		return err
+	}
+	for _, i := range idx {
+		users[i], outcomes[i] = usersync.User{}, usersync.Stale
+	}
+	for _, i := range idx {
+		err := s.underSavepoint(ctx, tx, func() error { return s.upsertRows(ctx, tx, ws, []int{i}, users, outcomes) })
+		if err != nil && !refusedValue(err) {
+			return err
+		}
+		if err != nil {
+			users[i], outcomes[i] = usersync.User{}, usersync.Stale
+			*skipped = append(*skipped, &usersync.WriteError{Index: i, Err: s.wrap("upsert batch", err)})
+		}
+	}
+	return nil
+}
+
+// underSavepoint runs f under a savepoint of tx, and rolls back to it if f
+// fails.
+func (s *Store) underSavepoint(ctx context.Context, tx *sql.Tx, f func() error) error {
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT usersync_batch"); err != nil {
+		return err
+	}
+	if err := f(); err != nil {
+		if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT usersync_batch"); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	_, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT usersync_batch")
+	return err
 }
 
 // rounds splits the indexes of ws into rounds in which every token

@@ -87,8 +87,10 @@ var dialects = [...]*dialect{
 		tableExists: "SELECT COUNT(*) FROM pragma_table_list WHERE name = ? COLLATE NOCASE AND (? = '' OR schema = ? COLLATE NOCASE)",
 	},
 	Postgres: {
-		name:             "postgres",
-		quote:            func(s string) string { return `"` + s + `"` },
+		name: "postgres",
+		// Doubling quotes matters only for the name of a schema read
+		// from the database (Migrate's of an unqualified table).
+		quote:            func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` },
 		placeholder:      func(n int) string { return fmt.Sprintf("$%d", n) },
 		returning:        true,
 		lock:             "SELECT pg_advisory_lock(%s)",

@@ -63,10 +63,13 @@
 // "user@tcp(node1:3306)/db?wsrep_sync_wait=7"): a read, update, delete or
 // insert then waits until its node has applied every write the cluster
 // committed before it, so a user stored through one node is read back
-// through any other. Migrate may run on
-// several nodes at once (MySQL's GET_LOCK only serialises the replicas of one
-// node): every migration statement is idempotent or fails as "already there"
-// once another node applied it, which Migrate takes as done.
+// through any other. Migrate may run on several nodes at once (MySQL's
+// GET_LOCK only serialises the replicas of one node): a replica claims each
+// migration in the migrations table, and the others wait until it is
+// applied. MySQL's DDL commits statement by statement, so a migration that
+// stopped midway runs again: a statement that fails because the very
+// object it creates exists counts as done, and the schema the version
+// needs is checked before the version is recorded (see Store.Migrate).
 package sqlstore
 
 import "strings"

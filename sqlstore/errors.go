@@ -74,6 +74,24 @@ func refusedValue(err error) bool {
 	return false
 }
 
+// refusal is in the chain of wrap's error for a value the database
+// refused (refusedValue): its code, without the database's message, which
+// may quote the value.
+type refusal struct {
+	code string // the SQLSTATE, or MySQL's error number
+}
+
+func (r *refusal) Error() string { return "the database refused a value (error " + r.code + ")" }
+
+// refused returns the refusal in err's chain, or nil.
+func refused(err error) *refusal {
+	var r *refusal
+	if errors.As(err, &r) {
+		return r
+	}
+	return nil
+}
+
 // wrapN is wrap for a statement that ran attempts times: the count goes
 // into the error, and so into the log line of the failure.
 func (s *Store) wrapN(op string, attempts int, err error) error {
@@ -97,7 +115,7 @@ func (s *Store) wrap(op string, err error) error {
 		if code == "" {
 			code = fmt.Sprint(mysqlNumber(err))
 		}
-		return fmt.Errorf("%w: usersync/sqlstore: %s %s: the database refused a value (error %s)", usersync.ErrInvalid, op, s.table, code)
+		return fmt.Errorf("%w: usersync/sqlstore: %s %s: %w", usersync.ErrInvalid, op, s.table, &refusal{code})
 	}
 	return fmt.Errorf("usersync/sqlstore: %s %s: %w", op, s.table, err)
 }

@@ -74,10 +74,10 @@ func isComments(st string) bool {
 	return true
 }
 
-// migrations returns the dialect's migrations in order, with the table name
-// filled in.
-func (s *Store) migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(schemaFS, s.dialect.schemaDir)
+// migrations returns the dialect's migrations in order, with the names
+// of table filled in.
+func (s *Store) migrations(table tableName) ([]migration, error) {
+	entries, err := fs.ReadDir(s.schemaFiles, s.dialect.schemaDir)
 	if err != nil {
 		return nil, err
 	}
@@ -88,11 +88,11 @@ func (s *Store) migrations() ([]migration, error) {
 		if !ok || err != nil {
 			return nil, fmt.Errorf("usersync/sqlstore: bad migration file name %q", e.Name())
 		}
-		b, err := schemaFS.ReadFile(path.Join(s.dialect.schemaDir, e.Name()))
+		b, err := fs.ReadFile(s.schemaFiles, path.Join(s.dialect.schemaDir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
-		file := s.table.fill(s.dialect, string(b))
+		file := table.fill(s.dialect, string(b))
 		ms = append(ms, migration{version: v, sql: file, stmts: splitStatements(file)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
@@ -100,9 +100,13 @@ func (s *Store) migrations() ([]migration, error) {
 }
 
 // Schema returns the SQL that Migrate runs for this store's dialect and
-// table, for review or for running by hand.
+// table, for review or for running by hand. (On PostgreSQL, Migrate
+// qualifies the names of an unqualified table with the schema it is in,
+// so that the change feed's functions name their table whatever the
+// search_path of the session that writes: to run the SQL by hand, take
+// the Schema of a store whose Config.Table names its schema.)
 func (s *Store) Schema() string {
-	ms, err := s.migrations()
+	ms, err := s.migrations(s.table)
 	if err != nil {
 		return ""
 	}
@@ -114,10 +118,36 @@ func (s *Store) Schema() string {
 }
 
 // Migrate creates or updates the users table and the store's other tables
-// (<table>_migrations, <table>_leases). It is explicit (New never touches
-// the database), idempotent, and safe to run from several replicas at
-// once: a database lock serialises runs, and the migrations table records
-// the schema version so later releases migrate forward.
+// (<table>_migrations, <table>_leases, the change feed's). It is explicit
+// (New never touches the database), idempotent, and safe to run from
+// several replicas at once: a database lock serialises runs, and the
+// migrations table records the schema version so later releases migrate
+// forward.
+//
+// Each migration is atomic where the database allows it. On PostgreSQL a
+// migration and the record of its version commit in one transaction; on
+// SQLite a run of Migrate does (the transaction is its lock). A migration
+// that fails leaves no part of itself behind, and is not recorded: while it
+// runs, other replicas' writes wait for its locks (a write of an older
+// release never falls between a new column and the trigger that reads
+// it). MySQL and MariaDB cannot: every DDL statement commits on its own.
+// There Migrate claims the migration in the migrations table (a replica on
+// another Galera node waits for it), takes a statement that fails because
+// the very column, index, table or trigger it creates exists as done (a
+// migration that stopped midway runs again to its end), and checks the
+// columns, indexes and triggers the version needs before it records the
+// version: a schema that differs fails with an error wrapping
+// usersync.ErrInvalid and ErrSchemaMismatch that names what differs, and
+// the version is not recorded.
+//
+// On PostgreSQL the names inside the change feed's functions and triggers
+// are qualified with the table's schema (that of an unqualified table:
+// where the search_path finds it, or the first schema of the search_path
+// for a new one; migration 5 redefines the functions of a database an
+// older release made): a write from a session whose search_path lists
+// another schema first still appends its change to the store's own
+// change table. Each migration runs with the search_path "pg_catalog,
+// <schema>, pg_temp".
 //
 // A table of the configured name that usersync did not make (one without
 // its columns) is refused with an error wrapping usersync.ErrInvalid that
@@ -128,13 +158,16 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 	return s.migrate(ctx, 1<<30)
 }
 
+// ErrSchemaMismatch reports that a MySQL migration found a schema other
+// than the one it makes (a column of another type, a missing index, a
+// trigger of the same name that does something else), made or changed by
+// hand: Migrate fails with an error wrapping it and usersync.ErrInvalid,
+// and does not record the version.
+var ErrSchemaMismatch = errors.New("usersync/sqlstore: the schema is not the one the migration makes")
+
 // migrate migrates up to version upTo: tests stop at an older version to
 // check the upgrade of a database an older release made.
 func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
-	ms, err := s.migrations()
-	if err != nil {
-		return s.wrap("migrate", err)
-	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return s.wrap("migrate", err)
@@ -181,6 +214,16 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 	if err := s.refuseForeignTable(ctx, conn); err != nil {
 		return err
 	}
+	table := s.table
+	if s.dialect == dialects[Postgres] && table.schema == "" {
+		if table, err = s.postgresTable(ctx, conn); err != nil {
+			return err
+		}
+	}
+	ms, err := s.migrations(table)
+	if err != nil {
+		return s.wrap("migrate", err)
+	}
 	mt := s.table.qualified(s.dialect, "migrations")
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf(s.dialect.createMigrations, mt)); err != nil {
 		return s.wrap("migrate", err)
@@ -190,35 +233,121 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM "+mt+" WHERE applied_at > 0").Scan(&current); err != nil {
 		return s.wrap("migrate", err)
 	}
-	mysql := s.dialect == dialects[MySQL]
 	for _, m := range ms {
 		if m.version <= current || m.version > upTo {
 			continue
 		}
 		op := fmt.Sprintf("migrate to version %d", m.version)
-		if mysql {
-			done, err := s.claim(ctx, conn, mt, m.version)
-			if err != nil {
-				return s.wrap(op, err)
+		switch s.dialect {
+		case dialects[Postgres]:
+			err = s.applyInTransaction(ctx, conn, op, mt, table, m)
+		case dialects[MySQL]:
+			err = s.applyMySQL(ctx, conn, op, mt, table, m)
+		default: // SQLite: in the transaction of the lock
+			for _, st := range m.stmts {
+				if err = s.exec(ctx, conn, op, st); err != nil {
+					return err
+				}
 			}
-			if done {
-				continue
-			}
+			err = s.exec(ctx, conn, op, "INSERT INTO "+mt+" (applied_at, version) VALUES (?, ?)", time.Now().UnixMilli(), m.version)
 		}
-		for _, st := range m.stmts {
-			if err := s.exec(ctx, conn, op, st); err != nil {
-				return err
-			}
-		}
-		record := fmt.Sprintf("INSERT INTO %s (applied_at, version) VALUES (%s, %s)", mt, s.dialect.placeholder(1), s.dialect.placeholder(2))
-		if mysql {
-			record = "UPDATE " + mt + " SET applied_at = ? WHERE version = ?"
-		}
-		if err := s.exec(ctx, conn, op, record, time.Now().UnixMilli(), m.version); err != nil {
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// postgresTable returns the store's unqualified table qualified with its
+// schema: the one the search_path finds it in, or, for a new table, the
+// first schema of the search_path (where CREATE TABLE puts it).
+func (s *Store) postgresTable(ctx context.Context, conn *sql.Conn) (tableName, error) {
+	var schema sql.NullString
+	err := conn.QueryRowContext(ctx, `SELECT COALESCE((SELECT n.nspname FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass($1)), pg_catalog.current_schema())`,
+		s.table.quoted(s.dialect)).Scan(&schema)
+	if err != nil {
+		return tableName{}, s.wrap("migrate: find the table's schema", err)
+	}
+	// A "$" could end the dollar quotes of a function body.
+	if !schema.Valid || schema.String == "" || strings.ContainsAny(schema.String, "$\x00") {
+		return tableName{}, fmt.Errorf("%w: usersync/sqlstore: migrate %s: the search_path names no schema usersync can use: "+
+			"qualify the table (sqlstore.Config{Table: \"app.%s\"})", usersync.ErrInvalid, s.table, s.table.base)
+	}
+	return tableName{schema: schema.String, base: s.table.base}, nil
+}
+
+// applyInTransaction applies m and records its version in one transaction
+// of conn (PostgreSQL), run again whole when the database asks. The
+// transaction's search_path puts pg_catalog first and then the table's
+// schema (the files' own names are qualified): a schema of the session's
+// search_path cannot stand in for a type or function of pg_catalog.
+func (s *Store) applyInTransaction(ctx context.Context, conn *sql.Conn, op, mt string, table tableName, m migration) error {
+	attempts, err := s.try(ctx, func() error {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		// Recorded first, while the session's search_path finds mt.
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+mt+" (applied_at, version) VALUES ($1, $2)", time.Now().UnixMilli(), m.version); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "SET LOCAL search_path TO pg_catalog, "+s.dialect.quote(table.schema)+", pg_temp"); err != nil {
+			return err
+		}
+		for _, st := range m.stmts {
+			if _, err := tx.ExecContext(ctx, st); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	})
+	if err != nil {
+		return s.wrapN(op, attempts, err)
+	}
+	return nil
+}
+
+// applyMySQL applies m on MySQL, whose DDL statements commit one by one:
+// it claims the migration, runs its statements (one whose failure says it
+// ran before counts as done: see doneBefore), checks the schema the
+// version needs, and records the version. On a failure it gives its claim
+// back, so that the next Migrate runs the migration again at once.
+//
+// The claim is there for a Galera cluster: GET_LOCK serialises the
+// replicas of one server only, and replicas attached to other nodes could
+// otherwise run the same migration at the same time.
+func (s *Store) applyMySQL(ctx context.Context, conn *sql.Conn, op, mt string, table tableName, m migration) (err error) {
+	claimed, done, err := s.claim(ctx, conn, mt, m.version)
+	if err != nil {
+		return s.wrap(op, err)
+	}
+	if done {
+		return nil
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		// Best effort: a claim left behind expires (claimTimeout).
+		_, _ = conn.ExecContext(uctx, "DELETE FROM "+mt+" WHERE version = ? AND applied_at = ?", m.version, claimed)
+	}()
+	for _, st := range m.stmts {
+		attempts, err := s.try(ctx, func() error {
+			_, err := conn.ExecContext(ctx, st)
+			return err
+		})
+		if err != nil && !doneBefore(m, table, st, err) {
+			return s.wrapN(op, attempts, err)
+		}
+	}
+	if err := s.checkMySQLSchema(ctx, conn, table, m); err != nil {
+		return err
+	}
+	return s.exec(ctx, conn, op, "UPDATE "+mt+" SET applied_at = ? WHERE version = ?", time.Now().UnixMilli(), m.version)
 }
 
 // refuseForeignTable fails if a table of the store's name exists that
@@ -254,15 +383,18 @@ const claimTimeout = 10 * time.Minute
 // other nodes run Migrate at the same time. The first to insert the
 // migration's row (with a negative applied_at: minus the time of its
 // claim) applies it; the others wait until it is applied, and report done.
-func (s *Store) claim(ctx context.Context, conn *sql.Conn, mt string, v int) (done bool, err error) {
+//
+// It returns the applied_at of its claim, which the claimant deletes if
+// the migration fails.
+func (s *Store) claim(ctx context.Context, conn *sql.Conn, mt string, v int) (claimed int64, done bool, err error) {
 	for {
 		now := time.Now().UnixMilli()
 		_, err := conn.ExecContext(ctx, "INSERT INTO "+mt+" (version, applied_at) VALUES (?, ?)", v, -now)
 		if err == nil {
-			return false, nil // ours
+			return -now, false, nil // ours
 		}
 		if n := mysqlNumber(err); n != 1062 && !retryable(err) {
-			return false, err
+			return 0, false, err
 		}
 		var at int64
 		err = conn.QueryRowContext(ctx, "SELECT applied_at FROM "+mt+" WHERE version = ?", v).Scan(&at)
@@ -270,17 +402,17 @@ func (s *Store) claim(ctx context.Context, conn *sql.Conn, mt string, v int) (do
 		case errors.Is(err, sql.ErrNoRows):
 			continue // the other claim was rolled back: try again
 		case err != nil:
-			return false, err
+			return 0, false, err
 		case at > 0:
-			return true, nil
+			return 0, true, nil
 		case now+at > claimTimeout.Milliseconds():
 			// Its claimant died: take it over, unless another did.
 			res, err := conn.ExecContext(ctx, "UPDATE "+mt+" SET applied_at = ? WHERE version = ? AND applied_at = ?", -now, v, at)
 			if err != nil {
-				return false, err
+				return 0, false, err
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
-				return false, nil
+				return -now, false, nil
 			}
 			continue
 		}
@@ -288,46 +420,20 @@ func (s *Store) claim(ctx context.Context, conn *sql.Conn, mt string, v int) (do
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return false, ctx.Err()
+			return 0, false, ctx.Err()
 		case <-t.C:
 		}
 	}
 }
 
 // exec runs one statement of a migration, again when the database asks.
-//
-// On MySQL the lock that serialises Migrate (GET_LOCK) is held by one
-// server: on a Galera cluster, replicas attached to other nodes can run
-// the same migration at the same time. Their DDL is applied in one order
-// cluster-wide, and every statement of a migration is idempotent or fails
-// as "already there" once another node applied it (a duplicate table,
-// column, index or trigger, or the migration's own row): such a failure
-// means the work is done.
 func (s *Store) exec(ctx context.Context, conn *sql.Conn, op, query string, args ...any) error {
 	attempts, err := s.try(ctx, func() error {
 		_, err := conn.ExecContext(ctx, query, args...)
 		return err
 	})
-	if err != nil && s.dialect == dialects[MySQL] && alreadyApplied(err) {
-		return nil
-	}
 	if err != nil {
 		return s.wrapN(op, attempts, err)
 	}
 	return nil
-}
-
-// alreadyApplied reports a MySQL error that says another node made the
-// change first.
-func alreadyApplied(err error) bool {
-	switch mysqlNumber(err) {
-	case 1050, // table exists
-		1060, // duplicate column
-		1061, // duplicate key name
-		1062, // duplicate entry (the migrations table's row)
-		1359, // trigger exists
-		1826: // duplicate foreign key
-		return true
-	}
-	return false
 }

@@ -72,7 +72,12 @@ func (s *Store) Count(ctx context.Context) (n int, err error) {
 	return s.count(ctx)
 }
 
-// Upsert implements usersync.Store in one statement.
+// Upsert implements usersync.Store in one statement. If the database
+// refuses the write's metadata though Validate takes it (a value Validate
+// cannot foresee: a database of another version, a CHECK or trigger of
+// the app's), the write runs again without it: the
+// stored metadata and its version stay, the rest applies, and
+// Config.Logger gets a warning that names the field, never its value.
 func (s *Store) Upsert(ctx context.Context, w usersync.Write) (u usersync.User, outcome usersync.Outcome, err error) {
 	ctx, op := s.tel.start(ctx, opUpsert)
 	defer op.finish(ctx, &err)
@@ -90,6 +95,13 @@ func (s *Store) Delete(ctx context.Context, w usersync.Write) (u usersync.User, 
 // multi-row statement per 250 writes (SQLite, PostgreSQL: INSERT ... ON
 // CONFLICT ... RETURNING; MySQL: a locking read of the rows, INSERT ... ON
 // DUPLICATE KEY UPDATE, and a read-back of the users that changed).
+//
+// A write with a value the database refuses though Validate takes it is
+// skipped
+// and the others applied: its outcome is Stale, and the error returned
+// beside the outcomes joins a *usersync.WriteError wrapping
+// usersync.ErrInvalid per skipped write, without the value. Any other
+// failure fails the whole batch, which then changes nothing.
 func (s *Store) UpsertBatch(ctx context.Context, ws []usersync.Write) (users []usersync.User, outcomes []usersync.Outcome, err error) {
 	ctx, op := s.tel.start(ctx, opUpsertBatch)
 	defer op.finish(ctx, &err)

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/telemetry"
 )
 
 // Store is a usersync.Store over a database/sql database. It is safe for
@@ -31,6 +34,8 @@ type Store struct {
 	maxAttempts int
 	retries     atomic.Int64 // statements run again, for tests
 	tel         *storeTelemetry
+	log         *slog.Logger
+	schemaFiles fs.FS // the migrations: the embedded schema, or a test's
 }
 
 var _ usersync.Store = (*Store)(nil)
@@ -63,6 +68,11 @@ type Config struct {
 	// the OpenTelemetry SDK.
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider
+	// Logger logs, at warning level, the metadata of a write that the
+	// database refused though Write.Validate took it: the write is applied
+	// without it, and the log names the field, never its value. Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // New returns a store over db for cfg. It does not touch the database:
@@ -84,7 +94,8 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 	}
 	d := dialects[cfg.Dialect]
 	return &Store{db: db, dialect: d, table: table, sql: d.statements(table), maxAttempts: cfg.MaxAttempts,
-		tel: newStoreTelemetry(cfg.MeterProvider, cfg.TracerProvider, cfg.Dialect)}, nil
+		tel: newStoreTelemetry(cfg.MeterProvider, cfg.TracerProvider, cfg.Dialect), log: telemetry.Logger(cfg.Logger),
+		schemaFiles: schemaFS}, nil
 }
 
 // Table returns the name of the users table, as configured, for apps that
@@ -239,6 +250,11 @@ func (s *Store) upsert(ctx context.Context, w usersync.Write) (usersync.User, us
 	}
 	args := insertArgs(make([]any, 0, len(insertColumns)), s.dialect, &w, w.Fields, w.At, w.At, time.Time{})
 	u, outcome, err := s.write(ctx, "upsert", s.sql.upsert, &w, usersync.Updated, args)
+	if err != nil && w.Profile.Metadata != nil {
+		if r := refused(err); r != nil {
+			u, outcome, err = s.upsertWithoutMetadata(ctx, w, err, r)
+		}
+	}
 	if err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
@@ -246,6 +262,31 @@ func (s *Store) upsert(ctx context.Context, w usersync.Write) (usersync.User, us
 		return usersync.User{}, usersync.Stale, usersync.ErrDeleted
 	}
 	return u, outcome, nil
+}
+
+// upsertWithoutMetadata runs w again without its metadata, after the
+// database refused a value of it (err, refusal r): Validate vouches for
+// every other value, and for the metadata every database it knows of
+// holds, but cannot foresee every database's rules. As the
+// Syncer does with a field no store can hold, the field is dropped (its
+// stored value and version stay; a new user gets none) and the rest of
+// the write applies, with a warning that names the field, never its
+// value. If the database refuses the write without it too, err is
+// returned. It runs only after a refusal: the normal path costs nothing.
+func (s *Store) upsertWithoutMetadata(ctx context.Context, w usersync.Write, err error, r *refusal) (usersync.User, usersync.Outcome, error) {
+	carried := w.Fields&usersync.FieldMetadata != 0
+	w.Fields &^= usersync.FieldMetadata
+	w.Profile.Metadata = nil
+	args := insertArgs(make([]any, 0, len(insertColumns)), s.dialect, &w, w.Fields, w.At, w.At, time.Time{})
+	u, outcome, err2 := s.write(ctx, "upsert", s.sql.upsert, &w, usersync.Updated, args)
+	if refused(err2) != nil {
+		return usersync.User{}, usersync.Stale, err // not the metadata's doing
+	}
+	if err2 == nil {
+		s.log.WarnContext(ctx, "usersync/sqlstore: the database refused the metadata of a write; dropped it and applied the rest",
+			"field", "metadata", "carried", carried, "table", s.table.String(), "code", r.code)
+	}
+	return u, outcome, err2
 }
 
 // delete implements the Delete of usersync.Store in one statement.
