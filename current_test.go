@@ -135,3 +135,31 @@ func TestStoreCurrentUserRefusesDeletedUser(t *testing.T) {
 		t.Fatalf("StoreCurrentUser after delete: err = %v, want ErrDeleted", err)
 	}
 }
+
+// A token with a new email and no email_verified stores the new address as
+// unverified: the flag belonged to the old one. The same address without
+// a flag keeps it.
+func TestStoreCurrentUserEmailVerifiedBelongsToTheAddress(t *testing.T) {
+	s := newSyncer(t, nil, nil)
+	ctx := context.Background()
+	at := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	if _, _, err := s.Upsert(ctx, usersync.Write{Issuer: iss, Subject: "u1", Version: usersync.Version(at.UnixMilli()),
+		Fields: usersync.FieldEmail | usersync.FieldEmailVerified, Profile: usersync.Profile{Email: "ada@example.com", EmailVerified: true}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		email    string
+		verified bool
+	}{
+		{"ada@example.com", true},  // the same address, no flag: kept
+		{"ada@new.example", false}, // a new address, no flag: unverified
+		{"ada@example.com", true},  // the verified address again
+	} {
+		id := identity("u1", "Ada", at.Add(time.Duration(i+1)*time.Minute))
+		id.Email = tc.email
+		u, err := s.StoreCurrentUser(withIdentity(id))
+		if err != nil || u.Email != tc.email || u.EmailVerified != tc.verified {
+			t.Fatalf("token %d with %s: verified %v, %v; want %v", i, tc.email, u.EmailVerified, err, tc.verified)
+		}
+	}
+}

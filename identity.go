@@ -79,7 +79,9 @@ func (id *Identity) Claims(v any) error {
 // write returns the write that stores the identity's claims: a claim that
 // is absent (or, for text, empty) is not carried, so it never wipes a
 // stored value. email_verified is carried on its own: a token with an email
-// but no email_verified leaves the stored flag alone.
+// but no email_verified leaves the stored flag alone, and the flag belongs
+// to the address it came with, so a new address reads unverified until a
+// flag of its own arrives.
 // The version is the token's iat (or nbf without one).
 func (id *Identity) write(defaultName string) Write {
 	w := Write{

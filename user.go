@@ -37,10 +37,13 @@ type User struct {
 type Profile struct {
 	// Name is the display name: a token's name claim, or its given and
 	// family names joined; Clerk's first and last name joined.
-	Name          string `json:"name"`
-	GivenName     string `json:"givenName,omitempty"`  // given_name; Clerk's first_name
-	FamilyName    string `json:"familyName,omitempty"` // family_name; Clerk's last_name
-	Email         string `json:"email,omitempty"`
+	Name       string `json:"name"`
+	GivenName  string `json:"givenName,omitempty"`  // given_name; Clerk's first_name
+	FamilyName string `json:"familyName,omitempty"` // family_name; Clerk's last_name
+	Email      string `json:"email,omitempty"`
+	// EmailVerified is the flag of the Email it came with: a store reports
+	// it only while Email is the address of the write that set it (a write
+	// of the flag without an email sets it for any address).
 	EmailVerified bool   `json:"emailVerified,omitempty"`
 	PictureURL    string `json:"pictureUrl,omitempty"`
 	Username      string `json:"username,omitempty"`

@@ -46,6 +46,27 @@ type lease struct {
 type record struct {
 	user     usersync.User
 	versions [maxFields]usersync.Version // by field bit
+	// verified is the stored email_verified, and verifiedFor the email of
+	// the write that stored it (nil: a write without one): user's
+	// EmailVerified holds while its Email is that address.
+	verified    bool
+	verifiedFor *string
+}
+
+// setVerified keeps the email_verified of w, which carries it, with the
+// address it came with.
+func (r *record) setVerified(w *usersync.Write) {
+	r.verified, r.verifiedFor = w.Profile.EmailVerified, nil
+	if w.Fields&usersync.FieldEmail != 0 {
+		email := w.Profile.Email
+		r.verifiedFor = &email
+	}
+}
+
+// resolveVerified sets the user's EmailVerified: the stored flag, while
+// the stored email is the address it came with.
+func (r *record) resolveVerified() {
+	r.user.EmailVerified = r.verified && (r.verifiedFor == nil || *r.verifiedFor == r.user.Email)
 }
 
 // maxFields is how many Profile fields a record has room for; the build
@@ -223,6 +244,8 @@ func (s *Store) upsert(w *usersync.Write) (usersync.User, usersync.Outcome, erro
 				r.user.Version = w.Version
 			}
 		}
+		r.setVerified(w)
+		r.resolveVerified()
 		s.insert(r)
 		s.changed(usersync.Created, &r.user)
 		return clone(r.user), usersync.Created, nil
@@ -244,6 +267,10 @@ func (s *Store) upsert(w *usersync.Write) (usersync.User, usersync.Outcome, erro
 	if newer&usersync.FieldMetadata != 0 {
 		r.user.Metadata = slices.Clone(w.Profile.Metadata)
 	}
+	if newer&usersync.FieldEmailVerified != 0 {
+		r.setVerified(w)
+	}
+	r.resolveVerified()
 	r.user.Version = max(r.user.Version, w.Version)
 	r.user.UpdatedAt = w.At
 	s.changed(usersync.Updated, &r.user)
@@ -284,6 +311,7 @@ func (s *Store) Delete(ctx context.Context, t usersync.Write) (usersync.User, us
 		return clone(r.user), usersync.Stale, nil
 	}
 	r.user.Profile = usersync.Profile{}
+	r.verified, r.verifiedFor = false, nil
 	r.user.UpdatedAt, r.user.DeletedAt = t.At, t.At
 	s.live--
 	s.changed(usersync.Deleted, &r.user)

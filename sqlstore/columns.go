@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -17,7 +18,10 @@ var profileColumns = []fieldColumns{
 	{usersync.FieldGivenName, "given_name_version", []column{text("given_name", func(p *usersync.Profile) *string { return &p.GivenName })}},
 	{usersync.FieldFamilyName, "family_name_version", []column{text("family_name", func(p *usersync.Profile) *string { return &p.FamilyName })}},
 	{usersync.FieldEmail, "email_version", []column{text("email", func(p *usersync.Profile) *string { return &p.Email })}},
-	{usersync.FieldEmailVerified, "email_verified_version", []column{boolean("email_verified", func(p *usersync.Profile) *bool { return &p.EmailVerified })}},
+	// The flag belongs to the address it came with (email_verified_for):
+	// a new address without a flag of its own is not verified (migration
+	// 5, PostgreSQL 6).
+	{usersync.FieldEmailVerified, "email_verified_version", []column{boolean("email_verified", func(p *usersync.Profile) *bool { return &p.EmailVerified }), verifiedFor}},
 	{usersync.FieldPictureURL, "picture_url_version", []column{text("picture_url", func(p *usersync.Profile) *string { return &p.PictureURL })}},
 	{usersync.FieldUsername, "username_version", []column{text("username", func(p *usersync.Profile) *string { return &p.Username })}},
 	{usersync.FieldPhoneNumber, "phone_number_version", []column{text("phone_number", func(p *usersync.Profile) *string { return &p.PhoneNumber })}},
@@ -25,13 +29,13 @@ var profileColumns = []fieldColumns{
 	{usersync.FieldLastSignInAt, "last_sign_in_at_version", []column{timestamp("last_sign_in_at", func(p *usersync.Profile) *time.Time { return &p.LastSignInAt })}},
 	{usersync.FieldMetadata, "metadata_version", []column{{
 		name: "metadata",
-		arg: func(p *usersync.Profile, _ *dialect) any {
+		arg: func(p *usersync.Profile, _ usersync.Fields, _ *dialect) any {
 			if p.Metadata == nil {
 				return nil
 			}
 			return string(p.Metadata)
 		},
-		dest: func(p *usersync.Profile) any { return (*jsonColumn)(&p.Metadata) },
+		dest: func(t *scanTarget) any { return (*jsonColumn)(&t.u.Metadata) },
 	}}},
 }
 
@@ -51,24 +55,40 @@ func (pc *fieldColumns) names() []string {
 	return out
 }
 
-// column is one column of a Profile field: the argument that writes it and
-// the scan target that reads it.
+// column is one column of a Profile field: the argument that writes it
+// (from the write's profile and the fields it carries) and the scan target
+// that reads it.
 type column struct {
 	name string
-	arg  func(*usersync.Profile, *dialect) any
-	dest func(*usersync.Profile) any
+	arg  func(*usersync.Profile, usersync.Fields, *dialect) any
+	dest func(*scanTarget) any
 }
 
 func text(name string, f func(*usersync.Profile) *string) column {
-	return column{name, func(p *usersync.Profile, _ *dialect) any { return *f(p) }, func(p *usersync.Profile) any { return f(p) }}
+	return column{name, func(p *usersync.Profile, _ usersync.Fields, _ *dialect) any { return *f(p) }, func(t *scanTarget) any { return f(&t.u.Profile) }}
 }
 
 func boolean(name string, f func(*usersync.Profile) *bool) column {
-	return column{name, func(p *usersync.Profile, _ *dialect) any { return *f(p) }, func(p *usersync.Profile) any { return f(p) }}
+	return column{name, func(p *usersync.Profile, _ usersync.Fields, _ *dialect) any { return *f(p) }, func(t *scanTarget) any { return f(&t.u.Profile) }}
 }
 
 func timestamp(name string, f func(*usersync.Profile) *time.Time) column {
-	return column{name, func(p *usersync.Profile, d *dialect) any { return d.timeArg(*f(p)) }, func(p *usersync.Profile) any { return (*timeColumn)(f(p)) }}
+	return column{name, func(p *usersync.Profile, _ usersync.Fields, d *dialect) any { return d.timeArg(*f(p)) }, func(t *scanTarget) any { return (*timeColumn)(f(&t.u.Profile)) }}
+}
+
+// verifiedFor is the address the stored email_verified was written with:
+// the write's email if it carries one, else NULL (the flag then holds for
+// whatever address is stored, as before migration 5). A read reports the
+// flag only while the stored email is that address.
+var verifiedFor = column{
+	name: "email_verified_for",
+	arg: func(p *usersync.Profile, f usersync.Fields, _ *dialect) any {
+		if f&usersync.FieldEmail == 0 {
+			return nil
+		}
+		return p.Email
+	},
+	dest: func(t *scanTarget) any { return &t.verifiedFor },
 }
 
 // timeColumn scans a time column into a time.Time, NULL into the zero
@@ -146,7 +166,7 @@ func insertArgs(args []any, d *dialect, w *usersync.Write, fields usersync.Field
 	args = append(args, w.ID, w.TokenIdentifier, w.Issuer, w.Subject)
 	for _, pc := range profileColumns {
 		for _, c := range pc.cols {
-			args = append(args, c.arg(&w.Profile, d))
+			args = append(args, c.arg(&w.Profile, fields, d))
 		}
 	}
 	var rowVersion int64
@@ -165,10 +185,11 @@ var zeroTime time.Time
 
 // scanTarget is everything one row is scanned into, in one allocation.
 type scanTarget struct {
-	u       usersync.User
-	version int64
-	changes int64
-	dest    [32]any
+	u           usersync.User
+	version     int64
+	changes     int64
+	verifiedFor sql.NullString
+	dest        [32]any
 }
 
 // scanUser reads one row of userColumns.
@@ -184,7 +205,7 @@ func scanRow(row interface{ Scan(...any) error }) (usersync.User, int64, error) 
 	dest := append(t.dest[:0], &t.u.ID, &t.u.TokenIdentifier, &t.u.Issuer, &t.u.Subject)
 	for _, pc := range profileColumns {
 		for _, c := range pc.cols {
-			dest = append(dest, c.dest(&t.u.Profile))
+			dest = append(dest, c.dest(t))
 		}
 	}
 	dest = append(dest, &t.version, (*timeColumn)(&t.u.CreatedAt), (*timeColumn)(&t.u.UpdatedAt), (*timeColumn)(&t.u.DeletedAt), &t.changes)
@@ -193,5 +214,8 @@ func scanRow(row interface{ Scan(...any) error }) (usersync.User, int64, error) 
 	}
 	u := t.u
 	u.Version = usersync.Version(t.version)
+	if t.verifiedFor.Valid && t.verifiedFor.String != u.Email {
+		u.EmailVerified = false // the flag of another address
+	}
 	return u, t.changes, nil
 }

@@ -58,6 +58,7 @@ func testUpgradeFrom(t *testing.T, b *backend, from int) {
 	}
 	insertV1(t, db, b, table, "id-alice", "alice", true, 10)
 	insertV1(t, db, b, table, "id-bob", "bob", false, 20)
+	insertV1(t, db, b, table, "id-carol", "carol", true, 10)
 	if from >= 2 { // version 2's writers keep email_verified's version
 		if _, err := db.Exec("UPDATE " + table + " SET email_verified_version = email_version"); err != nil {
 			t.Fatal(err)
@@ -76,6 +77,17 @@ func testUpgradeFrom(t *testing.T, b *backend, from int) {
 		if at := time.UnixMilli(1700000000000); !u.CreatedAt.Equal(at) || !u.UpdatedAt.Equal(at) || !u.DeletedAt.IsZero() || u.ExternalID != "" || !u.LastSignInAt.IsZero() {
 			t.Fatalf("%s's times after the upgrade: %+v", c.sub, u)
 		}
+	}
+	// A stored flag belongs to the address stored with it: the same
+	// address without a flag keeps it, a new one does not inherit it.
+	carol := usersync.Write{ID: "c", Issuer: "https://issuer.test", Subject: "carol", TokenIdentifier: usersync.TokenIdentifier("https://issuer.test", "carol"),
+		Version: 12, Fields: usersync.FieldEmail, Profile: usersync.Profile{Email: "carol@example.com"}, At: time.Now()}
+	if u, _, err := s.Upsert(ctx, carol); err != nil || !u.EmailVerified {
+		t.Fatalf("carol's address again, without a flag: verified %v, %v", u.EmailVerified, err)
+	}
+	carol.Version, carol.Profile.Email = 13, "carol@new.example"
+	if u, _, err := s.Upsert(ctx, carol); err != nil || u.EmailVerified {
+		t.Fatalf("carol's new address, without a flag: verified %v, %v", u.EmailVerified, err)
 	}
 	// email_verified carries the version of the email: an older
 	// write of it is stale, a newer one applies.

@@ -192,6 +192,8 @@ func mysqlNeeds(version int, t tableName) schemaNeeds {
 			},
 			indexes: []indexNeed{{changes, "PRIMARY", true, "id"}, {changes, t.object("changes_seq"), true, "seq"}, {sequence, "PRIMARY", true, "id"}},
 		}
+	case 5:
+		return schemaNeeds{columns: map[string]string{users: "email_verified_for text null"}}
 	}
 	return schemaNeeds{}
 }

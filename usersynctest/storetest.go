@@ -259,6 +259,67 @@ var storeCases = []storeCase{
 			}
 		}
 	}},
+	{"Upsert/email_verified belongs to the address it came with", func(t *testing.T, f *storeFixture) {
+		const email, flag = usersync.FieldEmail, usersync.FieldEmailVerified
+		p := func(addr string, verified bool) usersync.Profile {
+			return usersync.Profile{Email: addr, EmailVerified: verified}
+		}
+		verified := func(sub string) bool { f.t.Helper(); return f.mustGet(sub).EmailVerified }
+		// A new address without a flag of its own is not verified; the
+		// same address without one keeps it; the old address, back, has
+		// its flag again.
+		f.upsert(f.write("ada", 10, email|flag, p("ada@example.com", true)), usersync.Created)
+		f.upsert(f.write("ada", 20, email, p("ada@example.com", false)), usersync.Updated)
+		if !verified("ada") {
+			t.Fatal("the same address without a flag lost its flag")
+		}
+		f.upsert(f.write("ada", 30, email, p("ada@new.example", false)), usersync.Updated)
+		if verified("ada") {
+			t.Fatal("a new address without a flag inherited the old address's flag")
+		}
+		f.upsert(f.write("ada", 40, email, p("ada@example.com", false)), usersync.Updated)
+		if !verified("ada") {
+			t.Fatal("the verified address, back, lost its flag")
+		}
+		// The comparison is byte for byte.
+		f.upsert(f.write("ada", 50, email, p("Ada@example.com", false)), usersync.Updated)
+		if verified("ada") {
+			t.Fatal("another spelling of the address inherited its flag")
+		}
+		// A flag without an address holds for whatever address is stored.
+		f.upsert(f.write("ada", 60, flag, p("", true)), usersync.Updated)
+		if !verified("ada") {
+			t.Fatal("a flag without an address did not apply")
+		}
+
+		// Every order of a flagged address and a flag-less one reads the
+		// same: the flag holds if it came with the newest address.
+		for i, tc := range []struct {
+			flagged, bare string // the address of the flagged write (v90) and of the bare one (v100)
+			want          bool
+		}{
+			{"b@example.com", "b@example.com", true},  // the same address: the flag holds
+			{"c@example.com", "b@example.com", false}, // the flag of another address
+		} {
+			writes := []usersync.Write{
+				f.write("", 90, email|flag, p(tc.flagged, true)),
+				f.write("", 100, email, p(tc.bare, false)),
+			}
+			for order, ws := range [][]usersync.Write{writes, {writes[1], writes[0]}} {
+				sub := fmt.Sprintf("carol-%d-%d", i, order)
+				f.upsert(f.write(sub, 50, email|flag, p("a@example.com", true)), usersync.Created)
+				for _, w := range ws {
+					w = f.write(sub, w.Version, w.Fields, w.Profile)
+					if _, _, err := f.s.Upsert(bg, w); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if u := f.mustGet(sub); u.Email != tc.bare || u.EmailVerified != tc.want {
+					t.Fatalf("%s, order %d: %q verified %v, want %q verified %v", sub, order, u.Email, u.EmailVerified, tc.bare, tc.want)
+				}
+			}
+		}
+	}},
 	{"Upsert/identity fields never change", func(t *testing.T, f *storeFixture) {
 		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
 		w := f.write("alice", 11, usersync.AllFields, full("alicia")) // with another ID and time
@@ -742,6 +803,7 @@ var storeCases = []storeCase{
 		}
 		wantNew := full("new")
 		wantNew.Email = full("new2").Email
+		wantNew.EmailVerified = false // a new address, without a flag of its own
 		sameProfile(t, "new", f.mustGet("new").Profile, wantNew)
 		wantOld := full("old")
 		wantOld.Name = full("renamed").Name

@@ -65,11 +65,14 @@ type State struct {
 
 // Fold returns the state, by subject, that delivering events in any order,
 // with any duplicates, must reach: each field holds its newest write, and a
-// deleted user stays deleted.
+// deleted user stays deleted. EmailVerified belongs to the address it was
+// written with: it holds while the newest email is that address (or
+// always, if its write carried no email).
 func Fold(events []Event) map[string]State {
 	type acc struct {
-		st       State
-		versions [16]usersync.Version
+		st          State
+		versions    [16]usersync.Version
+		verifiedFor *string // the email of the write of the newest EmailVerified
 	}
 	m := map[string]*acc{}
 	for _, e := range events {
@@ -88,11 +91,20 @@ func Fold(events []Event) map[string]State {
 				a.versions[i] = e.Version
 				a.st.Profile.CopyFields(&e.Profile, f)
 				a.st.Version = max(a.st.Version, e.Version)
+				if f == usersync.FieldEmailVerified {
+					a.verifiedFor = nil
+					if e.Fields&usersync.FieldEmail != 0 {
+						a.verifiedFor = &e.Profile.Email
+					}
+				}
 			}
 		}
 	}
 	out := make(map[string]State, len(m))
 	for sub, a := range m {
+		if a.verifiedFor != nil && *a.verifiedFor != a.st.Profile.Email {
+			a.st.Profile.EmailVerified = false // the flag of another address
+		}
 		if a.st.Deleted {
 			a.st.Profile, a.st.Version = usersync.Profile{}, 0
 		}
