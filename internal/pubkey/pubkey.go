@@ -5,6 +5,9 @@ package pubkey
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -72,9 +75,9 @@ type Key struct {
 	Public crypto.PublicKey
 }
 
-// ParseJWKS reads a JWKS and returns its usable keys: a key of an
-// unsupported type or a broken one is left out, so one bad key does not
-// lose the others. It fails if body is not a JWKS or has no usable key.
+// ParseJWKS reads a JWKS and returns its usable public keys (RSA, ECDSA,
+// Ed25519): a symmetric key, a key of an unsupported type or a broken one
+// is left out, so one bad key does not lose the others. It fails if body is not a JWKS or has no usable key.
 func ParseJWKS(body []byte) ([]Key, error) {
 	var set jwkset.JWKSMarshal
 	if err := json.Unmarshal(body, &set); err != nil {
@@ -90,7 +93,10 @@ func ParseJWKS(body []byte) ([]Key, error) {
 		if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
 			key = pk.Public() // a private key in a JWKS by mistake: its public half
 		}
-		keys = append(keys, Key{KID: m.KID, JWK: jwk, Public: key})
+		switch key.(type) {
+		case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+			keys = append(keys, Key{KID: m.KID, JWK: jwk, Public: key})
+		} // else a symmetric ("oct") key: never one to verify with
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("JWKS has no usable keys")
