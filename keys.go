@@ -3,6 +3,8 @@ package usersync
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -81,14 +83,35 @@ func thumbprint(key crypto.PublicKey) string {
 	return string(sum[:])
 }
 
-// thumbOf returns the thumbprint of key, one of the set's.
+// thumbOf returns the thumbprint of key, one of the set's: found by
+// pointer first (keyfunc hands out the set's own keys; the Equal methods
+// of RSA and ECDSA keys allocate), then by value.
 func (ks *keySet) thumbOf(key any) string {
+	for _, k := range ks.keys {
+		if samePointer(key, k.key) {
+			return k.thumb
+		}
+	}
 	for _, k := range ks.keys {
 		if pubkey.Equal(key, k.key) {
 			return k.thumb
 		}
 	}
 	return thumbprint(key)
+}
+
+// samePointer reports whether a and b are the same RSA or ECDSA key
+// object.
+func samePointer(a, b crypto.PublicKey) bool {
+	switch a := a.(type) {
+	case *rsa.PublicKey:
+		b, ok := b.(*rsa.PublicKey)
+		return ok && a == b
+	case *ecdsa.PublicKey:
+		b, ok := b.(*ecdsa.PublicKey)
+		return ok && a == b
+	}
+	return false
 }
 
 // Backoff of failed fetches: 250ms, doubling, at most maxBackoff, so that
