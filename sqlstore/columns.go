@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -57,7 +56,7 @@ func (pc *fieldColumns) names() []string {
 
 // column is one column of a Profile field: the argument that writes it
 // (from the write's profile and the fields it carries) and the scan target
-// that reads it.
+// that reads it (nil for a column that is not read).
 type column struct {
 	name string
 	arg  func(*usersync.Profile, usersync.Fields, *dialect) any
@@ -78,8 +77,9 @@ func timestamp(name string, f func(*usersync.Profile) *time.Time) column {
 
 // verifiedFor is the address the stored email_verified was written with:
 // the write's email if it carries one, else NULL (the flag then holds for
-// whatever address is stored, as before migration 5). A read reports the
-// flag only while the stored email is that address.
+// whatever address is stored, as before migration 5). It is written, not
+// read: a read's email_verified is the flag only while the stored email is
+// that address, byte for byte (dialect.emailVerified).
 var verifiedFor = column{
 	name: "email_verified_for",
 	arg: func(p *usersync.Profile, f usersync.Fields, _ *dialect) any {
@@ -88,7 +88,6 @@ var verifiedFor = column{
 		}
 		return p.Email
 	},
-	dest: func(t *scanTarget) any { return &t.verifiedFor },
 }
 
 // timeColumn scans a time column into a time.Time, NULL into the zero
@@ -147,16 +146,21 @@ func (j *jsonColumn) Scan(src any) error {
 var insertColumns, userColumns = columnLists()
 
 func columnLists() (insert, user []string) {
-	var values, versions []string
+	var values, read, versions []string
 	for _, pc := range profileColumns {
 		values = append(values, pc.names()...)
+		for _, c := range pc.cols {
+			if c.dest != nil {
+				read = append(read, c.name)
+			}
+		}
 		versions = append(versions, pc.version)
 	}
 	keys := []string{"id", "token_identifier", "issuer", "subject"}
 	// change_count counts the row's changes (migration 4): 1 on insert.
 	times := []string{"version", "created_at", "updated_at", "deleted_at", "change_count"}
 	insert = append(append(append(append([]string(nil), keys...), values...), versions...), times...)
-	user = append(append(append([]string(nil), keys...), values...), times...)
+	user = append(append(append([]string(nil), keys...), read...), times...)
 	return insert, user
 }
 
@@ -185,11 +189,10 @@ var zeroTime time.Time
 
 // scanTarget is everything one row is scanned into, in one allocation.
 type scanTarget struct {
-	u           usersync.User
-	version     int64
-	changes     int64
-	verifiedFor sql.NullString
-	dest        [32]any
+	u       usersync.User
+	version int64
+	changes int64
+	dest    [32]any
 }
 
 // scanUser reads one row of userColumns.
@@ -205,7 +208,9 @@ func scanRow(row interface{ Scan(...any) error }) (usersync.User, int64, error) 
 	dest := append(t.dest[:0], &t.u.ID, &t.u.TokenIdentifier, &t.u.Issuer, &t.u.Subject)
 	for _, pc := range profileColumns {
 		for _, c := range pc.cols {
-			dest = append(dest, c.dest(t))
+			if c.dest != nil {
+				dest = append(dest, c.dest(t))
+			}
 		}
 	}
 	dest = append(dest, &t.version, (*timeColumn)(&t.u.CreatedAt), (*timeColumn)(&t.u.UpdatedAt), (*timeColumn)(&t.u.DeletedAt), &t.changes)
@@ -214,8 +219,5 @@ func scanRow(row interface{ Scan(...any) error }) (usersync.User, int64, error) 
 	}
 	u := t.u
 	u.Version = usersync.Version(t.version)
-	if t.verifiedFor.Valid && t.verifiedFor.String != u.Email {
-		u.EmailVerified = false // the flag of another address
-	}
 	return u, t.changes, nil
 }

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -56,6 +57,10 @@ type dialect struct {
 	// tableExists is a query of one row, 1 or 0: does table $1 exist (in
 	// schema $2, or the current one when $2 is "")?
 	tableExists string
+	// emailVerified is what a read returns as email_verified: the flag,
+	// while the stored email is the address it came with
+	// (email_verified_for, NULL for any), compared byte for byte.
+	emailVerified string
 }
 
 func millis(t time.Time) any {
@@ -85,6 +90,8 @@ var dialects = [...]*dialect{
 		timeArg:          millis,
 		// SQLite's names are case-insensitive: "Users" is "users".
 		tableExists: "SELECT COUNT(*) FROM pragma_table_list WHERE name = ? COLLATE NOCASE AND (? = '' OR schema = ? COLLATE NOCASE)",
+		// = is binary in SQLite.
+		emailVerified: "(email_verified AND (email_verified_for IS NULL OR email_verified_for = email))",
 	},
 	Postgres: {
 		name: "postgres",
@@ -99,6 +106,7 @@ var dialects = [...]*dialect{
 		createMigrations: "CREATE TABLE IF NOT EXISTS %s (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
 		timeArg:          utc,
 		tableExists:      "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = $1 AND table_schema = CASE WHEN $2 = '' THEN current_schema() ELSE $3 END",
+		emailVerified:    `(email_verified AND (email_verified_for IS NULL OR email_verified_for = email COLLATE "C"))`,
 	},
 	MySQL: {
 		name:               "mysql",
@@ -112,6 +120,8 @@ var dialects = [...]*dialect{
 		createMigrations:   "CREATE TABLE IF NOT EXISTS %s (version INT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL) ENGINE=InnoDB",
 		timeArg:            utc,
 		tableExists:        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = IF(? = '', DATABASE(), ?)",
+		// Binary strings: no collation, no padding.
+		emailVerified: "(email_verified AND (email_verified_for IS NULL OR CAST(email_verified_for AS BINARY) = CAST(email AS BINARY)))",
 	},
 }
 
@@ -138,7 +148,9 @@ func (d *dialect) statements(table tableName) statements {
 		ph = append(ph, d.placeholder(i))
 	}
 	insert := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", t, strings.Join(insertColumns, ", "), strings.Join(ph, ", "))
-	cols := strings.Join(userColumns, ", ")
+	read := slices.Clone(userColumns)
+	read[slices.Index(read, "email_verified")] = d.emailVerified
+	cols := strings.Join(read, ", ")
 	s := statements{
 		getByID:       fmt.Sprintf("SELECT %s FROM %s WHERE id = %s", cols, t, d.placeholder(1)),
 		getByToken:    fmt.Sprintf("SELECT %s FROM %s WHERE token_identifier = %s", cols, t, d.placeholder(1)),

@@ -286,6 +286,10 @@ var storeCases = []storeCase{
 		if verified("ada") {
 			t.Fatal("another spelling of the address inherited its flag")
 		}
+		f.upsert(f.write("ada", 55, email, p("ada@example.com ", false)), usersync.Updated)
+		if verified("ada") {
+			t.Fatal("the address with a trailing space inherited its flag")
+		}
 		// A flag without an address holds for whatever address is stored.
 		f.upsert(f.write("ada", 60, flag, p("", true)), usersync.Updated)
 		if !verified("ada") {
