@@ -224,7 +224,12 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 	if err != nil {
 		return s.wrap("migrate", err)
 	}
-	mt := s.table.qualified(s.dialect, "migrations")
+	// Beside the table it records: on PostgreSQL, in the schema the
+	// table was found in, not where the session's search_path puts a new
+	// table (a schema added in front of the path later, the app role's
+	// own, say, would otherwise hold an empty migrations table, and every
+	// migration would run again over the existing table).
+	mt := table.qualified(s.dialect, "migrations")
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf(s.dialect.createMigrations, mt)); err != nil {
 		return s.wrap("migrate", err)
 	}

@@ -163,3 +163,54 @@ func olderChangeFeed(t *testing.T, db *sql.DB) {
 		t.Fatalf("the older function names its table otherwise: %s", body)
 	}
 }
+
+// A schema added in front of the search_path after the table was made
+// (PostgreSQL's advice against CVE-2018-1058: a schema of the app role's
+// own) changes nothing: Migrate finds the table and its migrations where
+// they are, runs no migration again, and creates nothing in the new
+// schema.
+func TestPostgresMigrateAfterASchemaIsAddedInFront(t *testing.T) {
+	b := backends[1]
+	b.SkipIfUnset(t)
+	ctx := context.Background()
+	admin, _ := b.Open(t)
+	own := testdb.OwnSchema(t, admin, sqlstore.Postgres)
+	front := testdb.OwnSchema(t, admin, sqlstore.Postgres)
+	s0, err := sqlstore.New(postgresWithSearchPath(t, own), sqlstore.Config{Dialect: sqlstore.Postgres, Table: "users"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s0.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const iss = "https://issuer.test"
+	w := usersync.Write{ID: "id-a", Issuer: iss, Subject: "a", TokenIdentifier: usersync.TokenIdentifier(iss, "a"),
+		Version: 50, Fields: usersync.FieldEmail, Profile: usersync.Profile{Email: "a@example.com"}, At: time.Now()}
+	if _, _, err := s0.Upsert(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	versions := func() string {
+		var v string
+		if err := admin.QueryRow("SELECT (SELECT string_agg(m.version::text, ',' ORDER BY m.version) FROM " + own + ".users_migrations m) || ';' || " +
+			"(SELECT string_agg(u.email_verified_version::text, ',') FROM " + own + ".users u)").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := versions()
+
+	s, err := sqlstore.New(postgresWithSearchPath(t, front+","+own), sqlstore.Config{Dialect: sqlstore.Postgres, Table: "users"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate with a schema in front: %v", err)
+	}
+	if after := versions(); after != before {
+		t.Fatalf("Migrate ran again over the table: %s, before %s", after, before)
+	}
+	var made int
+	if err := admin.QueryRow("SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = $1", front).Scan(&made); err != nil || made != 0 {
+		t.Fatalf("%d tables made in the schema in front (%v)", made, err)
+	}
+}
