@@ -232,9 +232,7 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Logger = telemetry.Logger(cfg.Logger)
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
+	cfg.HTTPClient = keysClient(cfg.HTTPClient)
 
 	v := &Verifier{
 		cfg:     cfg,
@@ -433,4 +431,30 @@ func classify(err error) error {
 		reason = errMalformed
 	}
 	return fmt.Errorf("%w: %w", reason, err)
+}
+
+// keysClient returns a copy of c (default: a client with a 10 s timeout)
+// that follows a redirect only to where keys may come from (see
+// pubkey.CheckURL): an https JWKS URL redirecting to plain http on another
+// host would let anyone on that path swap the keys.
+func keysClient(c *http.Client) *http.Client {
+	client := &http.Client{Timeout: 10 * time.Second}
+	if c != nil {
+		copied := *c // the caller's client stays as it is
+		client = &copied
+	}
+	next := client.CheckRedirect
+	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := pubkey.CheckURL(req.URL.String()); err != nil {
+			return fmt.Errorf("JWKS redirected to a URL that is %w", err)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("JWKS: stopped after 10 redirects")
+		}
+		return nil
+	}
+	return client
 }

@@ -502,3 +502,64 @@ func TestVerifierCloseStopsBackgroundRefresh(t *testing.T) {
 }
 
 var quiet = slog.New(slog.DiscardHandler)
+
+// redirectTransport plays the network: an https JWKS URL redirects to
+// where; any other URL is served the JWKS of keys.
+type redirectTransport struct {
+	where, keys string
+	mu          sync.Mutex
+	seen        []string
+}
+
+func (rt *redirectTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rt.mu.Lock()
+	rt.seen = append(rt.seen, r.URL.String())
+	rt.mu.Unlock()
+	if r.URL.Host == "issuer.example" {
+		return &http.Response{StatusCode: http.StatusFound, Header: http.Header{"Location": {rt.where}}, Body: http.NoBody, Request: r}, nil
+	}
+	req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, rt.keys, nil)
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if resp != nil {
+		resp.Request = r
+	}
+	return resp, err
+}
+
+// A JWKS URL that redirects is followed only to where keys may come from:
+// https, or plain http on loopback; a redirect to plain http on a remote
+// host fetches nothing.
+func TestVerifyJWKSRedirectsOnlyToSafeURLs(t *testing.T) {
+	for _, tc := range []struct {
+		where string
+		ok    bool
+	}{
+		{"http://keys.attacker.example/jwks.json", false},
+		{"https://keys.example/jwks.json", true},
+	} {
+		t.Run(tc.where, func(t *testing.T) {
+			keys := usersynctest.NewIssuer(t) // what the redirect target serves
+			rt := &redirectTransport{where: tc.where, keys: keys.JWKSURL()}
+			v, err := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{
+				Issuers:    []usersync.Issuer{{URL: "https://issuer.example"}},
+				HTTPClient: &http.Client{Transport: rt},
+				Logger:     slog.New(slog.DiscardHandler), StartupWait: time.Minute,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			_, err = v.Verify(context.Background(), keys.Token(map[string]any{"iss": "https://issuer.example"}))
+			if (err == nil) != tc.ok {
+				t.Fatalf("a token of the keys behind the redirect: %v (requests %v)", err, rt.seen)
+			}
+			rt.mu.Lock()
+			defer rt.mu.Unlock()
+			for _, u := range rt.seen {
+				if !tc.ok && strings.HasPrefix(u, "http://") {
+					t.Fatalf("fetched %s", u)
+				}
+			}
+		})
+	}
+}
