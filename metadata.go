@@ -214,7 +214,7 @@ func (s *jsonScanner) str() error {
 // exponent below maxExponent either way.
 const (
 	maxScale    = 16383
-	maxExponent = 1 << 30
+	maxExponent = math.MaxInt32 / 2 // refused from here on, either way
 )
 
 // number checks a number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?

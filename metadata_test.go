@@ -39,6 +39,8 @@ func TestNormalizeMetadata(t *testing.T) {
 		{"a fraction too long for PostgreSQL", "[0." + strings.Repeat("0", 16383) + "1]", ""},
 		{"a fraction PostgreSQL holds that a double rounds to 0", "[0." + strings.Repeat("0", 16382) + "1e-0]", ""},
 		{"an exponent beyond PostgreSQL's", `[0e99999999999999999999]`, ""},
+		{"the first exponent PostgreSQL refuses", `[0e1073741823]`, ""},
+		{"the last exponent PostgreSQL takes", `[0e1073741822]`, `[0e1073741822]`},
 		{"a non-zero number rounded to 0", `[1e-400]`, ""},
 		{"the smallest scale PostgreSQL holds", `[0e-16383]`, `[0e-16383]`},
 		{"a large exponent of 0", `[0e+99999]`, `[0e+99999]`},
