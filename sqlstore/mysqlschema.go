@@ -313,7 +313,7 @@ func (s *Store) checkMySQLSchema(ctx context.Context, conn *sql.Conn, t tableNam
 		switch {
 		case !found:
 			problems = append(problems, fmt.Sprintf("trigger %s is missing", name))
-		case !strings.EqualFold(timing, want[2]) || !strings.EqualFold(event, want[3]) || table != baseName(want[4]) ||
+		case !strings.EqualFold(timing, want[2]) || !strings.EqualFold(event, want[3]) || !strings.EqualFold(table, baseName(want[4])) ||
 			strings.Join(strings.Fields(body), " ") != strings.Join(strings.Fields(want[5]), " "):
 			problems = append(problems, fmt.Sprintf("trigger %s is not the migration's (%s %s on %s, another body)", name, timing, event, table))
 		}
