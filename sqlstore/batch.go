@@ -22,11 +22,13 @@ const batchRows = 250
 //
 // A write whose value the database refuses though Validate takes it (a
 // value Validate cannot foresee: a database of another version, a CHECK
-// or trigger of the app's) is skipped, and the others applied: its outcome
-// is Stale, its user the zero User, and the error returned beside the
-// outcomes joins a *usersync.WriteError per skipped write, wrapping
-// usersync.ErrInvalid (the database's code, never the value). Any other failure fails
-// the whole batch, which changes nothing. The refused write is found only
+// or trigger of the app's) is applied without its metadata, as Upsert
+// does, if that was the value; a write the database still refuses is
+// skipped, and the others applied: its outcome is Stale, its user the zero
+// User, and the error returned beside the outcomes joins a
+// *usersync.WriteError per skipped write, wrapping usersync.ErrInvalid
+// (the database's code, never the value). Any other failure fails the
+// whole batch, which changes nothing. The refused write is found only
 // after a refusal: the batch runs again, each statement under a savepoint
 // and a refused one row by row.
 func (s *Store) upsertBatch(ctx context.Context, ws []usersync.Write) ([]usersync.User, []usersync.Outcome, error) {
@@ -102,7 +104,19 @@ func (s *Store) upsertRowsCarefully(ctx context.Context, tx *sql.Tx, ws []usersy
 		users[i], outcomes[i] = usersync.User{}, usersync.Stale
 	}
 	for _, i := range idx {
-		err := s.underSavepoint(ctx, tx, func() error { return s.upsertRows(ctx, tx, ws, []int{i}, users, outcomes) })
+		row := func() error { return s.upsertRows(ctx, tx, ws, []int{i}, users, outcomes) }
+		err := s.underSavepoint(ctx, tx, row)
+		if err != nil && refusedValue(err) && ws[i].Profile.Metadata != nil {
+			// As Upsert does: the rest of the write without its metadata.
+			first := refused(s.wrap("upsert batch", err))
+			carried := ws[i].Fields&usersync.FieldMetadata != 0
+			ws[i].Fields &^= usersync.FieldMetadata
+			ws[i].Profile.Metadata = nil
+			if err = s.underSavepoint(ctx, tx, row); err == nil {
+				s.log.WarnContext(ctx, "usersync/sqlstore: the database refused the metadata of a write; dropped it and applied the rest",
+					"field", "metadata", "carried", carried, "table", s.table.String(), "write", i, "code", first.code)
+			}
+		}
 		if err != nil && !refusedValue(err) {
 			return err
 		}

@@ -96,10 +96,10 @@ func (s *Store) Delete(ctx context.Context, w usersync.Write) (u usersync.User, 
 // CONFLICT ... RETURNING; MySQL: a locking read of the rows, INSERT ... ON
 // DUPLICATE KEY UPDATE, and a read-back of the users that changed).
 //
-// A write with a value the database refuses though Validate takes it is
-// skipped
-// and the others applied: its outcome is Stale, and the error returned
-// beside the outcomes joins a *usersync.WriteError wrapping
+// A write whose metadata the database refuses though Validate takes it is
+// applied without it, as Upsert does; a write the database still refuses
+// is skipped and the others applied: its outcome is Stale, and the error
+// returned beside the outcomes joins a *usersync.WriteError wrapping
 // usersync.ErrInvalid per skipped write, without the value. Any other
 // failure fails the whole batch, which then changes nothing.
 func (s *Store) UpsertBatch(ctx context.Context, ws []usersync.Write) (users []usersync.User, outcomes []usersync.Outcome, err error) {

@@ -18,7 +18,7 @@ import (
 )
 
 // refuseMarker makes the database refuse, as a value it cannot hold, any
-// metadata that holds the text "refuse-me": a value Write.Validate takes,
+// metadata or name that holds the text "refuse-me": a value Write.Validate takes,
 // as a number beyond a database's range once was. PostgreSQL raises
 // SQLSTATE 22003 from a trigger; MariaDB's CHECK fails (4025). Only the
 // test's own table is changed.
@@ -31,7 +31,7 @@ func refuseMarker(t *testing.T, db *sql.DB, b *testdb.Backend, table string) {
 		stmts = []string{
 			fmt.Sprintf(`CREATE FUNCTION %s.refuse_marker() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	IF NEW.metadata::text LIKE '%%refuse-me%%' THEN
+	IF NEW.metadata::text LIKE '%%refuse-me%%' OR NEW.name LIKE '%%refuse-me%%' THEN
 		RAISE EXCEPTION 'numeric field overflow' USING ERRCODE = '22003';
 	END IF;
 	RETURN NEW;
@@ -39,7 +39,7 @@ END $$`, schema),
 			fmt.Sprintf("CREATE TRIGGER refuse_marker BEFORE INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION %s.refuse_marker()", table, schema),
 		}
 	case sqlstore.MySQL:
-		stmts = []string{fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT refuse_marker CHECK (metadata IS NULL OR metadata NOT LIKE '%%refuse-me%%')", table)}
+		stmts = []string{fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT refuse_marker CHECK ((metadata IS NULL OR metadata NOT LIKE '%%refuse-me%%') AND name NOT LIKE '%%refuse-me%%')", table)}
 	default:
 		t.Fatalf("no refusal to inject on %s", b.Name)
 	}
@@ -102,26 +102,38 @@ func TestRefusedMetadataIsDroppedAndLogged(t *testing.T) {
 				t.Fatalf("a new user with it: %v, %v, %q, %s", o, err, c.Name, c.Metadata)
 			}
 
-			// In a batch, the write is skipped and reported; the others apply.
+			// In a batch, the metadata is dropped as Upsert drops it; a
+			// write the database still refuses (its name) is skipped and
+			// reported; the others apply.
+			logs.Reset()
 			ws := []usersync.Write{
 				write("a", 1, usersync.FieldName, usersync.Profile{Name: "A"}),
 				write("b", 1, usersync.FieldName|usersync.FieldMetadata, usersync.Profile{Name: "B", Metadata: bad}),
-				write("u", 30, usersync.FieldName, usersync.Profile{Name: "Newer"}),
+				write("u", 30, usersync.FieldName|usersync.FieldMetadata, usersync.Profile{Name: "Newer", Metadata: bad}),
+				write("n", 1, usersync.FieldName, usersync.Profile{Name: "refuse-me"}),
 			}
 			_, outcomes, err := s.UpsertBatch(ctx, ws)
-			if !errors.Is(err, usersync.ErrInvalid) || !strings.Contains(err.Error(), "write 1: ") || strings.Contains(err.Error(), "refuse-me") {
-				t.Fatalf("the batch's error: %v", err)
+			var we *usersync.WriteError
+			if !errors.Is(err, usersync.ErrInvalid) || !errors.As(err, &we) || we.Index != 3 || strings.Contains(err.Error(), "refuse-me") ||
+				len(err.(interface{ Unwrap() []error }).Unwrap()) != 1 {
+				t.Fatalf("the batch's error: %v; want write 3 alone", err)
 			}
-			if want := []usersync.Outcome{usersync.Created, usersync.Stale, usersync.Updated}; fmt.Sprint(outcomes) != fmt.Sprint(want) {
+			if want := []usersync.Outcome{usersync.Created, usersync.Created, usersync.Updated, usersync.Stale}; fmt.Sprint(outcomes) != fmt.Sprint(want) {
 				t.Fatalf("the batch's outcomes %v, want %v", outcomes, want)
 			}
-			if _, err := s.GetByTokenIdentifier(ctx, ws[1].TokenIdentifier); !errors.Is(err, usersync.ErrNotFound) {
+			if _, err := s.GetByTokenIdentifier(ctx, ws[3].TokenIdentifier); !errors.Is(err, usersync.ErrNotFound) {
 				t.Fatalf("the refused write was stored: %v", err)
 			}
-			for _, w := range []usersync.Write{ws[0], ws[2]} {
-				if u, err := s.GetByTokenIdentifier(ctx, w.TokenIdentifier); err != nil || u.Name != w.Profile.Name {
-					t.Fatalf("%s after the batch: %q, %v", w.Subject, u.Name, err)
+			for _, w := range ws[:3] {
+				if u, err := s.GetByTokenIdentifier(ctx, w.TokenIdentifier); err != nil || u.Name != w.Profile.Name || u.Metadata != nil && w.Subject != "u" {
+					t.Fatalf("%s after the batch: %q %s, %v", w.Subject, u.Name, u.Metadata, err)
 				}
+			}
+			if u, _ := s.GetByTokenIdentifier(ctx, ws[2].TokenIdentifier); !jsonEq(u.Metadata, `{"k":2}`) {
+				t.Fatalf("u's metadata after the batch: %s, want the stored one", u.Metadata)
+			}
+			if n := strings.Count(logs.String(), `"field":"metadata"`); n != 2 || strings.Contains(logs.String(), "refuse-me") {
+				t.Fatalf("the batch's warnings: %s", logs.String())
 			}
 
 			// Through a Syncer: the writes it skips itself and those the
@@ -139,7 +151,7 @@ func TestRefusedMetadataIsDroppedAndLogged(t *testing.T) {
 			outcomes, err = syncer.UpsertBatch(ctx, []usersync.Write{
 				{Issuer: iss, Subject: "", Version: 40, Fields: usersync.FieldName}, // no subject: the Syncer skips it
 				sw("d", usersync.Profile{Name: "D"}),
-				sw("e", usersync.Profile{Name: "E", Metadata: bad}), // the store skips it
+				sw("e", usersync.Profile{Name: "refuse-me"}), // the store skips it
 				sw("f", usersync.Profile{Name: "F"}),
 			})
 			var first, second *usersync.WriteError
