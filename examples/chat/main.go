@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -59,9 +60,11 @@ func (c config) Format(f fmt.State, verb rune) {
 // LogValue logs what Format prints.
 func (c config) LogValue() slog.Value { return slog.StringValue(fmt.Sprintf("%+v", c)) }
 
-// redactURL hides the password of a database URL: postgres://u:p@h/db, or
-// a MySQL DSN after mysql:// (u:p@tcp(h)/db).
+// redactURL hides the passwords of a database URL: postgres://u:p@h/db,
+// a MySQL DSN after mysql:// (u:p@tcp(h)/db), and a password=...
+// parameter (PostgreSQL's password and sslpassword).
 func redactURL(s string) string {
+	s = passwordParam.ReplaceAllString(s, "${1}[redacted]")
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
 		return s // an SQLite path
@@ -73,6 +76,9 @@ func redactURL(s string) string {
 	}
 	return scheme + "://" + user + ":[redacted]" + rest[at:]
 }
+
+// passwordParam matches the value of a password parameter of a URL.
+var passwordParam = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)[^&]*`)
 
 func configFromEnv() config {
 	get := func(k, def string) string {
