@@ -190,14 +190,19 @@ func (s *Syncer) UpsertBatch(ctx context.Context, ws []Write) ([]Outcome, error)
 			}
 			skipped = append(skipped, e)
 		}
+		// By place in ws; any other error last.
 		slices.SortStableFunc(skipped, func(a, b error) int {
 			var x, y *WriteError
-			errors.As(a, &x)
-			errors.As(b, &y)
-			if x == nil || y == nil {
-				return 0
+			xok, yok := errors.As(a, &x), errors.As(b, &y)
+			switch {
+			case xok && yok:
+				return x.Index - y.Index
+			case xok:
+				return -1
+			case yok:
+				return 1
 			}
-			return x.Index - y.Index
+			return 0
 		})
 	}
 	return outcomes, errors.Join(skipped...)

@@ -1,6 +1,6 @@
 package reconcile
 
-// SetKeep sets how many listed users a run keeps in memory between
-// listing and writing them, so that a test takes the path that lists
-// again.
+// SetKeep sets how many bytes of listed users a run keeps in memory
+// between listing and writing them, so that a test takes the path that
+// lists again.
 func (r *Reconciler) SetKeep(n int) { r.keep = n }

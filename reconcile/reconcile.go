@@ -127,13 +127,13 @@ type Reconciler struct {
 	lease   string
 	running sync.Mutex // held by a run: a second one in this process is ErrRunning
 	tel     *runTelemetry
-	keep    int // the most users a run keeps in memory between listing and writing them
+	keep    int // the most bytes of users a run keeps in memory between listing and writing them
 }
 
-// keepUsers is how many listed users a run keeps in memory until the
-// guards have passed: about 1 KiB each. A larger list is listed again to
-// be written.
-const keepUsers = 20_000
+// keepBytes bounds the listed users a run keeps in memory until the guards
+// have passed (about 1 KiB a user, more with metadata: see writeSize). A
+// larger list is listed again to be written.
+const keepBytes = 32 << 20
 
 // New returns the Reconciler of cfg, or an error wrapping
 // usersync.ErrInvalid for a missing or out-of-range field.
@@ -179,7 +179,7 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reconciler{cfg: cfg, lease: leaseName(cfg.Source.Issuer()), tel: newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, cfg.Source.Issuer()), keep: keepUsers}, nil
+	return &Reconciler{cfg: cfg, lease: leaseName(cfg.Source.Issuer()), tel: newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, cfg.Source.Issuer()), keep: keepBytes}, nil
 }
 
 // leaseName names the lease of an issuer's reconcile: with the issuer in

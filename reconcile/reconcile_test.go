@@ -341,7 +341,7 @@ func TestAnotherInstancesListIsRefused(t *testing.T) {
 		keepInMemoryUs int
 	}{
 		{"100 real users, 1,000 foreign", 100, 1000, reconcile.Config{}, 0},
-		{"listed again to write", 100, 1000, reconcile.Config{}, 50},
+		{"listed again to write", 100, 1000, reconcile.Config{}, 50 << 10},
 		{"30 real users, any share allowed", 30, 300, reconcile.Config{MaxDeleteShare: 1, MaxDeleteCount: 1000}, 0},
 		{"3 real users", 3, 300, reconcile.Config{}, 0},
 	} {
@@ -387,10 +387,15 @@ func TestAListLargerThanMemoryIsListedTwice(t *testing.T) {
 	e.api.Put(apiUsers(0, 120, 2)...)
 	e.api.Remove("user_00007")
 	r := e.reconciler(reconcile.Config{PageSize: 50})
-	r.SetKeep(60)
+	r.SetKeep(60 << 10) // about 60 users of 1 KiB: fewer than listed
+	pages := 0
+	e.onPage(func(n, _ int) { pages = n })
 	report, err := r.Run(context.Background())
 	if err != nil || report.Updated != 119 || report.Deleted != 1 || report.Listed != 119 {
 		t.Fatalf("%+v, %v", counts(report), err)
+	}
+	if pages != 2*3 { // 119 users in pages of 50 overlapping by one: 3, twice
+		t.Fatalf("%d pages listed, want 6: listed, then listed again", pages)
 	}
 	e.requireLive(apiUsers(8, 120, 2))
 }
@@ -684,7 +689,11 @@ func TestAFirstImportWhileUsersAreDeleted(t *testing.T) {
 	}
 }
 
-func TestASkippedUserStoredByAClockBehind(t *testing.T) {
+// TestAUserStoredDuringTheRunIsNotDeleted: a user the provider creates
+// after its page was listed, and that a webhook stores during the run (by
+// a clock behind the reconciler's), was not live before the run: never a
+// candidate for deletion.
+func TestAUserStoredDuringTheRunIsNotDeleted(t *testing.T) {
 	e := newEnv(t, memstore.New())
 	e.api.Put(apiUsers(0, 50, 1)...)
 	late := apiUser(9000, 1)
@@ -881,7 +890,7 @@ func TestTheSmallestPagesProgress(t *testing.T) {
 			t.Fatalf("%+v, %v", counts(report), err)
 		}
 		// A count and 40 pages, twice over a store with users (listed
-		// before written, at most keepUsers kept: here all of them).
+		// before written, the list kept in memory: here all of it).
 		if n := e.api.Requests() - before; n > 45 {
 			t.Fatalf("%d requests for 40 users in pages of 2", n)
 		}

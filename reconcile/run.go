@@ -111,7 +111,7 @@ func (r *Reconciler) newLister(total int) *lister {
 }
 
 // survey lists every page of l without writing any. It returns the pages,
-// or nil when they hold more than r.keep users (the sweep then lists them
+// or nil when they hold more than r.keep bytes (the sweep then lists them
 // again to write them), or the error that ended the listing.
 func (r *Reconciler) survey(ctx context.Context, l *lister) (iter.Seq[fetched], error) {
 	pages, stop := l.start(ctx)
@@ -125,7 +125,10 @@ func (r *Reconciler) survey(ctx context.Context, l *lister) (iter.Seq[fetched], 
 		if p.err != nil {
 			return nil, fmt.Errorf("listing users from %d: %w", p.offset, p.err)
 		}
-		if n += len(p.page); n > r.keep {
+		for i := range p.page {
+			n += writeSize(&p.page[i])
+		}
+		if n > r.keep {
 			kept = nil // listed again to write: keep only the subjects
 		} else {
 			kept = append(kept, p)
@@ -227,4 +230,12 @@ func (r *Reconciler) finish(ctx context.Context, report Report, err error) (Repo
 		r.cfg.Logger.InfoContext(ctx, "reconcile: done", "issuer", report.Issuer, "report", report, "took", report.Finished.Sub(report.Started))
 	}
 	return report, time.Time{}, err
+}
+
+// writeSize estimates the memory a listed write holds: its strings and
+// metadata, and a fixed part for the rest.
+func writeSize(w *usersync.Write) int {
+	p := &w.Profile
+	return 512 + len(w.Subject) + len(p.Name) + len(p.GivenName) + len(p.FamilyName) + len(p.Email) +
+		len(p.PictureURL) + len(p.Username) + len(p.PhoneNumber) + len(p.ExternalID) + len(p.Metadata)
 }

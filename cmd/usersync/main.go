@@ -10,10 +10,10 @@
 // CLERK_ISSUER/.well-known/jwks.json), and CLERK_API_URL. Run
 // "usersync <command> -h" for its flags.
 //
-// reconcile first checks that CLERK_SECRET_KEY is the key of CLERK_ISSUER's
-// instance (its signing keys are the issuer's), migrates, pages through
-// the instance's users with a progress bar on a terminal (progress lines
-// otherwise), and prints a summary. It exits 0 when the run was complete;
+// reconcile migrates, checks that CLERK_SECRET_KEY is the key of
+// CLERK_ISSUER's instance (its signing keys are the issuer's) before any
+// user is written, pages through the instance's users with a progress bar
+// on a terminal (progress lines otherwise), and prints a summary. It exits 0 when the run was complete;
 // 3 when it refused to write: a secret key of another instance, a list
 // that shares almost no user with the store, or more deletions than the
 // mass-delete guard allows (run again with -allow-mass-delete once
