@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -280,26 +279,7 @@ func (k *issuerKeys) fetchOnce() error {
 	}
 	ctx, cancel := context.WithTimeout(k.base, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.cfg.JWKSURL, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := k.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("JWKS answered %d", resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, k.maxSize+1))
-	if err != nil {
-		return err
-	}
-	if int64(len(body)) > k.maxSize {
-		return fmt.Errorf("JWKS larger than %d bytes", k.maxSize)
-	}
-	parsed, err := pubkey.ParseJWKS(body)
+	parsed, err := pubkey.FetchJWKS(ctx, k.client, k.cfg.JWKSURL, k.maxSize)
 	if err != nil {
 		return err
 	}

@@ -5,8 +5,6 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 
 	"github.com/usersync/usersync/internal/pubkey"
@@ -68,26 +66,7 @@ func (l *UserList) issuerKeys(ctx context.Context) ([]crypto.PublicKey, string, 
 	if l.pem != nil {
 		return []crypto.PublicKey{l.pem}, "its PublicKeyPEM", nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.jwksURL, nil)
-	if err != nil {
-		return nil, "", err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := l.client.Do(req)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSSize+1))
-	switch {
-	case err != nil:
-		return nil, "", err
-	case len(body) > maxJWKSSize:
-		return nil, "", fmt.Errorf("its JWKS is larger than %d bytes", maxJWKSSize)
-	case resp.StatusCode != http.StatusOK:
-		return nil, "", fmt.Errorf("its JWKS answered %d", resp.StatusCode)
-	}
-	keys, err := pubkey.ParseJWKS(body)
+	keys, err := pubkey.FetchJWKS(ctx, l.client, l.jwksURL, maxJWKSSize)
 	if err != nil {
 		return nil, "", err
 	}

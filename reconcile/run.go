@@ -64,10 +64,7 @@ func (r *Reconciler) sweep(ctx context.Context, fresh time.Duration) (Report, ti
 	if len(before) == 0 {
 		// A first import: nothing to delete, nothing to compare with. Write
 		// the pages as they come.
-		pages, stop := l.start(ctx)
-		defer stop()
-		failed = r.writePages(ctx, &report, pages)
-		stop()
+		failed = r.listAndWrite(ctx, &report, l)
 	} else {
 		// List every page before writing one: a list that the guards
 		// refuse (another instance's users, or too many deletions) must
@@ -82,10 +79,7 @@ func (r *Reconciler) sweep(ctx context.Context, fresh time.Duration) (Report, ti
 		if kept == nil {
 			// Too many users to keep in memory: list them again to write.
 			l = r.newLister(report.Total)
-			pages, stop := l.start(ctx)
-			defer stop()
-			failed = r.writePages(ctx, &report, pages)
-			stop()
+			failed = r.listAndWrite(ctx, &report, l)
 		} else {
 			failed = r.writePages(ctx, &report, kept)
 		}
@@ -108,6 +102,14 @@ func (r *Reconciler) sweep(ctx context.Context, fresh time.Duration) (Report, ti
 // users.
 func (r *Reconciler) newLister(total int) *lister {
 	return &lister{src: r.cfg.Source, size: r.cfg.PageSize, listed: make(map[string]struct{}, min(total, 1<<20))}
+}
+
+// listAndWrite writes the pages of l as they are listed, and returns the
+// errors of the pages that failed. l.listed is complete when none did.
+func (r *Reconciler) listAndWrite(ctx context.Context, report *Report, l *lister) []error {
+	pages, stop := l.start(ctx)
+	defer stop()
+	return r.writePages(ctx, report, pages)
 }
 
 // survey lists every page of l without writing any. It returns the pages,

@@ -4,6 +4,7 @@
 package pubkey
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -13,7 +14,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -102,6 +105,33 @@ func ParseJWKS(body []byte) ([]Key, error) {
 		return nil, errors.New("JWKS has no usable keys")
 	}
 	return keys, nil
+}
+
+// FetchJWKS GETs the JWKS at url with client and returns its usable keys
+// (ParseJWKS). It fails on an answer other than 200 or one larger than
+// maxSize bytes.
+func FetchJWKS(ctx context.Context, client *http.Client, url string, maxSize int64) ([]Key, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("JWKS answered %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > maxSize {
+		return nil, fmt.Errorf("JWKS larger than %d bytes", maxSize)
+	}
+	return ParseJWKS(body)
 }
 
 // Equal reports whether two public keys are the same key.

@@ -1,6 +1,8 @@
 package pubkey
 
 import (
+	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,6 +12,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -128,4 +132,36 @@ func FuzzParsePEM(f *testing.F) {
 			t.Fatal("no error and no key")
 		}
 	})
+}
+
+// FetchJWKS reads a JWKS of at most maxSize bytes from a 200, and fails
+// clearly on anything else.
+func TestFetchJWKS(t *testing.T) {
+	a, _ := rsaJWK(t, "ins_a")
+	good, _ := json.Marshal(map[string]any{"keys": []any{a}})
+	for name, tc := range map[string]struct {
+		status int
+		body   []byte
+		want   string // "" for success
+	}{
+		"a JWKS":     {200, good, ""},
+		"too large":  {200, append(good, bytes.Repeat([]byte(" "), 4096)...), "larger than"},
+		"not found":  {404, good, "answered 404"},
+		"not a JWKS": {200, []byte("<html>"), "not JSON"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(tc.status)
+				w.Write(tc.body)
+			}))
+			defer srv.Close()
+			keys, err := FetchJWKS(context.Background(), srv.Client(), srv.URL, int64(len(good))+100)
+			switch {
+			case tc.want == "" && (err != nil || len(keys) != 1):
+				t.Fatalf("%d keys, %v", len(keys), err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
 }
