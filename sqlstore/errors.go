@@ -24,16 +24,27 @@ func sqlState(err error) string {
 }
 
 // mysqlNumber returns the error number of a MySQL or MariaDB error in
-// err's chain, or 0.
+// err's tree (errors.Join included), or 0.
 func mysqlNumber(err error) int {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		v := reflect.ValueOf(e)
-		if v.Kind() == reflect.Pointer {
-			v = v.Elem()
+	if err == nil {
+		return 0
+	}
+	v := reflect.ValueOf(err)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if v.Kind() == reflect.Struct && v.Type().Name() == "MySQLError" {
+		if f := v.FieldByName("Number"); f.IsValid() && f.CanUint() {
+			return int(f.Uint())
 		}
-		if v.Kind() == reflect.Struct && v.Type().Name() == "MySQLError" {
-			if f := v.FieldByName("Number"); f.IsValid() && f.CanUint() {
-				return int(f.Uint())
+	}
+	switch e := err.(type) {
+	case interface{ Unwrap() error }:
+		return mysqlNumber(e.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, inner := range e.Unwrap() {
+			if n := mysqlNumber(inner); n != 0 {
+				return n
 			}
 		}
 	}

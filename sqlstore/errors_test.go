@@ -49,3 +49,22 @@ func TestWrapMapsRefusedValuesToErrInvalid(t *testing.T) {
 		}
 	}
 }
+
+// A MySQL deadlock is retried wherever it sits in the error's tree: behind
+// a wrap, or joined with a Close error (rows.Err, rows.Close).
+func TestRetryableFindsMySQLErrorsInJoinedErrors(t *testing.T) {
+	deadlock := &MySQLError{Number: 1213, Message: "Deadlock found when trying to get lock"}
+	for name, err := range map[string]error{
+		"bare":            deadlock,
+		"wrapped":         fmt.Errorf("migrate: read the schema: %w", deadlock),
+		"joined":          errors.Join(deadlock, nil),
+		"wrapped, joined": fmt.Errorf("read: %w", errors.Join(errors.New("close"), deadlock)),
+	} {
+		if !retryable(err) {
+			t.Errorf("%s: not retryable", name)
+		}
+	}
+	if retryable(errors.Join(errors.New("a"), fmt.Errorf("b: %w", &MySQLError{Number: 1062}))) {
+		t.Error("a duplicate key is retryable")
+	}
+}

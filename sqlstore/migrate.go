@@ -349,7 +349,9 @@ func (s *Store) applyMySQL(ctx context.Context, conn *sql.Conn, op, mt string, t
 			return s.wrapN(op, attempts, err)
 		}
 	}
-	if err := s.checkMySQLSchema(ctx, conn, table, m); err != nil {
+	// Again when the database asks: on Galera a read of the schema can
+	// meet a deadlock while another node's DDL is applied.
+	if _, err := s.try(ctx, func() error { return s.checkMySQLSchema(ctx, conn, table, m) }); err != nil {
 		return err
 	}
 	return s.exec(ctx, conn, op, "UPDATE "+mt+" SET applied_at = ? WHERE version = ?", time.Now().UnixMilli(), m.version)
