@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/usersync/usersync/internal/metadata"
 )
 
 // Sentinel errors. Every error usersync returns for one of these reasons
@@ -36,6 +38,11 @@ func (*deletedError) Unwrap() error { return ErrNotFound }
 // Store keeps users. Implementations live in their own packages (memstore,
 // sqlstore); usersynctest.TestStore checks any of them against this
 // contract.
+//
+// A store may do more, each in an interface of the package that uses it:
+// a change feed (feed.Store, for the feed package's consumers) and leases
+// (lease.Store, for the reconciler and the consumers). usersynctest.TestStore
+// checks those rules too for a store that has them.
 //
 // Every method takes a context first, honours its cancellation, and is
 // atomic on its own: concurrent calls from any number of goroutines or
@@ -120,50 +127,6 @@ type Store interface {
 	// the identity fields (Issuer, Subject, TokenIdentifier, ID) and At of
 	// w are used.
 	Delete(ctx context.Context, w Write) (User, Outcome, error)
-
-	// Changes returns up to limit changes with a Seq above after, in Seq
-	// order: the change feed. Every write that reports Created, Updated
-	// or Deleted appends one change, atomically with the write: a change
-	// is visible if and only if its write is, and a failed or Stale write
-	// appends none. Seq grows in the order changes become visible, so a
-	// reader that passes the Seq of the last change it read as the next
-	// after never misses one: a change committed later gets a higher Seq,
-	// whatever order concurrent writers committed in. The changes of one
-	// user are in the order of its writes. A limit below 1 fails with
-	// ErrInvalid.
-	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
-
-	// PruneChanges deletes the changes with a Seq up to through whose At
-	// is before before, and returns how many it deleted. Seqs are never
-	// reused: a store may keep the newest change to that end.
-	PruneChanges(ctx context.Context, through int64, before time.Time) (int, error)
-
-	// Leases let one of several replicas at a time do a job: a reconcile,
-	// a change-feed consumer. A lease has a name, a holder (any string
-	// unique to the replica), an expiry, and a cursor: a position the
-	// job keeps, which stays with the lease from holder to holder. The
-	// replicas' clocks must agree to well within a lease's ttl.
-
-	// AcquireLease takes the named lease for holder until ttl from now: if
-	// no one has held it, its holder let it expire (or released it), or
-	// holder holds it already, which renews it. It reports whether holder
-	// holds it now, and its cursor (0 for a new lease).
-	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (cursor int64, ok bool, err error)
-
-	// RenewLease extends holder's lease until ttl from now and sets its
-	// cursor, if holder still holds it (no one took it over after it
-	// expired); it reports whether it did.
-	RenewLease(ctx context.Context, name, holder string, ttl time.Duration, cursor int64) (bool, error)
-
-	// ReleaseLease ends holder's lease at once, keeping its cursor. It is a
-	// no-op if holder does not hold it.
-	ReleaseLease(ctx context.Context, name, holder string) error
-
-	// LeaseCursors returns the cursor of every lease whose name begins
-	// with prefix (byte for byte, no wildcards), whoever holds it or held
-	// it last, by name: for instance the positions of every change-feed
-	// consumer, those of other replicas' code included.
-	LeaseCursors(ctx context.Context, prefix string) (map[string]int64, error)
 }
 
 // Write is one versioned observation of a user: what Syncer.Upsert takes
@@ -237,9 +200,9 @@ func (w *Write) Validate() error {
 			return fmt.Errorf("%w: profile field %s cannot be stored (too long, not UTF-8, a NUL character, a time out of range)", ErrInvalid, pf.name)
 		}
 	}
-	m, err := normalizeMetadata(p.Metadata)
+	m, err := metadata.Normalize(p.Metadata)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	p.Metadata = m
 	return nil

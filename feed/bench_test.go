@@ -26,10 +26,10 @@ import (
 //
 // Run with -benchtime 1x.
 func BenchmarkFeed(b *testing.B) {
-	backends := map[string]func(b *testing.B) usersync.Store{
-		"memstore": func(*testing.B) usersync.Store { return memstore.New() },
-		"sqlite":   func(b *testing.B) usersync.Store { return testdb.Backends[0].NewStore(b) },
-		"postgres": func(b *testing.B) usersync.Store { return testdb.Backends[1].NewStore(b) },
+	backends := map[string]func(b *testing.B) store{
+		"memstore": func(*testing.B) store { return memstore.New() },
+		"sqlite":   func(b *testing.B) store { return testdb.Backends[0].NewStore(b) },
+		"postgres": func(b *testing.B) store { return testdb.Backends[1].NewStore(b) },
 	}
 	for _, name := range []string{"memstore", "sqlite", "postgres"} {
 		b.Run(name+"/drain", func(b *testing.B) {

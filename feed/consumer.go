@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync"
-	"github.com/usersync/usersync/internal/lease"
+	"github.com/usersync/usersync/lease"
 )
 
 // consumer is one registered handler while the Runner runs.

@@ -4,10 +4,11 @@
 // sending an email.
 //
 // Every write that changes a user appends a usersync.Change to the store's
-// feed in the same transaction (Store.Changes). A Runner delivers each
-// change to each registered handler, in feed order (so each user's changes
-// in the order of the writes), and keeps each handler's position in the
-// store. A handler that fails is retried with backoff; after MaxAttempts it
+// feed in the same transaction (Store.Changes): a store with a feed and
+// leases implements Store, as memstore's and sqlstore's do. A Runner
+// delivers each change to each registered handler, in feed order (so each
+// user's changes in the order of the writes), and keeps each handler's
+// position in the store. A handler that fails is retried with backoff; after MaxAttempts it
 // is parked (logged, and passed to OnParked, which may keep it) and the
 // feed moves on, so one poison change does not hold up everyone else for
 // more than a minute and a half. With several replicas each handler runs in one of them at a
@@ -25,11 +26,9 @@ package feed
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"regexp"
 	"sync"
 	"time"
@@ -38,8 +37,38 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/config"
 	"github.com/usersync/usersync/internal/telemetry"
+	"github.com/usersync/usersync/lease"
 )
+
+// Store is what a Runner needs of a store: the change feed of the users it
+// keeps, and leases for the consumers, whose cursors are their positions.
+// memstore and sqlstore implement it; usersynctest.TestStore checks its
+// rules for any usersync.Store that does. Its methods follow the rules of
+// usersync.Store's: each takes a context first, honours its cancellation,
+// and is atomic on its own; errors wrap usersync's sentinels where one
+// applies.
+type Store interface {
+	// Changes returns up to limit changes with a Seq above after, in Seq
+	// order: the change feed. Every write that reports Created, Updated
+	// or Deleted appends one change, atomically with the write: a change
+	// is visible if and only if its write is, and a failed or Stale write
+	// appends none. Seq grows in the order changes become visible, so a
+	// reader that passes the Seq of the last change it read as the next
+	// after never misses one: a change committed later gets a higher Seq,
+	// whatever order concurrent writers committed in. The changes of one
+	// user are in the order of its writes. A limit below 1 fails with
+	// usersync.ErrInvalid.
+	Changes(ctx context.Context, after int64, limit int) ([]usersync.Change, error)
+
+	// PruneChanges deletes the changes with a Seq up to through whose At
+	// is before before, and returns how many it deleted. Seqs are never
+	// reused: a store may keep the newest change to that end.
+	PruneChanges(ctx context.Context, through int64, before time.Time) (int, error)
+
+	lease.Store
+}
 
 // Handler does one consumer's work for one change. An error (or a panic)
 // means "not done": the change is delivered again, after a backoff. A
@@ -50,8 +79,9 @@ type Handler func(ctx context.Context, c usersync.Change) error
 // Config configures a Runner. Store is required; every other field has the
 // default its comment gives.
 type Config struct {
-	// Store holds the feed, the consumers' positions and their leases.
-	Store usersync.Store
+	// Store holds the feed, the consumers' positions and their leases: the
+	// store the app's Syncer writes to.
+	Store Store
 	// Holder names this replica in the leases. Default: host name,
 	// process ID and a random suffix.
 	Holder string
@@ -126,34 +156,28 @@ func New(cfg Config) (*Runner, error) {
 		return nil, fmt.Errorf("%w: feed.Config needs the Store", usersync.ErrInvalid)
 	}
 	if cfg.BatchSize < 0 || cfg.PollInterval < 0 || cfg.MaxAttempts < 0 || cfg.RetryDelay < 0 ||
-		cfg.LeaseTTL < 0 || cfg.LeaseTTL > 0 && cfg.LeaseTTL < 100*time.Millisecond ||
-		cfg.Retention < 0 || cfg.MaxAge < 0 || cfg.PruneEvery < 0 || len(cfg.Holder) > 255 {
-		return nil, fmt.Errorf("%w: feed.Config: a negative setting, a LeaseTTL below 100 ms, or a Holder over 255 bytes", usersync.ErrInvalid)
+		cfg.Retention < 0 || cfg.MaxAge < 0 || cfg.PruneEvery < 0 {
+		return nil, fmt.Errorf("%w: feed.Config: a negative setting", usersync.ErrInvalid)
 	}
-	setDefault(&cfg.BatchSize, 100)
-	setDefault(&cfg.PollInterval, 50*time.Millisecond)
-	setDefault(&cfg.MaxAttempts, 10)
-	setDefault(&cfg.RetryDelay, 200*time.Millisecond)
-	setDefault(&cfg.LeaseTTL, 30*time.Second)
-	setDefault(&cfg.Retention, 24*time.Hour)
-	setDefault(&cfg.MaxAge, 30*24*time.Hour)
-	setDefault(&cfg.PruneEvery, time.Hour)
+	if err := lease.CheckConfig("feed.Config", cfg.LeaseTTL, cfg.Holder); err != nil {
+		return nil, err
+	}
+	config.Default(&cfg.BatchSize, 100)
+	config.Default(&cfg.PollInterval, 50*time.Millisecond)
+	config.Default(&cfg.MaxAttempts, 10)
+	config.Default(&cfg.RetryDelay, 200*time.Millisecond)
+	config.Default(&cfg.LeaseTTL, 30*time.Second)
+	config.Default(&cfg.Retention, 24*time.Hour)
+	config.Default(&cfg.MaxAge, 30*24*time.Hour)
+	config.Default(&cfg.PruneEvery, time.Hour)
 	if cfg.Holder == "" {
-		host, _ := os.Hostname()
-		cfg.Holder = fmt.Sprintf("%.200s-%d-%s", host, os.Getpid(), rand.Text()[:8])
+		cfg.Holder = lease.NewHolder()
 	}
 	cfg.Logger = telemetry.Logger(cfg.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	return &Runner{cfg: cfg, consumers: map[string]Handler{}}, nil
-}
-
-func setDefault[T comparable](p *T, def T) {
-	var zero T
-	if *p == zero {
-		*p = def
-	}
 }
 
 // Handle registers h as the consumer name: letters, digits and ". _ : -",

@@ -24,12 +24,19 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 const issuer = "https://issuer.test"
 
+// store is a store of users with a feed: what the tests write to and
+// deliver from.
+type store interface {
+	usersync.Store
+	feed.Store
+}
+
 // stores are the stores every feed test runs on: memstore, and sqlstore on
 // each SQL backend whose DSN is set.
-func stores(t *testing.T) map[string]func(t *testing.T) usersync.Store {
-	m := map[string]func(t *testing.T) usersync.Store{"memstore": func(*testing.T) usersync.Store { return memstore.New() }}
+func stores(t *testing.T) map[string]func(t *testing.T) store {
+	m := map[string]func(t *testing.T) store{"memstore": func(*testing.T) store { return memstore.New() }}
 	for _, b := range testdb.Backends {
-		m[b.Name] = func(t *testing.T) usersync.Store { return b.NewStore(t) }
+		m[b.Name] = func(t *testing.T) store { return b.NewStore(t) }
 	}
 	return m
 }
@@ -37,12 +44,12 @@ func stores(t *testing.T) map[string]func(t *testing.T) usersync.Store {
 // write applies n writes to users u0..u(users-1) through a syncer, round
 // robin, deleting every seventh user at the end; it returns the number of
 // changes they made.
-func write(t *testing.T, s usersync.Store, users, rounds int) int {
+func write(t *testing.T, s store, users, rounds int) int {
 	return writeAs(t, s, "u", users, rounds)
 }
 
 // writeAs is write with users named prefix0, prefix1, ...
-func writeAs(t *testing.T, s usersync.Store, prefix string, users, rounds int) int {
+func writeAs(t *testing.T, s store, prefix string, users, rounds int) int {
 	t.Helper()
 	syncer, err := usersync.New(usersync.Config{Store: s, Logger: quiet})
 	if err != nil {
@@ -102,7 +109,7 @@ func (l *ledger) handle(_ context.Context, c usersync.Change) error {
 
 // check compares the ledger with exactly-once application of the whole
 // feed: every change applied once, each user's in feed order.
-func (l *ledger) check(t *testing.T, s usersync.Store) {
+func (l *ledger) check(t *testing.T, s store) {
 	t.Helper()
 	all, err := s.Changes(context.Background(), 0, 1_000_000)
 	if err != nil {
@@ -234,7 +241,7 @@ func TestAtLeastOnceThroughCrashes(t *testing.T) {
 				if done {
 					break
 				}
-				process := &mortal{Store: s}
+				process := &mortal{store: s}
 				r := newRunner(t, feed.Config{Store: process, BatchSize: 25, Holder: fmt.Sprint("process-", crashes), LeaseTTL: 150 * time.Millisecond})
 				r.Handle("effects", slow)
 				stop := start(r)
@@ -331,7 +338,7 @@ func TestOneReplicaAtATimeAndTakeover(t *testing.T) {
 				return l.handle(ctx, c)
 			}
 			ttl := 300 * time.Millisecond
-			dying := &mortal{Store: s}
+			dying := &mortal{store: s}
 			a := newRunner(t, feed.Config{Store: dying, Holder: "replica-a", LeaseTTL: ttl, BatchSize: 10})
 			b := newRunner(t, feed.Config{Store: s, Holder: "replica-b", LeaseTTL: ttl, BatchSize: 10})
 			a.Handle("effects", slow)
@@ -355,7 +362,7 @@ func TestOneReplicaAtATimeAndTakeover(t *testing.T) {
 // mortal is a process's connection to the store: once dead, nothing more
 // it does reaches the store.
 type mortal struct {
-	usersync.Store
+	store
 	dead atomic.Bool
 }
 
@@ -365,14 +372,14 @@ func (m *mortal) RenewLease(ctx context.Context, name, holder string, ttl time.D
 	if m.dead.Load() {
 		return false, errDead
 	}
-	return m.Store.RenewLease(ctx, name, holder, ttl, cursor)
+	return m.store.RenewLease(ctx, name, holder, ttl, cursor)
 }
 
 func (m *mortal) ReleaseLease(ctx context.Context, name, holder string) error {
 	if m.dead.Load() {
 		return errDead
 	}
-	return m.Store.ReleaseLease(ctx, name, holder)
+	return m.store.ReleaseLease(ctx, name, holder)
 }
 
 func TestPruning(t *testing.T) {

@@ -1,5 +1,6 @@
-// Package memstore is an in-memory usersync.Store: for tests, examples and
-// single-process apps that need no persistence.
+// Package memstore is an in-memory usersync.Store, with a change feed and
+// leases (feed.Store, lease.Store): for tests, examples and single-process
+// apps that need no persistence.
 //
 // Lookups by ID and by token identifier are O(1) map reads under a read
 // lock; List keeps IDs sorted for keyset pagination. Returned users are
@@ -21,8 +22,8 @@ import (
 	"github.com/usersync/usersync"
 )
 
-// Store is a concurrency-safe in-memory usersync.Store. The zero value is
-// not ready for use; call New.
+// Store is a concurrency-safe in-memory usersync.Store, feed.Store and
+// lease.Store. The zero value is not ready for use; call New.
 type Store struct {
 	mu      sync.RWMutex
 	byToken map[string]*record
@@ -379,7 +380,7 @@ func checkLease(name, holder string) error {
 	return nil
 }
 
-// AcquireLease implements usersync.Store.
+// AcquireLease implements lease.Store.
 func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (int64, bool, error) {
 	if err := checkLease(name, holder); err != nil {
 		return 0, false, err
@@ -402,7 +403,7 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.
 	return l.cursor, true, nil
 }
 
-// RenewLease implements usersync.Store.
+// RenewLease implements lease.Store.
 func (s *Store) RenewLease(ctx context.Context, name, holder string, ttl time.Duration, cursor int64) (bool, error) {
 	if err := checkLease(name, holder); err != nil {
 		return false, err
@@ -420,7 +421,7 @@ func (s *Store) RenewLease(ctx context.Context, name, holder string, ttl time.Du
 	return true, nil
 }
 
-// ReleaseLease implements usersync.Store.
+// ReleaseLease implements lease.Store.
 func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	if err := checkLease(name, holder); err != nil {
 		return err
@@ -436,7 +437,7 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	return nil
 }
 
-// LeaseCursors implements usersync.Store.
+// LeaseCursors implements lease.Store.
 func (s *Store) LeaseCursors(ctx context.Context, prefix string) (map[string]int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -452,7 +453,7 @@ func (s *Store) LeaseCursors(ctx context.Context, prefix string) (map[string]int
 	return out, nil
 }
 
-// Changes implements usersync.Store.
+// Changes implements feed.Store.
 func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]usersync.Change, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("%w: a limit below 1", usersync.ErrInvalid)
@@ -466,7 +467,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]usersync
 	return slices.Clone(s.changes[i:min(i+limit, len(s.changes))]), nil
 }
 
-// PruneChanges implements usersync.Store.
+// PruneChanges implements feed.Store.
 func (s *Store) PruneChanges(ctx context.Context, through int64, before time.Time) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err

@@ -12,7 +12,7 @@ import (
 func (r *Reconciler) liveUsers(ctx context.Context, issuer string) (map[string]string, error) {
 	live := make(map[string]string)
 	for after := ""; ; {
-		users, err := r.cfg.Store.List(ctx, after, 1000)
+		users, err := r.store.List(ctx, after, 1000)
 		if err != nil {
 			return nil, fmt.Errorf("reconcile: listing the stored users: %w", err)
 		}

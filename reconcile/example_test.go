@@ -52,7 +52,7 @@ func ExampleReconciler_Run() {
 		person("bob", "Bob", 1_700_000_000_000),
 		person("cy", "Cy", 1_700_000_000_000),
 	}}
-	r, err := reconcile.New(reconcile.Config{Syncer: syncer, Store: store, Source: dir, Logger: slog.New(slog.DiscardHandler)})
+	r, err := reconcile.New(reconcile.Config{Syncer: syncer, Source: dir, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		log.Fatal(err)
 	}

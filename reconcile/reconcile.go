@@ -10,7 +10,8 @@
 // users of the issuer that the provider no longer lists are confirmed
 // gone one by one and tombstoned, unless there are more of them than the
 // mass-delete guard allows. With several replicas, one run at a time
-// holds a lease in the store.
+// holds a lease in the store: the Syncer's store must keep leases
+// (lease.Store), as memstore's and sqlstore's do.
 //
 // A run into a store that holds users of the issuer lists every page
 // before it writes one, and refuses, before any write, a list that shares
@@ -30,13 +31,11 @@ package reconcile
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -44,7 +43,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/config"
 	"github.com/usersync/usersync/internal/telemetry"
+	"github.com/usersync/usersync/lease"
 )
 
 // Errors of Run, checked with errors.Is.
@@ -67,15 +68,13 @@ var (
 	ErrForeignList = errors.New("reconcile: refused the provider's list: it shares almost no user with the store")
 )
 
-// Config configures a Reconciler. Syncer, Store and Source are required;
-// every other field has the default its comment gives.
+// Config configures a Reconciler. Syncer and Source are required; every
+// other field has the default its comment gives.
 type Config struct {
 	// Syncer applies the writes: its OnChange sees them as it sees a
-	// webhook's.
+	// webhook's. Its store is where the reconcile lists the stored users
+	// and holds its leases: it must implement lease.Store.
 	Syncer *usersync.Syncer
-	// Store is the Syncer's store, where the reconcile lists the stored
-	// users and holds its lease.
-	Store usersync.Store
 	// Source lists the provider's users: clerk.UserList.
 	Source Source
 	// PageSize is how many users a page lists and a batch writes, 2 to
@@ -93,8 +92,9 @@ type Config struct {
 	// the run after an operator has checked what they refused.
 	AllowMassDelete bool
 	// LeaseTTL is how long the lease outlives a replica that stops
-	// renewing it (it renews every third of it), at least 100 ms. Default
-	// 1 minute.
+	// renewing it (it renews every third of it), at least 100 ms; a
+	// RunEvery that skips its turn looks again this often. Default 1
+	// minute.
 	LeaseTTL time.Duration
 	// Holder names this replica in the lease. Default: host name, process
 	// ID and a random suffix.
@@ -124,8 +124,11 @@ type Config struct {
 // any replica, one runs and the others fail with ErrRunning.
 type Reconciler struct {
 	cfg     Config
-	lease   string
-	running sync.Mutex // held by a run: a second one in this process is ErrRunning
+	store   usersync.Store // the Syncer's
+	leases  lease.Store    // the same store, with its leases
+	lease   string         // the name of the lease of a run
+	fresh   string         // the name of the lease of the last complete RunEvery sweep
+	running sync.Mutex     // held by a run: a second one in this process is ErrRunning
 	tel     *runTelemetry
 	keep    int // the most bytes of users a run keeps in memory between listing and writing them
 }
@@ -136,11 +139,12 @@ type Reconciler struct {
 const keepBytes = 32 << 20
 
 // New returns the Reconciler of cfg, or an error wrapping
-// usersync.ErrInvalid for a missing or out-of-range field.
+// usersync.ErrInvalid for a missing or out-of-range field, or a Syncer
+// whose store keeps no leases.
 func New(cfg Config) (*Reconciler, error) {
 	switch {
-	case cfg.Syncer == nil || cfg.Store == nil || cfg.Source == nil:
-		return nil, fmt.Errorf("%w: reconcile.Config needs the Syncer, its Store and a Source", usersync.ErrInvalid)
+	case cfg.Syncer == nil || cfg.Source == nil:
+		return nil, fmt.Errorf("%w: reconcile.Config needs the Syncer and a Source", usersync.ErrInvalid)
 	case cfg.Source.Issuer() == "":
 		return nil, fmt.Errorf("%w: reconcile: the Source has no issuer", usersync.ErrInvalid)
 	case cfg.PageSize < 0 || cfg.PageSize == 1 || cfg.PageSize > 500:
@@ -148,48 +152,45 @@ func New(cfg Config) (*Reconciler, error) {
 		return nil, fmt.Errorf("%w: reconcile.Config.PageSize is 2 to 500", usersync.ErrInvalid)
 	case cfg.MaxDeleteShare > 1:
 		return nil, fmt.Errorf("%w: reconcile.Config.MaxDeleteShare is above 1", usersync.ErrInvalid)
-	case cfg.LeaseTTL < 0 || cfg.LeaseTTL > 0 && cfg.LeaseTTL < 100*time.Millisecond:
-		return nil, fmt.Errorf("%w: reconcile.Config.LeaseTTL is below 100 ms", usersync.ErrInvalid)
-	case len(cfg.Holder) > 255:
-		return nil, fmt.Errorf("%w: reconcile.Config.Holder is longer than 255 bytes", usersync.ErrInvalid)
 	}
-	if cfg.PageSize == 0 {
-		cfg.PageSize = 500
+	if err := lease.CheckConfig("reconcile.Config", cfg.LeaseTTL, cfg.Holder); err != nil {
+		return nil, err
 	}
-	switch {
-	case cfg.MaxDeleteShare == 0:
-		cfg.MaxDeleteShare = 0.10
-	case cfg.MaxDeleteShare < 0:
-		cfg.MaxDeleteShare = 0
+	store := cfg.Syncer.Store()
+	leases, ok := store.(lease.Store)
+	if !ok {
+		return nil, fmt.Errorf("%w: reconcile: the Syncer's store (%T) keeps no leases: it lacks the methods of lease.Store (AcquireLease, RenewLease, ReleaseLease, LeaseCursors)", usersync.ErrInvalid, store)
 	}
-	switch {
-	case cfg.MaxDeleteCount == 0:
-		cfg.MaxDeleteCount = 10
-	case cfg.MaxDeleteCount < 0:
-		cfg.MaxDeleteCount = 0
-	}
-	if cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = time.Minute
-	}
+	config.Default(&cfg.PageSize, 500)
+	config.Default(&cfg.MaxDeleteShare, 0.10)
+	cfg.MaxDeleteShare = max(cfg.MaxDeleteShare, 0) // negative: no allowance
+	config.Default(&cfg.MaxDeleteCount, 10)
+	cfg.MaxDeleteCount = max(cfg.MaxDeleteCount, 0)
+	config.Default(&cfg.LeaseTTL, time.Minute)
 	if cfg.Holder == "" {
-		host, _ := os.Hostname()
-		cfg.Holder = fmt.Sprintf("%.200s-%d-%s", host, os.Getpid(), rand.Text()[:8])
+		cfg.Holder = lease.NewHolder()
 	}
 	cfg.Logger = telemetry.Logger(cfg.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Reconciler{cfg: cfg, lease: leaseName(cfg.Source.Issuer()), tel: newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, cfg.Source.Issuer()), keep: keepBytes}, nil
+	iss := cfg.Source.Issuer()
+	return &Reconciler{
+		cfg: cfg, store: store, leases: leases,
+		lease: leaseName("usersync:reconcile:", iss), fresh: leaseName("usersync:reconciled:", iss),
+		tel: newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, iss), keep: keepBytes,
+	}, nil
 }
 
-// leaseName names the lease of an issuer's reconcile: with the issuer in
-// it, or its SHA-256 if that is too long for a lease name.
-func leaseName(issuer string) string {
-	if name := "usersync:reconcile:" + issuer; len(name) <= 255 {
+// leaseName names a lease of an issuer's reconcile: prefix and the
+// issuer, or prefix and the issuer's SHA-256 if that is too long for a
+// lease name.
+func leaseName(prefix, issuer string) string {
+	if name := prefix + issuer; len(name) <= 255 {
 		return name
 	}
 	sum := sha256.Sum256([]byte(issuer))
-	return "usersync:reconcile:sha256:" + hex.EncodeToString(sum[:])
+	return prefix + "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // Run reconciles once: it takes the lease (failing with ErrRunning if
@@ -198,32 +199,38 @@ func leaseName(issuer string) string {
 // (the Source retries what can be retried); a page the store fails to
 // write is counted out and the sweep goes on, but either way the run is
 // incomplete: it deletes nothing and returns an error, with the Report of
-// what it did. Run stops when ctx ends.
+// what it did. Run stops when ctx ends. It runs whenever it is called:
+// RunEvery's interval neither holds it back nor counts it.
 func (r *Reconciler) Run(ctx context.Context) (Report, error) {
-	report, _, err := r.run(ctx, 0)
-	return report, err
+	return r.run(ctx, 0)
 }
 
 // RunEvery runs a reconcile at once and then every interval, until ctx
-// ends; it returns ctx's error. A run's error is logged, not returned. With
-// several replicas each calling RunEvery, a replica skips its turn when
-// another one completed a run less than interval ago (the lease keeps the
-// time of the last complete run), so the provider is swept once per
-// interval, not once per replica.
+// ends; it returns ctx's error. A run's error is logged, not returned.
+//
+// With several replicas each calling RunEvery, the provider is swept once
+// per interval, not once per replica: a complete sweep leaves a second
+// lease of the issuer held until interval after it started, and a replica
+// (this one included) that finds it held skips its turn. It looks again
+// every LeaseTTL (at most every interval), so that when the replica that
+// swept last stops, another one sweeps within about LeaseTTL of the time
+// the sweep is due. An incomplete sweep leaves nothing held: the next turn
+// of any replica sweeps.
 func (r *Reconciler) RunEvery(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
 		return fmt.Errorf("%w: reconcile: RunEvery needs an interval above 0", usersync.ErrInvalid)
 	}
 	for {
-		report, last, err := r.run(ctx, interval)
+		report, err := r.run(ctx, interval)
 		wait := interval
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, errFresh):
-			// Due when the last complete run is interval old, whoever ran it.
-			wait = last.Add(interval).Sub(r.cfg.Now())
-			r.cfg.Logger.DebugContext(ctx, "reconcile: skipped: another replica completed one", "issuer", r.cfg.Source.Issuer(), "next_in", wait)
+			// Due when the last complete sweep is interval old, whoever
+			// ran it: a time only the lease knows. Ask it again soon.
+			wait = min(interval, r.cfg.LeaseTTL)
+			r.cfg.Logger.DebugContext(ctx, "reconcile: skipped: a replica completed one less than the interval ago", "issuer", r.cfg.Source.Issuer(), "next_in", wait)
 		case errors.Is(err, ErrRunning):
 			r.cfg.Logger.DebugContext(ctx, "reconcile: skipped: another replica is running one", "issuer", r.cfg.Source.Issuer())
 		case err != nil:
@@ -239,5 +246,6 @@ func (r *Reconciler) RunEvery(ctx context.Context, interval time.Duration) error
 	}
 }
 
-// errFresh reports a run skipped because another completed one recently.
+// errFresh reports a RunEvery turn skipped because a replica completed a
+// sweep less than the interval ago.
 var errFresh = errors.New("reconcile: a replica completed a run recently")

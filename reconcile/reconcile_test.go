@@ -16,6 +16,7 @@ import (
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/clerk/clerktest"
+	"github.com/usersync/usersync/lease"
 	"github.com/usersync/usersync/memstore"
 	"github.com/usersync/usersync/reconcile"
 )
@@ -45,17 +46,23 @@ func apiUsers(from, to, rev int) []clerktest.User {
 	return us
 }
 
+// leasing is a store of users with leases: what a Reconciler runs on.
+type leasing interface {
+	usersync.Store
+	lease.Store
+}
+
 // env is a fake Clerk instance and an app's store.
 type env struct {
 	t       *testing.T
 	api     *clerktest.API
 	list    *clerk.UserList
-	store   usersync.Store
+	store   leasing
 	syncer  *usersync.Syncer
 	changes atomic.Int64
 }
 
-func newEnv(t *testing.T, store usersync.Store) *env {
+func newEnv(t *testing.T, store leasing) *env {
 	t.Helper()
 	e := &env{t: t, api: clerktest.NewAPI(t), store: store}
 	p, err := clerk.New(clerk.Config{Issuer: issuer, SecretKey: e.api.SecretKey, APIURL: e.api.URL, PublicKeyPEM: e.api.PublicKeyPEM()})
@@ -90,7 +97,7 @@ func (e *env) onPage(f func(n, offset int)) {
 
 func (e *env) reconciler(cfg reconcile.Config) *reconcile.Reconciler {
 	e.t.Helper()
-	cfg.Syncer, cfg.Store, cfg.Source = e.syncer, e.store, e.list
+	cfg.Syncer, cfg.Source = e.syncer, e.list
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
@@ -438,7 +445,7 @@ func TestPartialSweepDeletesNothing(t *testing.T) {
 
 // failingStore fails UpsertBatch for the batches fail picks.
 type failingStore struct {
-	usersync.Store
+	leasing
 	fail func(ws []usersync.Write) bool
 }
 
@@ -446,12 +453,12 @@ func (s failingStore) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]u
 	if s.fail(ws) {
 		return nil, nil, errors.New("store down")
 	}
-	return s.Store.UpsertBatch(ctx, ws)
+	return s.leasing.UpsertBatch(ctx, ws)
 }
 
 func TestAPageTheStoreFailsDoesNotLoseTheRest(t *testing.T) {
 	broken := true
-	store := failingStore{Store: memstore.New(), fail: func(ws []usersync.Write) bool { return broken && len(ws) > 0 && ws[0].Subject == "user_00010" }}
+	store := failingStore{leasing: memstore.New(), fail: func(ws []usersync.Write) bool { return broken && len(ws) > 0 && ws[0].Subject == "user_00010" }}
 	e := newEnv(t, store)
 	e.api.Put(apiUsers(0, 40, 1)...)
 	report, err := e.run(reconcile.Config{PageSize: 10})
@@ -492,7 +499,7 @@ func TestSkipsUsersThatCannotBeStored(t *testing.T) {
 // refusingStore skips, as a database that refuses a value does, the
 // writes of the subjects in refuse, and applies the others.
 type refusingStore struct {
-	usersync.Store
+	leasing
 	refuse map[string]bool
 }
 
@@ -504,7 +511,7 @@ func (s refusingStore) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]
 			keep, at = append(keep, w), append(at, i)
 		}
 	}
-	applied, outs, err := s.Store.UpsertBatch(ctx, keep)
+	applied, outs, err := s.leasing.UpsertBatch(ctx, keep)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -525,7 +532,7 @@ func (s refusingStore) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]
 // run still completes: one such user must not leave every reconcile
 // incomplete.
 func TestAUserTheDatabaseRefusesIsSkipped(t *testing.T) {
-	e := newEnv(t, refusingStore{Store: memstore.New(), refuse: map[string]bool{"user_00007": true}})
+	e := newEnv(t, refusingStore{leasing: memstore.New(), refuse: map[string]bool{"user_00007": true}})
 	e.api.Put(apiUsers(0, 20, 1)...)
 	for range 2 {
 		report, err := e.run(reconcile.Config{})
@@ -788,7 +795,7 @@ func TestOneRunAtATime(t *testing.T) {
 }
 
 // lostLease is a store on which every renewal finds the lease taken over.
-type lostLease struct{ usersync.Store }
+type lostLease struct{ leasing }
 
 func (lostLease) RenewLease(context.Context, string, string, time.Duration, int64) (bool, error) {
 	return false, nil
@@ -810,7 +817,7 @@ func TestALostLeaseStopsTheRun(t *testing.T) {
 
 // hungRenewal is a store on which renewing a lease hangs until its context
 // ends.
-type hungRenewal struct{ usersync.Store }
+type hungRenewal struct{ leasing }
 
 func (hungRenewal) RenewLease(ctx context.Context, _, _ string, _ time.Duration, _ int64) (bool, error) {
 	<-ctx.Done()
@@ -840,7 +847,7 @@ func TestALongIssuerGetsALeaseName(t *testing.T) {
 	iss := "https://" + strings.Repeat("a", 300) + ".example.com"
 	w := person("ada", "Ada", 1_700_000_000_000)
 	w.Issuer = iss
-	r, err := reconcile.New(reconcile.Config{Syncer: syncer, Store: store, Source: &directory{issuer: iss, users: []usersync.Write{w}}, Logger: quiet})
+	r, err := reconcile.New(reconcile.Config{Syncer: syncer, Source: &directory{issuer: iss, users: []usersync.Write{w}}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -852,20 +859,42 @@ func TestALongIssuerGetsALeaseName(t *testing.T) {
 func TestRunEverySweepsOncePerIntervalAcrossReplicas(t *testing.T) {
 	e := newEnv(t, memstore.New())
 	e.api.Put(apiUsers(0, 20, 1)...)
-	if _, err := e.reconciler(reconcile.Config{Holder: "replica-a"}).Run(context.Background()); err != nil {
+	// Replica a sweeps at once, and its complete sweep holds back every
+	// replica's for its interval.
+	const interval = 1500 * time.Millisecond
+	start := time.Now()
+	var complete atomic.Bool
+	a := e.reconciler(reconcile.Config{Holder: "replica-a", OnProgress: func(r reconcile.Report) {
+		if r.Complete && !r.Finished.IsZero() {
+			complete.Store(true)
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := a.RunEvery(ctx, interval); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal(err)
 	}
+	if !complete.Load() {
+		t.Fatal("replica a did not sweep")
+	}
 	before := e.api.Requests()
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if err := e.reconciler(reconcile.Config{Holder: "replica-b"}).RunEvery(ctx, time.Hour); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal(err)
 	}
 	if n := e.api.Requests() - before; n != 0 {
-		t.Fatalf("replica b swept again %v after a's complete run: %d requests", time.Hour, n)
+		t.Fatalf("replica b swept again within the interval of a's complete run: %d requests", n)
 	}
-	// With a short interval it runs.
-	time.Sleep(20 * time.Millisecond)
+	// Replica a too, started again.
+	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	a.RunEvery(ctx, interval)
+	if n := e.api.Requests() - before; n != 0 {
+		t.Fatalf("replica a swept again within the interval of its complete run: %d requests", n)
+	}
+	// Once that interval has passed, it runs.
+	time.Sleep(time.Until(start.Add(interval + 20*time.Millisecond)))
 	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	e.reconciler(reconcile.Config{Holder: "replica-b"}).RunEvery(ctx, 10*time.Millisecond)
@@ -874,6 +903,32 @@ func TestRunEverySweepsOncePerIntervalAcrossReplicas(t *testing.T) {
 	}
 	if err := e.reconciler(reconcile.Config{}).RunEvery(context.Background(), 0); !errors.Is(err, usersync.ErrInvalid) {
 		t.Fatalf("interval 0: %v", err)
+	}
+}
+
+// TestRunEveryAfterAnIncompleteSweep: an incomplete sweep holds back no
+// one: the next turn of any replica sweeps.
+func TestRunEveryAfterAnIncompleteSweep(t *testing.T) {
+	e := newEnv(t, memstore.New())
+	e.api.Put(apiUsers(0, 30, 1)...)
+	e.onPage(func(n, _ int) {
+		if n == 2 {
+			e.api.Fail(1, 403, 0)
+		}
+	})
+	var last reconcile.Report
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	e.reconciler(reconcile.Config{Holder: "replica-a", PageSize: 10, OnProgress: func(r reconcile.Report) { last = r }}).RunEvery(ctx, time.Hour)
+	if last.Finished.IsZero() || last.Complete {
+		t.Fatalf("replica a: %+v; want an incomplete sweep", counts(last))
+	}
+	e.api.OnPage(nil)
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	e.reconciler(reconcile.Config{Holder: "replica-b", OnProgress: func(r reconcile.Report) { last = r }}).RunEvery(ctx, time.Hour)
+	if !last.Complete || last.Created+last.Unchanged != 30 {
+		t.Fatalf("replica b: %+v; want a complete sweep at once", counts(last))
 	}
 }
 
@@ -902,16 +957,27 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	e := newEnv(t, memstore.New())
 	for _, cfg := range []reconcile.Config{
 		{},
-		{Syncer: e.syncer, Store: e.store},
-		{Syncer: e.syncer, Store: e.store, Source: e.list, PageSize: 501},
-		{Syncer: e.syncer, Store: e.store, Source: e.list, PageSize: 1}, // pages overlap by one: it would never move on
-		{Syncer: e.syncer, Store: e.store, Source: e.list, PageSize: -1},
-		{Syncer: e.syncer, Store: e.store, Source: e.list, MaxDeleteShare: 1.5},
-		{Syncer: e.syncer, Store: e.store, Source: e.list, LeaseTTL: time.Nanosecond},
-		{Syncer: e.syncer, Store: e.store, Source: e.list, Holder: strings.Repeat("h", 256)},
+		{Syncer: e.syncer},
+		{Syncer: e.syncer, Source: e.list, PageSize: 501},
+		{Syncer: e.syncer, Source: e.list, PageSize: 1}, // pages overlap by one: it would never move on
+		{Syncer: e.syncer, Source: e.list, PageSize: -1},
+		{Syncer: e.syncer, Source: e.list, MaxDeleteShare: 1.5},
+		{Syncer: e.syncer, Source: e.list, LeaseTTL: time.Nanosecond},
+		{Syncer: e.syncer, Source: e.list, Holder: strings.Repeat("h", 256)},
 	} {
 		if _, err := reconcile.New(cfg); !errors.Is(err, usersync.ErrInvalid) {
 			t.Fatalf("New(%+v) = %v", cfg, err)
 		}
 	}
+	// A store without leases: reconcile says what it lacks.
+	syncer, err := usersync.New(usersync.Config{Store: usersOnly{memstore.New()}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.New(reconcile.Config{Syncer: syncer, Source: e.list}); !errors.Is(err, usersync.ErrInvalid) || !strings.Contains(err.Error(), "lease.Store") {
+		t.Fatalf("a store without leases: %v", err)
+	}
 }
+
+// usersOnly is a store of users that keeps no leases.
+type usersOnly struct{ usersync.Store }

@@ -11,42 +11,51 @@ import (
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/usersync/usersync"
-	"github.com/usersync/usersync/internal/lease"
+	"github.com/usersync/usersync/lease"
 )
 
 // maxFailedPages is how many pages in a row the store may fail to write
 // before the sweep stops: the store is down, not one page bad.
 const maxFailedPages = 3
 
-// run reconciles once, as Run says. With fresh above 0 it skips the run
-// (errFresh) if one completed less than fresh ago, and returns its time.
-func (r *Reconciler) run(ctx context.Context, fresh time.Duration) (Report, time.Time, error) {
+// run reconciles once, as Run says. With every above 0 (RunEvery's
+// interval) it skips the run (errFresh) if a complete one started less than
+// every ago, and after a complete run marks it so for every.
+func (r *Reconciler) run(ctx context.Context, every time.Duration) (Report, error) {
 	ctx, span := r.tel.start(ctx)
-	report, last, err := r.sweep(ctx, fresh)
+	report, err := r.sweep(ctx, every)
 	r.tel.ran(ctx, span, report, err)
-	return report, last, err
+	return report, err
 }
 
 // sweep is run without its telemetry.
-func (r *Reconciler) sweep(ctx context.Context, fresh time.Duration) (Report, time.Time, error) {
+func (r *Reconciler) sweep(ctx context.Context, every time.Duration) (report Report, err error) {
 	src, log := r.cfg.Source, r.cfg.Logger
-	report := Report{Issuer: src.Issuer(), Started: r.cfg.Now()}
+	report = Report{Issuer: src.Issuer(), Started: r.cfg.Now()}
 	if !r.running.TryLock() {
-		return report, time.Time{}, ErrRunning
+		return report, ErrRunning
 	}
 	defer r.running.Unlock()
-	held, err := lease.Acquire(ctx, r.cfg.Store, r.lease, r.cfg.Holder, r.cfg.LeaseTTL, log)
+	held, err := lease.Acquire(ctx, r.leases, r.lease, r.cfg.Holder, r.cfg.LeaseTTL, log)
 	switch {
 	case err != nil:
-		return report, time.Time{}, fmt.Errorf("reconcile: taking the lease: %w", err)
+		return report, fmt.Errorf("reconcile: taking the lease: %w", err)
 	case held == nil:
-		return report, time.Time{}, ErrRunning
+		return report, ErrRunning
 	}
 	defer held.Release()
 	ctx = held.Context()
-	// The lease's cursor is when the last complete run started, in Unix ms.
-	if last := time.UnixMilli(held.Cursor()); fresh > 0 && held.Cursor() > 0 && report.Started.Sub(last) < fresh {
-		return report, last, errFresh
+	if every > 0 {
+		turn, terr := r.takeTurn(ctx)
+		switch {
+		case terr != nil:
+			return report, fmt.Errorf("reconcile: taking the lease of the last complete run: %w", terr)
+		case turn == "":
+			return report, errFresh
+		}
+		// Ended before the run's lease is released (deferred after it):
+		// only the holder of that one touches this one.
+		defer func() { r.endTurn(ctx, turn, report, every, err == nil) }()
 	}
 
 	if report.Total, err = src.Count(ctx); err != nil {
@@ -91,11 +100,42 @@ func (r *Reconciler) sweep(ctx context.Context, fresh time.Duration) (Report, ti
 		return r.finish(ctx, report, fmt.Errorf("reconcile: incomplete sweep, nothing deleted: %w", errors.Join(failed...)))
 	}
 	report.Complete = true
-	err = r.deleteUnlisted(ctx, &report, before, l.listed)
-	if err == nil {
-		held.SetCursor(report.Started.UnixMilli()) // saved by Release
+	return r.finish(ctx, report, r.deleteUnlisted(ctx, &report, before, l.listed))
+}
+
+// takeTurn takes the lease of the last complete RunEvery sweep (r.fresh)
+// for a holder unique to this run, which it returns; or returns "" if the
+// lease is held: a sweep that completed less than the interval ago holds
+// it. Only the holder of the run's lease calls it.
+func (r *Reconciler) takeTurn(ctx context.Context) (string, error) {
+	turn := lease.NewHolder()
+	// Held while the run lasts, as the run's lease is: if this replica
+	// stops, it expires as that one does.
+	_, ok, err := r.leases.AcquireLease(ctx, r.fresh, turn, r.cfg.LeaseTTL)
+	if err != nil || !ok {
+		return "", err
 	}
-	return r.finish(ctx, report, err)
+	return turn, nil
+}
+
+// endTurn ends the turn that takeTurn took: after a complete run, the lease
+// stays held until every after the run started, so that every replica
+// skips the sweeps due before then; after another run, it is released for
+// the next turn of any replica to sweep.
+func (r *Reconciler) endTurn(ctx context.Context, turn string, report Report, every time.Duration, complete bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LeaseTTL)
+	defer cancel()
+	if left := every - r.cfg.Now().Sub(report.Started); complete && left > 0 {
+		// Taken again rather than renewed: a run longer than the LeaseTTL
+		// let it expire (and no one else could take it).
+		if _, ok, err := r.leases.AcquireLease(ctx, r.fresh, turn, left); err != nil || !ok {
+			r.cfg.Logger.WarnContext(ctx, "reconcile: marking the run complete failed: another replica may sweep before the interval ends", "issuer", report.Issuer, "held_by_another", err == nil, "err", err)
+		}
+		return
+	}
+	if err := r.leases.ReleaseLease(ctx, r.fresh, turn); err != nil {
+		r.cfg.Logger.WarnContext(ctx, "reconcile: releasing the lease of the last complete run failed; it expires", "issuer", report.Issuer, "err", err)
+	}
 }
 
 // newLister returns a lister of the Source, for a provider of about total
@@ -220,7 +260,7 @@ func (r *Reconciler) progress(report Report) {
 }
 
 // finish completes report, logs its summary and reports it.
-func (r *Reconciler) finish(ctx context.Context, report Report, err error) (Report, time.Time, error) {
+func (r *Reconciler) finish(ctx context.Context, report Report, err error) (Report, error) {
 	report.Finished = r.cfg.Now()
 	if cause := context.Cause(ctx); err != nil && errors.Is(cause, lease.ErrLost) {
 		err = fmt.Errorf("%w: %w (%w)", ErrRunning, cause, err) // the lease was lost: say so first
@@ -231,7 +271,7 @@ func (r *Reconciler) finish(ctx context.Context, report Report, err error) (Repo
 	} else {
 		r.cfg.Logger.InfoContext(ctx, "reconcile: done", "issuer", report.Issuer, "report", report, "took", report.Finished.Sub(report.Started))
 	}
-	return report, time.Time{}, err
+	return report, err
 }
 
 // writeSize estimates the memory a listed write holds: its strings and

@@ -71,7 +71,7 @@ func TestOnSQL(t *testing.T) {
 
 // perUser is a store that writes a batch one upsert at a time: the floor a
 // batch is measured against.
-type perUser struct{ usersync.Store }
+type perUser struct{ leasing }
 
 func (s perUser) UpsertBatch(ctx context.Context, ws []usersync.Write) ([]usersync.User, []usersync.Outcome, error) {
 	users, outcomes := make([]usersync.User, len(ws)), make([]usersync.Outcome, len(ws))
@@ -118,7 +118,7 @@ func BenchmarkBackfill(b *testing.B) {
 				be.SkipIfUnset(b)
 				for b.Loop() {
 					b.StopTimer()
-					var store usersync.Store = be.NewStore(b)
+					var store leasing = be.NewStore(b)
 					if mode == "per-user" {
 						store = perUser{store}
 					}
@@ -126,7 +126,7 @@ func BenchmarkBackfill(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					r, err := reconcile.New(reconcile.Config{Syncer: syncer, Store: store, Source: list, Logger: quiet})
+					r, err := reconcile.New(reconcile.Config{Syncer: syncer, Source: list, Logger: quiet})
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -17,6 +17,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/feed"
+	"github.com/usersync/usersync/lease"
 )
 
 // TestStore checks that the stores newStore makes follow the usersync.Store
@@ -27,12 +29,26 @@ import (
 //	func TestConformance(t *testing.T) {
 //		usersynctest.TestStore(t, func(t *testing.T) usersync.Store { return memstore.New() })
 //	}
+//
+// A store that also implements feed.Store (a change feed) or lease.Store
+// (leases) is checked against those contracts too, in the subtests named
+// Feed/... and Leases/...; for a store that does not, they are skipped,
+// saying which interface it lacks.
 func TestStore(t *testing.T, newStore func(t *testing.T) usersync.Store) {
 	t.Helper()
 	for _, c := range storeCases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			c.run(t, &storeFixture{t: t, s: newStore(t), newStore: newStore})
+			f := &storeFixture{t: t, s: newStore(t), newStore: newStore}
+			f.feed, _ = f.s.(feed.Store)
+			f.leases, _ = f.s.(lease.Store)
+			switch {
+			case strings.HasPrefix(c.name, "Feed/") && f.feed == nil:
+				t.Skipf("%T does not implement feed.Store: it keeps no change feed", f.s)
+			case strings.HasPrefix(c.name, "Leases/") && f.leases == nil:
+				t.Skipf("%T does not implement lease.Store: it keeps no leases", f.s)
+			}
+			c.run(t, f)
 		})
 	}
 }
@@ -41,6 +57,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) usersync.Store) {
 type storeFixture struct {
 	t        *testing.T
 	s        usersync.Store
+	feed     feed.Store  // s, if it has a change feed; else nil
+	leases   lease.Store // s, if it keeps leases; else nil
 	newStore func(t *testing.T) usersync.Store
 	ids      int
 }
@@ -142,6 +160,9 @@ func sameTime(t *testing.T, what string, got, want time.Time) {
 	}
 }
 
+// storeCase is a rule of the contract and its check. The checks of the
+// rules of feed.Store are named Feed/..., those of lease.Store Leases/...:
+// they run only on stores that implement the interface.
 type storeCase struct {
 	name string
 	run  func(t *testing.T, f *storeFixture)
@@ -963,7 +984,7 @@ var storeCases = []storeCase{
 		want := []string{
 			"created " + a.ID, "updated " + a.ID, "created " + users[0].ID, "updated " + a.ID, "deleted " + a.ID, "deleted " + ghost.ID,
 		}
-		changes, err := f.s.Changes(bg, 0, 100)
+		changes, err := f.feed.Changes(bg, 0, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -981,14 +1002,14 @@ var storeCases = []storeCase{
 			t.Fatalf("feed %v, want %v", got, want)
 		}
 		// The cursor: after a Seq, the rest; a limit caps the page.
-		rest, err := f.s.Changes(bg, changes[2].Seq, 2)
+		rest, err := f.feed.Changes(bg, changes[2].Seq, 2)
 		if err != nil || len(rest) != 2 || rest[0].Seq != changes[3].Seq || rest[1].Seq != changes[4].Seq {
 			t.Fatalf("Changes(after the third, 2) = %+v, %v", rest, err)
 		}
-		if none, err := f.s.Changes(bg, changes[len(changes)-1].Seq, 10); err != nil || len(none) != 0 {
+		if none, err := f.feed.Changes(bg, changes[len(changes)-1].Seq, 10); err != nil || len(none) != 0 {
 			t.Fatalf("Changes after the last = %+v, %v", none, err)
 		}
-		if _, err := f.s.Changes(bg, 0, 0); !errors.Is(err, usersync.ErrInvalid) {
+		if _, err := f.feed.Changes(bg, 0, 0); !errors.Is(err, usersync.ErrInvalid) {
 			t.Fatalf("limit 0: %v", err)
 		}
 	}},
@@ -1002,7 +1023,7 @@ var storeCases = []storeCase{
 		reader.Go(func() {
 			var cursor int64
 			for done := false; ; {
-				page, err := f.s.Changes(bg, cursor, 50)
+				page, err := f.feed.Changes(bg, cursor, 50)
 				if err != nil {
 					readErr = err
 					return
@@ -1063,7 +1084,7 @@ var storeCases = []storeCase{
 		if int64(len(seen)) != applied.Load() {
 			t.Fatalf("the reader saw %d changes of %d writes that changed something", len(seen), applied.Load())
 		}
-		all, err := f.s.Changes(bg, 0, 100000)
+		all, err := f.feed.Changes(bg, 0, 100000)
 		if err != nil || len(all) != len(seen) {
 			t.Fatalf("the whole feed holds %d changes, the reader saw %d: %v", len(all), len(seen), err)
 		}
@@ -1081,16 +1102,16 @@ var storeCases = []storeCase{
 			w.At = epoch.Add(time.Duration(i) * time.Hour)
 			f.upsert(w, usersync.Created)
 		}
-		changes, err := f.s.Changes(bg, 0, 10)
+		changes, err := f.feed.Changes(bg, 0, 10)
 		if err != nil || len(changes) != 5 {
 			t.Fatalf("%+v, %v", changes, err)
 		}
 		// Up to the fourth, but only those before 2:30: the first three.
-		n, err := f.s.PruneChanges(bg, changes[3].Seq, epoch.Add(150*time.Minute))
+		n, err := f.feed.PruneChanges(bg, changes[3].Seq, epoch.Add(150*time.Minute))
 		if err != nil || n != 3 {
 			t.Fatalf("PruneChanges = %d, %v; want 3", n, err)
 		}
-		left, err := f.s.Changes(bg, 0, 10)
+		left, err := f.feed.Changes(bg, 0, 10)
 		if err != nil || len(left) != 2 || left[0].Seq != changes[3].Seq {
 			t.Fatalf("after pruning: %+v, %v", left, err)
 		}
@@ -1098,61 +1119,61 @@ var storeCases = []storeCase{
 		f.upsert(w, usersync.Created)
 		// Everything: a store may keep the newest change, so that no Seq
 		// is handed out twice.
-		if n, err := f.s.PruneChanges(bg, 1<<62, epoch.Add(1000*time.Hour)); err != nil || n < 2 || n > 3 {
+		if n, err := f.feed.PruneChanges(bg, 1<<62, epoch.Add(1000*time.Hour)); err != nil || n < 2 || n > 3 {
 			t.Fatalf("prune all: %d, %v", n, err)
 		}
 		f.upsert(f.write("p10", 1, usersync.FieldName, usersync.Profile{Name: "P"}), usersync.Created)
-		next, err := f.s.Changes(bg, 0, 10)
+		next, err := f.feed.Changes(bg, 0, 10)
 		if err != nil || len(next) == 0 || len(next) > 2 || next[len(next)-1].Seq <= changes[4].Seq+1 {
 			t.Fatalf("after pruning all: %+v, %v; want the new change with a Seq beyond every earlier one", next, err)
 		}
 	}},
 	{"Leases/one holder at a time; the cursor stays with the lease", func(t *testing.T, f *storeFixture) {
 		const ttl = 400 * time.Millisecond
-		cursor, ok, err := f.s.AcquireLease(bg, "job", "a", ttl)
+		cursor, ok, err := f.leases.AcquireLease(bg, "job", "a", ttl)
 		if err != nil || !ok || cursor != 0 {
 			t.Fatalf("a acquires a new lease: %d, %v, %v", cursor, ok, err)
 		}
-		if _, ok, err := f.s.AcquireLease(bg, "job", "b", ttl); err != nil || ok {
+		if _, ok, err := f.leases.AcquireLease(bg, "job", "b", ttl); err != nil || ok {
 			t.Fatalf("b acquires a's lease: %v, %v; want refused", ok, err)
 		}
-		if ok, err := f.s.RenewLease(bg, "job", "b", ttl, 99); err != nil || ok {
+		if ok, err := f.leases.RenewLease(bg, "job", "b", ttl, 99); err != nil || ok {
 			t.Fatalf("b renews a's lease: %v, %v; want refused", ok, err)
 		}
-		if ok, err := f.s.RenewLease(bg, "job", "a", ttl, 7); err != nil || !ok {
+		if ok, err := f.leases.RenewLease(bg, "job", "a", ttl, 7); err != nil || !ok {
 			t.Fatalf("a renews: %v, %v", ok, err)
 		}
-		if cursor, ok, err := f.s.AcquireLease(bg, "job", "a", ttl); err != nil || !ok || cursor != 7 {
+		if cursor, ok, err := f.leases.AcquireLease(bg, "job", "a", ttl); err != nil || !ok || cursor != 7 {
 			t.Fatalf("a acquires again: %d, %v, %v; want 7, held", cursor, ok, err)
 		}
-		if _, ok, err := f.s.AcquireLease(bg, "other job", "b", ttl); err != nil || !ok {
+		if _, ok, err := f.leases.AcquireLease(bg, "other job", "b", ttl); err != nil || !ok {
 			t.Fatalf("b acquires another lease: %v, %v", ok, err)
 		}
 		time.Sleep(ttl + 100*time.Millisecond) // a lets it expire
-		cursor, ok, err = f.s.AcquireLease(bg, "job", "b", ttl)
+		cursor, ok, err = f.leases.AcquireLease(bg, "job", "b", ttl)
 		if err != nil || !ok || cursor != 7 {
 			t.Fatalf("b acquires the expired lease: %d, %v, %v; want the cursor 7", cursor, ok, err)
 		}
-		if ok, err := f.s.RenewLease(bg, "job", "a", ttl, 8); err != nil || ok {
+		if ok, err := f.leases.RenewLease(bg, "job", "a", ttl, 8); err != nil || ok {
 			t.Fatalf("a renews a lease b took over: %v, %v; want refused", ok, err)
 		}
-		if err := f.s.ReleaseLease(bg, "job", "a"); err != nil { // not a's: a no-op
+		if err := f.leases.ReleaseLease(bg, "job", "a"); err != nil { // not a's: a no-op
 			t.Fatal(err)
 		}
-		if _, ok, _ := f.s.AcquireLease(bg, "job", "c", ttl); ok {
+		if _, ok, _ := f.leases.AcquireLease(bg, "job", "c", ttl); ok {
 			t.Fatal("c acquired b's lease after a released it")
 		}
-		if err := f.s.ReleaseLease(bg, "job", "b"); err != nil {
+		if err := f.leases.ReleaseLease(bg, "job", "b"); err != nil {
 			t.Fatal(err)
 		}
-		if cursor, ok, err := f.s.AcquireLease(bg, "job", "c", ttl); err != nil || !ok || cursor != 7 {
+		if cursor, ok, err := f.leases.AcquireLease(bg, "job", "c", ttl); err != nil || !ok || cursor != 7 {
 			t.Fatalf("c acquires the released lease: %d, %v, %v", cursor, ok, err)
 		}
-		if ok, err := f.s.RenewLease(bg, "job", "c", ttl, 1<<40); err != nil || !ok {
+		if ok, err := f.leases.RenewLease(bg, "job", "c", ttl, 1<<40); err != nil || !ok {
 			t.Fatalf("c renews: %v, %v", ok, err)
 		}
 		for _, name := range []string{"jo%", "j_b"} { // no wildcards
-			if _, ok, err := f.s.AcquireLease(bg, name, "d", ttl); err != nil || !ok {
+			if _, ok, err := f.leases.AcquireLease(bg, name, "d", ttl); err != nil || !ok {
 				t.Fatalf("acquire %q: %v, %v", name, ok, err)
 			}
 		}
@@ -1160,12 +1181,12 @@ var storeCases = []storeCase{
 			"job": "map[job:1099511627776]", "": "map[j_b:0 jo%:0 job:1099511627776 other job:0]",
 			"jo%": "map[jo%:0]", "j%": "map[]", "jo_": "map[]", "other": "map[other job:0]", "never": "map[]",
 		} {
-			got, err := f.s.LeaseCursors(bg, prefix)
+			got, err := f.leases.LeaseCursors(bg, prefix)
 			if err != nil || fmt.Sprint(got) != want {
 				t.Fatalf("LeaseCursors(%q) = %v, %v; want %s", prefix, got, err, want)
 			}
 		}
-		if _, _, err := f.s.AcquireLease(bg, "", "c", ttl); !errors.Is(err, usersync.ErrInvalid) {
+		if _, _, err := f.leases.AcquireLease(bg, "", "c", ttl); !errors.Is(err, usersync.ErrInvalid) {
 			t.Fatalf("an empty lease name: err = %v, want ErrInvalid", err)
 		}
 	}},
@@ -1174,7 +1195,7 @@ var storeCases = []storeCase{
 		var wg sync.WaitGroup
 		for i := range 16 {
 			wg.Go(func() {
-				_, ok, err := f.s.AcquireLease(bg, "race", fmt.Sprint("h", i), time.Minute)
+				_, ok, err := f.leases.AcquireLease(bg, "race", fmt.Sprint("h", i), time.Minute)
 				if err != nil {
 					t.Errorf("holder %d: %v", i, err)
 				}
@@ -1202,15 +1223,38 @@ var storeCases = []storeCase{
 		_, checks["Count"] = f.s.Count(ctx)
 		_, checks["GetByExternalID"] = f.s.GetByExternalID(ctx, u.Issuer, "x")
 		_, _, checks["UpsertBatch"] = f.s.UpsertBatch(ctx, []usersync.Write{f.write("carol", 1, usersync.AllFields, full("carol"))})
-		_, _, checks["AcquireLease"] = f.s.AcquireLease(ctx, "l", "h", time.Minute)
-		_, checks["RenewLease"] = f.s.RenewLease(ctx, "l", "h", time.Minute, 1)
-		checks["ReleaseLease"] = f.s.ReleaseLease(ctx, "l", "h")
-		_, checks["LeaseCursors"] = f.s.LeaseCursors(ctx, "l")
-		_, checks["Changes"] = f.s.Changes(ctx, 0, 10)
-		_, checks["PruneChanges"] = f.s.PruneChanges(ctx, 1, time.Now())
-		// Every method of the interface is called above.
-		if n := reflect.TypeFor[usersync.Store]().NumMethod(); len(checks) != n {
-			t.Fatalf("%d methods checked of the Store's %d", len(checks), n)
+		methods := []reflect.Type{reflect.TypeFor[usersync.Store]()}
+		if f.leases != nil {
+			_, _, checks["AcquireLease"] = f.leases.AcquireLease(ctx, "l", "h", time.Minute)
+			_, checks["RenewLease"] = f.leases.RenewLease(ctx, "l", "h", time.Minute, 1)
+			checks["ReleaseLease"] = f.leases.ReleaseLease(ctx, "l", "h")
+			_, checks["LeaseCursors"] = f.leases.LeaseCursors(ctx, "l")
+			methods = append(methods, reflect.TypeFor[lease.Store]())
+		} else {
+			t.Logf("%T does not implement lease.Store: no lease methods to check", f.s)
+		}
+		if f.feed != nil {
+			_, checks["Changes"] = f.feed.Changes(ctx, 0, 10)
+			_, checks["PruneChanges"] = f.feed.PruneChanges(ctx, 1, time.Now())
+			methods = append(methods, reflect.TypeFor[feed.Store]())
+		} else {
+			t.Logf("%T does not implement feed.Store: no feed methods to check", f.s)
+		}
+		// Every method of the interfaces the store implements is called
+		// above.
+		n := map[string]bool{}
+		for _, it := range methods {
+			for i := range it.NumMethod() {
+				n[it.Method(i).Name] = true
+			}
+		}
+		for name := range n {
+			if _, ok := checks[name]; !ok {
+				t.Fatalf("%d methods checked of the store's %d: not %s", len(checks), len(n), name)
+			}
+		}
+		if len(checks) != len(n) {
+			t.Fatalf("%d methods checked of the store's %d", len(checks), len(n))
 		}
 		for name, err := range checks {
 			if !errors.Is(err, context.Canceled) {

@@ -1,4 +1,6 @@
-package usersync
+// Package metadata checks and normalises the JSON metadata of a profile
+// into a form every store can hold.
+package metadata
 
 import (
 	"bytes"
@@ -26,24 +28,24 @@ var (
 	errNotOneValue = errors.New("is not one valid JSON value")
 )
 
-// normalizeMetadata returns m in a form every store can hold, or an error
-// wrapping ErrInvalid if it has none: one valid JSON value of at most 64
+// Normalize returns m in a form every store can hold, or an error if it
+// has none: one valid JSON value of at most 64
 // KiB and 31 levels of nesting, whose numbers are finite float64s and
 // whose strings hold no NUL character. Invalid UTF-8 and surrogate escapes
 // (a lone \ud800, which JSON decoders accept and PostgreSQL refuses) are
 // re-encoded as the value Go decodes, U+FFFD for what is not a character.
 // Metadata needing no change is returned as is, without a copy or an
 // allocation. A nil m stays nil.
-func normalizeMetadata(m json.RawMessage) (json.RawMessage, error) {
+func Normalize(m json.RawMessage) (json.RawMessage, error) {
 	if m == nil {
 		return nil, nil
 	}
 	if len(m) > maxMetadataLen {
-		return nil, fmt.Errorf("%w: metadata larger than %d bytes", ErrInvalid, maxMetadataLen)
+		return nil, fmt.Errorf("metadata larger than %d bytes", maxMetadataLen)
 	}
 	reencode, err := scanJSON(m)
 	if err != nil {
-		return nil, fmt.Errorf("%w: metadata %w", ErrInvalid, err)
+		return nil, fmt.Errorf("metadata %w", err)
 	}
 	if !reencode {
 		return m, nil
@@ -52,13 +54,13 @@ func normalizeMetadata(m json.RawMessage) (json.RawMessage, error) {
 	dec.UseNumber() // numbers keep their text: no precision is lost
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("%w: metadata %w", ErrInvalid, errNotOneValue)
+		return nil, fmt.Errorf("metadata %w", errNotOneValue)
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("%w: metadata: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("metadata: %w", err)
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

@@ -1,7 +1,3 @@
-// Package lease holds a usersync.Store lease while a job runs: a goroutine
-// renews it, with the job's cursor, and cancels the job's context before
-// the lease could expire unrenewed. The reconciler and the change-feed
-// consumers share it.
 package lease
 
 import (
@@ -12,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/usersync/usersync"
 )
 
 // ErrLost is the cause of a held lease's context when the lease was taken
@@ -22,7 +16,7 @@ var ErrLost = errors.New("the lease was lost")
 
 // Held is a lease while a job holds it.
 type Held struct {
-	store        usersync.Store
+	store        Store
 	name, holder string
 	ttl          time.Duration
 	log          *slog.Logger
@@ -36,14 +30,15 @@ type Held struct {
 	renewing sync.Mutex
 }
 
-// Acquire takes the named lease for holder, or returns nil if another
-// holder has it. The lease is renewed every third of ttl, each renewal with
-// until a fifth of ttl before the lease would expire, counted from the
-// start of the last renewal that succeeded; when that moment passes without
-// one, the job's context is cancelled with ErrLost, so a job never runs on
-// an expired lease (a renewal that hangs cannot keep it going). The
-// returned lease's Context is the job's; Release ends it.
-func Acquire(ctx context.Context, store usersync.Store, name, holder string, ttl time.Duration, log *slog.Logger) (*Held, error) {
+// Acquire takes the named lease of store for holder, or returns nil (and
+// no error) if another holder has it. The lease is renewed every third of
+// ttl, each renewal with until a fifth of ttl before the lease would
+// expire, counted from the start of the last renewal that succeeded; when
+// that moment passes without one, the job's context is cancelled with
+// ErrLost, so a job never runs on an expired lease (a renewal that hangs
+// cannot keep it going). The returned lease's Context is the job's;
+// Release ends it. Failed renewals are logged to log.
+func Acquire(ctx context.Context, store Store, name, holder string, ttl time.Duration, log *slog.Logger) (*Held, error) {
 	acquired := time.Now()
 	cursor, ok, err := store.AcquireLease(ctx, name, holder, ttl)
 	if err != nil || !ok {

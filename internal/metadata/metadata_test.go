@@ -1,4 +1,4 @@
-package usersync
+package metadata
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 func TestNormalizeMetadata(t *testing.T) {
 	deep := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
 	tests := []struct {
-		name, in, want string // want "" for ErrInvalid
+		name, in, want string // want "" for an error
 	}{
 		{"object", `{"plan":"pro","n":[1,2.5,-3e2]}`, `{"plan":"pro","n":[1,2.5,-3e2]}`},
 		{"kept as is, spaces and all", `{ "b": 1, "a": 2 }`, `{ "b": 1, "a": 2 }`},
@@ -51,10 +51,10 @@ func TestNormalizeMetadata(t *testing.T) {
 		{"too large", `"` + strings.Repeat("x", 64<<10) + `"`, ""},
 	}
 	for _, tt := range tests {
-		got, err := normalizeMetadata(json.RawMessage(tt.in))
+		got, err := Normalize(json.RawMessage(tt.in))
 		switch {
-		case tt.want == "" && !errors.Is(err, ErrInvalid):
-			t.Errorf("%s: %s, %v; want ErrInvalid", tt.name, got, err)
+		case tt.want == "" && err == nil:
+			t.Errorf("%s: %s, %v; want an error", tt.name, got, err)
 		case tt.want != "" && (err != nil || string(got) != tt.want):
 			t.Errorf("%s: %s, %v; want %s", tt.name, got, err, tt.want)
 		}
@@ -65,7 +65,7 @@ func TestNormalizeMetadata(t *testing.T) {
 // per webhook (the Syncer, then the store).
 func TestNormalizeMetadataDoesNotAllocate(t *testing.T) {
 	m := json.RawMessage(`{"department":"engineering","plan":"pro","n":[1,2,3e5],"notes":"` + strings.Repeat("x", 900) + `"}`)
-	if n := testing.AllocsPerRun(100, func() { normalizeMetadata(m) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { Normalize(m) }); n != 0 {
 		t.Fatalf("%v allocations", n)
 	}
 }
@@ -75,12 +75,12 @@ func FuzzNormalizeMetadata(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, err := normalizeMetadata(in)
+		out, err := Normalize(in)
 		if err != nil {
 			return
 		}
 		// What it accepts is valid, within the limits, and stable.
-		again, err := normalizeMetadata(out)
+		again, err := Normalize(out)
 		if err != nil || string(again) != string(out) {
 			t.Fatalf("normalizing %q gave %q, then %q, %v", in, out, again, err)
 		}
