@@ -5,8 +5,8 @@
 // # Two ways in, one row per person
 //
 // From the token: a request carries "Authorization: Bearer <JWT>" (or
-// Clerk's __session cookie). A Verifier checks it against its issuer's keys
-// into an Identity. Behind Syncer.RequireUser, a handler finds the stored
+// Clerk's __session cookie). An Extractor (package jwtverify's Verifier)
+// checks it against its issuer's keys into an Identity. Behind Syncer.RequireUser, a handler finds the stored
 // user in its context (UserFromContext); the middleware stores the user
 // from the token first if the provider's webhook has not arrived yet.
 //
@@ -17,7 +17,7 @@
 //
 // Behind both sits a Store: memstore keeps users in memory, sqlstore in
 // SQLite, PostgreSQL or MySQL/MariaDB. Apps keep User.ID as the foreign key
-// of their own tables and resolve many at once with Syncer.GetMany.
+// of their own tables and resolve many at once with Store.GetMany.
 //
 // # Write rules
 //
@@ -52,10 +52,10 @@
 //
 // # Tour
 //
-//	syncer, webhook, err := clerk.Setup(ctx, store, clerk.Config{
+//	syncer, webhook, err := clerk.Setup(ctx, store, clerk.SetupConfig{Config: clerk.Config{
 //		Issuer:         "https://example.clerk.accounts.dev",
 //		WebhookSecrets: []string{os.Getenv("CLERK_WEBHOOK_SECRET")},
-//	})
+//	}})
 //	mux := http.NewServeMux()
 //	mux.Handle("POST /clerk-users-webhook", webhook)
 //	mux.Handle("GET /api/me", syncer.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -63,8 +63,8 @@
 //		json.NewEncoder(w).Encode(user)
 //	})))
 //
-// The error handler of VerifierConfig maps every error of the middlewares
-// to its HTTP status in one place: 401 for ErrNoToken and ErrInvalidToken
-// (with an RFC 6750 challenge), 503 for ErrKeysUnavailable (with
-// Retry-After), 403 for ErrDeleted, 400 for ErrInvalid, 500 otherwise.
+// Config.ErrorHandler maps every error of the middlewares to its HTTP
+// status in one place: 401 for ErrNoToken and ErrInvalidToken (with an RFC
+// 6750 challenge), 503 for ErrKeysUnavailable (with Retry-After), 403 for
+// ErrDeleted, 400 for ErrInvalid, 500 otherwise.
 package usersync

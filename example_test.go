@@ -2,6 +2,7 @@ package usersync_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/memstore"
 )
 
@@ -53,9 +55,9 @@ func Example() {
 // use clerk.New(...).Issuer() and nothing else changes.
 func ExampleSyncer_RequireUser() {
 	issuer, key := standInIssuer()
-	verifier, _ := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{Issuers: []usersync.Issuer{issuer}})
+	verifier, _ := jwtverify.New(context.Background(), jwtverify.Config{Issuers: []jwtverify.Issuer{issuer}})
 	defer verifier.Close()
-	syncer, _ := usersync.New(usersync.Config{Store: memstore.New(), Verifier: verifier})
+	syncer, _ := usersync.New(usersync.Config{Store: memstore.New(), Extractor: verifier})
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/me", syncer.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -88,17 +90,18 @@ func ExampleSyncer_RequireUser() {
 }
 
 // RequireIdentity is for handlers that need the verified identity but no
-// stored user; Claims reads any other claim of the token.
-func ExampleVerifier_RequireIdentity() {
+// stored user; Claims holds every other claim of the token.
+func ExampleSyncer_RequireIdentity() {
 	issuer, key := standInIssuer()
-	verifier, _ := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{Issuers: []usersync.Issuer{issuer}})
+	verifier, _ := jwtverify.New(context.Background(), jwtverify.Config{Issuers: []jwtverify.Issuer{issuer}})
 	defer verifier.Close()
-	h := verifier.RequireIdentity(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	syncer, _ := usersync.New(usersync.Config{Store: memstore.New(), Extractor: verifier})
+	h := syncer.RequireIdentity(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := usersync.IdentityFromContext(r.Context())
 		var clerk struct {
 			SessionID string `json:"sid"`
 		}
-		id.Claims(&clerk)
+		json.Unmarshal(id.Claims, &clerk)
 		fmt.Fprintln(w, id.Subject, clerk.SessionID)
 	}))
 	r := httptest.NewRequest("GET", "/", nil)

@@ -9,16 +9,16 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/jwtverify"
 )
 
 // standInIssuer returns an issuer with one ES256 key, given as PEM (as
 // Clerk's dashboard shows its "JWT public key"), and the private key that
 // signs its tokens.
-func standInIssuer() (usersync.Issuer, *ecdsa.PrivateKey) {
+func standInIssuer() (jwtverify.Issuer, *ecdsa.PrivateKey) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	return usersync.Issuer{
+	return jwtverify.Issuer{
 		URL:          "https://example.clerk.accounts.dev",
 		PublicKeyPEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
 	}, key

@@ -2,19 +2,64 @@ package usersync
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
 	"strings"
-	"sync"
 	"time"
+)
+
+// An Extractor finds the verified identity of a request: the identity
+// behind RequireUser, LoadUser and RequireIdentity (Config.Extractor).
+// The jwtverify package has one for bearer tokens and session cookies;
+// any other way of authenticating (mutual TLS, an API gateway's header)
+// takes a type with this one method.
+type Extractor interface {
+	// Identify returns the identity of r, or an error wrapping one of the
+	// token errors (ErrNoToken when r carries no credential, ErrInvalidToken
+	// or ErrTokenExpired, ErrKeysUnavailable), or any other error for a
+	// failure of its own (500). The middlewares look for two optional
+	// methods on the error with errors.As: Description() string gives the
+	// error_description of a 401's RFC 6750 challenge, and HTTPStatus() int
+	// a status of its own (jwtverify answers a cross-site cookie request
+	// 403 that way).
+	Identify(r *http.Request) (*Identity, error)
+}
+
+// Token errors: the vocabulary of an Extractor. The middlewares map each to
+// its status (see Config.ErrorHandler); the texts never contain a token.
+var (
+	// ErrNoToken reports a request without a credential, or a context
+	// without an identity. LoadUser passes such a request on signed out.
+	// An extractor also wraps it around the failure of a credential a
+	// browser sends on its own (jwtverify: a session cookie that does not
+	// verify), so that pages behind LoadUser treat a stale session as
+	// signed out, while RequireUser still answers the failure.
+	ErrNoToken = errors.New("usersync: no bearer token")
+
+	// ErrInvalidToken reports a token that is malformed, too large,
+	// expired, not yet valid, badly signed, from an unknown issuer, or for
+	// another audience or authorized party.
+	ErrInvalidToken = errors.New("usersync: invalid token")
+
+	// ErrTokenExpired reports a token that was valid but has expired: a
+	// stale session, not a forged one. It wraps ErrInvalidToken.
+	ErrTokenExpired = fmt.Errorf("%w: token expired", ErrInvalidToken)
+
+	// ErrKeysUnavailable reports a token that cannot be checked because its
+	// issuer's signing keys cannot be fetched (the JWKS is down or
+	// unreachable). It is not the token's fault: the middlewares answer 503
+	// with Retry-After, never 401.
+	ErrKeysUnavailable = errors.New("usersync: the issuer's signing keys are unavailable")
 )
 
 // Identity is the verified identity of a request: the issuer and subject of
 // its bearer token and the claims usersync stores. Every other claim,
-// standard or custom (Clerk's sid, org_id, ...), is read with Claims.
+// standard or custom (Clerk's sid, org_id, ...), is in Claims.
 //
-// A Verifier makes identities; treat them as read-only, since one may be
-// shared by every request that sends the same token.
+// Treat an identity as read-only: a verifier may share one between every
+// request that sends the same token.
 type Identity struct {
 	Issuer  string // iss, without a trailing "/"
 	Subject string // sub
@@ -36,44 +81,16 @@ type Identity struct {
 	Email             string // email
 	EmailVerified     *bool  // email_verified; nil if absent
 	PhoneNumber       string // phone_number
-	// Metadata is the JSON value of the issuer's MetadataClaim, or nil.
+	// Metadata is the JSON value of the issuer's metadata claim, or nil.
 	Metadata json.RawMessage
 
-	// Data is for the app: VerifierConfig.MapIdentity may attach what it
-	// decoded from the token's claims, once per verified token.
+	// Claims is every claim of the token, as signed: the JSON object of its
+	// payload. Decode any claim with json.Unmarshal(id.Claims, &v).
+	Claims json.RawMessage
+
+	// Data is for the app: an extractor may attach what it decoded from
+	// the token's claims (jwtverify.Config.MapIdentity), once per token.
 	Data any
-
-	claims *payload // the token's claims, as signed
-	key    string   // the thumbprint of the key that verified the token
-}
-
-// payload is a verified token's claims segment, base64-decoded on first
-// use and then kept: every Claims call of the identity (and of the
-// requests that share it through the cache) reuses it.
-type payload struct {
-	once    sync.Once
-	segment string // base64url, as in the token
-	json    []byte
-	err     error
-}
-
-func (p *payload) decode() ([]byte, error) {
-	p.once.Do(func() {
-		p.json, p.err = base64.RawURLEncoding.DecodeString(p.segment)
-	})
-	return p.json, p.err
-}
-
-// Claims decodes every claim of the token into v with encoding/json.
-func (id *Identity) Claims(v any) error {
-	if id.claims == nil {
-		return nil
-	}
-	raw, err := id.claims.decode()
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(raw, v)
 }
 
 // write returns the write that stores the identity's claims: a claim that

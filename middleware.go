@@ -1,116 +1,158 @@
 package usersync
 
 import (
+	"context"
 	"errors"
 	"log/slog"
-	"mime"
 	"net/http"
-	"net/url"
-	"slices"
-	"strconv"
 	"strings"
 )
 
 // RequireIdentity is the middleware for handlers that need only the
 // verified identity, not the stored user: a request without a valid token
-// is answered by the error handler (401, or 503 when the issuer's keys are
-// unavailable); one with a valid token passes on with its Identity in the
-// context (IdentityFromContext).
-func (v *Verifier) RequireIdentity(next http.Handler) http.Handler {
+// is answered by Config.ErrorHandler (401, or 503 when the issuer's keys
+// are unavailable); one with a valid token passes on with its Identity in
+// the context (IdentityFromContext), and nothing is stored.
+func (s *Syncer) RequireIdentity(next http.Handler) http.Handler {
+	ex := s.extractor()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _, err := v.identify(r)
-		if id == nil && err == nil {
-			err = ErrNoToken
-		}
+		id, err := identify(ex, r)
 		if err != nil {
-			v.fail(w, r, err)
+			s.fail(w, r, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(newContext(r.Context(), id)))
 	})
 }
 
-// identify verifies the request's token, and says whether it came from
-// the cookie. It returns no identity and no error for a request without
-// one. A cookie's token on a request that changes state must also pass the
-// cross-site check, or identify fails with errCrossSite.
-func (v *Verifier) identify(r *http.Request) (id *Identity, fromCookie bool, err error) {
-	token := tokenFromHeader(r)
-	if token == "" && v.cfg.Cookie != "-" {
-		if c, err := r.Cookie(v.cfg.Cookie); err == nil {
-			token, fromCookie = c.Value, true
-		}
-	}
-	if token == "" {
-		return nil, false, nil
-	}
-	id, err = v.Verify(r.Context(), token)
-	if err == nil && fromCookie && !v.sameSite(r, id) {
-		return nil, true, errCrossSite
-	}
-	return id, fromCookie, err
+// RequireUser is the middleware for handlers that act as the signed-in
+// user. It finds the request's identity with Config.Extractor (a bearer
+// token or a session cookie), resolves the stored user, creating them from
+// the token when the provider's webhook has not arrived yet, and passes the
+// request on with the identity and the user in its context
+// (IdentityFromContext, UserFromContext). Anything else is answered by
+// Config.ErrorHandler: 401 without a valid token, 503 when the issuer's
+// keys are unavailable, 403 for a deleted user, 500 when the store fails.
+func (s *Syncer) RequireUser(next http.Handler) http.Handler {
+	return s.userMiddleware(next, true)
 }
 
-// errCrossSite refuses a state-changing request authenticated by a cookie
-// that may come from another site: 403.
-var errCrossSite = errors.New("usersync: cross-site request refused: a cookie-authenticated request that changes state must send Content-Type: application/json and an Origin (or Sec-Fetch-Site) of the app itself or an authorized party")
-
-// sameSite is the CSRF defence of cookie-authenticated requests: a browser
-// attaches cookies to requests other sites make, so a request that may
-// change state (any method but GET, HEAD, OPTIONS and TRACE) counts only
-// if it is JSON (which a cross-site form or a "simple" fetch cannot send
-// without a CORS preflight) and comes from the app's own origin or an
-// authorized party of the token's issuer, as the browser's Sec-Fetch-Site
-// or Origin says. Bearer-header requests need no such check: no browser
-// sends those on its own.
-func (v *Verifier) sameSite(r *http.Request, id *Identity) bool {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return true
-	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return false
-	}
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		if site == "same-origin" {
-			return true
-		}
-		if r.Header.Get("Origin") == "" {
-			return false
-		}
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" || origin == "null" {
-		return false
-	}
-	if u, err := url.Parse(origin); err == nil && u.Host == r.Host && u.Host != "" {
-		return true
-	}
-	if k := v.issuers[id.Issuer]; k != nil {
-		return slices.Contains(k.cfg.AuthorizedParties, origin)
-	}
-	return false
+// LoadUser is RequireUser for pages that also work signed out: a request
+// without a token passes on with neither identity nor user, and one of a
+// deleted user passes on with its identity but no user. A credential the
+// extractor reports as no token (jwtverify: a session cookie that cannot
+// be verified, as Clerk's expires every minute) counts as signed out too;
+// an Authorization header that cannot is still refused, so that an API
+// client learns its token is bad.
+func (s *Syncer) LoadUser(next http.Handler) http.Handler {
+	return s.userMiddleware(next, false)
 }
 
-// tokenFromHeader returns the token of an "Authorization: Bearer <token>"
-// header (scheme case-insensitive, surrounding spaces ignored), or "".
-func tokenFromHeader(r *http.Request) string {
-	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return ""
+func (s *Syncer) userMiddleware(next http.Handler, required bool) http.Handler {
+	ex := s.extractor()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := identify(ex, r)
+		switch {
+		case err != nil && !required && errors.Is(err, ErrNoToken):
+			next.ServeHTTP(w, r) // signed out
+			return
+		case err != nil:
+			s.fail(w, r, err)
+			return
+		}
+		ctx := r.Context()
+		u, err := s.resolve(ctx, id)
+		switch {
+		case err == nil:
+		case !required && errors.Is(err, ErrDeleted):
+			if s.log.Enabled(ctx, slog.LevelDebug) {
+				s.log.DebugContext(ctx, "usersync: request of a deleted user passes on without a user")
+			}
+		default:
+			s.fail(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(&requestUser{Context: ctx, id: id, user: u, hasUser: err == nil}))
+	})
+}
+
+// extractor returns Config.Extractor, or panics: a wiring mistake, like
+// mux.Handle with a nil handler, fails at start, not on every request.
+func (s *Syncer) extractor() Extractor {
+	if s.cfg.Extractor == nil {
+		panic("usersync: RequireIdentity, RequireUser and LoadUser need Config.Extractor")
 	}
-	return strings.TrimSpace(token)
+	return s.cfg.Extractor
+}
+
+// identify runs the extractor: an identity, or an error.
+func identify(ex Extractor, r *http.Request) (*Identity, error) {
+	id, err := ex.Identify(r)
+	if err == nil && id == nil {
+		err = ErrNoToken
+	}
+	return id, err
+}
+
+// CurrentUser returns the stored user of the identity in ctx, without
+// writing. It fails with ErrNoToken when ctx has no identity, ErrDeleted
+// when the user was deleted, and ErrNotFound when they are not stored yet.
+// Behind RequireUser, UserFromContext gives the user without a store read.
+func (s *Syncer) CurrentUser(ctx context.Context) (User, error) {
+	id, ok := IdentityFromContext(ctx)
+	if !ok {
+		return User{}, ErrNoToken
+	}
+	return s.store.GetByTokenIdentifier(ctx, id.TokenIdentifier)
+}
+
+// StoreCurrentUser stores the user of the identity in ctx from its token's
+// claims: it creates them, or refreshes the claims that changed since
+// (ordered by the token's iat). A user whose token carries no name is
+// created with Config.DefaultName. Claims the token lacks never wipe stored
+// values. It fails with ErrNoToken when ctx has no identity, and with
+// ErrDeleted for a deleted user whose token is still valid.
+func (s *Syncer) StoreCurrentUser(ctx context.Context) (User, error) {
+	id, ok := IdentityFromContext(ctx)
+	if !ok {
+		return User{}, ErrNoToken
+	}
+	return s.storeIdentity(ctx, id)
+}
+
+func (s *Syncer) storeIdentity(ctx context.Context, id *Identity) (User, error) {
+	w := id.write(s.cfg.DefaultName)
+	if w.Version <= 0 {
+		// A token without iat and nbf cannot order its claims: they only
+		// serve as the defaults of a new user.
+		w.Version, w.Fields = 0, 0
+	}
+	u, _, err := s.Upsert(ctx, w)
+	return u, err
+}
+
+// resolve returns the stored user of id, storing them from the token first
+// if the webhook has not arrived yet.
+func (s *Syncer) resolve(ctx context.Context, id *Identity) (User, error) {
+	u, err := s.store.GetByTokenIdentifier(ctx, id.TokenIdentifier)
+	if errors.Is(err, ErrNotFound) && !errors.Is(err, ErrDeleted) {
+		return s.storeIdentity(ctx, id)
+	}
+	return u, err
 }
 
 // statusOf maps an error of the middlewares to its HTTP status: the table
-// of VerifierConfig.ErrorHandler.
+// of Config.ErrorHandler.
 func statusOf(err error) int {
+	var own interface{ HTTPStatus() int }
 	switch {
-	case errors.Is(err, ErrNoToken), errors.Is(err, ErrInvalidToken):
-		return http.StatusUnauthorized
+	case errors.As(err, &own):
+		return own.HTTPStatus()
 	case errors.Is(err, ErrKeysUnavailable):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, ErrDeleted), errors.Is(err, errCrossSite):
+	case errors.Is(err, ErrNoToken), errors.Is(err, ErrInvalidToken):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrDeleted):
 		return http.StatusForbidden
 	case errors.Is(err, ErrInvalid):
 		return http.StatusBadRequest
@@ -119,23 +161,24 @@ func statusOf(err error) int {
 }
 
 // retryAfter is the Retry-After of a 503 for unavailable keys: about the
-// longest backoff of a failed key fetch.
-var retryAfter = strconv.Itoa(int(maxBackoff.Seconds()) + 1)
+// longest backoff of a failed key fetch (jwtverify's is 4 s).
+const retryAfter = "5"
 
 // fail answers a request the middlewares refuse: it sets the headers its
 // status needs, logs the reason (never the token) and calls the error
 // handler.
-func (v *Verifier) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (s *Syncer) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
 	ctx := r.Context()
 	switch status {
 	case http.StatusUnauthorized:
-		challenge := `Bearer realm="` + v.cfg.Realm + `"`
-		var te *tokenError
-		if errors.As(err, &te) {
-			challenge += `, error="invalid_token", error_description="` + te.desc + `"`
-			if v.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
-				v.cfg.Logger.DebugContext(ctx, "usersync: token rejected", "reason", te.desc)
+		challenge := `Bearer realm="` + s.cfg.Realm + `"`
+		var d interface{ Description() string }
+		if errors.As(err, &d) {
+			desc := d.Description()
+			challenge += `, error="invalid_token", error_description="` + desc + `"`
+			if s.log.Enabled(ctx, slog.LevelDebug) {
+				s.log.DebugContext(ctx, "usersync: token rejected", "reason", desc)
 			}
 		}
 		w.Header().Set("WWW-Authenticate", challenge)
@@ -144,10 +187,10 @@ func (v *Verifier) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// flood the log.
 		w.Header().Set("Retry-After", retryAfter)
 	case http.StatusInternalServerError:
-		v.cfg.Logger.ErrorContext(ctx, "usersync: request failed", "path", r.URL.Path, "error", err)
+		s.log.ErrorContext(ctx, "usersync: request failed", "path", r.URL.Path, "error", err)
 	}
-	if v.cfg.ErrorHandler != nil {
-		v.cfg.ErrorHandler(w, r, status, err)
+	if s.cfg.ErrorHandler != nil {
+		s.cfg.ErrorHandler(w, r, status, err)
 		return
 	}
 	http.Error(w, strings.ToLower(http.StatusText(status)), status)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,18 +13,52 @@ import (
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/memstore"
 	"github.com/usersync/usersync/usersynctest"
 )
 
 // newSyncer returns a Syncer over store (memstore if nil) with the given
 // verifier and a quiet logger.
-func newSyncer(t testing.TB, store usersync.Store, v *usersync.Verifier) *usersync.Syncer {
+func newSyncer(t testing.TB, store usersync.Store, v *jwtverify.Verifier) *usersync.Syncer {
+	return newSyncerWith(t, store, v, nil)
+}
+
+// quiet discards the logs of the tests.
+var quiet = slog.New(slog.DiscardHandler)
+
+// newVerifier returns a verifier of the issuers, changed by override.
+func newVerifier(t testing.TB, override func(*jwtverify.Config), issuers ...*usersynctest.Issuer) *jwtverify.Verifier {
+	t.Helper()
+	cfg := jwtverify.Config{Logger: quiet}
+	for _, i := range issuers {
+		cfg.Issuers = append(cfg.Issuers, jwtverify.Issuer{URL: i.URL})
+	}
+	if override != nil {
+		override(&cfg)
+	}
+	v, err := jwtverify.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+// newSyncerWith is newSyncer with a change to the Syncer's Config.
+func newSyncerWith(t testing.TB, store usersync.Store, v *jwtverify.Verifier, override func(*usersync.Config)) *usersync.Syncer {
 	t.Helper()
 	if store == nil {
 		store = memstore.New()
 	}
-	s, err := usersync.New(usersync.Config{Store: store, Verifier: v, Logger: quiet})
+	cfg := usersync.Config{Store: store, Logger: quiet}
+	if v != nil {
+		cfg.Extractor = v
+	}
+	if override != nil {
+		override(&cfg)
+	}
+	s, err := usersync.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,8 +67,8 @@ func newSyncer(t testing.TB, store usersync.Store, v *usersync.Verifier) *usersy
 
 func TestRequireIdentity(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.Realm = "chat" }, a)
-	h := v.RequireIdentity(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	v := newVerifier(t, nil, a)
+	h := newSyncerWith(t, nil, v, func(c *usersync.Config) { c.Realm = "chat" }).RequireIdentity(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := usersync.IdentityFromContext(r.Context())
 		if !ok {
 			t.Error("no identity behind RequireIdentity")
@@ -85,7 +120,7 @@ func request(method, header, cookie string) *http.Request {
 // an Authorization header needs no such proof.
 func TestCookieRequestsAreCheckedForCSRF(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.Issuers[0].AuthorizedParties = []string{"https://app.example.com"} }, a)
+	v := newVerifier(t, func(c *jwtverify.Config) { c.Issuers[0].AuthorizedParties = []string{"https://app.example.com"} }, a)
 	s := newSyncer(t, nil, v)
 	tok := a.Token(map[string]any{"sub": "user_ada"})
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("done")) })
@@ -112,7 +147,7 @@ func TestCookieRequestsAreCheckedForCSRF(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for name, h := range map[string]http.Handler{"RequireIdentity": v.RequireIdentity(ok), "RequireUser": s.RequireUser(ok), "LoadUser": s.LoadUser(ok)} {
+			for name, h := range map[string]http.Handler{"RequireIdentity": s.RequireIdentity(ok), "RequireUser": s.RequireUser(ok), "LoadUser": s.LoadUser(ok)} {
 				r := httptest.NewRequest(tt.method, "http://example.com/api/messages", strings.NewReader(`{"body":"hi"}`))
 				if tt.bearer {
 					r.Header.Set("Authorization", "Bearer "+tok)
@@ -137,9 +172,9 @@ func TestCookieRequestsAreCheckedForCSRF(t *testing.T) {
 // Cookie "-" reads no cookie: only the Authorization header counts.
 func TestRequireIdentityWithoutCookies(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.Cookie = "-" }, a)
+	v := newVerifier(t, func(c *jwtverify.Config) { c.Cookie = "-" }, a)
 	w := httptest.NewRecorder()
-	v.RequireIdentity(http.NotFoundHandler()).ServeHTTP(w, request("GET", "", a.Token(nil)))
+	newSyncer(t, nil, v).RequireIdentity(http.NotFoundHandler()).ServeHTTP(w, request("GET", "", a.Token(nil)))
 	if w.Code != 401 {
 		t.Fatalf("a cookie was read: %d", w.Code)
 	}
@@ -219,7 +254,7 @@ func TestUserMiddlewares(t *testing.T) {
 // stored profile, as a webhook's public_metadata does.
 func TestRequireUserStoresTokenMetadata(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.Issuers[0].MetadataClaim = "metadata" }, a)
+	v := newVerifier(t, func(c *jwtverify.Config) { c.Issuers[0].MetadataClaim = "metadata" }, a)
 	store := memstore.New()
 	s := newSyncer(t, store, v)
 	h := s.RequireUser(http.NotFoundHandler())
@@ -242,10 +277,7 @@ func TestErrorHandler(t *testing.T) {
 		w.WriteHeader(status)
 		json.NewEncoder(w).Encode(map[string]string{"error": http.StatusText(status)})
 	}
-	v := newVerifier(t, func(c *usersync.VerifierConfig) {
-		c.ErrorHandler = jsonErrors
-		c.UnknownKeyWait = 50 * time.Millisecond
-	}, a, down)
+	v := newVerifier(t, func(c *jwtverify.Config) { c.UnknownKeyWait = 50 * time.Millisecond }, a, down)
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 	tests := []struct {
 		name       string
@@ -260,7 +292,7 @@ func TestErrorHandler(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newSyncer(t, tt.store, v)
+			s := newSyncerWith(t, tt.store, v, func(c *usersync.Config) { c.ErrorHandler = jsonErrors })
 			header := ""
 			if tt.token != "" {
 				header = "Bearer " + tt.token
@@ -278,13 +310,13 @@ func TestErrorHandler(t *testing.T) {
 	}
 }
 
-// Without a verifier, building a user middleware panics at start, like
+// Without an extractor, building a user middleware panics at start, like
 // mux.Handle with a nil handler, instead of failing every request.
-func TestUserMiddlewareWithoutVerifier(t *testing.T) {
+func TestUserMiddlewareWithoutExtractor(t *testing.T) {
 	s := newSyncer(t, nil, nil)
 	defer func() {
-		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "Config.Verifier") {
-			t.Fatalf("recovered %v, want a panic naming Config.Verifier", r)
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "Config.Extractor") {
+			t.Fatalf("recovered %v, want a panic naming Config.Extractor", r)
 		}
 	}()
 	s.RequireUser(http.NotFoundHandler())

@@ -16,10 +16,10 @@ import (
 // Clerk. (It has no Output comment, so go test compiles it without running
 // it: it would fetch a real Clerk instance's keys.)
 func Example_quickStart() {
-	syncer, webhook, err := clerk.Setup(context.Background(), memstore.New(), clerk.Config{
+	syncer, webhook, err := clerk.Setup(context.Background(), memstore.New(), clerk.SetupConfig{Config: clerk.Config{
 		Issuer:         "https://your-app.clerk.accounts.dev",       // your Frontend API URL
 		WebhookSecrets: []string{os.Getenv("CLERK_WEBHOOK_SECRET")}, // whsec_...
-	})
+	}})
 	if err != nil {
 		log.Fatal(err)
 	}

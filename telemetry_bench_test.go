@@ -15,7 +15,6 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/usersync/usersync"
-	"github.com/usersync/usersync/usersynctest"
 )
 
 // instrumentations are the ways the telemetry benchmarks run: none (the
@@ -51,37 +50,10 @@ func traced(b *testing.B, kind string, tp trace.TracerProvider) context.Context 
 	return ctx
 }
 
-// BenchmarkTelemetry compares Verify (cache off, cache hit) and the
-// webhook handler's ServeHTTP across the instrumentations, in one run.
+// BenchmarkTelemetry compares the webhook handler's ServeHTTP across the
+// instrumentations, in one run (jwtverify's BenchmarkTelemetry does the
+// same for Verify).
 func BenchmarkTelemetry(b *testing.B) {
-	iss := usersynctest.NewIssuer(b)
-	token := iss.Token(map[string]any{"sub": "user_2abc", "name": "Ada Lovelace", "sid": "sess_123"})
-	for _, cache := range []string{"cache-off", "cache-hit"} {
-		for _, kind := range instrumentations {
-			b.Run("Verify/"+cache+"/"+kind, func(b *testing.B) {
-				mp, tp := providers(b, kind)
-				ctx := traced(b, kind, tp)
-				v := newVerifier(b, func(c *usersync.VerifierConfig) {
-					c.MeterProvider, c.TracerProvider = mp, tp
-					if cache == "cache-off" {
-						c.CacheSize = -1
-					}
-				}, iss)
-				if kind == "none" {
-					v.DropTelemetry()
-				}
-				if _, err := v.Verify(ctx, token); err != nil {
-					b.Fatal(err)
-				}
-				b.ReportAllocs()
-				for b.Loop() {
-					if _, err := v.Verify(ctx, token); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-		}
-	}
 	p := inHouse{secret: []byte("s3cret"), issuer: "https://id.example.com"}
 	// Applied updates of 100 users, each delivery new: signed up front, so
 	// that the loop times the handler alone (and a request to read).

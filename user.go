@@ -91,7 +91,7 @@ var profileFields = [...]struct {
 	// copy copies the field from src to dst.
 	copy func(dst, src *Profile)
 	// storable reports whether every store can hold the field's value;
-	// nil for metadata, which normalizeMetadata checks.
+	// nil for metadata, which metadata.Normalize checks.
 	storable func(p *Profile) bool
 }{
 	{FieldName, "name", func(d, s *Profile) { d.Name = s.Name }, text(func(p *Profile) string { return p.Name }, maxFieldLen)},

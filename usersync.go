@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/usersync/usersync/internal/config"
+	"github.com/usersync/usersync/internal/metadata"
 	"github.com/usersync/usersync/internal/telemetry"
 )
 
@@ -18,9 +22,27 @@ import (
 type Config struct {
 	// Store keeps the users.
 	Store Store
-	// Verifier checks the bearer tokens of RequireUser and LoadUser, which
-	// panic without one.
-	Verifier *Verifier
+	// Extractor finds the identity of a request for RequireUser, LoadUser
+	// and RequireIdentity, which panic without one: a *jwtverify.Verifier,
+	// or any other Extractor.
+	Extractor Extractor
+	// ErrorHandler writes the error responses of RequireUser, LoadUser and
+	// RequireIdentity. The status comes from the error, in one place:
+	//
+	//	ErrNoToken, ErrInvalidToken   401, with WWW-Authenticate (RFC 6750)
+	//	ErrKeysUnavailable            503, with Retry-After
+	//	ErrDeleted                    403
+	//	an error with HTTPStatus()    its status (jwtverify: 403 for a
+	//	                              cross-site cookie request)
+	//	ErrInvalid                    400 (claims that cannot be stored)
+	//	anything else                 500 (the store failed)
+	//
+	// The headers are set before it is called. Default: the status text as
+	// text/plain, such as "unauthorized".
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
+	// Realm is the realm of WWW-Authenticate challenges. Default
+	// "usersync".
+	Realm string
 	// DefaultName is the name a user gets when the token that creates them
 	// carries none. Default "Anonymous".
 	DefaultName string
@@ -83,7 +105,9 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("%w: usersync.Config needs a Store", ErrInvalid)
 	}
-	setDefault(&cfg.DefaultName, "Anonymous")
+	config.Default(&cfg.DefaultName, "Anonymous")
+	config.Default(&cfg.Realm, "usersync")
+	cfg.Realm = strings.NewReplacer(`"`, "", `\`, "").Replace(cfg.Realm)
 	if cfg.NewID == nil {
 		cfg.NewID = newUUIDv7
 	}
@@ -102,13 +126,10 @@ func newUUIDv7() string {
 	return id.String()
 }
 
-// setDefault sets *p to def if it holds the zero value.
-func setDefault[T comparable](p *T, def T) {
-	var zero T
-	if *p == zero {
-		*p = def
-	}
-}
+// Store returns the store the Syncer writes to: for the packages that
+// build on the Syncer (reconcile, feed) and for reads the Syncer does not
+// wrap.
+func (s *Syncer) Store() Store { return s.store }
 
 // Upsert applies w to the user TokenIdentifier(w.Issuer, w.Subject),
 // creating the user if needed, under the write rules of the package doc.
@@ -237,7 +258,7 @@ func (s *Syncer) sanitize(ctx context.Context, w *Write) {
 	for _, pf := range &profileFields {
 		bad := pf.storable != nil && !pf.storable(&w.Profile)
 		if pf.field == FieldMetadata {
-			m, err := normalizeMetadata(w.Profile.Metadata)
+			m, err := metadata.Normalize(w.Profile.Metadata)
 			bad, w.Profile.Metadata = err != nil, m
 		}
 		if bad {
@@ -281,11 +302,4 @@ func (s *Syncer) changed(ctx context.Context, o Outcome, u User) {
 		}
 		s.cfg.OnChange(ctx, Change{Outcome: o, UserID: u.ID, At: u.UpdatedAt, User: u})
 	}
-}
-
-// GetMany returns the live users among ids, keyed by ID, in one store call:
-// use it to resolve the authors of a page of rows. Unknown and deleted IDs
-// are absent.
-func (s *Syncer) GetMany(ctx context.Context, ids []string) (map[string]User, error) {
-	return s.store.GetMany(ctx, ids)
 }

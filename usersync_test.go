@@ -166,7 +166,7 @@ func TestDefaultIDsSortByCreation(t *testing.T) {
 		}
 		prev = u.ID
 	}
-	m, err := s.GetMany(context.Background(), []string{prev})
+	m, err := s.Store().GetMany(context.Background(), []string{prev})
 	if err != nil || m[prev].Subject != "u49" {
 		t.Fatalf("GetMany = %+v, %v", m, err)
 	}

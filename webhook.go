@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/usersync/usersync/internal/config"
 	"github.com/usersync/usersync/internal/telemetry"
 )
 
@@ -98,8 +99,8 @@ func NewWebhookHandler(s *Syncer, p Provider, cfg WebhookConfig) (http.Handler, 
 	if s == nil || p == nil {
 		return nil, fmt.Errorf("%w: NewWebhookHandler needs a Syncer and a Provider", ErrInvalid)
 	}
-	setDefault(&cfg.MaxBodySize, 1<<20)
-	setDefault(&cfg.DedupeSize, 10_000)
+	config.Default(&cfg.MaxBodySize, 1<<20)
+	config.Default(&cfg.DedupeSize, 10_000)
 	cfg.Logger = telemetry.Logger(cfg.Logger)
 	h := &webhookHandler{syncer: s, provider: p, cfg: cfg, tel: newWebhookTelemetry(cfg.MeterProvider, cfg.TracerProvider)}
 	if cfg.DedupeSize > 0 {

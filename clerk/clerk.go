@@ -9,8 +9,8 @@
 //		Issuer:         "https://your-app.clerk.accounts.dev", // the Frontend API URL
 //		WebhookSecrets: []string{os.Getenv("CLERK_WEBHOOK_SECRET")},
 //	})
-//	verifier, err := usersync.NewVerifier(ctx, usersync.VerifierConfig{Issuers: []usersync.Issuer{instance.Issuer()}})
-//	syncer, err := usersync.New(usersync.Config{Store: store, Verifier: verifier})
+//	verifier, err := jwtverify.New(ctx, jwtverify.Config{Issuers: []jwtverify.Issuer{instance.Issuer()}})
+//	syncer, err := usersync.New(usersync.Config{Store: store, Extractor: verifier})
 //	webhook, err := usersync.NewWebhookHandler(syncer, instance, usersync.WebhookConfig{})
 //	mux.Handle("POST /clerk-users-webhook", webhook)
 //
@@ -21,16 +21,14 @@ package clerk
 
 import (
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
-	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/jwtverify"
 )
 
 // Config describes a Clerk instance. Issuer is required; every other field
@@ -84,19 +82,10 @@ type Config struct {
 	MapUser func(*User) (usersync.Profile, usersync.Fields)
 	// Now is the clock of the timestamp check. Default time.Now.
 	Now func() time.Time
-	// Logger is the logger of the parts Setup builds. Default
-	// slog.Default().
-	Logger *slog.Logger
-	// MeterProvider and TracerProvider receive the metrics and spans of
-	// the verifier and the webhook handler Setup builds (see
-	// usersync.VerifierConfig and usersync.WebhookConfig). Default: the
-	// global providers of go.opentelemetry.io/otel.
-	MeterProvider  metric.MeterProvider
-	TracerProvider trace.TracerProvider
 }
 
 // Provider is a Clerk instance: the usersync.Provider of its webhooks, and
-// the usersync.Issuer of its session tokens. It is safe for concurrent use.
+// the jwtverify.Issuer of its session tokens. It is safe for concurrent use.
 type Provider struct {
 	cfg       Config
 	webhooks  []*svix.Webhook
@@ -138,9 +127,9 @@ func New(cfg Config) (*Provider, error) {
 }
 
 // Issuer returns the instance as a trusted token issuer, for
-// usersync.VerifierConfig.
-func (p *Provider) Issuer() usersync.Issuer {
-	return usersync.Issuer{
+// jwtverify.Config.
+func (p *Provider) Issuer() jwtverify.Issuer {
+	return jwtverify.Issuer{
 		URL:               p.cfg.Issuer,
 		JWKSURL:           p.cfg.JWKSURL,
 		PublicKeyPEM:      p.cfg.PublicKeyPEM,

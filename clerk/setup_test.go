@@ -21,7 +21,7 @@ func TestSetup(t *testing.T) {
 	sender := clerktest.NewWebhookSender(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	syncer, webhook, err := clerk.Setup(ctx, memstore.New(), clerk.Config{Issuer: iss.URL, WebhookSecrets: []string{sender.Secret}, Logger: quiet})
+	syncer, webhook, err := clerk.Setup(ctx, memstore.New(), clerk.SetupConfig{Config: clerk.Config{Issuer: iss.URL, WebhookSecrets: []string{sender.Secret}}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestSetup(t *testing.T) {
 	if w := serve(h, r); w.Code != 200 || fromToken.Name != "Ada" {
 		t.Fatalf("RequireUser: %d, user %+v", w.Code, fromToken)
 	}
-	if _, _, err := clerk.Setup(ctx, memstore.New(), clerk.Config{}); err == nil {
+	if _, _, err := clerk.Setup(ctx, memstore.New(), clerk.SetupConfig{}); err == nil {
 		t.Fatal("Setup without an issuer succeeded")
 	}
 }

@@ -1,12 +1,17 @@
-package usersync_test
+package jwtverify_test
 
 import (
+	"io"
+	"time"
+
 	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +19,8 @@ import (
 	"testing"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/jwtverify"
+	"github.com/usersync/usersync/memstore"
 	"github.com/usersync/usersync/usersynctest"
 )
 
@@ -84,7 +91,36 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 	})
-	noCache := newVerifier(b, func(c *usersync.VerifierConfig) { c.CacheSize = -1 }, iss)
+	// The libraries usersync builds on, alone: golang-jwt's parser with
+	// the same options, and a keyfunc over the issuer's JWKS.
+	b.Run("RS256/golang-jwt+keyfunc", func(b *testing.B) {
+		resp, err := http.Get(iss.JWKSURL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		jwks, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		kf, err := keyfunc.NewJWKSetJSON(jwks)
+		if err != nil {
+			b.Fatal(err)
+		}
+		parser := jwt.NewParser(jwt.WithValidMethods([]string{"RS256", "ES256", "EdDSA"}), jwt.WithLeeway(5*time.Second),
+			jwt.WithExpirationRequired(), jwt.WithIssuedAt())
+		b.ReportAllocs()
+		for b.Loop() {
+			var c struct {
+				jwt.RegisteredClaims
+				Name string `json:"name"`
+			}
+			if _, err := parser.ParseWithClaims(token, &c, kf.Keyfunc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	noCache := newVerifier(b, func(c *jwtverify.Config) { c.CacheSize = -1 }, iss)
 	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
 		tok := iss.TokenAlg(alg, claims)
 		b.Run(alg+"/usersync", func(b *testing.B) {
@@ -112,7 +148,10 @@ func BenchmarkVerify(b *testing.B) {
 	// lookup of the stored user, through httptest.
 	b.Run("RequireUser", func(b *testing.B) {
 		b.ReportAllocs()
-		syncer := newSyncer(b, nil, cached)
+		syncer, err := usersync.New(usersync.Config{Store: memstore.New(), Extractor: cached})
+		if err != nil {
+			b.Fatal(err)
+		}
 		h := syncer.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			u, _ := usersync.UserFromContext(r.Context())
 			w.Write([]byte(u.ID))

@@ -1,10 +1,38 @@
-package usersync
+package jwtverify
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/usersync/usersync"
 )
+
+// tokenHeader is what a token's header decodes into.
+type tokenHeader struct {
+	Alg string  `json:"alg"`
+	Kid *string `json:"kid"` // nil if absent
+}
+
+// asMap returns the header as golang-jwt's Token.Header, for keyfunc.
+func (h *tokenHeader) asMap() map[string]any {
+	m := map[string]any{"alg": h.Alg}
+	if h.Kid != nil {
+		m["kid"] = *h.Kid
+	}
+	return m
+}
+
+// decodeSegment decodes a base64url segment of JSON into v.
+func decodeSegment(seg string, v any) error {
+	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, v)
+}
 
 // tokenClaims is what a token's payload decodes into: the registered JWT
 // claims and the OpenID Connect claims usersync stores.
@@ -13,9 +41,9 @@ type tokenClaims struct {
 	Sub string           `json:"sub"`
 	Aud jwt.ClaimStrings `json:"aud"`
 	Azp string           `json:"azp"`
-	Exp *jwt.NumericDate `json:"exp"`
-	Nbf *jwt.NumericDate `json:"nbf"`
-	Iat *jwt.NumericDate `json:"iat"`
+	Exp numericDate      `json:"exp"`
+	Nbf numericDate      `json:"nbf"`
+	Iat numericDate      `json:"iat"`
 	Sid string           `json:"sid"`
 
 	Name              string     `json:"name"`
@@ -30,21 +58,61 @@ type tokenClaims struct {
 	key string // the thumbprint of the key that verified the token
 }
 
-func (c *tokenClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.Exp, nil }
-func (c *tokenClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.Iat, nil }
-func (c *tokenClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.Nbf, nil }
-func (c *tokenClaims) GetIssuer() (string, error)                   { return c.Iss, nil }
-func (c *tokenClaims) GetSubject() (string, error)                  { return c.Sub, nil }
-func (c *tokenClaims) GetAudience() (jwt.ClaimStrings, error)       { return c.Aud, nil }
+// numericDate is a JWT time claim (RFC 7519's NumericDate): seconds since
+// the epoch. An integer, the usual form, is read without an allocation;
+// any other number is read by golang-jwt's NumericDate, as its parser
+// would.
+type numericDate struct {
+	time.Time
+	set bool // the claim is present and not null
+}
+
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*d = numericDate{}
+		return nil
+	}
+	if n, ok := parseSeconds(b); ok {
+		*d = numericDate{time.Unix(n, 0), true}
+		return nil
+	}
+	var nd jwt.NumericDate
+	if err := nd.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	*d = numericDate{nd.Time, true}
+	return nil
+}
+
+// parseSeconds parses b as a JSON integer of at most 15 digits (well past
+// the year 9999), optionally negative; ok is false for anything else.
+func parseSeconds(b []byte) (n int64, ok bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 15 || len(b) > 1 && b[0] == '0' {
+		return 0, false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
 
 // identity converts verified claims into an Identity of the given
-// (canonical) issuer; segment is the token's claims segment, for
-// Identity.Claims.
-func (c *tokenClaims) identity(issuer, segment string) *Identity {
-	id := &Identity{
+// (canonical) issuer; raw is the token's claims, as signed.
+func (c *tokenClaims) identity(issuer string, raw []byte) *usersync.Identity {
+	id := &usersync.Identity{
 		Issuer:            issuer,
 		Subject:           c.Sub,
-		TokenIdentifier:   TokenIdentifier(issuer, c.Sub),
+		TokenIdentifier:   usersync.TokenIdentifier(issuer, c.Sub),
 		Audience:          c.Aud,
 		AuthorizedParty:   c.Azp,
 		Name:              c.Name,
@@ -55,16 +123,15 @@ func (c *tokenClaims) identity(issuer, segment string) *Identity {
 		Email:             c.Email,
 		EmailVerified:     (*bool)(c.EmailVerified),
 		PhoneNumber:       c.PhoneNumber,
-		claims:            &payload{segment: segment},
-		key:               c.key,
+		Claims:            raw,
 	}
-	if c.Exp != nil {
+	if c.Exp.set {
 		id.Expiry = c.Exp.Time
 	}
-	if c.Iat != nil {
+	if c.Iat.set {
 		id.IssuedAt = c.Iat.Time
 	}
-	if c.Nbf != nil {
+	if c.Nbf.set {
 		id.NotBefore = c.Nbf.Time
 	}
 	return id

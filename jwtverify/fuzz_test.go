@@ -1,11 +1,11 @@
-package usersync_test
+package jwtverify_test
 
 import (
 	"context"
 	"strings"
 	"testing"
 
-	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/usersynctest"
 )
 
@@ -14,7 +14,7 @@ import (
 // panic, and must accept only the exact tokens the issuer signed.
 func FuzzVerify(f *testing.F) {
 	a := usersynctest.NewIssuer(f)
-	v := newVerifier(f, func(c *usersync.VerifierConfig) { c.CacheSize = -1 }, a)
+	v := newVerifier(f, func(c *jwtverify.Config) { c.CacheSize = -1 }, a)
 	signed := map[string]bool{}
 	for _, tok := range []string{
 		a.Token(nil),

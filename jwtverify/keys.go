@@ -1,4 +1,4 @@
-package usersync
+package jwtverify
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/internal/pubkey"
 )
 
@@ -123,7 +124,7 @@ func (k *issuerKeys) backoff() time.Duration {
 }
 
 // key returns the key that verifies t and its thumbprint, or an error:
-// errNoKey when no key of the issuer matches, ErrKeysUnavailable when the
+// errNoKey when no key of the issuer matches, usersync.ErrKeysUnavailable when the
 // keys cannot be had to check. For a token without a kid it returns the
 // key whose signature checks, so that the cache knows which key the token
 // depends on.
@@ -178,11 +179,11 @@ func (ks *keySet) hasThumb(thumb string) bool {
 // any token, none being known), or joins a fetch under way. It returns nil
 // once the kid is known, errNoKey when a fetch found no such kid (or one
 // for an unknown kid ran less than UnknownKeyRefresh ago), and
-// ErrKeysUnavailable when the keys cannot be had to check: the fetches
+// usersync.ErrKeysUnavailable when the keys cannot be had to check: the fetches
 // fail, or the one under way did not end within UnknownKeyWait. While
 // fetches fail, they are retried with backoff.
 func (k *issuerKeys) refreshFor(ctx context.Context, kid string) error {
-	unavailable := fmt.Errorf("%w: %s", ErrKeysUnavailable, k.cfg.URL)
+	unavailable := fmt.Errorf("%w: %s", usersync.ErrKeysUnavailable, k.cfg.URL)
 	now := k.now()
 	k.mu.Lock()
 	failing := k.lastErr != nil || k.keys.Load() == nil

@@ -1,4 +1,4 @@
-package usersync_test
+package jwtverify_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/usersynctest"
 )
 
@@ -23,7 +24,7 @@ import (
 func TestVerifyKeysUnavailableThenRecovered(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
 	a.SetJWKSMode(usersynctest.JWKS500)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.UnknownKeyWait = 100 * time.Millisecond }, a)
+	v := newVerifier(t, func(c *jwtverify.Config) { c.UnknownKeyWait = 100 * time.Millisecond }, a)
 	tok := a.Token(nil)
 	for range 3 {
 		if _, err := v.Verify(context.Background(), tok); !errors.Is(err, usersync.ErrKeysUnavailable) || errors.Is(err, usersync.ErrInvalidToken) {
@@ -54,7 +55,7 @@ func TestVerifyKeysUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	dead := srv.URL
 	srv.Close()
-	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.Issuers[0].JWKSURL = dead + "/jwks.json" }, a)
+	v := newVerifier(t, func(c *jwtverify.Config) { c.Issuers[0].JWKSURL = dead + "/jwks.json" }, a)
 	if _, err := v.Verify(context.Background(), a.Token(nil)); !errors.Is(err, usersync.ErrKeysUnavailable) {
 		t.Fatalf("err = %v, want ErrKeysUnavailable", err)
 	}
@@ -65,7 +66,7 @@ func TestVerifyKeysUnreachable(t *testing.T) {
 // be checked: 503, not 401.
 func TestVerifyUnknownKidDuringOutage(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) {
+	v := newVerifier(t, func(c *jwtverify.Config) {
 		c.CacheSize = -1
 		c.RefreshInterval = 20 * time.Millisecond
 		c.UnknownKeyWait = 100 * time.Millisecond
@@ -82,7 +83,7 @@ func TestVerifyUnknownKidDuringOutage(t *testing.T) {
 	}
 }
 
-// NewVerifier fetches its issuers' keys in parallel and waits at most
+// New fetches its issuers' keys in parallel and waits at most
 // StartupWait, however many issuers hang.
 func TestNewVerifierDoesNotBlockOnHangingIssuers(t *testing.T) {
 	release := make(chan struct{})
@@ -94,19 +95,19 @@ func TestNewVerifierDoesNotBlockOnHangingIssuers(t *testing.T) {
 	}))
 	defer hang.Close()
 	defer close(release)
-	var issuers []usersync.Issuer
+	var issuers []jwtverify.Issuer
 	for i := range 8 {
 		name := fmt.Sprint("i", i)
-		issuers = append(issuers, usersync.Issuer{URL: "https://" + name + ".example", JWKSURL: hang.URL + "/" + name})
+		issuers = append(issuers, jwtverify.Issuer{URL: "https://" + name + ".example", JWKSURL: hang.URL + "/" + name})
 	}
 	start := time.Now()
-	v, err := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{Issuers: issuers, StartupWait: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	v, err := jwtverify.New(context.Background(), jwtverify.Config{Issuers: issuers, StartupWait: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
 	if d := time.Since(start); d > time.Second {
-		t.Fatalf("NewVerifier took %v with 8 hanging issuers and a 300ms StartupWait", d)
+		t.Fatalf("New took %v with 8 hanging issuers and a 300ms StartupWait", d)
 	}
 }
 
@@ -134,7 +135,7 @@ func (s slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestVerifyConcurrentRotation(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
 	var delay atomic.Int64
-	v := newVerifier(t, func(c *usersync.VerifierConfig) {
+	v := newVerifier(t, func(c *jwtverify.Config) {
 		c.CacheSize = -1
 		c.HTTPClient = &http.Client{Transport: slowTransport{&delay}, Timeout: 10 * time.Second}
 	}, a)
@@ -166,7 +167,7 @@ func TestVerifyConcurrentRotation(t *testing.T) {
 func TestVerifySlowJWKSIsUnavailable(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
 	var delay atomic.Int64
-	v := newVerifier(t, func(c *usersync.VerifierConfig) {
+	v := newVerifier(t, func(c *jwtverify.Config) {
 		c.CacheSize = -1
 		c.UnknownKeyWait = 100 * time.Millisecond
 		c.HTTPClient = &http.Client{Transport: slowTransport{&delay}, Timeout: 10 * time.Second}
@@ -186,7 +187,7 @@ func TestVerifyPublicKeyPEMForms(t *testing.T) {
 	oneLine := strings.ReplaceAll(pemText, "\n", "")
 	escaped := strings.ReplaceAll(pemText, "\n", `\n`)
 	for name, key := range map[string]string{"wrapped": pemText, "one line": oneLine, "literal \\n": escaped} {
-		v := newVerifier(t, func(c *usersync.VerifierConfig) { c.Issuers[0].PublicKeyPEM = key }, a)
+		v := newVerifier(t, func(c *jwtverify.Config) { c.Issuers[0].PublicKeyPEM = key }, a)
 		if _, err := v.Verify(context.Background(), a.Token(nil)); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}

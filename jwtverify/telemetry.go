@@ -1,4 +1,4 @@
-package usersync
+package jwtverify
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/internal/telemetry"
 )
 
@@ -35,8 +36,8 @@ type tokenOutcome struct {
 // tokenResults are the values of the result label of
 // usersync_token_verifications_total, by the error of a verification.
 var tokenResults = []tokenOutcome{
-	{ErrNoToken, "no_token"},
-	{ErrKeysUnavailable, "keys_unavailable"},
+	{usersync.ErrNoToken, "no_token"},
+	{usersync.ErrKeysUnavailable, "keys_unavailable"},
 	{errTooLarge, "too_large"},
 	{errUnknownIssuer, "unknown_issuer"},
 	{errBadSignature, "bad_signature"},

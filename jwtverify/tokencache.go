@@ -1,8 +1,10 @@
-package usersync
+package jwtverify
 
 import (
 	"sync"
 	"time"
+
+	"github.com/usersync/usersync"
 )
 
 // tokenCache remembers verified tokens, keyed by their exact text, until
@@ -11,27 +13,34 @@ import (
 type tokenCache struct {
 	mu      sync.RWMutex
 	max     int
-	entries map[string]*Identity
+	entries map[string]cached
+}
+
+// cached is a verified token's identity and the thumbprint of the key that
+// verified it.
+type cached struct {
+	id  *usersync.Identity
+	key string
 }
 
 func newTokenCache(max int) *tokenCache {
-	return &tokenCache{max: max, entries: make(map[string]*Identity)}
+	return &tokenCache{max: max, entries: make(map[string]cached)}
 }
 
 // get returns the identity of token if it was verified and has not expired
 // by now.
-func (c *tokenCache) get(token string, now time.Time) *Identity {
+func (c *tokenCache) get(token string, now time.Time) *usersync.Identity {
 	c.mu.RLock()
-	id := c.entries[token]
+	e := c.entries[token]
 	c.mu.RUnlock()
-	if id == nil || !now.Before(id.Expiry) {
+	if e.id == nil || !now.Before(e.id.Expiry) {
 		return nil
 	}
-	return id
+	return e.id
 }
 
-// put remembers a verified token's identity.
-func (c *tokenCache) put(token string, id *Identity, now time.Time) {
+// put remembers a verified token's identity and the thumbprint of its key.
+func (c *tokenCache) put(token string, id *usersync.Identity, key string, now time.Time) {
 	if !now.Before(id.Expiry) {
 		return
 	}
@@ -39,7 +48,7 @@ func (c *tokenCache) put(token string, id *Identity, now time.Time) {
 	defer c.mu.Unlock()
 	if len(c.entries) >= c.max {
 		for k, e := range c.entries {
-			if !now.Before(e.Expiry) {
+			if !now.Before(e.id.Expiry) {
 				delete(c.entries, k)
 			}
 		}
@@ -52,7 +61,7 @@ func (c *tokenCache) put(token string, id *Identity, now time.Time) {
 			delete(c.entries, k)
 		}
 	}
-	c.entries[token] = id
+	c.entries[token] = cached{id, key}
 }
 
 // removeKeys forgets the tokens of issuer verified with any of the keys
@@ -67,8 +76,8 @@ func (c *tokenCache) removeKeys(issuer string, thumbprints []string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for token, id := range c.entries {
-		if id.Issuer == issuer && gone[id.key] {
+	for token, e := range c.entries {
+		if e.id.Issuer == issuer && gone[e.key] {
 			delete(c.entries, token)
 		}
 	}

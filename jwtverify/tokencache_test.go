@@ -1,4 +1,4 @@
-package usersync_test
+package jwtverify_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/usersynctest"
 )
 
@@ -25,7 +25,7 @@ import (
 // when it expires: the cache forgets it.
 func TestCachedTokenOfARemovedKeyStopsVerifying(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.RefreshInterval = 20 * time.Millisecond }, a)
+	v := newVerifier(t, func(c *jwtverify.Config) { c.RefreshInterval = 20 * time.Millisecond }, a)
 	tok := a.Token(map[string]any{"exp": time.Now().Add(time.Hour).Unix()})
 	for range 2 { // the second from the cache
 		if _, err := v.Verify(context.Background(), tok); err != nil {
@@ -34,7 +34,7 @@ func TestCachedTokenOfARemovedKeyStopsVerifying(t *testing.T) {
 	}
 	a.Rotate() // the old keys are gone from the JWKS
 	waitFetches(t, a, a.Fetches()+2)
-	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, usersync.ErrBadSignature) {
+	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, jwtverify.ErrBadSignature) {
 		t.Fatalf("a token of a removed key: err = %v, want ErrBadSignature", err)
 	}
 	if _, err := v.Verify(context.Background(), a.Token(nil)); err != nil {
@@ -103,8 +103,8 @@ func TestCachedTokenIsTiedToItsKey(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			jwks := newJWKSServer(t, map[string]*rsa.PrivateKey{"a": k1, "b": k2})
-			v, err := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{
-				Issuers: []usersync.Issuer{{URL: jwks.URL}}, Logger: slog.New(slog.DiscardHandler),
+			v, err := jwtverify.New(context.Background(), jwtverify.Config{
+				Issuers: []jwtverify.Issuer{{URL: jwks.URL}}, Logger: slog.New(slog.DiscardHandler),
 				RefreshInterval: time.Hour, UnknownKeyWait: time.Minute, // refreshed only when this test asks
 			})
 			if err != nil {
@@ -122,7 +122,7 @@ func TestCachedTokenIsTiedToItsKey(t *testing.T) {
 			if _, err := v.Verify(context.Background(), signRS256(t, jwks.URL, "c", k3)); err != nil {
 				t.Fatalf("a token of the new key: %v", err)
 			}
-			if _, err := v.Verify(context.Background(), tok); !errors.Is(err, usersync.ErrBadSignature) {
+			if _, err := v.Verify(context.Background(), tok); !errors.Is(err, jwtverify.ErrBadSignature) {
 				t.Fatalf("a cached token of a removed key: err = %v, want ErrBadSignature", err)
 			}
 			// Tokens of the keys that stayed still verify, kid or none.

@@ -1,7 +1,8 @@
-package usersync
+package jwtverify
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,55 +17,49 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/config"
 	"github.com/usersync/usersync/internal/pubkey"
 	"github.com/usersync/usersync/internal/telemetry"
 )
 
-// Token errors. Verify and the middlewares fail with an error wrapping one
-// of them; the error's text names the reason ("token expired", "bad
-// signature", ...) and never contains the token.
-var (
-	// ErrNoToken reports a request without a token (or a context without
-	// an identity).
-	ErrNoToken = errors.New("usersync: no bearer token")
+// tokenError is the reason a token is invalid. It wraps ErrInvalidToken
+// (or ErrTokenExpired) of package usersync, and its Description is the
+// RFC 6750 error_description the middlewares send.
+type tokenError struct {
+	desc string
+	is   error
+}
 
-	// ErrInvalidToken reports a token that is malformed, too large,
-	// expired, not yet valid, badly signed, from an unknown issuer, or for
-	// another audience or authorized party.
-	ErrInvalidToken = errors.New("usersync: invalid token")
+func (e *tokenError) Error() string { return "jwtverify: " + e.desc }
+func (e *tokenError) Unwrap() error { return e.is }
 
-	// ErrKeysUnavailable reports a token that cannot be checked because its
-	// issuer's signing keys cannot be fetched (the JWKS is down or
-	// unreachable). It is not the token's fault: the middlewares answer 503
-	// with Retry-After, never 401.
-	ErrKeysUnavailable = errors.New("usersync: the issuer's signing keys are unavailable")
-)
-
-// tokenError is the reason a token is invalid: its text is the RFC 6750
-// error_description the middlewares send.
-type tokenError struct{ desc string }
-
-func (e *tokenError) Error() string { return "usersync: " + e.desc }
-func (e *tokenError) Unwrap() error { return ErrInvalidToken }
+// Description returns the reason, for the 401 challenge's
+// error_description.
+func (e *tokenError) Description() string { return e.desc }
 
 var (
-	errTooLarge        = &tokenError{"token too large"}
-	errMalformed       = &tokenError{"malformed token"}
-	errUnknownIssuer   = &tokenError{"unknown issuer"}
-	errBadSignature    = &tokenError{"bad signature"}
-	errExpired         = &tokenError{"token expired"}
-	errNotYetValid     = &tokenError{"token not yet valid"}
-	errAudience        = &tokenError{"audience not accepted"}
-	errAuthorizedParty = &tokenError{"authorized party not accepted"}
-	errNotAccepted     = &tokenError{"claims not accepted"}
-	errNoSession       = &tokenError{"not a session token"}
+	errTooLarge        = &tokenError{"token too large", usersync.ErrInvalidToken}
+	errMalformed       = &tokenError{"malformed token", usersync.ErrInvalidToken}
+	errUnknownIssuer   = &tokenError{"unknown issuer", usersync.ErrInvalidToken}
+	errBadSignature    = &tokenError{"bad signature", usersync.ErrInvalidToken}
+	errExpired         = &tokenError{"token expired", usersync.ErrTokenExpired}
+	errNotYetValid     = &tokenError{"token not yet valid", usersync.ErrInvalidToken}
+	errAudience        = &tokenError{"audience not accepted", usersync.ErrInvalidToken}
+	errAuthorizedParty = &tokenError{"authorized party not accepted", usersync.ErrInvalidToken}
+	errNotAccepted     = &tokenError{"claims not accepted", usersync.ErrInvalidToken}
+	errNoSession       = &tokenError{"not a session token", usersync.ErrInvalidToken}
 )
 
 // saneTime reports whether a time claim, if present, is between the epoch
-// and the year 9999.
-func saneTime(d *jwt.NumericDate) bool {
-	return d == nil || versionOf(d.Time) >= 0
+// and the year 9999 (the range of a usersync.Version).
+func saneTime(d numericDate) bool {
+	return !d.set || d.Unix() >= 0 && d.Unix() <= 253402300799
 }
+
+// canonicalIssuer is an issuer without trailing slashes, as
+// usersync.TokenIdentifier takes it.
+func canonicalIssuer(issuer string) string { return strings.TrimRight(issuer, "/") }
 
 // Issuer describes one trusted token issuer.
 type Issuer struct {
@@ -98,9 +93,9 @@ type Issuer struct {
 	MetadataClaim string
 }
 
-// VerifierConfig configures a Verifier. Only Issuers is required; every
-// other field has the default its comment gives.
-type VerifierConfig struct {
+// Config configures a Verifier. Only Issuers is required; every other
+// field has the default its comment gives.
+type Config struct {
 	// Issuers are the trusted issuers. Each has its own keys: a token is
 	// checked only against the keys of the issuer its iss names.
 	Issuers []Issuer
@@ -132,17 +127,17 @@ type VerifierConfig struct {
 	// UnknownKeyWait is the longest a request waits for a fetch of its
 	// issuer's keys. Default 2s.
 	UnknownKeyWait time.Duration
-	// StartupWait is the longest NewVerifier waits for the first fetch of
+	// StartupWait is the longest New waits for the first fetch of
 	// every issuer's keys, fetched in parallel. An issuer whose keys are
 	// not there by then is fetched again in the background and when a
 	// token needs it. Default 5s.
 	StartupWait time.Duration
 	// MapIdentity, if set, runs once per verified token (cached
 	// verifications reuse its result). It may fill Identity fields from
-	// claims of other names, via Identity.Claims, and attach app data to
+	// claims of other names, from Identity.Claims, and attach app data to
 	// Identity.Data. An error rejects the token as ErrInvalidToken
 	// ("claims not accepted").
-	MapIdentity func(*Identity) error
+	MapIdentity func(*usersync.Identity) error
 	// Cookie is the cookie a token is also read from when a request has no
 	// Authorization header. Default "__session" (Clerk's same-origin
 	// session cookie); "-" reads no cookie.
@@ -155,21 +150,6 @@ type VerifierConfig struct {
 	// says; otherwise it is refused with 403. Keep GET handlers free of side
 	// effects. Requests with an Authorization header need no such check.
 	Cookie string
-	// Realm is the realm of WWW-Authenticate challenges. Default "usersync".
-	Realm string
-	// ErrorHandler writes the middlewares' error responses. The status
-	// comes from the error, in one place:
-	//
-	//	ErrNoToken, ErrInvalidToken   401, with WWW-Authenticate (RFC 6750)
-	//	ErrKeysUnavailable            503, with Retry-After
-	//	ErrDeleted                    403
-	//	a cross-site request          403 (see below)
-	//	ErrInvalid                    400 (claims that cannot be stored)
-	//	anything else                 500 (the store failed)
-	//
-	// The headers are set before it is called. Default: the status text as
-	// text/plain, such as "unauthorized".
-	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger logs key fetch failures, rejected tokens (reasons only) and
@@ -192,40 +172,44 @@ type VerifierConfig struct {
 // Verifier verifies bearer tokens into identities. It is safe for
 // concurrent use; Close stops its background key refreshes.
 type Verifier struct {
-	cfg     VerifierConfig
-	issuers map[string]*issuerKeys // by canonical issuer
-	parser  *jwt.Parser
+	cfg     Config
+	issuers map[string]*issuerKeys       // by canonical issuer
+	methods map[string]jwt.SigningMethod // the accepted algorithms
 	cache   *tokenCache
 	tel     *verifierTelemetry
 	cancel  context.CancelFunc
 	running sync.WaitGroup // the background refreshes
 }
 
-// NewVerifier returns a verifier for cfg. It fetches every issuer's keys
+// New returns a verifier for cfg. It fetches every issuer's keys
 // at once, in parallel, waiting at most StartupWait; a failure is logged,
 // not fatal. The keys are refreshed in the background until ctx ends or
 // Close is called. A malformed config is an error wrapping ErrInvalid.
-func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
+func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if len(cfg.Issuers) == 0 {
-		return nil, fmt.Errorf("%w: no issuers", ErrInvalid)
+		return nil, fmt.Errorf("%w: no issuers", usersync.ErrInvalid)
 	}
-	setDefault(&cfg.Leeway, 5*time.Second)
-	setDefault(&cfg.MaxTokenSize, 16<<10)
-	setDefault(&cfg.CacheSize, 10_000)
-	setDefault(&cfg.MaxJWKSSize, 1<<20)
-	setDefault(&cfg.RefreshInterval, time.Hour)
-	setDefault(&cfg.UnknownKeyRefresh, time.Minute)
-	setDefault(&cfg.UnknownKeyWait, 2*time.Second)
-	setDefault(&cfg.StartupWait, 5*time.Second)
-	setDefault(&cfg.Cookie, "__session")
-	setDefault(&cfg.Realm, "usersync")
-	cfg.Realm = strings.NewReplacer(`"`, "", `\`, "").Replace(cfg.Realm)
+	config.Default(&cfg.Leeway, 5*time.Second)
+	config.Default(&cfg.MaxTokenSize, 16<<10)
+	config.Default(&cfg.CacheSize, 10_000)
+	config.Default(&cfg.MaxJWKSSize, 1<<20)
+	config.Default(&cfg.RefreshInterval, time.Hour)
+	config.Default(&cfg.UnknownKeyRefresh, time.Minute)
+	config.Default(&cfg.UnknownKeyWait, 2*time.Second)
+	config.Default(&cfg.StartupWait, 5*time.Second)
+	config.Default(&cfg.Cookie, "__session")
 	if cfg.Algorithms == nil {
 		cfg.Algorithms = []string{"RS256", "ES256", "EdDSA"}
 	}
 	for _, a := range cfg.Algorithms {
 		if a == "none" || strings.HasPrefix(a, "HS") {
-			return nil, fmt.Errorf("%w: algorithm %q cannot verify tokens of a public issuer", ErrInvalid, a)
+			return nil, fmt.Errorf("%w: algorithm %q cannot verify tokens of a public issuer", usersync.ErrInvalid, a)
+		}
+	}
+	methods := make(map[string]jwt.SigningMethod, len(cfg.Algorithms))
+	for _, a := range cfg.Algorithms {
+		if methods[a] = jwt.GetSigningMethod(a); methods[a] == nil {
+			return nil, fmt.Errorf("%w: unknown algorithm %q", usersync.ErrInvalid, a)
 		}
 	}
 	if cfg.Now == nil {
@@ -237,13 +221,9 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	v := &Verifier{
 		cfg:     cfg,
 		issuers: make(map[string]*issuerKeys, len(cfg.Issuers)),
-		parser: jwt.NewParser(
-			jwt.WithValidMethods(cfg.Algorithms),
-			jwt.WithLeeway(cfg.Leeway),
-			jwt.WithTimeFunc(cfg.Now),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-		),
+
+		methods: methods,
+
 		tel: newVerifierTelemetry(cfg.MeterProvider, cfg.TracerProvider),
 	}
 	if cfg.CacheSize > 0 {
@@ -253,7 +233,7 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	for _, ic := range cfg.Issuers {
 		k, err := v.newIssuerKeys(ctx, ic)
 		if err == nil && v.issuers[k.cfg.URL] != nil {
-			err = fmt.Errorf("%w: issuer %q listed twice", ErrInvalid, k.cfg.URL)
+			err = fmt.Errorf("%w: issuer %q listed twice", usersync.ErrInvalid, k.cfg.URL)
 		}
 		if err != nil {
 			v.cancel()
@@ -285,7 +265,7 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, error) {
 	ic.URL = canonicalIssuer(ic.URL)
 	if ic.URL == "" {
-		return nil, fmt.Errorf("%w: issuer with an empty URL", ErrInvalid)
+		return nil, fmt.Errorf("%w: issuer with an empty URL", usersync.ErrInvalid)
 	}
 	k := &issuerKeys{
 		client: v.cfg.HTTPClient, maxSize: v.cfg.MaxJWKSSize, log: v.cfg.Logger, now: v.cfg.Now,
@@ -298,7 +278,7 @@ func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, e
 	if ic.PublicKeyPEM != "" {
 		key, err := pubkey.ParsePEM(ic.PublicKeyPEM)
 		if err != nil {
-			return nil, fmt.Errorf("%w: public key of %q: %w", ErrInvalid, ic.URL, err)
+			return nil, fmt.Errorf("%w: public key of %q: %w", usersync.ErrInvalid, ic.URL, err)
 		}
 		k.static, k.staticThumb = key, thumbprint(key)
 	} else {
@@ -308,7 +288,7 @@ func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, e
 		// Keys fetched over plain http could be swapped by anyone on the
 		// path: http only to this machine (a dev issuer, a test).
 		if err := pubkey.CheckURL(ic.JWKSURL); err != nil {
-			return nil, fmt.Errorf("%w: JWKS URL of %q: %w", ErrInvalid, ic.URL, err)
+			return nil, fmt.Errorf("%w: JWKS URL of %q: %w", usersync.ErrInvalid, ic.URL, err)
 		}
 	}
 	k.cfg = ic
@@ -325,9 +305,9 @@ func (v *Verifier) Close() error {
 
 // Verify checks token and returns its identity. The identity may be shared
 // with other callers of the same token (it comes from a cache): treat it as
-// read-only. A failure wraps ErrNoToken, ErrInvalidToken or
-// ErrKeysUnavailable.
-func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) {
+// read-only. A failure wraps usersync.ErrNoToken, ErrInvalidToken (for an
+// expired token, ErrTokenExpired) or ErrKeysUnavailable.
+func (v *Verifier) Verify(ctx context.Context, token string) (*usersync.Identity, error) {
 	now := v.cfg.Now()
 	if v.cache != nil && token != "" && len(token) <= v.cfg.MaxTokenSize {
 		if id := v.cache.get(token, now); id != nil {
@@ -343,30 +323,63 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 }
 
 // verify verifies a token the cache did not hold, and caches it.
-func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Identity, error) {
+func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*usersync.Identity, error) {
 	if token == "" {
-		return nil, ErrNoToken
+		return nil, usersync.ErrNoToken
 	}
 	if len(token) > v.cfg.MaxTokenSize {
 		return nil, errTooLarge
 	}
-	var c tokenClaims
-	var iss *issuerKeys
-	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
-		// Route by the (still unverified) iss to that issuer's keys only:
-		// a token naming issuer A is never checked against B's keys.
-		iss = v.issuers[canonicalIssuer(c.Iss)]
-		if iss == nil {
-			return nil, errUnknownIssuer
-		}
-		key, thumb, err := iss.key(ctx, t)
-		c.key = thumb
-		return key, err
-	})
-	if err != nil {
-		return nil, classify(err)
+	// header.claims.signature, each base64url: golang-jwt's format, taken
+	// apart here so that the claims are decoded once (they become
+	// Identity.Claims) and the header into a struct, not a map.
+	head, rest, _ := strings.Cut(token, ".")
+	segment, sig, ok := strings.Cut(rest, ".")
+	if !ok || strings.IndexByte(sig, '.') >= 0 {
+		return nil, fmt.Errorf("%w: not three segments", errMalformed)
 	}
-	// Verified: check what the parser does not know about.
+	var h tokenHeader
+	if err := decodeSegment(head, &h); err != nil {
+		return nil, fmt.Errorf("%w: header: %w", errMalformed, err)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(segment)
+	if err != nil {
+		return nil, fmt.Errorf("%w: claims: %w", errMalformed, err)
+	}
+	var c tokenClaims
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("%w: claims: %w", errMalformed, err)
+	}
+	method := v.methods[h.Alg]
+	if method == nil {
+		return nil, fmt.Errorf("%w: algorithm not accepted", errBadSignature)
+	}
+	signature, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signature: %w", errMalformed, err)
+	}
+	// Route by the (still unverified) iss to that issuer's keys only: a
+	// token naming issuer A is never checked against B's keys.
+	iss := v.issuers[canonicalIssuer(c.Iss)]
+	if iss == nil {
+		return nil, errUnknownIssuer
+	}
+	t := &jwt.Token{Raw: token, Method: method, Header: h.asMap(), Signature: signature}
+	key, thumb, err := iss.key(ctx, t)
+	switch {
+	case errors.Is(err, usersync.ErrKeysUnavailable):
+		return nil, usersync.ErrKeysUnavailable
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", errBadSignature, err)
+	}
+	c.key = thumb
+	if err := method.Verify(token[:len(head)+1+len(segment)], signature, key); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadSignature, err)
+	}
+	if err := v.checkTimes(&c, now); err != nil {
+		return nil, err
+	}
+	// Verified: check what the validator does not know about.
 	ic := &iss.cfg
 	switch {
 	case c.Sub == "":
@@ -382,14 +395,10 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Id
 	case len(ic.AuthorizedParties) > 0 && c.Azp != "" && !slices.Contains(ic.AuthorizedParties, c.Azp):
 		return nil, errAuthorizedParty
 	}
-	// The claims segment, which the parser has decoded and checked
-	// already: Claims decodes it again on first use only.
-	_, rest, _ := strings.Cut(token, ".")
-	segment, _, _ := strings.Cut(rest, ".")
-	id := c.identity(ic.URL, segment)
+	id := c.identity(ic.URL, raw)
 	if ic.MetadataClaim != "" {
 		var all map[string]json.RawMessage
-		if err := id.Claims(&all); err != nil {
+		if err := json.Unmarshal(raw, &all); err != nil {
 			return nil, fmt.Errorf("%w: %w", errMalformed, err)
 		}
 		if m := all[ic.MetadataClaim]; len(m) > 0 && string(m) != "null" {
@@ -402,35 +411,33 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Id
 		}
 	}
 	if v.cache != nil {
-		v.cache.put(token, id, now)
+		v.cache.put(token, id, c.key, now)
 		// A refresh that removed the key while this token was being
 		// verified has swept the cache already: do not keep it.
-		if ks := iss.keys.Load(); iss.static == nil && ks != nil && !ks.hasThumb(id.key) {
+		if ks := iss.keys.Load(); iss.static == nil && ks != nil && !ks.hasThumb(c.key) {
 			v.cache.remove(token)
 		}
 	}
 	return id, nil
 }
 
-// classify maps a golang-jwt error to this package's errors, keeping the
-// cause wrapped.
-func classify(err error) error {
-	var reason error
+// checkTimes checks the time claims of a verified token as golang-jwt's
+// Validator does with WithExpirationRequired, WithIssuedAt and the
+// Leeway: exp is required and must be after now - leeway; iat and nbf,
+// if present, must be before now + leeway. The errors wrap golang-jwt's.
+func (v *Verifier) checkTimes(c *tokenClaims, now time.Time) error {
+	leeway := v.cfg.Leeway
 	switch {
-	case errors.Is(err, ErrKeysUnavailable):
-		return ErrKeysUnavailable
-	case errors.Is(err, errUnknownIssuer):
-		return errUnknownIssuer
-	case errors.Is(err, jwt.ErrTokenExpired):
-		reason = errExpired
-	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		reason = errNotYetValid
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		reason = errBadSignature
-	default: // malformed, bad JSON, missing required claims
-		reason = errMalformed
+	case !c.Exp.set:
+		return fmt.Errorf("%w: %w: exp", errMalformed, jwt.ErrTokenRequiredClaimMissing)
+	case !now.Before(c.Exp.Add(leeway)):
+		return fmt.Errorf("%w: %w", errExpired, jwt.ErrTokenExpired)
+	case c.Iat.set && now.Before(c.Iat.Add(-leeway)):
+		return fmt.Errorf("%w: %w", errNotYetValid, jwt.ErrTokenUsedBeforeIssued)
+	case c.Nbf.set && now.Before(c.Nbf.Add(-leeway)):
+		return fmt.Errorf("%w: %w", errNotYetValid, jwt.ErrTokenNotValidYet)
 	}
-	return fmt.Errorf("%w: %w", reason, err)
+	return nil
 }
 
 // keysClient returns a copy of c (default: a client with a 10 s timeout)

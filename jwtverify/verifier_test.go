@@ -1,10 +1,11 @@
-package usersync_test
+package jwtverify_test
 
 import (
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"log/slog"
@@ -18,21 +19,22 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/usersynctest"
 )
 
 // newVerifier returns a verifier trusting the given issuers, with
 // overrides applied to its config.
-func newVerifier(t testing.TB, override func(*usersync.VerifierConfig), issuers ...*usersynctest.Issuer) *usersync.Verifier {
+func newVerifier(t testing.TB, override func(*jwtverify.Config), issuers ...*usersynctest.Issuer) *jwtverify.Verifier {
 	t.Helper()
-	cfg := usersync.VerifierConfig{Logger: slog.New(slog.DiscardHandler)}
+	cfg := jwtverify.Config{Logger: slog.New(slog.DiscardHandler)}
 	for _, i := range issuers {
-		cfg.Issuers = append(cfg.Issuers, usersync.Issuer{URL: i.URL})
+		cfg.Issuers = append(cfg.Issuers, jwtverify.Issuer{URL: i.URL})
 	}
 	if override != nil {
 		override(&cfg)
 	}
-	v, err := usersync.NewVerifier(context.Background(), cfg)
+	v, err := jwtverify.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,13 +47,13 @@ func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s
 func TestVerifyAttackMatrix(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
 	b := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) {
+	v := newVerifier(t, func(c *jwtverify.Config) {
 		c.Issuers[0].Audiences = []string{"app"}
 		c.Issuers[0].AuthorizedParties = []string{"https://app.example.com"}
 		c.CacheSize = -1
 		c.MapIdentity = func(id *usersync.Identity) error {
 			var c struct{ Reject bool }
-			if err := id.Claims(&c); err != nil || c.Reject {
+			if err := json.Unmarshal(id.Claims, &c); err != nil || c.Reject {
 				return errors.New("rejected")
 			}
 			return nil
@@ -92,36 +94,36 @@ func TestVerifyAttackMatrix(t *testing.T) {
 		{"valid RS256", good, nil},
 		{"valid ES256", a.TokenAlg("ES256", valid), nil},
 		{"valid EdDSA", a.TokenAlg("EdDSA", valid), nil},
-		{"alg none", noneToken, usersync.ErrBadSignature},
-		{"HS256 signed with the RSA public key", hsToken, usersync.ErrBadSignature},
+		{"alg none", noneToken, jwtverify.ErrBadSignature},
+		{"HS256 signed with the RSA public key", hsToken, jwtverify.ErrBadSignature},
 		{"expired", a.Token(with(map[string]any{"exp": now.Add(-time.Minute).Unix()})), usersync.ErrTokenExpired},
 		{"expired within leeway passes", a.Token(with(map[string]any{"exp": now.Add(-2 * time.Second).Unix()})), nil},
-		{"no exp", a.Token(with(map[string]any{"exp": nil})), usersync.ErrMalformedToken},
-		{"nbf in the future", a.Token(with(map[string]any{"nbf": now.Add(time.Minute).Unix()})), usersync.ErrTokenNotYetValid},
-		{"iat in the future beyond leeway", a.Token(with(map[string]any{"iat": now.Add(time.Minute).Unix()})), usersync.ErrTokenNotYetValid},
+		{"no exp", a.Token(with(map[string]any{"exp": nil})), jwtverify.ErrMalformedToken},
+		{"nbf in the future", a.Token(with(map[string]any{"nbf": now.Add(time.Minute).Unix()})), jwtverify.ErrTokenNotYetValid},
+		{"iat in the future beyond leeway", a.Token(with(map[string]any{"iat": now.Add(time.Minute).Unix()})), jwtverify.ErrTokenNotYetValid},
 		{"iat in the future within leeway passes", a.Token(with(map[string]any{"iat": now.Add(2 * time.Second).Unix()})), nil},
-		{"wrong iss", a.Token(with(map[string]any{"iss": "https://evil.example.com"})), usersync.ErrUnknownIssuer},
+		{"wrong iss", a.Token(with(map[string]any{"iss": "https://evil.example.com"})), jwtverify.ErrUnknownIssuer},
 		{"iss with a trailing slash is the same issuer", a.Token(with(map[string]any{"iss": a.URL + "/"})), nil},
-		{"iss of A signed with B's key", b.Token(with(map[string]any{"iss": a.URL})), usersync.ErrBadSignature},
-		{"wrong aud", a.Token(with(map[string]any{"aud": "other"})), usersync.ErrWrongAudience},
-		{"no aud", a.Token(map[string]any{}), usersync.ErrWrongAudience},
+		{"iss of A signed with B's key", b.Token(with(map[string]any{"iss": a.URL})), jwtverify.ErrBadSignature},
+		{"wrong aud", a.Token(with(map[string]any{"aud": "other"})), jwtverify.ErrWrongAudience},
+		{"no aud", a.Token(map[string]any{}), jwtverify.ErrWrongAudience},
 		{"aud list with ours", a.Token(with(map[string]any{"aud": []string{"x", "app"}})), nil},
-		{"wrong azp", a.Token(with(map[string]any{"azp": "https://evil.example.com"})), usersync.ErrWrongAuthorizedParty},
+		{"wrong azp", a.Token(with(map[string]any{"azp": "https://evil.example.com"})), jwtverify.ErrWrongAuthorizedParty},
 		{"right azp", a.Token(with(map[string]any{"azp": "https://app.example.com"})), nil},
-		{"unknown kid", unpublished.Token(with(map[string]any{"iss": a.URL})), usersync.ErrBadSignature},
-		{"signature of another token", parts[0] + "." + parts[1] + "." + strings.Split(a.Token(with(map[string]any{"sub": "x"})), ".")[2], usersync.ErrBadSignature},
-		{"malformed base64", parts[0] + ".!!!." + parts[2], usersync.ErrMalformedToken},
-		{"malformed JSON", parts[0] + "." + b64(`{"sub":`) + "." + parts[2], usersync.ErrMalformedToken},
-		{"claims of the wrong type", a.Token(with(map[string]any{"name": 42})), usersync.ErrMalformedToken},
-		{"only dots", strings.Repeat(".", 5000), usersync.ErrMalformedToken},
-		{"two parts", parts[0] + "." + parts[1], usersync.ErrMalformedToken},
-		{"1 MB token", strings.Repeat("a", 1<<20), usersync.ErrTokenTooLarge},
-		{"missing sub", a.Token(with(map[string]any{"sub": nil})), usersync.ErrMalformedToken},
-		{"iat far before the epoch (would overflow a version)", a.Token(with(map[string]any{"iat": -1e16})), usersync.ErrMalformedToken},
-		{"nbf before the epoch", a.Token(with(map[string]any{"nbf": -5})), usersync.ErrMalformedToken},
-		{"exp beyond the year 9999", a.Token(with(map[string]any{"exp": 1e12})), usersync.ErrMalformedToken},
+		{"unknown kid", unpublished.Token(with(map[string]any{"iss": a.URL})), jwtverify.ErrBadSignature},
+		{"signature of another token", parts[0] + "." + parts[1] + "." + strings.Split(a.Token(with(map[string]any{"sub": "x"})), ".")[2], jwtverify.ErrBadSignature},
+		{"malformed base64", parts[0] + ".!!!." + parts[2], jwtverify.ErrMalformedToken},
+		{"malformed JSON", parts[0] + "." + b64(`{"sub":`) + "." + parts[2], jwtverify.ErrMalformedToken},
+		{"claims of the wrong type", a.Token(with(map[string]any{"name": 42})), jwtverify.ErrMalformedToken},
+		{"only dots", strings.Repeat(".", 5000), jwtverify.ErrMalformedToken},
+		{"two parts", parts[0] + "." + parts[1], jwtverify.ErrMalformedToken},
+		{"1 MB token", strings.Repeat("a", 1<<20), jwtverify.ErrTokenTooLarge},
+		{"missing sub", a.Token(with(map[string]any{"sub": nil})), jwtverify.ErrMalformedToken},
+		{"iat far before the epoch (would overflow a version)", a.Token(with(map[string]any{"iat": -1e16})), jwtverify.ErrMalformedToken},
+		{"nbf before the epoch", a.Token(with(map[string]any{"nbf": -5})), jwtverify.ErrMalformedToken},
+		{"exp beyond the year 9999", a.Token(with(map[string]any{"exp": 1e12})), jwtverify.ErrMalformedToken},
 		{"empty", "", usersync.ErrNoToken},
-		{"MapIdentity fails", a.Token(with(map[string]any{"reject": true})), usersync.ErrClaimsNotAccepted},
+		{"MapIdentity fails", a.Token(with(map[string]any{"reject": true})), jwtverify.ErrClaimsNotAccepted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,7 +167,7 @@ func TestVerifyUnknownIssuerMakesNoNetworkCall(t *testing.T) {
 	v := newVerifier(t, nil, a)
 	before := a.Fetches()
 	other := usersynctest.NewIssuer(t)
-	if _, err := v.Verify(context.Background(), other.Token(nil)); !errors.Is(err, usersync.ErrUnknownIssuer) {
+	if _, err := v.Verify(context.Background(), other.Token(nil)); !errors.Is(err, jwtverify.ErrUnknownIssuer) {
 		t.Fatalf("err = %v", err)
 	}
 	if a.Fetches() != before || other.Fetches() != 0 {
@@ -199,7 +201,7 @@ func TestVerifyIdentityClaims(t *testing.T) {
 			Country string `json:"country"`
 		} `json:"address"`
 	}
-	if err := id.Claims(&custom); err != nil || custom.Sid != "sess_123" || custom.Locale != "en-GB" || custom.Address.Country != "UK" {
+	if err := json.Unmarshal(id.Claims, &custom); err != nil || custom.Sid != "sess_123" || custom.Locale != "en-GB" || custom.Address.Country != "UK" {
 		t.Fatalf("Claims: %+v, %v", custom, err)
 	}
 }
@@ -215,14 +217,14 @@ func TestVerifyMapIdentityRunsOncePerToken(t *testing.T) {
 		} `json:"o"`
 	}
 	var calls atomic.Int32
-	v := newVerifier(t, func(c *usersync.VerifierConfig) {
+	v := newVerifier(t, func(c *jwtverify.Config) {
 		c.MapIdentity = func(id *usersync.Identity) error {
 			calls.Add(1)
 			var c struct {
 				Email string `json:"https://example.com/email"`
 				orgClaims
 			}
-			if err := id.Claims(&c); err != nil {
+			if err := json.Unmarshal(id.Claims, &c); err != nil {
 				return err
 			}
 			id.Email = c.Email
@@ -248,7 +250,7 @@ func TestVerifyMapIdentityRunsOncePerToken(t *testing.T) {
 // A claim named by MetadataClaim becomes the identity's metadata.
 func TestVerifyMetadataClaim(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.Issuers[0].MetadataClaim = "metadata" }, a)
+	v := newVerifier(t, func(c *jwtverify.Config) { c.Issuers[0].MetadataClaim = "metadata" }, a)
 	id, err := v.Verify(context.Background(), a.Token(map[string]any{"metadata": map[string]any{"plan": "pro"}}))
 	if err != nil || string(id.Metadata) != `{"plan":"pro"}` {
 		t.Fatalf("Verify = %s, %v", id.Metadata, err)
@@ -263,24 +265,24 @@ func TestVerifyMetadataClaim(t *testing.T) {
 // token's kid.
 func TestVerifyWithPublicKeyPEM(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) {
+	v := newVerifier(t, func(c *jwtverify.Config) {
 		c.Issuers[0].PublicKeyPEM = a.PublicKeyPEM()
 		c.Issuers[0].JWKSURL = "http://127.0.0.1:1/unreachable"
 	}, a)
 	if _, err := v.Verify(context.Background(), a.Token(nil)); err != nil {
 		t.Fatalf("RS256 token: %v", err)
 	}
-	if _, err := v.Verify(context.Background(), a.TokenAlg("ES256", nil)); !errors.Is(err, usersync.ErrBadSignature) {
+	if _, err := v.Verify(context.Background(), a.TokenAlg("ES256", nil)); !errors.Is(err, jwtverify.ErrBadSignature) {
 		t.Fatalf("token of another key: err = %v, want ErrBadSignature", err)
 	}
 	other := usersynctest.NewIssuer(t)
-	if _, err := v.Verify(context.Background(), other.Token(map[string]any{"iss": a.URL})); !errors.Is(err, usersync.ErrBadSignature) {
+	if _, err := v.Verify(context.Background(), other.Token(map[string]any{"iss": a.URL})); !errors.Is(err, jwtverify.ErrBadSignature) {
 		t.Fatalf("token signed by another issuer's RS256 key: err = %v, want ErrBadSignature", err)
 	}
 	if a.Fetches() != 0 {
 		t.Fatalf("the JWKS was fetched %d times", a.Fetches())
 	}
-	if _, err := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{Issuers: []usersync.Issuer{{URL: a.URL, PublicKeyPEM: "not PEM"}}}); !errors.Is(err, usersync.ErrInvalid) {
+	if _, err := jwtverify.New(context.Background(), jwtverify.Config{Issuers: []jwtverify.Issuer{{URL: a.URL, PublicKeyPEM: "not PEM"}}}); !errors.Is(err, usersync.ErrInvalid) {
 		t.Fatalf("bad PEM: err = %v, want ErrInvalid", err)
 	}
 }
@@ -289,7 +291,7 @@ func TestVerifyWithPublicKeyPEM(t *testing.T) {
 // the other way round) are one issuer, and give one token identifier.
 func TestVerifyIssuerTrailingSlash(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v, err := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{Issuers: []usersync.Issuer{{URL: a.URL + "/", JWKSURL: a.JWKSURL()}}})
+	v, err := jwtverify.New(context.Background(), jwtverify.Config{Issuers: []jwtverify.Issuer{{URL: a.URL + "/", JWKSURL: a.JWKSURL()}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +309,7 @@ func TestVerifyIssuerTrailingSlash(t *testing.T) {
 
 func TestVerifyKeyRotationWithoutRestart(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.CacheSize = -1 }, a)
+	v := newVerifier(t, func(c *jwtverify.Config) { c.CacheSize = -1 }, a)
 	if _, err := v.Verify(context.Background(), a.Token(nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +322,7 @@ func TestVerifyKeyRotationWithoutRestart(t *testing.T) {
 func TestVerifyKeepsKeysThroughJWKSOutage(t *testing.T) {
 	for _, mode := range []usersynctest.JWKSMode{usersynctest.JWKS500, usersynctest.JWKSGarbage, usersynctest.JWKSEmpty} {
 		a := usersynctest.NewIssuer(t)
-		v := newVerifier(t, func(c *usersync.VerifierConfig) {
+		v := newVerifier(t, func(c *jwtverify.Config) {
 			c.CacheSize = -1
 			c.RefreshInterval = 20 * time.Millisecond
 		}, a)
@@ -342,7 +344,7 @@ func TestVerifyKeepsKeysThroughJWKSOutage(t *testing.T) {
 func TestVerifyUnknownKidStormIsRateLimited(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
 	const wait = 300 * time.Millisecond
-	v := newVerifier(t, func(c *usersync.VerifierConfig) {
+	v := newVerifier(t, func(c *jwtverify.Config) {
 		c.CacheSize = -1
 		c.UnknownKeyWait = wait
 		c.UnknownKeyRefresh = time.Hour
@@ -358,7 +360,7 @@ func TestVerifyUnknownKidStormIsRateLimited(t *testing.T) {
 			// Bad signature once the one fetch has shown the kid is unknown;
 			// keys unavailable for a request whose wait ended first (a
 			// loaded machine): either way, never accepted.
-			if !errors.Is(err, usersync.ErrBadSignature) && !errors.Is(err, usersync.ErrKeysUnavailable) {
+			if !errors.Is(err, jwtverify.ErrBadSignature) && !errors.Is(err, usersync.ErrKeysUnavailable) {
 				t.Errorf("err = %v", err)
 			}
 			if d := time.Since(start); int64(d) > slowest.Load() {
@@ -380,7 +382,7 @@ func TestVerifyCacheEntriesExpireWithTheToken(t *testing.T) {
 	now := time.Now()
 	var clock atomic.Int64
 	clock.Store(now.UnixNano())
-	v := newVerifier(t, func(c *usersync.VerifierConfig) {
+	v := newVerifier(t, func(c *jwtverify.Config) {
 		c.Now = func() time.Time { return time.Unix(0, clock.Load()) }
 		c.Leeway = time.Nanosecond
 	}, a)
@@ -400,19 +402,19 @@ func TestVerifyCacheEntriesExpireWithTheToken(t *testing.T) {
 }
 
 func TestNewVerifierRejectsBadConfig(t *testing.T) {
-	for name, cfg := range map[string]usersync.VerifierConfig{
+	for name, cfg := range map[string]jwtverify.Config{
 		"no issuers":                               {},
-		"empty issuer":                             {Issuers: []usersync.Issuer{{}}},
-		"HS256 allowed":                            {Issuers: []usersync.Issuer{{URL: "https://a"}}, Algorithms: []string{"HS256"}},
-		"none allowed":                             {Issuers: []usersync.Issuer{{URL: "https://a"}}, Algorithms: []string{"none"}},
-		"duplicate issuer":                         {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "http://127.0.0.1:1/x"}, {URL: "https://a/"}}},
-		"JWKS URL not http":                        {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "file:///etc/passwd"}}},
-		"plain-http JWKS URL to a remote host":     {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "http://keys.example.com/jwks.json"}}},
-		"plain-http issuer of a remote host":       {Issuers: []usersync.Issuer{{URL: "http://issuer.example.com"}}},
-		"plain-http JWKS URL to a look-alike host": {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "http://localhost.example.com/jwks.json"}}},
-		"plain-http JWKS URL to a private address": {Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: "http://10.0.0.1/jwks.json"}}},
+		"empty issuer":                             {Issuers: []jwtverify.Issuer{{}}},
+		"HS256 allowed":                            {Issuers: []jwtverify.Issuer{{URL: "https://a"}}, Algorithms: []string{"HS256"}},
+		"none allowed":                             {Issuers: []jwtverify.Issuer{{URL: "https://a"}}, Algorithms: []string{"none"}},
+		"duplicate issuer":                         {Issuers: []jwtverify.Issuer{{URL: "https://a", JWKSURL: "http://127.0.0.1:1/x"}, {URL: "https://a/"}}},
+		"JWKS URL not http":                        {Issuers: []jwtverify.Issuer{{URL: "https://a", JWKSURL: "file:///etc/passwd"}}},
+		"plain-http JWKS URL to a remote host":     {Issuers: []jwtverify.Issuer{{URL: "https://a", JWKSURL: "http://keys.example.com/jwks.json"}}},
+		"plain-http issuer of a remote host":       {Issuers: []jwtverify.Issuer{{URL: "http://issuer.example.com"}}},
+		"plain-http JWKS URL to a look-alike host": {Issuers: []jwtverify.Issuer{{URL: "https://a", JWKSURL: "http://localhost.example.com/jwks.json"}}},
+		"plain-http JWKS URL to a private address": {Issuers: []jwtverify.Issuer{{URL: "https://a", JWKSURL: "http://10.0.0.1/jwks.json"}}},
 	} {
-		if _, err := usersync.NewVerifier(context.Background(), cfg); !errors.Is(err, usersync.ErrInvalid) {
+		if _, err := jwtverify.New(context.Background(), cfg); !errors.Is(err, usersync.ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
 	}
@@ -421,8 +423,8 @@ func TestNewVerifierRejectsBadConfig(t *testing.T) {
 // Plain http is for this machine only; https anywhere.
 func TestNewVerifierAcceptsHTTPOnLoopbackOnly(t *testing.T) {
 	for _, jwks := range []string{"https://keys.example.com/jwks.json", "http://127.0.0.1:1/jwks.json", "http://localhost:1/jwks.json", "http://[::1]:1/jwks.json"} {
-		v, err := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{
-			Issuers: []usersync.Issuer{{URL: "https://a", JWKSURL: jwks}}, StartupWait: time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		v, err := jwtverify.New(context.Background(), jwtverify.Config{
+			Issuers: []jwtverify.Issuer{{URL: "https://a", JWKSURL: jwks}}, StartupWait: time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 			HTTPClient: &http.Client{Transport: refuseTransport{}},
 		})
 		if err != nil {
@@ -442,7 +444,7 @@ func (refuseTransport) RoundTrip(*http.Request) (*http.Response, error) {
 
 func TestVerifyErrorsDoNotEchoTheToken(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.CacheSize = -1; c.UnknownKeyWait = 50 * time.Millisecond }, a)
+	v := newVerifier(t, func(c *jwtverify.Config) { c.CacheSize = -1; c.UnknownKeyWait = 50 * time.Millisecond }, a)
 	parts := strings.Split(a.Token(nil), ".")
 	marker := strings.Repeat("Q", 200)
 	for name, tok := range map[string]string{
@@ -462,7 +464,7 @@ func TestVerifyErrorsDoNotEchoTheToken(t *testing.T) {
 func TestVerifyKeySetsAreNotPooled(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
 	b := usersynctest.NewIssuer(t)
-	v := newVerifier(t, func(c *usersync.VerifierConfig) { c.CacheSize = -1 }, a, b)
+	v := newVerifier(t, func(c *jwtverify.Config) { c.CacheSize = -1 }, a, b)
 	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
 		if _, err := v.Verify(context.Background(), a.TokenAlg(alg, nil)); err != nil {
 			t.Fatalf("A's own %s token: %v", alg, err)
@@ -470,7 +472,7 @@ func TestVerifyKeySetsAreNotPooled(t *testing.T) {
 		if _, err := v.Verify(context.Background(), b.TokenAlg(alg, nil)); err != nil {
 			t.Fatalf("B's own %s token: %v", alg, err)
 		}
-		if _, err := v.Verify(context.Background(), b.TokenAlg(alg, map[string]any{"iss": a.URL})); !errors.Is(err, usersync.ErrBadSignature) {
+		if _, err := v.Verify(context.Background(), b.TokenAlg(alg, map[string]any{"iss": a.URL})); !errors.Is(err, jwtverify.ErrBadSignature) {
 			t.Fatalf("iss A signed by B (%s): err = %v, want ErrBadSignature", alg, err)
 		}
 	}
@@ -478,8 +480,8 @@ func TestVerifyKeySetsAreNotPooled(t *testing.T) {
 
 func TestVerifierCloseStopsBackgroundRefresh(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	v, err := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{
-		Issuers: []usersync.Issuer{{URL: a.URL}}, RefreshInterval: 10 * time.Millisecond,
+	v, err := jwtverify.New(context.Background(), jwtverify.Config{
+		Issuers: []jwtverify.Issuer{{URL: a.URL}}, RefreshInterval: 10 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -500,8 +502,6 @@ func TestVerifierCloseStopsBackgroundRefresh(t *testing.T) {
 		t.Fatalf("Verify after Close: %v", err)
 	}
 }
-
-var quiet = slog.New(slog.DiscardHandler)
 
 // redirectTransport plays the network: an https JWKS URL redirects to
 // where; any other URL is served the JWKS of keys.
@@ -540,8 +540,8 @@ func TestVerifyJWKSRedirectsOnlyToSafeURLs(t *testing.T) {
 		t.Run(tc.where, func(t *testing.T) {
 			keys := usersynctest.NewIssuer(t) // what the redirect target serves
 			rt := &redirectTransport{where: tc.where, keys: keys.JWKSURL()}
-			v, err := usersync.NewVerifier(context.Background(), usersync.VerifierConfig{
-				Issuers:    []usersync.Issuer{{URL: "https://issuer.example"}},
+			v, err := jwtverify.New(context.Background(), jwtverify.Config{
+				Issuers:    []jwtverify.Issuer{{URL: "https://issuer.example"}},
 				HTTPClient: &http.Client{Transport: rt},
 				Logger:     slog.New(slog.DiscardHandler), StartupWait: time.Minute,
 			})

@@ -1,5 +1,10 @@
 // Package usersynctest provides utilities for testing code that uses
-// usersync, in the spirit of net/http/httptest: a Store conformance suite,
-// a fake token issuer and a signed webhook sender. It is meant for tests
-// only; its helpers fail the test (t.Fatal) instead of returning errors.
+// usersync, in the spirit of net/http/httptest: TestStore, the conformance
+// suite every Store runs (with the change feed's and the leases' rules for
+// stores that have them); Stream, Fold and CompareState, a random stream of
+// versioned writes and the state every store must reach from it; and
+// Issuer, a fake OpenID Connect issuer that serves a JWKS and signs tokens.
+// The fakes of Clerk (its webhook sender and Backend API) are in package
+// clerk/clerktest. It is meant for tests only; its helpers fail the test
+// (t.Fatal) instead of returning errors.
 package usersynctest

@@ -202,7 +202,7 @@ func (i *Issuer) TokenAlg(alg string, claims map[string]any) string {
 
 // PublicKeyPEM returns the issuer's RS256 public key in PEM form, as
 // Clerk's dashboard shows its "JWT public key", for a verifier that needs
-// no JWKS (usersync.Issuer.PublicKeyPEM).
+// no JWKS (jwtverify.Issuer.PublicKeyPEM).
 func (i *Issuer) PublicKeyPEM() string {
 	i.mu.Lock()
 	k := i.keys["RS256"]

@@ -232,7 +232,7 @@ CLERK_JWT_KEY, or the keys of CLERK_JWKS_URL, default the issuer's).
 		*count = -1
 	}
 	r, err := reconcile.New(reconcile.Config{
-		Syncer: syncer, Store: store, Source: list,
+		Syncer: syncer, Source: list,
 		MaxDeleteShare: *share, MaxDeleteCount: *count, AllowMassDelete: *allow,
 		OnProgress: p.update, Logger: log,
 	})

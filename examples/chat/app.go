@@ -13,15 +13,16 @@ import (
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/feed"
+	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/reconcile"
 )
 
 // app is the chat: messages with authors, on top of usersync.
 type app struct {
-	store    usersync.Store
+	store    chatStore
 	instance *clerk.Provider
 	syncer   *usersync.Syncer
-	verifier *usersync.Verifier
+	verifier *jwtverify.Verifier
 	webhook  http.Handler
 	msgs     messages
 	log      *slog.Logger
@@ -37,6 +38,13 @@ type app struct {
 	every      time.Duration         // between reconciles; 0: only at start
 }
 
+// chatStore is what the chat keeps its users in: a usersync.Store with
+// the change feed and the leases (memstore and sqlstore both are).
+type chatStore interface {
+	usersync.Store
+	feed.Store
+}
+
 const maxMessage = 2000 // characters
 
 // routes returns the app's handler.
@@ -49,7 +57,7 @@ func (a *app) routes() http.Handler {
 	mux.Handle("POST /api/users/store", user(http.HandlerFunc(a.storeUser)))
 	mux.Handle("POST /api/messages", user(http.HandlerFunc(a.send)))
 	// Reading: the identity is enough, and deleted users still read.
-	identity := a.verifier.RequireIdentity
+	identity := a.syncer.RequireIdentity
 	mux.Handle("GET /api/users/me", identity(http.HandlerFunc(a.me)))
 	mux.Handle("GET /api/messages", identity(http.HandlerFunc(a.list)))
 	mux.Handle("GET /api/messages/sent-count", identity(http.HandlerFunc(a.sentCount)))
@@ -73,7 +81,7 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// errorJSON is the verifier's error handler: every error of the
+// errorJSON is the syncer's error handler: every error of the
 // middlewares as {"error": "..."}, with the headers they set (the 401's
 // WWW-Authenticate, the 503's Retry-After).
 func errorJSON(w http.ResponseWriter, r *http.Request, status int, err error) {
@@ -182,7 +190,7 @@ func (a *app) list(w http.ResponseWriter, r *http.Request) {
 	for i, m := range msgs {
 		ids[i] = m.UserID
 	}
-	authors, err := a.syncer.GetMany(r.Context(), ids)
+	authors, err := a.store.GetMany(r.Context(), ids)
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -32,18 +32,18 @@ type testApp struct {
 
 // countingStore counts the store calls that resolve authors.
 type countingStore struct {
-	usersync.Store
+	chatStore
 	getMany, get atomic.Int64
 }
 
 func (c *countingStore) GetMany(ctx context.Context, ids []string) (map[string]usersync.User, error) {
 	c.getMany.Add(1)
-	return c.Store.GetMany(ctx, ids)
+	return c.chatStore.GetMany(ctx, ids)
 }
 
 func (c *countingStore) Get(ctx context.Context, id string) (usersync.User, error) {
 	c.get.Add(1)
-	return c.Store.Get(ctx, id)
+	return c.chatStore.Get(ctx, id)
 }
 
 func newTestApp(t *testing.T, databaseURL string) *testApp {
@@ -64,7 +64,7 @@ func newTestAppWith(t *testing.T, cfg config) *testApp {
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
-	cs := &countingStore{Store: a.store}
+	cs := &countingStore{chatStore: a.store}
 	if err := a.wire(cs); err != nil {
 		t.Fatal(err)
 	}

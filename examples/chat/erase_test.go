@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk/clerktest"
 	"github.com/usersync/usersync/internal/testdb"
 )
@@ -47,7 +46,7 @@ func (f *flakyMessages) erase(ctx context.Context, userID string) error {
 // connection) and never land, and once dead it releases nothing (its
 // lease is left to expire).
 type dyingStore struct {
-	usersync.Store
+	chatStore
 	dead atomic.Bool
 }
 
@@ -62,7 +61,7 @@ func (d *dyingStore) ReleaseLease(ctx context.Context, name, holder string) erro
 	if d.dead.Load() {
 		return errDead
 	}
-	return d.Store.ReleaseLease(ctx, name, holder)
+	return d.chatStore.ReleaseLease(ctx, name, holder)
 }
 
 // TestDeletedUsersMessagesAreErased: the chat's consumer of the change feed
@@ -105,7 +104,7 @@ func TestDeletedUsersMessagesAreErased(t *testing.T) {
 			flaky := &flakyMessages{messages: ta.msgs, fails: 2, tries: map[string]int{}, block: blockID, blocking: make(chan struct{})}
 			ta.msgs = flaky
 			ta.feedLease = 2 * time.Second // a takeover in a test's time
-			dying := &dyingStore{Store: ta.store}
+			dying := &dyingStore{chatStore: ta.store}
 			if err := ta.wire(dying); err != nil {
 				t.Fatal(err)
 			}

@@ -30,6 +30,7 @@ import (
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/feed"
+	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/internal/dburl"
 	"github.com/usersync/usersync/memstore"
 	"github.com/usersync/usersync/reconcile"
@@ -242,8 +243,8 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 		issuer.Audiences = []string{cfg.audience}
 	}
 	a.issuer = issuer.URL
-	a.verifier, err = usersync.NewVerifier(ctx, usersync.VerifierConfig{
-		Issuers: []usersync.Issuer{issuer}, Realm: "chat", ErrorHandler: errorJSON, Logger: log,
+	a.verifier, err = jwtverify.New(ctx, jwtverify.Config{
+		Issuers: []jwtverify.Issuer{issuer}, Logger: log,
 		MeterProvider: obs.meters, TracerProvider: obs.tracers,
 	})
 	if err != nil {
@@ -266,8 +267,8 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 
 // wire builds the syncer over store and the webhook handler over the
 // syncer.
-func (a *app) wire(store usersync.Store) (err error) {
-	if a.syncer, err = usersync.New(usersync.Config{Store: store, Verifier: a.verifier, Logger: a.log}); err != nil {
+func (a *app) wire(store chatStore) (err error) {
+	if a.syncer, err = usersync.New(usersync.Config{Store: store, Extractor: a.verifier, Realm: "chat", ErrorHandler: errorJSON, Logger: a.log}); err != nil {
 		return err
 	}
 	a.store = store
@@ -276,7 +277,7 @@ func (a *app) wire(store usersync.Store) (err error) {
 		return err
 	}
 	if a.users != nil {
-		if a.reconciler, err = reconcile.New(reconcile.Config{Syncer: a.syncer, Store: store, Source: a.users, Logger: a.log, MeterProvider: mp, TracerProvider: tp}); err != nil {
+		if a.reconciler, err = reconcile.New(reconcile.Config{Syncer: a.syncer, Source: a.users, Logger: a.log, MeterProvider: mp, TracerProvider: tp}); err != nil {
 			return err
 		}
 	}
@@ -350,7 +351,7 @@ func (a *app) reconcileInBackground(ctx context.Context, refused chan<- error) (
 
 // openStore opens the users store, on table, and the messages table for a
 // DATABASE_URL, migrating both.
-func openStore(ctx context.Context, url, table string, obs *observability) (usersync.Store, messages, func(), error) {
+func openStore(ctx context.Context, url, table string, obs *observability) (chatStore, messages, func(), error) {
 	if url == "memory:" {
 		return memstore.New(), &memMessages{}, func() {}, nil
 	}

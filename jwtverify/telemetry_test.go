@@ -1,0 +1,161 @@
+package jwtverify_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/usersync/usersync/internal/telemetry/telemetrytest"
+	"github.com/usersync/usersync/jwtverify"
+	"github.com/usersync/usersync/usersynctest"
+)
+
+// TestVerifierTelemetry: verifications by result, cache hits and misses,
+// JWKS fetches by issuer, and a span per verification the cache did not
+// answer, a child of the caller's.
+func TestVerifierTelemetry(t *testing.T) {
+	rec := telemetrytest.New(t)
+	iss := usersynctest.NewIssuer(t)
+	v := newVerifier(t, func(c *jwtverify.Config) {
+		c.MeterProvider, c.TracerProvider = rec.MeterProvider, rec.TracerProvider
+	}, iss)
+	ctx, parent := rec.TracerProvider.Tracer("test").Start(context.Background(), "request")
+	good := iss.Token(map[string]any{"sub": "user_1"})
+	for range 3 {
+		if _, err := v.Verify(ctx, good); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expired := iss.Token(map[string]any{"sub": "user_1", "exp": time.Now().Add(-time.Hour).Unix(), "iat": time.Now().Add(-2 * time.Hour).Unix()})
+	stranger := usersynctest.NewIssuer(t).Token(map[string]any{"sub": "user_2"})
+	for _, tok := range []string{expired, stranger, "", "not.a.token"} {
+		if _, err := v.Verify(ctx, tok); err == nil {
+			t.Fatal("a bad token verified")
+		}
+	}
+	parent.End()
+
+	const verifications = "usersync.token.verifications"
+	for result, want := range map[string]int64{"ok": 1, "cached": 2, "expired": 1, "unknown_issuer": 1, "no_token": 1, "malformed": 1} {
+		if got := rec.Sum(t, verifications, attribute.String("result", result)); got != want {
+			t.Errorf("%s{result=%q} = %d, want %d", verifications, result, got, want)
+		}
+	}
+	if got := rec.Sum(t, verifications); got != 7 {
+		t.Errorf("%s = %d in all, want 7", verifications, got)
+	}
+	// The empty token is never looked up; the other five miss but one.
+	if miss := rec.Sum(t, "usersync.token.cache.misses"); miss != 4 {
+		t.Errorf("%d cache misses, want 4", miss)
+	}
+	if got := rec.Sum(t, "usersync.jwks.fetches", attribute.String("issuer", iss.URL), attribute.String("result", "ok")); got < 1 {
+		t.Errorf("usersync.jwks.fetches{issuer, ok} = %d, want at least 1", got)
+	}
+	spans := rec.Spans("usersync.Verify")
+	if len(spans) != 5 {
+		t.Fatalf("%d usersync.Verify spans, want 5 (one per verification the cache did not answer)", len(spans))
+	}
+	results := map[string]int{}
+	for _, s := range spans {
+		if s.Parent().SpanID() != parent.SpanContext().SpanID() {
+			t.Errorf("span %s is not a child of the request's", s.Name())
+		}
+		r, _ := telemetrytest.Attr(s, "usersync.token.result")
+		results[r.AsString()]++
+		for _, kv := range s.Attributes() {
+			if strings.Contains(kv.Value.String(), "user_") {
+				t.Errorf("span attribute %s carries a subject", kv.Key)
+			}
+		}
+	}
+	if results["ok"] != 1 || results["expired"] != 1 {
+		t.Errorf("span results %v", results)
+	}
+	// Outside any trace: counted, but no root span.
+	if _, err := v.Verify(context.Background(), expired); err == nil {
+		t.Fatal("an expired token verified")
+	}
+	if n := len(rec.Spans("usersync.Verify")); n != 5 {
+		t.Errorf("%d spans after a verification without a parent span, want still 5", n)
+	}
+	if got := rec.Sum(t, verifications, attribute.String("result", "expired")); got != 2 {
+		t.Errorf("expired verifications %d, want 2", got)
+	}
+}
+
+// TestWebhookTelemetry: deliveries by event type and outcome, a span per
+// delivery under the request's, and the trace ID in the delivery's log
+// instrumentations are the ways the telemetry benchmarks run: none (the
+// instrumentation taken out), noop (no-op providers: what a library user
+// who installs no SDK pays), global (the default: the global providers,
+// with no SDK installed), sdk (the OpenTelemetry SDK, metrics to a manual
+// reader, every span sampled and recorded; the calls outside any trace)
+// and sdk-traced (the same, each call below a request's span, so that
+// usersync's spans are made too).
+var instrumentations = []string{"none", "noop", "global", "sdk", "sdk-traced"}
+
+func providers(b *testing.B, kind string) (metric.MeterProvider, trace.TracerProvider) {
+	switch kind {
+	case "noop":
+		return metricnoop.NewMeterProvider(), tracenoop.NewTracerProvider()
+	case "sdk", "sdk-traced":
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		b.Cleanup(func() { mp.Shutdown(context.Background()); tp.Shutdown(context.Background()) })
+		return mp, tp
+	}
+	return nil, nil // none and global
+}
+
+// traced returns a context with a request's span of tp when kind is
+// sdk-traced, else context.Background().
+func traced(b *testing.B, kind string, tp trace.TracerProvider) context.Context {
+	if kind != "sdk-traced" {
+		return context.Background()
+	}
+	ctx, span := tp.Tracer("bench").Start(context.Background(), "request")
+	b.Cleanup(func() { span.End() })
+	return ctx
+}
+
+// BenchmarkTelemetry compares Verify (cache off, cache hit) across the
+// instrumentations, in one run.
+func BenchmarkTelemetry(b *testing.B) {
+	iss := usersynctest.NewIssuer(b)
+	token := iss.Token(map[string]any{"sub": "user_2abc", "name": "Ada Lovelace", "sid": "sess_123"})
+	for _, cache := range []string{"cache-off", "cache-hit"} {
+		for _, kind := range instrumentations {
+			b.Run("Verify/"+cache+"/"+kind, func(b *testing.B) {
+				mp, tp := providers(b, kind)
+				ctx := traced(b, kind, tp)
+				v := newVerifier(b, func(c *jwtverify.Config) {
+					c.MeterProvider, c.TracerProvider = mp, tp
+					if cache == "cache-off" {
+						c.CacheSize = -1
+					}
+				}, iss)
+				if kind == "none" {
+					v.DropTelemetry()
+				}
+				if _, err := v.Verify(ctx, token); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := v.Verify(ctx, token); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
