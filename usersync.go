@@ -250,11 +250,14 @@ func (s *Syncer) Delete(ctx context.Context, issuer, subject string) (User, Outc
 // may be.
 const maxFutureSkew = 10 * time.Minute
 
+// emptyProfile is the zero Profile that sanitize copies dropped fields
+// from; never written.
+var emptyProfile Profile
+
 // sanitize drops from w the profile fields that no store can hold, and
 // logs their names (never their values).
 func (s *Syncer) sanitize(ctx context.Context, w *Write) {
 	var dropped []string
-	var empty Profile
 	for _, pf := range &profileFields {
 		bad := pf.storable != nil && !pf.storable(&w.Profile)
 		if pf.field == FieldMetadata {
@@ -263,7 +266,7 @@ func (s *Syncer) sanitize(ctx context.Context, w *Write) {
 		}
 		if bad {
 			// Not carried, and not a default of a new user either.
-			pf.copy(&w.Profile, &empty)
+			pf.copy(&w.Profile, &emptyProfile)
 			if w.Fields&pf.field != 0 {
 				w.Fields &^= pf.field
 				dropped = append(dropped, pf.name)

@@ -253,5 +253,18 @@ func (h *webhookHandler) respond(d *response, status int, deliveryID, eventType,
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
+	if body, ok := outcomeBodies[outcome]; ok {
+		w.Write(body)
+		return
+	}
 	io.WriteString(w, `{"outcome":"`+outcome+`"}`+"\n")
 }
+
+// outcomeBodies are the bodies of the usual answers, made once.
+var outcomeBodies = func() map[string][]byte {
+	m := map[string][]byte{}
+	for _, o := range []string{"created", "updated", "deleted", "stale", "duplicate", "ignored"} {
+		m[o] = []byte(`{"outcome":"` + o + `"}` + "\n")
+	}
+	return m
+}()
