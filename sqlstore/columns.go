@@ -3,7 +3,9 @@ package sqlstore
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/usersync/usersync"
 )
@@ -220,4 +222,11 @@ func scanRow(row interface{ Scan(...any) error }) (usersync.User, int64, error) 
 	u := t.u
 	u.Version = usersync.Version(t.version)
 	return u, t.changes, nil
+}
+
+// storable reports whether a lookup key can be stored at all: valid UTF-8
+// without NUL. A lookup of one that cannot is not found, without asking
+// the database (PostgreSQL would fail the query).
+func storable(key string) bool {
+	return utf8.ValidString(key) && strings.IndexByte(key, 0) < 0
 }

@@ -1,4 +1,5 @@
-// Package sqlstore is a usersync.Store over database/sql, for SQLite,
+// Package sqlstore is a usersync.Store (with the change feed of feed.Store
+// and the leases of lease.Store) over database/sql, for SQLite,
 // PostgreSQL and MySQL 8 / MariaDB 10.6+.
 //
 // You open the *sql.DB with the driver you like; sqlstore imports none.
@@ -71,19 +72,3 @@
 // object it creates exists counts as done, and the schema the version
 // needs is checked before the version is recorded (see Store.Migrate).
 package sqlstore
-
-import "strings"
-
-// SQLiteDSN returns a modernc.org/sqlite data source name for the database
-// file at path with WAL, a 10 s busy timeout, foreign keys on and immediate
-// transactions. path may be a plain path or a "file:" URI.
-func SQLiteDSN(path string) string {
-	const pragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-	if !strings.HasPrefix(path, "file:") {
-		path = "file:" + path
-	}
-	if strings.Contains(path, "?") {
-		return path + "&" + pragmas
-	}
-	return path + "?" + pragmas
-}

@@ -1,88 +1,88 @@
 package sqlstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"reflect"
-	"strings"
-	"unicode/utf8"
+	"math/rand/v2"
+	"time"
 
 	"github.com/usersync/usersync"
 )
 
-// Database errors are told apart by their codes, read without importing a
-// driver: pgx's (and lib/pq's) errors have a SQLState method; the MySQL
-// driver's MySQLError has a Number field.
+// errKind is what a database error means to the Store.
+type errKind int
 
-// sqlState returns err's SQLSTATE, or "".
-func sqlState(err error) string {
-	var e interface{ SQLState() string }
-	if errors.As(err, &e) {
-		return e.SQLState()
-	}
-	return ""
-}
+const (
+	errOther errKind = iota
+	// errRetry asks for the statement to be run again: a serialization
+	// failure or a deadlock, which aborted it (and, in autocommit, its
+	// transaction) before it changed anything.
+	errRetry
+	// errKeyTaken is a unique key that clashes.
+	errKeyTaken
+	// errRefused is a value of a write the database refused: bad input,
+	// not a failure of the database.
+	errRefused
+)
 
-// mysqlNumber returns the error number of a MySQL or MariaDB error in
-// err's tree (errors.Join included), or 0.
-func mysqlNumber(err error) int {
-	if err == nil {
-		return 0
-	}
-	v := reflect.ValueOf(err)
-	if v.Kind() == reflect.Pointer {
-		v = v.Elem()
-	}
-	if v.Kind() == reflect.Struct && v.Type().Name() == "MySQLError" {
-		if f := v.FieldByName("Number"); f.IsValid() && f.CanUint() {
-			return int(f.Uint())
+// errKinds tell what an error of each dialect's drivers means, and the
+// database's code for it (sqliteErr, postgresErr, mysqlErr). The drivers'
+// errors are told apart by their shape, without importing a driver, so
+// every store reads all of them.
+var errKinds = [...]func(error) (errKind, string){sqliteErr, postgresErr, mysqlErr}
+
+// kindOf reports whether err is of kind k, and the database's code.
+func kindOf(err error, k errKind) (code string, ok bool) {
+	for _, kind := range errKinds {
+		if got, c := kind(err); got == k {
+			return c, true
 		}
 	}
-	switch e := err.(type) {
-	case interface{ Unwrap() error }:
-		return mysqlNumber(e.Unwrap())
-	case interface{ Unwrap() []error }:
-		for _, inner := range e.Unwrap() {
-			if n := mysqlNumber(inner); n != 0 {
-				return n
-			}
-		}
-	}
-	return 0
+	return "", false
 }
 
-// keyTaken reports whether err is a unique-key violation: PostgreSQL
-// 23505, SQLite's SQLITE_CONSTRAINT_PRIMARYKEY or _UNIQUE, MySQL 1062.
+// retryable reports whether the database asks for the statement to be run
+// again. Every statement of the Store is idempotent (its writes are
+// versioned), so running it again is safe; nothing else is retried.
+func retryable(err error) bool {
+	_, ok := kindOf(err, errRetry)
+	return ok
+}
+
+// keyTaken reports whether err is a unique-key violation.
 func keyTaken(err error) bool {
-	if sqlState(err) == "23505" || mysqlNumber(err) == 1062 {
-		return true
-	}
-	var coded interface{ Code() int }
-	if errors.As(err, &coded) {
-		c := coded.Code()
-		return c == 1555 || c == 2067 // modernc.org/sqlite's extended codes
-	}
-	return false
+	_, ok := kindOf(err, errKeyTaken)
+	return ok
 }
 
-// refusedValue reports whether the database refused a value of a write:
-// bad input, not a failure of the database.
+// refusedValue reports whether the database refused a value of a write.
 func refusedValue(err error) bool {
-	if st := sqlState(err); st != "" {
-		return strings.HasPrefix(st, "22") // data exception: encoding, range, JSON, ...
+	_, ok := kindOf(err, errRefused)
+	return ok
+}
+
+// try runs f until it succeeds, fails with an error that is not
+// retryable, has run MaxAttempts times, or ctx ends. Between attempts it
+// waits a jittered, growing backoff: up to 5 ms, 10 ms, 20 ms, ... 250 ms.
+// It returns how many times f ran.
+func (s *Store) try(ctx context.Context, f func() error) (attempts int, err error) {
+	for attempts = 1; ; attempts++ {
+		err = f()
+		if err == nil || !retryable(err) || attempts >= s.maxAttempts {
+			return attempts, err
+		}
+		s.retries.Add(1)
+		s.tel.retry(ctx)
+		backoff := min(5*time.Millisecond<<(attempts-1), 250*time.Millisecond)
+		t := time.NewTimer(rand.N(backoff) + time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return attempts, err
+		case <-t.C:
+		}
 	}
-	switch mysqlNumber(err) {
-	case 1264, // out of range
-		1300, // invalid string for the character set
-		1366, // incorrect string value
-		1406, // data too long
-		3140, // invalid JSON text (MySQL)
-		4025, // CHECK failed: MariaDB's JSON is LONGTEXT CHECK (json_valid(...))
-		4038, // JSON syntax error (MariaDB)
-		4040: // JSON too deep (MariaDB)
-		return true
-	}
-	return false
 }
 
 // refusal is in the chain of wrap's error for a value the database
@@ -121,19 +121,8 @@ func (s *Store) wrap(op string, err error) error {
 		// unique key that still clashes is the ID: another user's.
 		return fmt.Errorf("%w: usersync/sqlstore: %s %s: the ID is taken by another user", usersync.ErrInvalid, op, s.table)
 	}
-	if refusedValue(err) {
-		code := sqlState(err)
-		if code == "" {
-			code = fmt.Sprint(mysqlNumber(err))
-		}
+	if code, ok := kindOf(err, errRefused); ok {
 		return fmt.Errorf("%w: usersync/sqlstore: %s %s: %w", usersync.ErrInvalid, op, s.table, &refusal{code})
 	}
 	return fmt.Errorf("usersync/sqlstore: %s %s: %w", op, s.table, err)
-}
-
-// storable reports whether a lookup key can be stored at all: valid UTF-8
-// without NUL. A lookup of one that cannot is not found, without asking
-// the database (PostgreSQL would fail the query).
-func storable(key string) bool {
-	return utf8.ValidString(key) && strings.IndexByte(key, 0) < 0
 }

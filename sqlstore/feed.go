@@ -9,36 +9,34 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/usersync/usersync"
 )
 
 // The change feed (migration 4): triggers append a row to <table>_changes
 // in the transaction of every write that changes a user. On SQLite, whose
-// writers take turns, its rowid seq is in commit order. On
-// PostgreSQL and MySQL, transactions commit out of the order of their ids,
-// so a change's seq is assigned after it committed, by sequence.
+// writers take turns, its rowid seq is in commit order. On PostgreSQL and
+// MySQL, transactions commit out of the order of their ids, so a change's
+// seq is assigned after it committed, by sequence, which their dialects
+// run before the feed is read or pruned (dialect.sequence).
 
 // sequenceBatch is how many changes one sequencing transaction numbers.
 const sequenceBatch = 1000
 
-// changes implements the Changes of usersync.Store. On PostgreSQL and MySQL it first
+// Changes implements feed.Store. On PostgreSQL and MySQL it first
 // numbers the changes committed since the last call (in one short
 // transaction, under the lock of the sequence row), so a change is in the
 // feed as soon as a reader asks.
-func (s *Store) changes(ctx context.Context, after int64, limit int) ([]usersync.Change, error) {
+func (s *Store) Changes(ctx context.Context, after int64, limit int) (changes []usersync.Change, err error) {
+	ctx, op := s.tel.start(ctx, opChanges)
+	defer op.finish(ctx, &err)
 	if limit < 1 {
 		return nil, fmt.Errorf("%w: a limit below 1", usersync.ErrInvalid)
 	}
-	if s.dialect != dialects[SQLite] {
-		if err := s.sequence(ctx); err != nil {
-			return nil, err
-		}
+	if err := s.dialect.sequence(s, ctx); err != nil {
+		return nil, err
 	}
-	changes := s.table.qualified(s.dialect, "changes")
-	q := fmt.Sprintf("SELECT seq, user_id, outcome, at FROM %s WHERE seq > %s ORDER BY seq LIMIT %s", changes, s.dialect.placeholder(1), s.dialect.placeholder(2))
-	st, err := s.stmt(ctx, q)
+	st, err := s.stmt(ctx, s.sql.changes)
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +65,26 @@ func (s *Store) changes(ctx context.Context, after int64, limit int) ([]usersync
 	return out, nil
 }
 
+// PruneChanges implements feed.Store in one statement, after numbering
+// the committed changes (every change a reader can see has a Seq).
+func (s *Store) PruneChanges(ctx context.Context, through int64, before time.Time) (n int, err error) {
+	ctx, op := s.tel.start(ctx, opPruneChanges)
+	defer op.finish(ctx, &err)
+	if err := s.dialect.sequence(s, ctx); err != nil {
+		return 0, err
+	}
+	var res sql.Result
+	attempts, err := s.try(ctx, func() (err error) {
+		res, err = s.db.ExecContext(ctx, s.sql.prune, through, s.dialect.timeArg(before))
+		return err
+	})
+	if err != nil {
+		return 0, s.wrapN("prune the change feed", attempts, err)
+	}
+	pruned, err := res.RowsAffected()
+	return int(pruned), err
+}
+
 // sequence numbers the committed changes that have no seq yet, in the
 // order of their ids, except that each user's changes go in the order of
 // their user_seq (on a Galera cluster each node hands out its own ids),
@@ -74,8 +92,7 @@ func (s *Store) changes(ctx context.Context, after int64, limit int) ([]usersync
 // row, whose update also makes concurrent sequencers on other Galera nodes
 // conflict (and retry): one numbering at a time, cluster-wide.
 func (s *Store) sequence(ctx context.Context) error {
-	changes := s.table.qualified(s.dialect, "changes")
-	probe, err := s.stmt(ctx, "SELECT id FROM "+changes+" WHERE seq IS NULL LIMIT 1")
+	probe, err := s.stmt(ctx, s.sql.unsequenced)
 	if err != nil {
 		return err
 	}
@@ -110,7 +127,6 @@ type unsequenced struct {
 // returns how many.
 func (s *Store) sequenceOnce(ctx context.Context) (int, error) {
 	d := s.dialect
-	changes, sequence := s.table.qualified(d, "changes"), s.table.qualified(d, "sequence")
 	// READ COMMITTED: each statement sees what committed before it, on
 	// MySQL too (whose default would read a snapshot).
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
@@ -119,10 +135,10 @@ func (s *Store) sequenceOnce(ctx context.Context) (int, error) {
 	}
 	defer tx.Rollback()
 	var last int64
-	if err := tx.QueryRowContext(ctx, "SELECT last_seq FROM "+sequence+" WHERE id = 1 FOR UPDATE").Scan(&last); err != nil {
+	if err := tx.QueryRowContext(ctx, s.sql.lastSeq).Scan(&last); err != nil {
 		return 0, err
 	}
-	rows, err := tx.QueryContext(ctx, fmt.Sprintf("SELECT id, user_id, user_seq FROM %s WHERE seq IS NULL ORDER BY id LIMIT %d", changes, sequenceBatch))
+	rows, err := tx.QueryContext(ctx, s.sql.nextUnsequenced)
 	if err != nil {
 		return 0, err
 	}
@@ -153,13 +169,9 @@ func (s *Store) sequenceOnce(ctx context.Context) (int, error) {
 	order(batch)
 	var q strings.Builder
 	args := make([]any, 0, 3*len(batch))
-	cast := "" // PostgreSQL types parameters of a CASE as text
-	if d == dialects[Postgres] {
-		cast = "::bigint"
-	}
-	fmt.Fprintf(&q, "UPDATE %s SET seq = CASE id", changes)
+	q.WriteString(s.sql.setSeqPrefix)
 	for i, c := range batch {
-		fmt.Fprintf(&q, " WHEN %s%s THEN %s%s", d.placeholder(len(args)+1), cast, d.placeholder(len(args)+2), cast)
+		fmt.Fprintf(&q, " WHEN %s THEN %s", d.bigint(len(args)+1), d.bigint(len(args)+2))
 		args = append(args, c.id, last+int64(i)+1)
 	}
 	q.WriteString(" END WHERE id IN (")
@@ -175,7 +187,7 @@ func (s *Store) sequenceOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	last += int64(len(batch))
-	if _, err := tx.ExecContext(ctx, "UPDATE "+sequence+" SET last_seq = "+d.placeholder(1)+" WHERE id = 1", last); err != nil {
+	if _, err := tx.ExecContext(ctx, s.sql.setLastSeq, last); err != nil {
 		return 0, err
 	}
 	return len(batch), tx.Commit()
@@ -199,8 +211,7 @@ func (s *Store) withLaterChanges(ctx context.Context, tx *sql.Tx, batch []unsequ
 		args = append(args, c.user)
 		in.WriteString(d.placeholder(len(args)))
 	}
-	q := fmt.Sprintf("SELECT id, user_id, user_seq FROM %s WHERE seq IS NULL AND id > %s AND user_id IN (%s) ORDER BY id", s.table.qualified(d, "changes"), d.placeholder(1), in.String())
-	rows, err := tx.QueryContext(ctx, q, args...)
+	rows, err := tx.QueryContext(ctx, s.sql.laterChangesPrefix+in.String()+") ORDER BY id", args...)
 	if err != nil {
 		return nil, err
 	}
@@ -235,77 +246,4 @@ func order(batch []unsequenced) {
 			batch[i] = mine[k]
 		}
 	}
-}
-
-// pruneChanges implements the PruneChanges of usersync.Store in one statement, after numbering
-// the committed changes (every change a reader can see has a Seq).
-func (s *Store) pruneChanges(ctx context.Context, through int64, before time.Time) (int, error) {
-	d := s.dialect
-	if d != dialects[SQLite] {
-		if err := s.sequence(ctx); err != nil {
-			return 0, err
-		}
-	}
-	changes := s.table.qualified(d, "changes")
-	q := fmt.Sprintf("DELETE FROM %s WHERE seq <= %s AND at < %s", changes, d.placeholder(1), d.placeholder(2))
-	if d == dialects[SQLite] {
-		// SQLite numbers a new row after the highest rowid: the newest
-		// change stays, so that no Seq is ever handed out twice.
-		q += fmt.Sprintf(" AND seq < (SELECT MAX(seq) FROM %s)", changes)
-	}
-	var res sql.Result
-	attempts, err := s.try(ctx, func() (err error) {
-		res, err = s.db.ExecContext(ctx, q, through, d.timeArg(before))
-		return err
-	})
-	if err != nil {
-		return 0, s.wrapN("prune the change feed", attempts, err)
-	}
-	n, err := res.RowsAffected()
-	return int(n), err
-}
-
-// leaseCursors implements the LeaseCursors of usersync.Store.
-func (s *Store) leaseCursors(ctx context.Context, prefix string) (map[string]int64, error) {
-	d := s.dialect
-	leases := s.table.qualified(d, "leases")
-	var q string
-	var args []any
-	switch d {
-	case dialects[Postgres]:
-		q, args = "SELECT name, cursor_pos FROM "+leases+" WHERE starts_with(name, $1)", []any{prefix}
-	case dialects[MySQL]: // VARBINARY: LEFT counts bytes
-		q, args = "SELECT name, cursor_pos FROM "+leases+" WHERE LEFT(name, ?) = ?", []any{len(prefix), prefix}
-	default: // TEXT: substr counts characters
-		q, args = "SELECT name, cursor_pos FROM "+leases+" WHERE substr(name, 1, ?) = ?", []any{utf8.RuneCountInString(prefix), prefix}
-	}
-	if !storable(prefix) {
-		return map[string]int64{}, ctx.Err()
-	}
-	st, err := s.stmt(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	var out map[string]int64
-	attempts, err := s.try(ctx, func() error {
-		out = map[string]int64{}
-		rows, err := st.QueryContext(ctx, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var name string
-			var cursor int64
-			if err := rows.Scan(&name, &cursor); err != nil {
-				return err
-			}
-			out[name] = cursor
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, s.wrapN("read the leases", attempts, err)
-	}
-	return out, nil
 }

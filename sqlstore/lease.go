@@ -2,13 +2,16 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/usersync/usersync"
 )
+
+// Leases (migration 3, <table>_leases): one replica at a time holds a
+// lease of a name until it expires; a lease row stays when released
+// (expires_at 0), keeping its cursor for the next holder. Expiry times are
+// Unix milliseconds of the replicas' clocks.
 
 // checkLease checks the name and holder of a lease.
 func checkLease(name, holder string) error {
@@ -20,32 +23,54 @@ func checkLease(name, holder string) error {
 	return nil
 }
 
-// acquireLease implements the AcquireLease of usersync.Store.
-func (s *Store) acquireLease(ctx context.Context, name, holder string, ttl time.Duration) (cursor int64, ok bool, err error) {
+// LeaseCursors implements lease.Store.
+func (s *Store) LeaseCursors(ctx context.Context, prefix string) (cursors map[string]int64, err error) {
+	ctx, op := s.tel.start(ctx, opLeaseCursors)
+	defer op.finish(ctx, &err)
+	if !storable(prefix) {
+		return map[string]int64{}, ctx.Err()
+	}
+	st, err := s.stmt(ctx, s.sql.leaseCursors)
+	if err != nil {
+		return nil, err
+	}
+	args := s.dialect.leasePrefix(prefix)
+	var out map[string]int64
+	attempts, err := s.try(ctx, func() error {
+		out = map[string]int64{}
+		rows, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var name string
+			var cursor int64
+			if err := rows.Scan(&name, &cursor); err != nil {
+				return err
+			}
+			out[name] = cursor
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, s.wrapN("read the leases", attempts, err)
+	}
+	return out, nil
+}
+
+// AcquireLease implements lease.Store.
+func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (cursor int64, ok bool, err error) {
+	ctx, op := s.tel.start(ctx, opAcquireLease)
+	defer op.finish(ctx, &err)
 	if err := checkLease(name, holder); err != nil {
 		return 0, false, err
 	}
 	now := time.Now()
 	expires, at := now.Add(ttl).UnixMilli(), now.UnixMilli()
-	attempts, err := s.try(ctx, func() error {
-		if s.dialect.returning {
-			err := s.db.QueryRowContext(ctx, s.sql.acquire, name, holder, expires, at).Scan(&cursor)
-			if errors.Is(err, sql.ErrNoRows) { // held by another
-				cursor, ok = 0, false
-				return nil
-			}
-			ok = err == nil
-			return err
-		}
-		if _, err := s.db.ExecContext(ctx, s.sql.acquire, name, holder, expires, at); err != nil {
-			return err
-		}
-		var h string
-		if err := s.db.QueryRowContext(ctx, s.sql.holder, name).Scan(&h, &cursor); err != nil {
-			return err
-		}
-		ok = h == holder
-		return nil
+	attempts, err := s.try(ctx, func() (err error) {
+		cursor, ok, err = s.dialect.acquire(s, ctx, name, holder, expires, at)
+		return err
 	})
 	if err != nil {
 		return 0, false, s.wrapN("acquire lease", attempts, err)
@@ -53,12 +78,13 @@ func (s *Store) acquireLease(ctx context.Context, name, holder string, ttl time.
 	return cursor, ok, nil
 }
 
-// renewLease implements the RenewLease of usersync.Store.
-func (s *Store) renewLease(ctx context.Context, name, holder string, ttl time.Duration, cursor int64) (bool, error) {
+// RenewLease implements lease.Store.
+func (s *Store) RenewLease(ctx context.Context, name, holder string, ttl time.Duration, cursor int64) (ok bool, err error) {
+	ctx, op := s.tel.start(ctx, opRenewLease)
+	defer op.finish(ctx, &err)
 	if err := checkLease(name, holder); err != nil {
 		return false, err
 	}
-	var ok bool
 	attempts, err := s.try(ctx, func() error {
 		res, err := s.db.ExecContext(ctx, s.sql.renew, time.Now().Add(ttl).UnixMilli(), cursor, name, holder)
 		if err != nil {
@@ -68,17 +94,7 @@ func (s *Store) renewLease(ctx context.Context, name, holder string, ttl time.Du
 		if err != nil {
 			return err
 		}
-		if ok = n == 1; ok || s.dialect.returning {
-			return nil
-		}
-		// MySQL counts a row whose values did not change as 0: ask.
-		var h string
-		var c int64
-		err = s.db.QueryRowContext(ctx, s.sql.holder, name).Scan(&h, &c)
-		ok = err == nil && h == holder
-		if errors.Is(err, sql.ErrNoRows) {
-			err = nil
-		}
+		ok, err = s.dialect.renewed(s, ctx, name, holder, n)
 		return err
 	})
 	if err != nil {
@@ -87,8 +103,10 @@ func (s *Store) renewLease(ctx context.Context, name, holder string, ttl time.Du
 	return ok, nil
 }
 
-// releaseLease implements the ReleaseLease of usersync.Store.
-func (s *Store) releaseLease(ctx context.Context, name, holder string) error {
+// ReleaseLease implements lease.Store.
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string) (err error) {
+	ctx, op := s.tel.start(ctx, opReleaseLease)
+	defer op.finish(ctx, &err)
 	if err := checkLease(name, holder); err != nil {
 		return err
 	}

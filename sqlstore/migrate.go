@@ -4,10 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
-
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"path"
 	"sort"
@@ -158,13 +155,6 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 	return s.migrate(ctx, 1<<30)
 }
 
-// ErrSchemaMismatch reports that a MySQL migration found a schema other
-// than the one it makes (a column of another type, a missing index, a
-// trigger of the same name that does something else), made or changed by
-// hand: Migrate fails with an error wrapping it and usersync.ErrInvalid,
-// and does not record the version.
-var ErrSchemaMismatch = errors.New("usersync/sqlstore: the schema is not the one the migration makes")
-
 // migrate migrates up to version upTo: tests stop at an older version to
 // check the upgrade of a database an older release made.
 func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
@@ -174,38 +164,14 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 	}
 	defer conn.Close()
 
-	h := fnv.New64a()
-	h.Write([]byte("usersync:" + s.table.String()))
-	key := strconv.FormatInt(int64(h.Sum64()>>1), 10)
-	if s.dialect == dialects[MySQL] {
-		key = "'usersync:" + s.table.String() + "'"
-	}
-	lock := s.dialect.lock
-	if strings.Contains(lock, "%s") {
-		lock = fmt.Sprintf(lock, key)
-	}
-	if s.dialect.lockReportsSuccess {
-		var got sql.NullInt64
-		if err := conn.QueryRowContext(ctx, lock).Scan(&got); err != nil {
-			return s.wrap("migrate: lock", err)
-		}
-		if got.Int64 != 1 {
-			return s.wrap("migrate: lock", errors.New("timed out waiting for another migration"))
-		}
-	} else if _, err := conn.ExecContext(ctx, lock); err != nil {
+	if err := s.dialect.lock(ctx, conn, s.table); err != nil {
 		return s.wrap("migrate: lock", err)
 	}
 	defer func() {
-		unlock := s.dialect.unlock
-		if strings.Contains(unlock, "%s") {
-			unlock = fmt.Sprintf(unlock, key)
-		} else if err != nil { // SQLite: the lock is a transaction
-			unlock = "ROLLBACK"
-		}
 		// The unlock must run even if ctx was canceled.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, uerr := conn.ExecContext(uctx, unlock); uerr != nil && err == nil {
+		if uerr := s.dialect.unlock(uctx, conn, s.table, err != nil); uerr != nil && err == nil {
 			err = s.wrap("migrate: unlock", uerr)
 		}
 	}()
@@ -214,11 +180,9 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 	if err := s.refuseForeignTable(ctx, conn); err != nil {
 		return err
 	}
-	table := s.table
-	if s.dialect == dialects[Postgres] && table.schema == "" {
-		if table, err = s.postgresTable(ctx, conn); err != nil {
-			return err
-		}
+	table, err := s.dialect.migrationTable(s, ctx, conn)
+	if err != nil {
+		return err
 	}
 	ms, err := s.migrations(table)
 	if err != nil {
@@ -233,7 +197,7 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf(s.dialect.createMigrations, mt)); err != nil {
 		return s.wrap("migrate", err)
 	}
-	// A negative applied_at marks a migration under way (MySQL, below).
+	// A negative applied_at marks a migration under way (MySQL's claim).
 	var current int
 	if err := conn.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM "+mt+" WHERE applied_at > 0").Scan(&current); err != nil {
 		return s.wrap("migrate", err)
@@ -243,118 +207,11 @@ func (s *Store) migrate(ctx context.Context, upTo int) (err error) {
 			continue
 		}
 		op := fmt.Sprintf("migrate to version %d", m.version)
-		switch s.dialect {
-		case dialects[Postgres]:
-			err = s.applyInTransaction(ctx, conn, op, mt, table, m)
-		case dialects[MySQL]:
-			err = s.applyMySQL(ctx, conn, op, mt, table, m)
-		default: // SQLite: in the transaction of the lock
-			for _, st := range m.stmts {
-				if err = s.exec(ctx, conn, op, st); err != nil {
-					return err
-				}
-			}
-			err = s.exec(ctx, conn, op, "INSERT INTO "+mt+" (applied_at, version) VALUES (?, ?)", time.Now().UnixMilli(), m.version)
-		}
-		if err != nil {
+		if err := s.dialect.apply(s, ctx, conn, op, mt, table, m); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// postgresTable returns the store's unqualified table qualified with its
-// schema: the one the search_path finds it in, or, for a new table, the
-// first schema of the search_path (where CREATE TABLE puts it).
-func (s *Store) postgresTable(ctx context.Context, conn *sql.Conn) (tableName, error) {
-	var schema sql.NullString
-	err := conn.QueryRowContext(ctx, `SELECT COALESCE((SELECT n.nspname FROM pg_catalog.pg_class c
-		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass($1)), pg_catalog.current_schema())`,
-		s.table.quoted(s.dialect)).Scan(&schema)
-	if err != nil {
-		return tableName{}, s.wrap("migrate: find the table's schema", err)
-	}
-	// A "$" could end the dollar quotes of a function body.
-	if !schema.Valid || schema.String == "" || strings.ContainsAny(schema.String, "$\x00") {
-		return tableName{}, fmt.Errorf("%w: usersync/sqlstore: migrate %s: the search_path names no schema usersync can use: "+
-			"qualify the table (sqlstore.Config{Table: \"app.%s\"})", usersync.ErrInvalid, s.table, s.table.base)
-	}
-	return tableName{schema: schema.String, base: s.table.base}, nil
-}
-
-// applyInTransaction applies m and records its version in one transaction
-// of conn (PostgreSQL), run again whole when the database asks. The
-// transaction's search_path puts pg_catalog first and then the table's
-// schema (the files' own names are qualified): a schema of the session's
-// search_path cannot stand in for a type or function of pg_catalog.
-func (s *Store) applyInTransaction(ctx context.Context, conn *sql.Conn, op, mt string, table tableName, m migration) error {
-	attempts, err := s.try(ctx, func() error {
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		// Recorded first, while the session's search_path finds mt.
-		if _, err := tx.ExecContext(ctx, "INSERT INTO "+mt+" (applied_at, version) VALUES ($1, $2)", time.Now().UnixMilli(), m.version); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, "SET LOCAL search_path TO pg_catalog, "+s.dialect.quote(table.schema)+", pg_temp"); err != nil {
-			return err
-		}
-		for _, st := range m.stmts {
-			if _, err := tx.ExecContext(ctx, st); err != nil {
-				return err
-			}
-		}
-		return tx.Commit()
-	})
-	if err != nil {
-		return s.wrapN(op, attempts, err)
-	}
-	return nil
-}
-
-// applyMySQL applies m on MySQL, whose DDL statements commit one by one:
-// it claims the migration, runs its statements (one whose failure says it
-// ran before counts as done: see doneBefore), checks the schema the
-// version needs, and records the version. On a failure it gives its claim
-// back, so that the next Migrate runs the migration again at once.
-//
-// The claim is there for a Galera cluster: GET_LOCK serialises the
-// replicas of one server only, and replicas attached to other nodes could
-// otherwise run the same migration at the same time.
-func (s *Store) applyMySQL(ctx context.Context, conn *sql.Conn, op, mt string, table tableName, m migration) (err error) {
-	claimed, done, err := s.claim(ctx, conn, mt, m.version)
-	if err != nil {
-		return s.wrap(op, err)
-	}
-	if done {
-		return nil
-	}
-	defer func() {
-		if err == nil {
-			return
-		}
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		// Best effort: a claim left behind expires (claimTimeout).
-		_, _ = conn.ExecContext(uctx, "DELETE FROM "+mt+" WHERE version = ? AND applied_at = ?", m.version, claimed)
-	}()
-	for _, st := range m.stmts {
-		attempts, err := s.try(ctx, func() error {
-			_, err := conn.ExecContext(ctx, st)
-			return err
-		})
-		if err != nil && !doneBefore(m, table, st, err) {
-			return s.wrapN(op, attempts, err)
-		}
-	}
-	// Again when the database asks: on Galera a read of the schema can
-	// meet a deadlock while another node's DDL is applied.
-	if _, err := s.try(ctx, func() error { return s.checkMySQLSchema(ctx, conn, table, m) }); err != nil {
-		return err
-	}
-	return s.exec(ctx, conn, op, "UPDATE "+mt+" SET applied_at = ? WHERE version = ?", time.Now().UnixMilli(), m.version)
 }
 
 // refuseForeignTable fails if a table of the store's name exists that
@@ -379,58 +236,6 @@ func (s *Store) refuseForeignTable(ctx context.Context, conn *sql.Conn) error {
 	return fmt.Errorf("%w: usersync/sqlstore: table %s exists and was not made by usersync (it lacks usersync's columns): "+
 		"refusing to touch it; give usersync a table of its own, such as sqlstore.Config{Table: %q}",
 		usersync.ErrInvalid, s.table, s.table.withBase("clerk_users"))
-}
-
-// claimTimeout is how long a claimed migration may stay under way before
-// another Migrate takes it over (its claimant died).
-const claimTimeout = 10 * time.Minute
-
-// claim takes migration v for this Migrate, on MySQL: GET_LOCK serialises
-// the replicas of one server only, and on a Galera cluster replicas on
-// other nodes run Migrate at the same time. The first to insert the
-// migration's row (with a negative applied_at: minus the time of its
-// claim) applies it; the others wait until it is applied, and report done.
-//
-// It returns the applied_at of its claim, which the claimant deletes if
-// the migration fails.
-func (s *Store) claim(ctx context.Context, conn *sql.Conn, mt string, v int) (claimed int64, done bool, err error) {
-	for {
-		now := time.Now().UnixMilli()
-		_, err := conn.ExecContext(ctx, "INSERT INTO "+mt+" (version, applied_at) VALUES (?, ?)", v, -now)
-		if err == nil {
-			return -now, false, nil // ours
-		}
-		if n := mysqlNumber(err); n != 1062 && !retryable(err) {
-			return 0, false, err
-		}
-		var at int64
-		err = conn.QueryRowContext(ctx, "SELECT applied_at FROM "+mt+" WHERE version = ?", v).Scan(&at)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			continue // the other claim was rolled back: try again
-		case err != nil:
-			return 0, false, err
-		case at > 0:
-			return 0, true, nil
-		case now+at > claimTimeout.Milliseconds():
-			// Its claimant died: take it over, unless another did.
-			res, err := conn.ExecContext(ctx, "UPDATE "+mt+" SET applied_at = ? WHERE version = ? AND applied_at = ?", -now, v, at)
-			if err != nil {
-				return 0, false, err
-			}
-			if n, _ := res.RowsAffected(); n == 1 {
-				return -now, false, nil
-			}
-			continue
-		}
-		t := time.NewTimer(200 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return 0, false, ctx.Err()
-		case <-t.C:
-		}
-	}
 }
 
 // exec runs one statement of a migration, again when the database asks.

@@ -27,9 +27,31 @@ type storeTelemetry struct {
 
 type opOutcome struct{ op, outcome string }
 
-func newStoreTelemetry(mp metric.MeterProvider, tp trace.TracerProvider, d Dialect) *storeTelemetry {
+// The operations, as their label values: the exported methods of the
+// Store, each measured as one operation (see Config.MeterProvider).
+const (
+	opGet                  = "get"
+	opGetByExternalID      = "get_by_external_id"
+	opGetByTokenIdentifier = "get_by_token_identifier"
+	opGetMany              = "get_many"
+	opList                 = "list"
+	opCount                = "count"
+	opUpsert               = "upsert"
+	opDelete               = "delete"
+	opUpsertBatch          = "upsert_batch"
+	opChanges              = "changes"
+	opPruneChanges         = "prune_changes"
+	opLeaseCursors         = "lease_cursors"
+	opAcquireLease         = "acquire_lease"
+	opRenewLease           = "renew_lease"
+	opReleaseLease         = "release_lease"
+	opMigrate              = "migrate"
+)
+
+// newStoreTelemetry returns the telemetry of a store whose database is
+// system (its db.system.name).
+func newStoreTelemetry(mp metric.MeterProvider, tp trace.TracerProvider, system string) *storeTelemetry {
 	m := telemetry.Meter(mp)
-	system := map[Dialect]string{SQLite: "sqlite", Postgres: "postgresql", MySQL: "mysql"}[d]
 	return &storeTelemetry{
 		tracer:   telemetry.Tracer(tp),
 		duration: telemetry.Seconds(m, "usersync.store.operation.duration", "Duration of store operations, retries included, by operation and outcome (ok, not_found, deleted, invalid, canceled, error, panic)."),

@@ -1,0 +1,134 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/usersync/usersync"
+)
+
+// postgresDialect is PostgreSQL: transactions commit out of the order of
+// the change feed's ids, so a change's seq is assigned after it committed
+// (feed.go); each migration is one transaction; times are TIMESTAMPTZ.
+var postgresDialect = &dialect{
+	name:   "postgres",
+	system: "postgresql",
+	// Doubling quotes matters only for the name of a schema read from the
+	// database (Migrate's of an unqualified table).
+	quote:       func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` },
+	placeholder: func(n int) string { return fmt.Sprintf("$%d", n) },
+	// PostgreSQL types the parameters of a CASE as text.
+	bigint:        func(n int) string { return fmt.Sprintf("$%d::bigint", n) },
+	timeArg:       utc,
+	emailVerified: `(email_verified AND (email_verified_for IS NULL OR email_verified_for = email COLLATE "C"))`,
+	writes:        onConflict,
+
+	leaseCursors: "SELECT name, cursor_pos FROM %s WHERE starts_with(name, $1)",
+	leasePrefix:  func(prefix string) []any { return []any{prefix} },
+	prune:        "DELETE FROM %[1]s WHERE seq <= $1 AND at < $2",
+	sequence:     (*Store).sequence,
+
+	schemaDir:        "schema/postgres",
+	createMigrations: "CREATE TABLE IF NOT EXISTS %s (version INTEGER NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
+	tableExists:      "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = $1 AND table_schema = CASE WHEN $2 = '' THEN current_schema() ELSE $3 END",
+	lock: func(ctx context.Context, conn *sql.Conn, t tableName) error {
+		_, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock("+postgresLockKey(t)+")")
+		return err
+	},
+	unlock: func(ctx context.Context, conn *sql.Conn, t tableName, _ bool) error {
+		_, err := conn.ExecContext(ctx, "SELECT pg_advisory_unlock("+postgresLockKey(t)+")")
+		return err
+	},
+	migrationTable: (*Store).postgresTable,
+	apply:          (*Store).applyPostgres,
+}
+
+// postgresLockKey is the key of Migrate's advisory lock: a hash of the
+// table's name.
+func postgresLockKey(t tableName) string {
+	h := fnv.New64a()
+	h.Write([]byte("usersync:" + t.String()))
+	return strconv.FormatInt(int64(h.Sum64()>>1), 10)
+}
+
+// postgresTable returns the store's table qualified with its schema: a
+// qualified table's own, or for an unqualified one the schema the
+// search_path finds it in, or, for a new table, the first schema of the
+// search_path (where CREATE TABLE puts it).
+func (s *Store) postgresTable(ctx context.Context, conn *sql.Conn) (tableName, error) {
+	if s.table.schema != "" {
+		return s.table, nil
+	}
+	var schema sql.NullString
+	err := conn.QueryRowContext(ctx, `SELECT COALESCE((SELECT n.nspname FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass($1)), pg_catalog.current_schema())`,
+		s.table.quoted(s.dialect)).Scan(&schema)
+	if err != nil {
+		return tableName{}, s.wrap("migrate: find the table's schema", err)
+	}
+	// A "$" could end the dollar quotes of a function body.
+	if !schema.Valid || schema.String == "" || strings.ContainsAny(schema.String, "$\x00") {
+		return tableName{}, fmt.Errorf("%w: usersync/sqlstore: migrate %s: the search_path names no schema usersync can use: "+
+			"qualify the table (sqlstore.Config{Table: \"app.%s\"})", usersync.ErrInvalid, s.table, s.table.base)
+	}
+	return tableName{schema: schema.String, base: s.table.base}, nil
+}
+
+// applyPostgres applies m and records its version in one transaction of
+// conn, run again whole when the database asks. The transaction's
+// search_path puts pg_catalog first and then the table's schema (the
+// files' own names are qualified): a schema of the session's search_path
+// cannot stand in for a type or function of pg_catalog.
+func (s *Store) applyPostgres(ctx context.Context, conn *sql.Conn, op, mt string, table tableName, m migration) error {
+	attempts, err := s.try(ctx, func() error {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		// Recorded first, while the session's search_path finds mt.
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+mt+" (applied_at, version) VALUES ($1, $2)", time.Now().UnixMilli(), m.version); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "SET LOCAL search_path TO pg_catalog, "+s.dialect.quote(table.schema)+", pg_temp"); err != nil {
+			return err
+		}
+		for _, st := range m.stmts {
+			if _, err := tx.ExecContext(ctx, st); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	})
+	if err != nil {
+		return s.wrapN(op, attempts, err)
+	}
+	return nil
+}
+
+// postgresErr classifies an error of pgx or lib/pq by its SQLSTATE:
+// 40001 (a serialization failure: SERIALIZABLE isolation, distributed
+// engines) and 40P01 (a deadlock) ask for the statement to be run again;
+// 23505 is a taken key; class 22 (data exception: encoding, range,
+// JSON, ...) a refused value.
+func postgresErr(err error) (errKind, string) {
+	var e interface{ SQLState() string }
+	if !errors.As(err, &e) {
+		return errOther, ""
+	}
+	switch code := e.SQLState(); {
+	case code == "40001", code == "40P01":
+		return errRetry, code
+	case code == "23505":
+		return errKeyTaken, code
+	case strings.HasPrefix(code, "22"):
+		return errRefused, code
+	}
+	return errOther, ""
+}
