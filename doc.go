@@ -66,5 +66,6 @@
 // Config.ErrorHandler maps every error of the middlewares to its HTTP
 // status in one place: 401 for ErrNoToken and ErrInvalidToken (with an RFC
 // 6750 challenge), 503 for ErrKeysUnavailable (with Retry-After), 403 for
-// ErrDeleted, 400 for ErrInvalid, 500 otherwise.
+// ErrDeleted and for a cross-site cookie request, 400 for ErrInvalid, 500
+// otherwise.
 package usersync

@@ -146,7 +146,7 @@ func (s *Syncer) resolve(ctx context.Context, id *Identity) (User, error) {
 func statusOf(err error) int {
 	var own interface{ HTTPStatus() int }
 	switch {
-	case errors.As(err, &own):
+	case errors.As(err, &own) && own.HTTPStatus() >= 400 && own.HTTPStatus() <= 599:
 		return own.HTTPStatus()
 	case errors.Is(err, ErrKeysUnavailable):
 		return http.StatusServiceUnavailable
@@ -159,6 +159,10 @@ func statusOf(err error) int {
 	}
 	return http.StatusInternalServerError
 }
+
+// quoteless drops what may not appear inside a quoted value of a
+// WWW-Authenticate challenge (RFC 6750: no '"' or '\\').
+var quoteless = strings.NewReplacer(`"`, "", `\`, "")
 
 // retryAfter is the Retry-After of a 503 for unavailable keys: about the
 // longest backoff of a failed key fetch (jwtverify's is 4 s).
@@ -175,7 +179,7 @@ func (s *Syncer) fail(w http.ResponseWriter, r *http.Request, err error) {
 		challenge := `Bearer realm="` + s.cfg.Realm + `"`
 		var d interface{ Description() string }
 		if errors.As(err, &d) {
-			desc := d.Description()
+			desc := quoteless.Replace(d.Description())
 			challenge += `, error="invalid_token", error_description="` + desc + `"`
 			if s.log.Enabled(ctx, slog.LevelDebug) {
 				s.log.DebugContext(ctx, "usersync: token rejected", "reason", desc)

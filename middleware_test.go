@@ -335,3 +335,41 @@ func (failingStore) Upsert(context.Context, usersync.Write) (usersync.User, user
 func (failingStore) GetByTokenIdentifier(context.Context, string) (usersync.User, error) {
 	return usersync.User{}, errDown
 }
+
+// statusError is an extractor's error with a status and a description of
+// its own.
+type statusError struct {
+	status int
+	desc   string
+}
+
+func (e statusError) Error() string       { return "refused" }
+func (e statusError) HTTPStatus() int     { return e.status }
+func (e statusError) Description() string { return e.desc }
+func (e statusError) Unwrap() error       { return usersync.ErrInvalidToken }
+
+type refusing struct{ err error }
+
+func (r refusing) Identify(*http.Request) (*usersync.Identity, error) { return nil, r.err }
+
+// An extractor's error chooses its status only within 400 to 599, and its
+// description never breaks out of the challenge's quotes.
+func TestExtractorErrorsAreBounded(t *testing.T) {
+	tests := []struct {
+		err        error
+		wantStatus int
+		wantAuth   string
+	}{
+		{statusError{403, "x"}, 403, ""},
+		{statusError{0, "x"}, 401, `Bearer realm="usersync", error="invalid_token", error_description="x"`},
+		{statusError{200, `token "abc" \ revoked`}, 401, `Bearer realm="usersync", error="invalid_token", error_description="token abc  revoked"`},
+	}
+	for _, tt := range tests {
+		s := newSyncerWith(t, nil, nil, func(c *usersync.Config) { c.Extractor = refusing{tt.err} })
+		w := httptest.NewRecorder()
+		s.RequireUser(http.NotFoundHandler()).ServeHTTP(w, request("GET", "", ""))
+		if w.Code != tt.wantStatus || w.Header().Get("WWW-Authenticate") != tt.wantAuth {
+			t.Errorf("%+v: %d %q, want %d %q", tt.err, w.Code, w.Header().Get("WWW-Authenticate"), tt.wantStatus, tt.wantAuth)
+		}
+	}
+}

@@ -156,5 +156,5 @@ func TokenIdentifier(issuer, subject string) string {
 }
 
 // canonicalIssuer is an issuer without trailing slashes: the form token
-// identifiers and the verifier use.
+// identifiers and jwtverify use.
 func canonicalIssuer(issuer string) string { return strings.TrimRight(issuer, "/") }

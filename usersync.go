@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,13 +28,17 @@ type Config struct {
 	// ErrorHandler writes the error responses of RequireUser, LoadUser and
 	// RequireIdentity. The status comes from the error, in one place:
 	//
-	//	ErrNoToken, ErrInvalidToken   401, with WWW-Authenticate (RFC 6750)
+	//	an error with HTTPStatus()    its status, if 400 to 599 (jwtverify:
+	//	                              403 for a cross-site cookie request)
 	//	ErrKeysUnavailable            503, with Retry-After
+	//	ErrNoToken, ErrInvalidToken   401, with WWW-Authenticate (RFC 6750)
 	//	ErrDeleted                    403
-	//	an error with HTTPStatus()    its status (jwtverify: 403 for a
-	//	                              cross-site cookie request)
 	//	ErrInvalid                    400 (claims that cannot be stored)
 	//	anything else                 500 (the store failed)
+	//
+	// The first that matches counts: a session cookie that cannot be
+	// checked because the keys are unavailable wraps ErrNoToken too, and
+	// is a 503.
 	//
 	// The headers are set before it is called. Default: the status text as
 	// text/plain, such as "unauthorized".
@@ -107,7 +110,7 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	config.Default(&cfg.DefaultName, "Anonymous")
 	config.Default(&cfg.Realm, "usersync")
-	cfg.Realm = strings.NewReplacer(`"`, "", `\`, "").Replace(cfg.Realm)
+	cfg.Realm = quoteless.Replace(cfg.Realm)
 	if cfg.NewID == nil {
 		cfg.NewID = newUUIDv7
 	}

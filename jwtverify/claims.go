@@ -10,21 +10,6 @@ import (
 	"github.com/usersync/usersync"
 )
 
-// tokenHeader is what a token's header decodes into.
-type tokenHeader struct {
-	Alg string  `json:"alg"`
-	Kid *string `json:"kid"` // nil if absent
-}
-
-// asMap returns the header as golang-jwt's Token.Header, for keyfunc.
-func (h *tokenHeader) asMap() map[string]any {
-	m := map[string]any{"alg": h.Alg}
-	if h.Kid != nil {
-		m["kid"] = *h.Kid
-	}
-	return m
-}
-
 // decodeSegment decodes a base64url segment of JSON into v.
 func decodeSegment(seg string, v any) error {
 	raw, err := base64.RawURLEncoding.DecodeString(seg)

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/usersynctest"
 )
@@ -140,4 +142,48 @@ func rsaKey(t *testing.T) *rsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// The header is read as golang-jwt reads it: member names count byte for
+// byte, alg must be a string, and a kid present must be a string. Each
+// token here is signed by the issuer's key, so only the header decides.
+func TestHeaderIsReadStrictly(t *testing.T) {
+	k := rsaKey(t)
+	jwks := newJWKSServer(t, map[string]*rsa.PrivateKey{"a": k})
+	v := newVerifier(t, func(c *jwtverify.Config) { c.Issuers = []jwtverify.Issuer{{URL: jwks.URL}} })
+	now := time.Now()
+	claims := fmt.Sprintf(`{"iss":%q,"sub":"user_k","iat":%d,"exp":%d}`, jwks.URL, now.Unix(), now.Add(time.Hour).Unix())
+	sign := func(header string) string {
+		enc := base64.RawURLEncoding
+		signing := enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString([]byte(claims))
+		sig, err := jwt.SigningMethodRS256.Sign(signing, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signing + "." + enc.EncodeToString(sig)
+	}
+	tests := []struct {
+		header string
+		ok     bool
+	}{
+		{`{"alg":"RS256","kid":"a"}`, true},
+		{`{"alg":"RS256"}`, true}, // no kid: every key is tried
+		{`{"ALG":"RS256","kid":"a"}`, false},
+		{`{"alg":"RS256","Alg":"ES256","kid":"a"}`, true}, // alg is alg; Alg is another member
+		{`{"alg":"ES256","Alg":"RS256","kid":"a"}`, false},
+		{`{"alg":"RS256","kid":null}`, false},
+		{`{"alg":"RS256","kid":7}`, false},
+		{`{"alg":["RS256"],"kid":"a"}`, false},
+		{`null`, false},
+		{`["RS256"]`, false},
+	}
+	for _, tt := range tests {
+		_, err := v.Verify(context.Background(), sign(tt.header))
+		if (err == nil) != tt.ok {
+			t.Errorf("header %s: %v, want ok %v", tt.header, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, usersync.ErrInvalidToken) {
+			t.Errorf("header %s: %v, want ErrInvalidToken", tt.header, err)
+		}
+	}
 }

@@ -26,7 +26,7 @@ import (
 // Issuer is a fake OpenID Connect token issuer on a loopback httptest
 // server, in the spirit of httptest.Server: it serves a JWKS with an RS256,
 // an ES256 and an EdDSA key at URL + "/.well-known/jwks.json" and mints
-// tokens signed with them. Use it to test handlers behind a Verifier.
+// tokens signed with them. Use it to test handlers behind a jwtverify.Verifier.
 type Issuer struct {
 	// URL is the issuer: the iss of its tokens and the base of its JWKS.
 	URL string
