@@ -7,12 +7,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/usersync/usersync/internal/telemetry/telemetrytest"
 	"github.com/usersync/usersync/jwtverify"
@@ -92,51 +86,16 @@ func TestVerifierTelemetry(t *testing.T) {
 	}
 }
 
-// TestWebhookTelemetry: deliveries by event type and outcome, a span per
-// delivery under the request's, and the trace ID in the delivery's log
-// instrumentations are the ways the telemetry benchmarks run: none (the
-// instrumentation taken out), noop (no-op providers: what a library user
-// who installs no SDK pays), global (the default: the global providers,
-// with no SDK installed), sdk (the OpenTelemetry SDK, metrics to a manual
-// reader, every span sampled and recorded; the calls outside any trace)
-// and sdk-traced (the same, each call below a request's span, so that
-// usersync's spans are made too).
-var instrumentations = []string{"none", "noop", "global", "sdk", "sdk-traced"}
-
-func providers(b *testing.B, kind string) (metric.MeterProvider, trace.TracerProvider) {
-	switch kind {
-	case "noop":
-		return metricnoop.NewMeterProvider(), tracenoop.NewTracerProvider()
-	case "sdk", "sdk-traced":
-		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
-		b.Cleanup(func() { mp.Shutdown(context.Background()); tp.Shutdown(context.Background()) })
-		return mp, tp
-	}
-	return nil, nil // none and global
-}
-
-// traced returns a context with a request's span of tp when kind is
-// sdk-traced, else context.Background().
-func traced(b *testing.B, kind string, tp trace.TracerProvider) context.Context {
-	if kind != "sdk-traced" {
-		return context.Background()
-	}
-	ctx, span := tp.Tracer("bench").Start(context.Background(), "request")
-	b.Cleanup(func() { span.End() })
-	return ctx
-}
-
 // BenchmarkTelemetry compares Verify (cache off, cache hit) across the
 // instrumentations, in one run.
 func BenchmarkTelemetry(b *testing.B) {
 	iss := usersynctest.NewIssuer(b)
 	token := iss.Token(map[string]any{"sub": "user_2abc", "name": "Ada Lovelace", "sid": "sess_123"})
 	for _, cache := range []string{"cache-off", "cache-hit"} {
-		for _, kind := range instrumentations {
+		for _, kind := range telemetrytest.Instrumentations {
 			b.Run("Verify/"+cache+"/"+kind, func(b *testing.B) {
-				mp, tp := providers(b, kind)
-				ctx := traced(b, kind, tp)
+				mp, tp := telemetrytest.Providers(b, kind)
+				ctx := telemetrytest.Traced(b, kind, tp)
 				v := newVerifier(b, func(c *jwtverify.Config) {
 					c.MeterProvider, c.TracerProvider = mp, tp
 					if cache == "cache-off" {

@@ -1,7 +1,9 @@
 package sqlstore
 
 import (
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -195,6 +197,22 @@ type scanTarget struct {
 	version int64
 	changes int64
 	dest    [32]any
+}
+
+// scanUsers reads every row of userColumns, handing each user to f, and
+// closes rows. An error of f stops the reading.
+func scanUsers(rows *sql.Rows, f func(usersync.User) error) error {
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err == nil {
+			err = f(u)
+		}
+		if err != nil {
+			rows.Close()
+			return err
+		}
+	}
+	return errors.Join(rows.Err(), rows.Close())
 }
 
 // scanUser reads one row of userColumns.

@@ -206,20 +206,15 @@ func (s *Store) upsertChunkMySQL(ctx context.Context, tx *sql.Tx, upsert *sql.St
 	if err != nil {
 		return err
 	}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			rows.Close()
-			return err
-		}
+	err = scanUsers(rows, func(u usersync.User) error {
 		i := byKey[u.TokenIdentifier]
 		if c.outcomes[i] == usersync.Created && u.ID != c.ws[i].ID {
-			rows.Close()
 			return fmt.Errorf("%w: usersync/sqlstore: upsert batch %s: the ID is taken by another user", usersync.ErrInvalid, s.table)
 		}
 		c.users[i] = u
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	for _, i := range c.idx {

@@ -76,15 +76,10 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (users map[string]use
 			if err != nil {
 				return err
 			}
-			for rows.Next() {
-				u, err := scanUser(rows)
-				if err != nil {
-					rows.Close()
-					return err
-				}
+			return scanUsers(rows, func(u usersync.User) error {
 				out[u.ID] = u
-			}
-			return errors.Join(rows.Err(), rows.Close())
+				return nil
+			})
 		})
 		if err != nil {
 			return nil, s.wrapN("get many", attempts, err)
@@ -114,15 +109,10 @@ func (s *Store) List(ctx context.Context, after string, limit int) (users []user
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			u, err := scanUser(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
+		return scanUsers(rows, func(u usersync.User) error {
 			out = append(out, u)
-		}
-		return errors.Join(rows.Err(), rows.Close())
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, s.wrapN("list", attempts, err)
