@@ -64,7 +64,9 @@ type Store interface {
 	// GetByExternalID returns the live user of issuer whose ExternalID is
 	// externalID: the link from a row of an earlier system to the user. If
 	// several have it (a provider need not keep them unique), it returns the
-	// most recently updated. An empty externalID is never found.
+	// most recently updated. If only tombstones have it (a tombstone keeps
+	// its external ID), it fails with ErrDeleted. An empty externalID is
+	// never found.
 	GetByExternalID(ctx context.Context, issuer, externalID string) (User, error)
 
 	// GetMany returns the live users among ids, keyed by ID, in as few
@@ -119,8 +121,10 @@ type Store interface {
 	UpsertBatch(ctx context.Context, ws []Write) ([]User, []Outcome, error)
 
 	// Delete turns the user with w.TokenIdentifier into a tombstone: ID,
-	// token identifier, Issuer, Subject and CreatedAt stay, the Profile is
-	// cleared, UpdatedAt and DeletedAt become w.At, and Deleted is reported.
+	// token identifier, Issuer, Subject, CreatedAt and ExternalID (the
+	// app's own key of the person, not personal data) stay, the rest of
+	// the Profile is cleared, UpdatedAt and DeletedAt become w.At, and
+	// Deleted is reported.
 	// A token identifier never seen gets a tombstone with ID w.ID, so that
 	// a late write cannot create it. Deleting a tombstone again changes
 	// nothing and reports Stale. The tombstone is returned either way. Only

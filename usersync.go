@@ -85,6 +85,11 @@ type Change struct {
 	Seq     int64
 	Outcome Outcome
 	UserID  string
+	// ExternalID is the user's ExternalID after the write: the app's own
+	// key of the person, if the provider carries one. A tombstone keeps
+	// it, so a Deleted change names the app's row even when the app never
+	// linked the user's ID to it.
+	ExternalID string
 	// At is the write's time (Write.At): the user's UpdatedAt after it.
 	At time.Time
 	// User is the user as stored after the write, in OnChange only: the
@@ -306,6 +311,6 @@ func (s *Syncer) changed(ctx context.Context, o Outcome, u User) {
 		if u.Metadata != nil {
 			u.Metadata = append([]byte(nil), u.Metadata...)
 		}
-		s.cfg.OnChange(ctx, Change{Outcome: o, UserID: u.ID, At: u.UpdatedAt, User: u})
+		s.cfg.OnChange(ctx, Change{Outcome: o, UserID: u.ID, ExternalID: u.ExternalID, At: u.UpdatedAt, User: u})
 	}
 }

@@ -137,14 +137,23 @@ func (s *Store) GetByExternalID(ctx context.Context, issuer, externalID string) 
 	var found *record
 	for _, r := range s.byID {
 		u := &r.user
-		if externalID == "" || u.ExternalID != externalID || u.Issuer != issuer || !u.DeletedAt.IsZero() {
+		if externalID == "" || u.ExternalID != externalID || u.Issuer != issuer {
 			continue
 		}
-		if found == nil || u.UpdatedAt.After(found.user.UpdatedAt) || u.UpdatedAt.Equal(found.user.UpdatedAt) && u.ID < found.user.ID {
+		if found == nil || before(u, &found.user) {
 			found = r
 		}
 	}
 	return live(found)
+}
+
+// before reports whether GetByExternalID prefers u to v: a live user to a
+// tombstone, then the more recently updated, then the lower ID.
+func before(u, v *usersync.User) bool {
+	if ul, vl := u.DeletedAt.IsZero(), v.DeletedAt.IsZero(); ul != vl {
+		return ul
+	}
+	return u.UpdatedAt.After(v.UpdatedAt) || u.UpdatedAt.Equal(v.UpdatedAt) && u.ID < v.ID
 }
 
 // GetMany implements usersync.Store.
@@ -311,7 +320,7 @@ func (s *Store) Delete(ctx context.Context, t usersync.Write) (usersync.User, us
 	case !r.user.DeletedAt.IsZero():
 		return clone(r.user), usersync.Stale, nil
 	}
-	r.user.Profile = usersync.Profile{}
+	r.user.Profile = usersync.Profile{ExternalID: r.user.ExternalID} // the app's key stays
 	r.verified, r.verifiedFor = false, nil
 	r.user.UpdatedAt, r.user.DeletedAt = t.At, t.At
 	s.live--
@@ -464,7 +473,15 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]usersync
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	i, _ := slices.BinarySearchFunc(s.changes, after+1, func(c usersync.Change, seq int64) int { return cmp.Compare(c.Seq, seq) })
-	return slices.Clone(s.changes[i:min(i+limit, len(s.changes))]), nil
+	out := slices.Clone(s.changes[i:min(i+limit, len(s.changes))])
+	for k := range out {
+		// The user's external ID as the feed is read, as sqlstore's feed
+		// has it: a tombstone's never changes.
+		if r := s.byID[out[k].UserID]; r != nil {
+			out[k].ExternalID = r.user.ExternalID
+		}
+	}
+	return out, nil
 }
 
 // PruneChanges implements feed.Store.

@@ -42,6 +42,19 @@ var profileColumns = []fieldColumns{
 	}}},
 }
 
+// cleared returns the Profile columns a tombstone clears: all but the
+// external ID, the app's own key of the person (not personal data), which
+// a tombstone keeps so that the app can still find its rows.
+func cleared() []fieldColumns {
+	out := make([]fieldColumns, 0, len(profileColumns))
+	for _, pc := range profileColumns {
+		if pc.field != usersync.FieldExternalID {
+			out = append(out, pc)
+		}
+	}
+	return out
+}
+
 // fieldColumns are the columns of one Profile field.
 type fieldColumns struct {
 	field   usersync.Fields

@@ -175,10 +175,16 @@ func newStatements(d *dialect, t tableName) statements {
 		list:          fmt.Sprintf("SELECT %s FROM %s WHERE id > %s AND deleted_at IS NULL ORDER BY id LIMIT %s", cols, users, p(1), p(2)),
 		count:         fmt.Sprintf("SELECT COUNT(*) FROM %s WHERE deleted_at IS NULL", users),
 		getManyPrefix: fmt.Sprintf("SELECT %s FROM %s WHERE deleted_at IS NULL AND id IN (", cols, users),
-		getByExternalID: fmt.Sprintf("SELECT %s FROM %s WHERE issuer = %s AND external_id = %s AND deleted_at IS NULL ORDER BY updated_at DESC, id LIMIT 1",
+		// Live users first: a tombstone (which keeps its external ID) only
+		// when no live user has it.
+		getByExternalID: fmt.Sprintf("SELECT %s FROM %s WHERE issuer = %s AND external_id = %s ORDER BY CASE WHEN deleted_at IS NULL THEN 0 ELSE 1 END, updated_at DESC, id LIMIT 1",
 			cols, users, p(1), p(2)),
 
-		changes:            fmt.Sprintf("SELECT seq, user_id, outcome, at FROM %s WHERE seq > %s ORDER BY seq LIMIT %s", changes, p(1), p(2)),
+		// A change's external ID is its user's as the feed is read: a
+		// tombstone's never changes, so a Deleted change names the app's
+		// row for good.
+		changes: fmt.Sprintf("SELECT c.seq, c.user_id, c.outcome, c.at, COALESCE(u.external_id, '') FROM %s c LEFT JOIN %s u ON u.id = c.user_id WHERE c.seq > %s ORDER BY c.seq LIMIT %s",
+			changes, users, p(1), p(2)),
 		prune:              fmt.Sprintf(d.prune, changes),
 		unsequenced:        "SELECT id FROM " + changes + " WHERE seq IS NULL LIMIT 1",
 		lastSeq:            "SELECT last_seq FROM " + sequence + " WHERE id = 1 FOR UPDATE",

@@ -51,7 +51,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) (changes []
 		for rows.Next() {
 			var c usersync.Change
 			var outcome int64
-			if err := rows.Scan(&c.Seq, &c.UserID, &outcome, (*timeColumn)(&c.At)); err != nil {
+			if err := rows.Scan(&c.Seq, &c.UserID, &outcome, (*timeColumn)(&c.At), &c.ExternalID); err != nil {
 				return err
 			}
 			c.Outcome = usersync.Outcome(outcome)

@@ -91,7 +91,7 @@ func mysqlStatements(d *dialect, table tableName, insert, cols string, q *statem
 	q.upsert = insert + " " + q.upsertSet
 
 	clear := []string{"change_count = IF(" + mine + ", change_count + 1, change_count)"} // first: it sees deleted_at as it was
-	for _, pc := range profileColumns {
+	for _, pc := range cleared() {
 		for _, c := range pc.names() {
 			clear = append(clear, fmt.Sprintf("%s = IF(%s, VALUES(%s), %s)", c, mine, c, c))
 		}

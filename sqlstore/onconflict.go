@@ -49,7 +49,7 @@ func onConflictStatements(d *dialect, table tableName, insert, cols string, q *s
 	q.upsert = insert + " " + q.upsertSet
 
 	var clear []string
-	for _, pc := range profileColumns {
+	for _, pc := range cleared() {
 		for _, c := range pc.names() {
 			clear = append(clear, fmt.Sprintf("%s = excluded.%s", c, c))
 		}

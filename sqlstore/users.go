@@ -28,7 +28,11 @@ func (s *Store) GetByExternalID(ctx context.Context, issuer, externalID string) 
 		}
 		return usersync.User{}, usersync.ErrNotFound
 	}
-	return s.queryUser(ctx, "get by external ID", s.sql.getByExternalID, issuer, externalID)
+	u, err = s.queryUser(ctx, "get by external ID", s.sql.getByExternalID, issuer, externalID)
+	if err == nil && !u.DeletedAt.IsZero() {
+		return usersync.User{}, usersync.ErrDeleted
+	}
+	return u, err
 }
 
 // GetByTokenIdentifier implements usersync.Store.
@@ -229,7 +233,8 @@ func (s *Store) Delete(ctx context.Context, w usersync.Write) (u usersync.User, 
 	if err := w.Validate(); err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
-	// A tombstone keeps the keys, and clears the profile.
+	// A tombstone keeps the keys and the external ID, and clears the rest
+	// of the profile.
 	t := usersync.Write{ID: w.ID, TokenIdentifier: w.TokenIdentifier, Issuer: w.Issuer, Subject: w.Subject, At: w.At}
 	u, outcome, err = s.dialect.write(s, ctx, "delete", s.sql.tombstone, &t, 0, w.At, usersync.Deleted)
 	if outcome == usersync.Created {

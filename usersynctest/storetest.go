@@ -542,7 +542,7 @@ var storeCases = []storeCase{
 			}
 		}
 	}},
-	{"Delete/clears the personal fields and keeps ID, key and creation time", func(t *testing.T, f *storeFixture) {
+	{"Delete/clears the personal fields and keeps ID, key, external ID and creation time", func(t *testing.T, f *storeFixture) {
 		created := f.upsert(f.write("alice", 10, usersync.AllFields, full("alice")), usersync.Created)
 		ts := f.tombstone("alice")
 		u, o, err := f.s.Delete(bg, ts)
@@ -552,7 +552,9 @@ var storeCases = []storeCase{
 		if u.ID != created.ID || u.TokenIdentifier != created.TokenIdentifier || u.Subject != "alice" {
 			t.Fatalf("tombstone %+v lost the identity of %+v", u, created)
 		}
-		sameProfile(t, "tombstone", u.Profile, usersync.Profile{})
+		// The external ID is the app's key of the person, which it needs
+		// to find its own rows of a deleted user.
+		sameProfile(t, "tombstone", u.Profile, usersync.Profile{ExternalID: created.ExternalID})
 		sameTime(t, "DeletedAt", u.DeletedAt, ts.At)
 		sameTime(t, "CreatedAt", u.CreatedAt, created.CreatedAt)
 	}},
@@ -790,8 +792,15 @@ var storeCases = []storeCase{
 			t.Fatalf("after bob's delete: %+v, %v; want alice", got, err)
 		}
 		f.delete("alice", usersync.Deleted)
-		if _, err := f.s.GetByExternalID(bg, "https://issuer.test", "legacy-42"); !errors.Is(err, usersync.ErrNotFound) {
-			t.Fatalf("after both deletes: err = %v, want ErrNotFound", err)
+		if _, err := f.s.GetByExternalID(bg, "https://issuer.test", "legacy-42"); !errors.Is(err, usersync.ErrDeleted) {
+			t.Fatalf("after both deletes: err = %v, want ErrDeleted (the tombstones keep the external ID)", err)
+		}
+		// A live user of the external ID wins over a newer tombstone.
+		c := f.upsert(f.write("carol", 1, usersync.AllFields, p), usersync.Created)
+		f.upsert(f.write("dan", 1, usersync.AllFields, p), usersync.Created)
+		f.delete("dan", usersync.Deleted)
+		if got, err := f.s.GetByExternalID(bg, "https://issuer.test", "legacy-42"); err != nil || got.ID != c.ID {
+			t.Fatalf("with carol live and dan's newer tombstone: %+v, %v; want carol", got, err)
 		}
 	}},
 	{"UpsertBatch/applies every write as Upsert would, with outcomes and users", func(t *testing.T, f *storeFixture) {
@@ -953,6 +962,27 @@ var storeCases = []storeCase{
 		// the fold holds.
 		if diff := CompareState(bg, f.s, Fold(events)); diff != "" {
 			t.Fatal(diff)
+		}
+	}},
+	{"Feed/a change carries the external ID; a Deleted one the tombstone's", func(t *testing.T, f *storeFixture) {
+		p := full("alice")
+		p.ExternalID = "legacy-7"
+		a := f.upsert(f.write("alice", 1, usersync.AllFields, p), usersync.Created)
+		f.upsert(f.write("bob", 1, usersync.FieldName, usersync.Profile{Name: "Bob"}), usersync.Created)
+		f.delete("alice", usersync.Deleted)
+		changes, err := f.feed.Changes(bg, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range changes {
+			got = append(got, fmt.Sprintf("%s %s %q", c.Outcome, c.UserID, c.ExternalID))
+		}
+		want := []string{
+			fmt.Sprintf("created %s %q", a.ID, "legacy-7"), fmt.Sprintf("created %s %q", changes[1].UserID, ""), fmt.Sprintf("deleted %s %q", a.ID, "legacy-7"),
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("feed %v, want %v", got, want)
 		}
 	}},
 	{"Feed/every change is in the feed, in order; stale and failed writes add none", func(t *testing.T, f *storeFixture) {
