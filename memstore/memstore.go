@@ -5,6 +5,11 @@
 // Lookups by ID and by token identifier are O(1) map reads under a read
 // lock; List keeps IDs sorted for keyset pagination. Returned users are
 // copies, so callers cannot change stored state.
+//
+// memstore has no transactions, so it has no counterpart of sqlstore's
+// OnWrite hook: an app that keeps rows of its own beside memstore reacts to
+// changes through usersync.Config.OnChange (in process, after the write)
+// or the change feed (package feed: at least once, after the write).
 package memstore
 
 import (

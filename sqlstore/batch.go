@@ -74,16 +74,24 @@ func (s *Store) UpsertBatch(ctx context.Context, ws []usersync.Write) (users []u
 				if err != nil {
 					return err
 				}
+				for _, i := range idx {
+					if err := s.callHook(ctx, tx, outcomes[i], users[i]); err != nil {
+						return err
+					}
+				}
 			}
 		}
 		return tx.Commit()
 	}
 	attempts, err := s.try(ctx, run)
-	if err != nil && refusedValue(err) {
+	if _, hook := s.hookFailed("", 0, err); err != nil && !hook && refusedValue(err) {
 		careful = true
 		var more int
 		more, err = s.try(ctx, run)
 		attempts += more
+	}
+	if hook, ok := s.hookFailed("upsert batch", attempts, err); ok {
+		return nil, nil, hook
 	}
 	if err != nil {
 		return nil, nil, s.wrapN("upsert batch", attempts, err)

@@ -110,10 +110,12 @@ type writes struct {
 	// columns the read's column list.
 	statements func(d *dialect, t tableName, insert, columns string, q *statements)
 	// write runs query, an upsert or tombstone, for w with the fields in
-	// fields and a deleted_at of deleted (zero for none). It reports
-	// Created when the row is new, changed when an existing row changed,
-	// and Stale with the stored row otherwise.
-	write func(s *Store, ctx context.Context, op, query string, w *usersync.Write, fields usersync.Fields, deleted time.Time, changed usersync.Outcome) (usersync.User, usersync.Outcome, error)
+	// fields and a deleted_at of deleted (zero for none): in tx, once, or
+	// with tx nil on its own, under the store's retries (s.run). It
+	// reports Created when the row is new, changed when an existing row
+	// changed, and Stale with the stored row otherwise. Its statements
+	// are prepared before tx began (s.prepareWrite).
+	write func(s *Store, ctx context.Context, tx *sql.Tx, op, query string, w *usersync.Write, fields usersync.Fields, deleted time.Time, changed usersync.Outcome) (usersync.User, usersync.Outcome, error)
 	// upsertChunk runs upsert, the multi-row upsert of c with args, in tx,
 	// and fills c's users and outcomes.
 	upsertChunk func(s *Store, ctx context.Context, tx *sql.Tx, upsert *sql.Stmt, args []any, c chunk) error

@@ -117,18 +117,18 @@ func mysqlStatements(d *dialect, table tableName, insert, cols string, q *statem
 	q.holder = fmt.Sprintf("SELECT holder, cursor_pos FROM %s WHERE name = ?", leases)
 }
 
-// writeMySQL is the write of writes. The statement and the read-back
-// retry on their own, so that a write that committed is never run again
-// (and reported Stale).
-func (s *Store) writeMySQL(ctx context.Context, op, query string, w *usersync.Write, fields usersync.Fields, deleted time.Time, changed usersync.Outcome) (usersync.User, usersync.Outcome, error) {
+// writeMySQL is the write of writes. Without a transaction, the
+// statement and the read-back retry on their own, so that a write that
+// committed is never run again (and reported Stale).
+func (s *Store) writeMySQL(ctx context.Context, tx *sql.Tx, op, query string, w *usersync.Write, fields usersync.Fields, deleted time.Time, changed usersync.Outcome) (usersync.User, usersync.Outcome, error) {
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
 	args := insertArgs(make([]any, 0, len(insertColumns)), s.dialect, w, fields, w.At, w.At, deleted)
 	var res sql.Result
-	attempts, err := s.try(ctx, func() (err error) {
-		res, err = st.ExecContext(ctx, args...)
+	attempts, err := s.run(ctx, tx, func() (err error) {
+		res, err = in(ctx, tx, st).ExecContext(ctx, args...)
 		return err
 	})
 	if err != nil {
@@ -138,7 +138,7 @@ func (s *Store) writeMySQL(ctx context.Context, op, query string, w *usersync.Wr
 	if err != nil {
 		return usersync.User{}, usersync.Stale, s.wrap(op, err)
 	}
-	u, err := s.queryUser(ctx, op, s.sql.getByToken, w.TokenIdentifier)
+	u, err := s.queryUserIn(ctx, tx, op, s.sql.getByToken, w.TokenIdentifier)
 	if errors.Is(err, usersync.ErrNotFound) {
 		// Nothing inserted and no row of ours: the new ID belongs to
 		// another user (whose row the guarded update left alone).

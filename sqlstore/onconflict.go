@@ -65,7 +65,7 @@ func onConflictStatements(d *dialect, table tableName, insert, cols string, q *s
 }
 
 // writeOnConflict is the write of writes.
-func (s *Store) writeOnConflict(ctx context.Context, op, query string, w *usersync.Write, fields usersync.Fields, deleted time.Time, changed usersync.Outcome) (usersync.User, usersync.Outcome, error) {
+func (s *Store) writeOnConflict(ctx context.Context, tx *sql.Tx, op, query string, w *usersync.Write, fields usersync.Fields, deleted time.Time, changed usersync.Outcome) (usersync.User, usersync.Outcome, error) {
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return usersync.User{}, usersync.Stale, err
@@ -73,8 +73,8 @@ func (s *Store) writeOnConflict(ctx context.Context, op, query string, w *usersy
 	args := insertArgs(make([]any, 0, len(insertColumns)), s.dialect, w, fields, w.At, w.At, deleted)
 	var u usersync.User
 	var changes int64
-	attempts, err := s.try(ctx, func() (err error) {
-		u, changes, err = scanRow(st.QueryRowContext(ctx, args...))
+	attempts, err := s.run(ctx, tx, func() (err error) {
+		u, changes, err = scanRow(in(ctx, tx, st).QueryRowContext(ctx, args...))
 		return err
 	})
 	switch {
@@ -86,7 +86,7 @@ func (s *Store) writeOnConflict(ctx context.Context, op, query string, w *usersy
 		return usersync.User{}, usersync.Stale, s.wrapN(op, attempts, err)
 	}
 	// The row exists and the WHERE clause left it alone.
-	u, err = s.queryUser(ctx, op, s.sql.getByToken, w.TokenIdentifier)
+	u, err = s.queryUserIn(ctx, tx, op, s.sql.getByToken, w.TokenIdentifier)
 	return u, usersync.Stale, err
 }
 

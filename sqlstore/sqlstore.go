@@ -30,6 +30,7 @@ type Store struct {
 	mu    sync.Mutex // serialises preparing
 
 	maxAttempts int
+	onWrite     Hook
 	retries     atomic.Int64 // statements run again, for tests
 	tel         *storeTelemetry
 	log         *slog.Logger
@@ -66,6 +67,11 @@ type Config struct {
 	// the OpenTelemetry SDK.
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider
+	// OnWrite, if set, runs inside the transaction of every user write
+	// that changes something (Created, Updated, Deleted; each such write of
+	// UpsertBatch too, in the order of each user's writes): see Hook. With it,
+	// Upsert and Delete run in a transaction of their own. Default none.
+	OnWrite Hook
 	// Logger logs, at warning level, the metadata of a write that the
 	// database refused though Write.Validate took it: the write is applied
 	// without it, and the log names the field, never its value. Default
@@ -91,7 +97,7 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 		cfg.MaxAttempts = 6
 	}
 	d := dialects[cfg.Dialect]
-	return &Store{db: db, dialect: d, table: table, sql: newStatements(d, table), maxAttempts: cfg.MaxAttempts,
+	return &Store{db: db, dialect: d, table: table, sql: newStatements(d, table), maxAttempts: cfg.MaxAttempts, onWrite: cfg.OnWrite,
 		tel: newStoreTelemetry(cfg.MeterProvider, cfg.TracerProvider, d.system), log: telemetry.Logger(cfg.Logger),
 		schemaFiles: schemaFS}, nil
 }

@@ -142,13 +142,18 @@ func (s *Store) Count(ctx context.Context) (n int, err error) {
 // queryUser runs a prepared single-row query and returns the row, live or
 // tombstone.
 func (s *Store) queryUser(ctx context.Context, op, query string, args ...any) (usersync.User, error) {
+	return s.queryUserIn(ctx, nil, op, query, args...)
+}
+
+// queryUserIn is queryUser in tx (nil: none).
+func (s *Store) queryUserIn(ctx context.Context, tx *sql.Tx, op, query string, args ...any) (usersync.User, error) {
 	st, err := s.stmt(ctx, query)
 	if err != nil {
 		return usersync.User{}, err
 	}
 	var u usersync.User
-	attempts, err := s.try(ctx, func() (err error) {
-		u, err = scanUser(st.QueryRowContext(ctx, args...))
+	attempts, err := s.run(ctx, tx, func() (err error) {
+		u, err = scanUser(in(ctx, tx, st).QueryRowContext(ctx, args...))
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -187,7 +192,7 @@ func (s *Store) Upsert(ctx context.Context, w usersync.Write) (u usersync.User, 
 	if err := w.Validate(); err != nil {
 		return usersync.User{}, usersync.Stale, err
 	}
-	u, outcome, err = s.dialect.write(s, ctx, "upsert", s.sql.upsert, &w, w.Fields, time.Time{}, usersync.Updated)
+	u, outcome, err = s.write(ctx, "upsert", s.sql.upsert, &w, w.Fields, time.Time{}, usersync.Updated)
 	if err != nil && w.Profile.Metadata != nil {
 		if r := refused(err); r != nil {
 			u, outcome, err = s.upsertWithoutMetadata(ctx, w, err, r)
@@ -215,7 +220,7 @@ func (s *Store) upsertWithoutMetadata(ctx context.Context, w usersync.Write, err
 	carried := w.Fields&usersync.FieldMetadata != 0
 	w.Fields &^= usersync.FieldMetadata
 	w.Profile.Metadata = nil
-	u, outcome, err2 := s.dialect.write(s, ctx, "upsert", s.sql.upsert, &w, w.Fields, time.Time{}, usersync.Updated)
+	u, outcome, err2 := s.write(ctx, "upsert", s.sql.upsert, &w, w.Fields, time.Time{}, usersync.Updated)
 	if refused(err2) != nil {
 		return usersync.User{}, usersync.Stale, err // not the metadata's doing
 	}
@@ -236,7 +241,7 @@ func (s *Store) Delete(ctx context.Context, w usersync.Write) (u usersync.User, 
 	// A tombstone keeps the keys and the external ID, and clears the rest
 	// of the profile.
 	t := usersync.Write{ID: w.ID, TokenIdentifier: w.TokenIdentifier, Issuer: w.Issuer, Subject: w.Subject, At: w.At}
-	u, outcome, err = s.dialect.write(s, ctx, "delete", s.sql.tombstone, &t, 0, w.At, usersync.Deleted)
+	u, outcome, err = s.write(ctx, "delete", s.sql.tombstone, &t, 0, w.At, usersync.Deleted)
 	if outcome == usersync.Created {
 		outcome = usersync.Deleted // a tombstone for a key never seen
 	}

@@ -169,7 +169,14 @@ func (b *Backend) NewStore(t testing.TB) *sqlstore.Store {
 // StoreOn opens and migrates a store on table of db, closed when t ends.
 func (b *Backend) StoreOn(t testing.TB, db *sql.DB, table string) *sqlstore.Store {
 	t.Helper()
-	s, err := sqlstore.New(db, sqlstore.Config{Dialect: b.Dialect, Table: table})
+	return b.StoreWith(t, db, sqlstore.Config{Table: table})
+}
+
+// StoreWith is StoreOn with cfg, whose Dialect it sets.
+func (b *Backend) StoreWith(t testing.TB, db *sql.DB, cfg sqlstore.Config) *sqlstore.Store {
+	t.Helper()
+	cfg.Dialect = b.Dialect
+	s, err := sqlstore.New(db, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
