@@ -1,10 +1,15 @@
-// Command usersync runs usersync's operator tasks on an app's database:
+// Command usersync runs usersync's operator tasks on an app's database,
+// and a fake Clerk instance for development:
 //
-//	usersync migrate     apply the store's migrations
-//	usersync reconcile   import and heal the users of a Clerk instance
+//	usersync migrate [-table name]      apply the store's migrations
+//	usersync reconcile [-table name]    import and heal the users of a Clerk instance
+//	usersync fake-clerk [-addr host:port] [-users file] [-webhook-url url]
+//	                                    serve a fake Clerk instance
 //
-// It reads DATABASE_URL (postgres://..., mysql://<go-sql-driver DSN>, or
-// the path of an SQLite file) and, to reconcile, CLERK_ISSUER (the
+// migrate and reconcile read DATABASE_URL (postgres://...,
+// mysql://<go-sql-driver DSN>, or the path of an SQLite file) and the users
+// table from -table, else USERSYNC_TABLE, else "users" (optionally
+// qualified: auth.users). To reconcile, they read CLERK_ISSUER (the
 // instance's Frontend API URL), CLERK_SECRET_KEY and, optionally,
 // CLERK_JWT_KEY (the instance's PEM public key) or CLERK_JWKS_URL (default
 // CLERK_ISSUER/.well-known/jwks.json), and CLERK_API_URL. Run
@@ -19,9 +24,22 @@
 // mass-delete guard allows (run again with -allow-mass-delete once
 // checked); 4 when another replica is reconciling; and 1 on any other
 // failure.
+//
+// fake-clerk serves a fake Clerk instance (package clerk/clerkfake) on
+// -addr (default 127.0.0.1:0, any free port) until interrupted: the
+// signing keys of its issuer, the users endpoints of its Backend API,
+// loaded from -users (a JSON array of Clerk user objects), session tokens
+// on POST /fake/tokens?sub=user_x, and webhooks signed as Svix does, sent
+// to -webhook-url on POST /fake/send {"type": ..., "user": {...}} (and for
+// every user of -users at start with -send-users). It prints the
+// CLERK_ISSUER, CLERK_API_URL, CLERK_SECRET_KEY and CLERK_WEBHOOK_SECRET to
+// give the app; -url sets the issuer's URL when the app reaches the fake
+// at another address than -addr (under docker-compose), -secret-key and
+// -webhook-secret fix the secrets.
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -30,6 +48,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,6 +67,8 @@ commands:
   migrate     apply the store's migrations to DATABASE_URL
   reconcile   import and heal the users of the Clerk instance CLERK_ISSUER
               (with CLERK_SECRET_KEY) into DATABASE_URL
+  fake-clerk  serve a fake Clerk instance for development: session tokens,
+              the Backend API's users, signed webhooks
 
 Run "usersync <command> -h" for a command's flags.
 `
@@ -74,6 +97,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = migrate(ctx, args[1:], getenv, stdout, stderr)
 	case "reconcile":
 		err = reconcileCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "fake-clerk":
+		err = fakeClerk(ctx, args[1:], getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -106,13 +131,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // errUsage reports bad flags, already explained on stderr.
 var errUsage = errors.New("usage")
 
-// common are the flags of every command.
+// common are the flags of the commands on DATABASE_URL.
 type common struct {
 	table string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.table, "table", "users", "the users table (sqlstore.Config.Table), optionally qualified: auth.users")
+	fs.StringVar(&c.table, "table", "", "the users table, optionally qualified: auth.users (default $USERSYNC_TABLE, else users)")
+}
+
+// tableName returns the users table: -table, else USERSYNC_TABLE, else
+// "users".
+func (c *common) tableName(getenv func(string) string) string {
+	return cmp.Or(c.table, getenv("USERSYNC_TABLE"), "users")
 }
 
 // parse parses args into fs, mapping its errors to errUsage.
@@ -141,12 +172,17 @@ func openStore(ctx context.Context, getenv func(string) string, table string) (*
 		return nil, nil, err
 	}
 	store, err := sqlstore.New(db, sqlstore.Config{Dialect: dialect, Table: table})
-	if err == nil {
-		err = store.Migrate(ctx)
-	}
 	if err != nil {
 		db.Close()
-		return nil, nil, fmt.Errorf("%s database: %w", dialect, err)
+		if errors.Is(err, usersync.ErrInvalid) {
+			return nil, nil, fmt.Errorf("the table of -table or USERSYNC_TABLE: %w", err)
+		}
+		return nil, nil, err
+	}
+	if err := store.Migrate(ctx); err != nil {
+		store.Close()
+		db.Close()
+		return nil, nil, inCLITerms(fmt.Errorf("%s database: %w", dialect, err))
 	}
 	return store, func() { store.Close(); db.Close() }, nil
 }
@@ -163,7 +199,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	store, closeStore, err := openStore(ctx, getenv, c.table)
+	store, closeStore, err := openStore(ctx, getenv, c.tableName(getenv))
 	if err != nil {
 		return err
 	}
@@ -213,7 +249,7 @@ CLERK_JWT_KEY, or the keys of CLERK_JWKS_URL, default the issuer's).
 	if err != nil {
 		return fmt.Errorf("CLERK_API_URL, CLERK_JWT_KEY or CLERK_JWKS_URL: %w", err)
 	}
-	store, closeStore, err := openStore(ctx, getenv, c.table)
+	store, closeStore, err := openStore(ctx, getenv, c.tableName(getenv))
 	if err != nil {
 		return err
 	}
@@ -244,6 +280,39 @@ CLERK_JWT_KEY, or the keys of CLERK_JWKS_URL, default the issuer's).
 	fmt.Fprintln(stdout, summary(report))
 	return err
 }
+
+// goTableField matches where an error of sqlstore names its Go field,
+// sqlstore.Config.Table, optionally with a suggested name.
+var goTableField = regexp.MustCompile(`sqlstore\.Config\{Table: ("(?:[^"\\]|\\.)*")\}|\(?sqlstore\.Config\.Table\)?`)
+
+// inCLITerms returns err with the Go field sqlstore.Config.Table named as
+// the command's flag and variable, -table and USERSYNC_TABLE.
+func inCLITerms(err error) error {
+	msg := err.Error()
+	if !goTableField.MatchString(msg) {
+		return err
+	}
+	msg = goTableField.ReplaceAllStringFunc(msg, func(m string) string {
+		if sub := goTableField.FindStringSubmatch(m); sub[1] != "" {
+			name, uerr := strconv.Unquote(sub[1])
+			if uerr != nil {
+				name = strings.Trim(sub[1], `"`)
+			}
+			return "-table " + name + " (or USERSYNC_TABLE=" + name + ")"
+		}
+		return "(-table or USERSYNC_TABLE)"
+	})
+	return cliError{msg: msg, err: err}
+}
+
+// cliError is an error in the command's terms, wrapping the library's.
+type cliError struct {
+	msg string
+	err error
+}
+
+func (e cliError) Error() string { return e.msg }
+func (e cliError) Unwrap() error { return e.err }
 
 // summary is the line that ends a reconcile.
 func summary(r reconcile.Report) string {

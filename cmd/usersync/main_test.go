@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync/clerk/clerktest"
+	"github.com/usersync/usersync/internal/dburl"
 	"github.com/usersync/usersync/internal/testdb"
 	"github.com/usersync/usersync/reconcile"
 	"github.com/usersync/usersync/sqlstore"
@@ -102,6 +103,17 @@ func TestReconcileCommand(t *testing.T) {
 func TestCommandErrors(t *testing.T) {
 	api := clerktest.NewAPI(t)
 	db := t.TempDir() + "/app.db"
+	// The app's own users table, which usersync must not touch.
+	foreign := t.TempDir() + "/app.db"
+	foreignDB, _, err := dburl.Open(foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = foreignDB.Exec("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
+	foreignDB.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -115,7 +127,9 @@ func TestCommandErrors(t *testing.T) {
 		{"stray argument", nil, []string{"migrate", "now"}, 2, "unexpected arguments"},
 		{"no database", nil, []string{"migrate"}, 1, "DATABASE_URL is not set"},
 		{"no secret key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer}, []string{"reconcile"}, 1, "CLERK_SECRET_KEY"},
-		{"a bad table name", map[string]string{"DATABASE_URL": db}, []string{"migrate", "-table", "users;drop"}, 1, "invalid"},
+		{"a bad table name", map[string]string{"DATABASE_URL": db}, []string{"migrate", "-table", "users;drop"}, 1, "-table or USERSYNC_TABLE"},
+		{"a bad USERSYNC_TABLE", map[string]string{"DATABASE_URL": db, "USERSYNC_TABLE": "users;drop"}, []string{"migrate"}, 1, "-table or USERSYNC_TABLE"},
+		{"a table usersync did not make", map[string]string{"DATABASE_URL": foreign}, []string{"migrate"}, 1, "-table clerk_users (or USERSYNC_TABLE=clerk_users)"},
 		{"a wrong secret key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": "sk_test_wrong", "CLERK_API_URL": api.URL, "CLERK_JWT_KEY": api.PublicKeyPEM()}, []string{"reconcile"}, 1, "answered 401"},
 		{"the issuer's keys out of reach", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": api.SecretKey, "CLERK_API_URL": api.URL, "CLERK_JWKS_URL": "http://127.0.0.1:1/jwks"}, []string{"reconcile"}, 1, "fetching the keys of the issuer"},
 		{"a bad PEM key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": api.SecretKey, "CLERK_JWT_KEY": "nope"}, []string{"reconcile"}, 1, "CLERK_JWT_KEY"},
@@ -128,7 +142,37 @@ func TestCommandErrors(t *testing.T) {
 			if strings.Contains(out+errOut, "sk_test_wrong") {
 				t.Fatal("the output shows the secret key")
 			}
+			if strings.Contains(out+errOut, "sqlstore.Config") {
+				t.Fatal("the output names a Go field, not the flag")
+			}
 		})
+	}
+}
+
+// The table is -table, else USERSYNC_TABLE, else users.
+func TestTableSetting(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  string
+		args []string
+		want string
+	}{
+		{"the default", "", nil, "users is up to date"},
+		{"USERSYNC_TABLE", "clerk_users", nil, "clerk_users is up to date"},
+		{"-table", "", []string{"-table", "app_users"}, "app_users is up to date"},
+		{"-table over USERSYNC_TABLE", "clerk_users", []string{"-table", "app_users"}, "app_users is up to date"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"DATABASE_URL": t.TempDir() + "/app.db", "USERSYNC_TABLE": tc.env}
+			code, out, errOut := runCmd(env, append([]string{"migrate"}, tc.args...)...)
+			if code != 0 || !strings.Contains(out, tc.want) {
+				t.Fatalf("%d %q %q, want %q", code, out, errOut, tc.want)
+			}
+		})
+	}
+	code, _, errOut := runCmd(nil, "migrate", "-h")
+	if code != 0 || !strings.Contains(errOut, "-table") || !strings.Contains(errOut, "USERSYNC_TABLE") || strings.Contains(errOut, "sqlstore.Config") {
+		t.Fatalf("migrate -h: %d %q", code, errOut)
 	}
 }
 
