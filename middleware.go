@@ -28,8 +28,9 @@ func (s *Syncer) RequireIdentity(next http.Handler) http.Handler {
 // RequireUser is the middleware for handlers that act as the signed-in
 // user. It finds the request's identity with Config.Extractor (a bearer
 // token or a session cookie), resolves the stored user, creating them from
-// the token when the provider's webhook has not arrived yet, and passes the
-// request on with the identity and the user in its context
+// the token when the provider's webhook has not arrived yet (then
+// Config.CompleteUser, if set, may fill in what the token lacks), and
+// passes the request on with the identity and the user in its context
 // (IdentityFromContext, UserFromContext). Anything else is answered by
 // Config.ErrorHandler: 401 without a valid token, 503 when the issuer's
 // keys are unavailable, 403 for a deleted user, 500 when the store fails.
@@ -109,9 +110,10 @@ func (s *Syncer) CurrentUser(ctx context.Context) (User, error) {
 // StoreCurrentUser stores the user of the identity in ctx from its token's
 // claims: it creates them, or refreshes the claims that changed since
 // (ordered by the token's iat). A user whose token carries no name is
-// created with Config.DefaultName. Claims the token lacks never wipe stored
-// values. It fails with ErrNoToken when ctx has no identity, and with
-// ErrDeleted for a deleted user whose token is still valid.
+// created with Config.DefaultName, and passed to Config.CompleteUser if
+// set. Claims the token lacks never wipe stored values. It fails with
+// ErrNoToken when ctx has no identity, and with ErrDeleted for a deleted
+// user whose token is still valid.
 func (s *Syncer) StoreCurrentUser(ctx context.Context) (User, error) {
 	id, ok := IdentityFromContext(ctx)
 	if !ok {
@@ -127,7 +129,12 @@ func (s *Syncer) storeIdentity(ctx context.Context, id *Identity) (User, error) 
 		// serve as the defaults of a new user.
 		w.Version, w.Fields = 0, 0
 	}
-	u, _, err := s.Upsert(ctx, w)
+	u, outcome, err := s.Upsert(ctx, w)
+	if err == nil && outcome == Created && s.cfg.CompleteUser != nil {
+		if c := s.cfg.CompleteUser(ctx, u); c.ID == u.ID {
+			u = c
+		}
+	}
 	return u, err
 }
 

@@ -63,6 +63,17 @@ type Config struct {
 	// store's change feed: see package feed, which delivers every change at
 	// least once, across replicas and crashes.
 	OnChange func(context.Context, Change)
+	// CompleteUser, if set, is called when a token's claims have just
+	// created a user (RequireUser, LoadUser, StoreCurrentUser, when the
+	// provider's webhook has not arrived yet), in the request's goroutine,
+	// with the user as stored; never for a user that was already stored.
+	// It returns the user the request goes on with: u, or u as a write of
+	// its own stored it (a user it returns with another ID is ignored). A
+	// token often carries less than the provider knows (Clerk's default
+	// session token: no name, no email), and the hook fills in the rest from
+	// the provider's API: clerk.Wire sets one. It holds the request, so it
+	// must return promptly, and it cannot fail the request.
+	CompleteUser func(ctx context.Context, u User) User
 	// Now is the clock of CreatedAt, UpdatedAt and DeletedAt. Default
 	// time.Now.
 	Now func() time.Time
