@@ -33,7 +33,9 @@ var ErrAPI = errors.New("clerk: Backend API request failed")
 // user's updated_at: what a reconcile pages through. It retries what Clerk
 // asks to retry: a 429 after its Retry-After (at most a minute), a 5xx or
 // a network error with backoff, six attempts in all, and stops when the
-// context ends. Make one with Provider.UserList.
+// context ends. A 429 pauses the whole list, not only the request that got
+// it: no request of the list starts before its Retry-After has passed or
+// a request has succeeded. Make one with Provider.UserList.
 //
 // Before its first request, a UserList checks that the secret key is the
 // issuer's instance's (ErrWrongInstance if not): one of the signing keys
@@ -51,6 +53,9 @@ type UserList struct {
 
 	mu      sync.Mutex // held by the instance check
 	checked bool       // the secret key is the issuer's instance's
+
+	paused sync.Mutex
+	until  time.Time // after a 429: when the list's requests may start again
 }
 
 // UserList returns the instance's user list. It needs Config.SecretKey.
@@ -187,10 +192,19 @@ func (l *UserList) getJSON(ctx context.Context, path string, v any) error {
 
 // get GETs path and returns its body, retrying as UserList says.
 func (l *UserList) get(ctx context.Context, path string) ([]byte, error) {
+	if err := l.waitPause(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w (rate limited)", ErrAPI, path, err)
+	}
 	const attempts = 6
 	var last error
 	for attempt := 1; attempt <= attempts; attempt++ {
 		body, wait, err := l.try(ctx, path)
+		switch {
+		case err == nil || errors.Is(err, errNotFound):
+			l.pause(0) // answered: the limit is not in force
+		case wait > 0:
+			l.pause(wait) // a 429
+		}
 		if err == nil || wait < 0 {
 			return body, err
 		}
@@ -206,6 +220,32 @@ func (l *UserList) get(ctx context.Context, path string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: %s: %w (%d attempts)", ErrAPI, path, last, attempts)
+}
+
+// pause holds the list's next requests for d after a 429 (longer pauses
+// win), or lifts the pause (d = 0) after an answer.
+func (l *UserList) pause(d time.Duration) {
+	l.paused.Lock()
+	defer l.paused.Unlock()
+	if d == 0 {
+		l.until = time.Time{}
+		return
+	}
+	if until := time.Now().Add(d); until.After(l.until) {
+		l.until = until
+	}
+}
+
+// waitPause waits until a pause that a 429 of another request set is
+// over. The request that got the 429 waits in get's retries instead.
+func (l *UserList) waitPause(ctx context.Context) error {
+	l.paused.Lock()
+	d := time.Until(l.until)
+	l.paused.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	return l.sleep(ctx, d)
 }
 
 // try makes one request. It returns the body of a 200, or the error and

@@ -428,3 +428,46 @@ func TestUserListChecksTheInstance(t *testing.T) {
 		})
 	}
 }
+
+// TestUserListPausesAfterA429: a 429 holds every request of the list, not
+// only the one that got it, until its Retry-After has passed; an answer
+// lifts the pause.
+func TestUserListPausesAfterA429(t *testing.T) {
+	ctx := context.Background()
+	api := clerktest.NewAPI(t)
+	api.Put(apiUsers(1, time.UnixMilli(1_700_000_000_000))...)
+	l, _ := newUserList(t, api)
+	if _, err := l.Count(ctx); err != nil { // checks the instance first, once
+		t.Fatal(err)
+	}
+	sleeps, release := make(chan time.Duration, 3), make(chan struct{})
+	clerk.SetSleep(l, func(ctx context.Context, d time.Duration) error {
+		sleeps <- d
+		<-release
+		return nil
+	})
+	api.Fail(1, http.StatusTooManyRequests, 30*time.Second)
+	errs := make(chan error, 2)
+	go func() { _, err := l.Count(ctx); errs <- err }()
+	if d := <-sleeps; d != 30*time.Second {
+		t.Fatalf("the 429's wait: %v", d)
+	}
+	before := api.Requests()
+	go func() { _, err := l.Lookup(ctx, "user_000"); errs <- err }()
+	if d := <-sleeps; d <= 0 || d > 30*time.Second {
+		t.Fatalf("a request during the pause waited %v, want the rest of Retry-After", d)
+	}
+	if n := api.Requests() - before; n != 0 {
+		t.Fatalf("%d requests during the pause", n)
+	}
+	close(release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Answered: the pause is over, and the next request waits for nothing.
+	if _, err := l.Count(ctx); err != nil || len(sleeps) != 0 {
+		t.Fatalf("after the pause: %v, %d waits", err, len(sleeps))
+	}
+}
