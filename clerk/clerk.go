@@ -1,9 +1,21 @@
 // Package clerk connects usersync to Clerk: Clerk's Svix-signed user.*
-// webhooks as a usersync.Provider, the typed payloads, and the default
-// mapping of a Clerk user to a usersync profile.
+// webhooks as a usersync.Provider, the typed payloads, the default
+// mapping of a Clerk user to a usersync profile, the Backend API's user
+// list, and Wire, which wires all of usersync for one instance and runs its
+// background work:
+//
+//	app, err := clerk.Wire(ctx, store, clerk.SetupConfig{Config: clerk.Config{
+//		Issuer:         "https://your-app.clerk.accounts.dev", // the Frontend API URL
+//		WebhookSecrets: []string{os.Getenv("CLERK_WEBHOOK_SECRET")},
+//		SecretKey:      os.Getenv("CLERK_SECRET_KEY"), // optional: complete token-only users
+//	}})
+//	mux.Handle("POST /clerk-users-webhook", app.Webhook)
+//	mux.Handle("GET /api/me", app.Syncer.RequireUser(handler))
+//	go srv.Serve(ln)
+//	err = app.Run(ctx) // the change feed, reconciles, completions, key refreshes
 //
 // One Config holds what describes a Clerk instance, so that its issuer is
-// written once:
+// written once. By hand, the parts are:
 //
 //	instance, err := clerk.New(clerk.Config{
 //		Issuer:         "https://your-app.clerk.accounts.dev", // the Frontend API URL
