@@ -1,15 +1,39 @@
 // Package lease lets one of several replicas at a time do a job: a
 // reconcile, a change-feed consumer.
 //
-// A lease is a row of the store (see Store) with a name, a holder (any
-// string unique to the replica), an expiry, and a cursor: a position the
-// job keeps, which stays with the lease from holder to holder. A replica
-// that holds a lease renews it before it expires; one that stops (a crash,
-// a lost connection) lets it expire, and another replica takes it over with
-// its cursor. The replicas' clocks must agree to well within a lease's ttl.
+// A lease is a row of the store (see Store) with a name, a holder (a name
+// of the replica's process: see Holders), an expiry, and a cursor: a
+// position the job keeps, which stays with the lease from holder to
+// holder. A replica that holds a lease renews it before it expires; one
+// that stops (a crash, a lost connection) lets it expire, and another
+// replica takes it over with its cursor. The replicas' clocks must agree
+// to well within a lease's ttl.
 //
-// Acquire takes a lease and keeps it while a job runs. A store implements
+// Acquire takes a lease and keeps it while a job runs; a Claim does the
+// same for a job that takes one lease again and again. A store implements
 // Store to let the reconcile and feed packages run on it.
+//
+// # Holders
+//
+// A holder names a replica's process in its leases. By default it is
+// unique to the process (NewHolder): a process that is killed leaves its
+// leases held until they expire, and its restart, a new process with a new
+// holder, waits for that as any other replica does. A holder may instead be
+// a stable name of the replica, one that its restarts keep: the pod name of
+// a Kubernetes StatefulSet or Deployment (a container restarted in its pod
+// keeps it), the host name of a machine that runs one replica. A stable
+// holder lets the restarted process take back at once the leases its
+// previous process still held, as the store lets a holder renew its own
+// lease (a Claim logs the takeover).
+//
+// Hence the rule: two live processes must never share a holder. The store
+// cannot tell them apart: both would hold the same lease and run the same
+// job at once. A stable name is safe where the platform runs at most one
+// process of a name at a time, and where a stopped process stays stopped:
+// one killed (SIGKILL, a crash, the OOM killer) is, one merely paused or
+// cut off from the network is not. Within one process, Acquire takes a
+// lease under a holder once at a time: a second Runner or Reconciler of
+// the same holder in the process waits as another replica would.
 package lease
 
 import (
@@ -78,7 +102,8 @@ func CheckConfig(config string, ttl time.Duration, holder string) error {
 
 // NewHolder returns a new holder name, unique to the call: the host name,
 // the process ID and a random suffix. It is the default Holder of a
-// replica.
+// replica: its leases outlive a killed process by their ttl (see the
+// package doc for a stable holder).
 func NewHolder() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%.200s-%d-%s", host, os.Getpid(), rand.Text()[:8])
