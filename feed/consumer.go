@@ -24,16 +24,28 @@ func (c *consumer) run(ctx context.Context) {
 	cfg := c.r.cfg
 	log := cfg.Logger.With("consumer", c.name)
 	retry := min(cfg.LeaseTTL/3, time.Second)
+	// The claim takes the lease at once from this replica's previous
+	// process, with a stable Holder, and logs that.
+	claim := lease.NewClaim(cfg.Store, leasePrefix+c.name, cfg.Holder, cfg.LeaseTTL, log)
+	waited := false // the last attempt found another holder
 	for ctx.Err() == nil {
-		held, err := lease.Acquire(ctx, cfg.Store, leasePrefix+c.name, cfg.Holder, cfg.LeaseTTL, log)
+		held, err := claim.Acquire(ctx)
 		if err != nil && ctx.Err() == nil {
 			log.WarnContext(ctx, "feed: taking the consumer's lease failed; retrying", "err", err)
 		}
 		if held == nil {
 			// Another replica runs this consumer (or the store failed):
 			// look again, to take over when its lease expires.
+			if err == nil && !waited {
+				log.DebugContext(ctx, "feed: another replica runs the consumer; this one stands by to take over")
+				waited = true
+			}
 			sleep(ctx, retry)
 			continue
+		}
+		if waited {
+			log.InfoContext(ctx, "feed: took over the consumer from another replica, which let its lease go or stopped renewing it", "position", held.Cursor())
+			waited = false
 		}
 		err = c.deliver(held)
 		held.Release()

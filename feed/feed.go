@@ -13,7 +13,9 @@
 // feed moves on, so one poison change does not hold up everyone else for
 // more than a minute and a half. With several replicas each handler runs in one of them at a
 // time (a lease); when that replica dies, another takes over from the last
-// saved position.
+// saved position, or its own restart does at once, with a stable
+// Config.Holder. WaitCaughtUp waits for a consumer to pass the changes
+// written so far.
 //
 // At least once means a change can be delivered again: after a crash or a
 // lost lease, the changes since the last saved position are. Write
@@ -83,7 +85,12 @@ type Config struct {
 	// store the app's Syncer writes to.
 	Store Store
 	// Holder names this replica in the leases. Default: host name,
-	// process ID and a random suffix.
+	// process ID and a random suffix, unique to the process: after a
+	// crash, the restarted process waits for the dead one's leases to
+	// expire (LeaseTTL) before its consumers go on. A stable name of the
+	// replica that its restarts keep (a pod name) lets them go on at once,
+	// from the last saved positions; two live processes must never share
+	// one, or both would run the same consumers (see package lease).
 	Holder string
 	// BatchSize is how many changes a consumer reads at a time; its
 	// position is saved after each batch. Default 100.

@@ -96,8 +96,12 @@ type Config struct {
 	// RunEvery that skips its turn looks again this often. Default 1
 	// minute.
 	LeaseTTL time.Duration
-	// Holder names this replica in the lease. Default: host name, process
-	// ID and a random suffix.
+	// Holder names this replica in the leases. Default: host name, process
+	// ID and a random suffix, unique to the process. A stable name of the
+	// replica that its restarts keep (a pod name) lets a restarted replica
+	// take back at once the run its killed process left, instead of after
+	// LeaseTTL; two live processes must never share one (see package
+	// lease).
 	Holder string
 	// OnProgress, if set, is called after every page and at the end, in
 	// the goroutine of Run.
@@ -127,6 +131,7 @@ type Reconciler struct {
 	store   usersync.Store // the Syncer's
 	leases  lease.Store    // the same store, with its leases
 	lease   string         // the name of the lease of a run
+	claim   *lease.Claim   // of that lease, by cfg.Holder
 	fresh   string         // the name of the lease of the last complete RunEvery sweep
 	running sync.Mutex     // held by a run: a second one in this process is ErrRunning
 	tel     *runTelemetry
@@ -175,10 +180,12 @@ func New(cfg Config) (*Reconciler, error) {
 		cfg.Now = time.Now
 	}
 	iss := cfg.Source.Issuer()
+	name := leaseName("usersync:reconcile:", iss)
 	return &Reconciler{
 		cfg: cfg, store: store, leases: leases,
-		lease: leaseName("usersync:reconcile:", iss), fresh: leaseName("usersync:reconciled:", iss),
-		tel: newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, iss), keep: keepBytes,
+		lease: name, claim: lease.NewClaim(leases, name, cfg.Holder, cfg.LeaseTTL, cfg.Logger.With("issuer", iss)),
+		fresh: leaseName("usersync:reconciled:", iss),
+		tel:   newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, iss), keep: keepBytes,
 	}, nil
 }
 
@@ -232,7 +239,7 @@ func (r *Reconciler) RunEvery(ctx context.Context, interval time.Duration) error
 			wait = min(interval, r.cfg.LeaseTTL)
 			r.cfg.Logger.DebugContext(ctx, "reconcile: skipped: a replica completed one less than the interval ago", "issuer", r.cfg.Source.Issuer(), "next_in", wait)
 		case errors.Is(err, ErrRunning):
-			r.cfg.Logger.DebugContext(ctx, "reconcile: skipped: another replica is running one", "issuer", r.cfg.Source.Issuer())
+			// Logged by the run: skipped, or the lease lost.
 		case err != nil:
 			r.cfg.Logger.ErrorContext(ctx, "reconcile: run failed", "issuer", r.cfg.Source.Issuer(), "report", report, "err", err)
 		}

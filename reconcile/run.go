@@ -33,14 +33,16 @@ func (r *Reconciler) sweep(ctx context.Context, every time.Duration) (report Rep
 	src, log := r.cfg.Source, r.cfg.Logger
 	report = Report{Issuer: src.Issuer(), Started: r.cfg.Now()}
 	if !r.running.TryLock() {
+		log.InfoContext(ctx, "reconcile: skipped: a run of this issuer is going on in this process", "issuer", report.Issuer)
 		return report, ErrRunning
 	}
 	defer r.running.Unlock()
-	held, err := lease.Acquire(ctx, r.leases, r.lease, r.cfg.Holder, r.cfg.LeaseTTL, log)
+	held, err := r.claim.Acquire(ctx)
 	switch {
 	case err != nil:
 		return report, fmt.Errorf("reconcile: taking the lease: %w", err)
 	case held == nil:
+		log.InfoContext(ctx, "reconcile: skipped: another replica holds the lease of this issuer's reconcile", "issuer", report.Issuer)
 		return report, ErrRunning
 	}
 	defer held.Release()
@@ -104,13 +106,15 @@ func (r *Reconciler) sweep(ctx context.Context, every time.Duration) (report Rep
 }
 
 // takeTurn takes the lease of the last complete RunEvery sweep (r.fresh)
-// for a holder unique to this run, which it returns; or returns "" if the
-// lease is held: a sweep that completed less than the interval ago holds
-// it. Only the holder of the run's lease calls it.
+// for the run's holder, which it returns; or returns "" if the lease is
+// held: a sweep that completed less than the interval ago holds it (or
+// the run of a replica that stopped, until it expires with that run's
+// lease). Only the holder of the run's lease calls it.
 func (r *Reconciler) takeTurn(ctx context.Context) (string, error) {
-	turn := lease.NewHolder()
-	// Held while the run lasts, as the run's lease is: if this replica
-	// stops, it expires as that one does.
+	// Held while the run lasts, as the run's lease is, and under its
+	// holder: if this replica stops, it expires as that one does, and with
+	// a stable Holder the restarted replica takes both back at once.
+	turn := r.cfg.Holder
 	_, ok, err := r.leases.AcquireLease(ctx, r.fresh, turn, r.cfg.LeaseTTL)
 	if err != nil || !ok {
 		return "", err
@@ -119,21 +123,26 @@ func (r *Reconciler) takeTurn(ctx context.Context) (string, error) {
 }
 
 // endTurn ends the turn that takeTurn took: after a complete run, the lease
-// stays held until every after the run started, so that every replica
-// skips the sweeps due before then; after another run, it is released for
-// the next turn of any replica to sweep.
+// passes to a holder of its own and stays held until every after the run
+// started, so that every replica (this one too, restarted or not) skips
+// the sweeps due before then; after another run, it is released for the
+// next turn of any replica to sweep.
 func (r *Reconciler) endTurn(ctx context.Context, turn string, report Report, every time.Duration, complete bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LeaseTTL)
 	defer cancel()
-	if left := every - r.cfg.Now().Sub(report.Started); complete && left > 0 {
-		// Taken again rather than renewed: a run longer than the LeaseTTL
-		// let it expire (and no one else could take it).
-		if _, ok, err := r.leases.AcquireLease(ctx, r.fresh, turn, left); err != nil || !ok {
+	err := r.leases.ReleaseLease(ctx, r.fresh, turn)
+	switch left := every - r.cfg.Now().Sub(report.Started); {
+	case complete && left > 0:
+		// No other replica takes it in between: this one still holds the
+		// run's lease.
+		ok := false
+		if err == nil {
+			_, ok, err = r.leases.AcquireLease(ctx, r.fresh, lease.NewHolder(), left)
+		}
+		if err != nil || !ok {
 			r.cfg.Logger.WarnContext(ctx, "reconcile: marking the run complete failed: another replica may sweep before the interval ends", "issuer", report.Issuer, "held_by_another", err == nil, "err", err)
 		}
-		return
-	}
-	if err := r.leases.ReleaseLease(ctx, r.fresh, turn); err != nil {
+	case err != nil:
 		r.cfg.Logger.WarnContext(ctx, "reconcile: releasing the lease of the last complete run failed; it expires", "issuer", report.Issuer, "err", err)
 	}
 }
