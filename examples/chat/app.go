@@ -33,6 +33,7 @@ type app struct {
 
 	feed       *feed.Runner          // the change feed's consumers
 	feedLease  time.Duration         // their lease's TTL; 0: feed's default (tests shorten it)
+	replica    string                // USERSYNC_REPLICA: the leases' holder; "": one unique to the process
 	users      *clerk.UserList       // the Backend API's, with CLERK_SECRET_KEY; else nil
 	reconciler *reconcile.Reconciler // over users, when set
 	every      time.Duration         // between reconciles; 0: only at start

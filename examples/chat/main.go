@@ -42,6 +42,7 @@ type config struct {
 	addr, databaseURL, table                    string
 	issuer, jwksURL, jwtKey, audience, azp, key string
 	secrets, secretKey, apiURL, reconcileEvery  string
+	replica                                     string
 }
 
 // Format prints the config with every verb, its secrets (webhook secrets,
@@ -103,6 +104,10 @@ func configFromEnv() config {
 		apiURL:      os.Getenv("CLERK_API_URL"),
 		// A Go duration; 0 reconciles only at start.
 		reconcileEvery: get("USERSYNC_RECONCILE_EVERY", "6h"),
+		// A stable name of this replica, unique among the live ones (a
+		// pod's name): a restart takes the dead process's leases back at
+		// once. Unset: each process is a new holder, and waits for them.
+		replica: os.Getenv("USERSYNC_REPLICA"),
 	}
 }
 
@@ -202,7 +207,7 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 		obs.shutdown(ctx)
 		return nil, nil, err
 	}
-	a := &app{msgs: msgs, log: log, clerkKey: cfg.key, obs: obs}
+	a := &app{msgs: msgs, log: log, clerkKey: cfg.key, obs: obs, replica: cfg.replica}
 	fail := func(err error) (*app, func(), error) {
 		if a.verifier != nil {
 			a.verifier.Close()
@@ -277,11 +282,11 @@ func (a *app) wire(store chatStore) (err error) {
 		return err
 	}
 	if a.users != nil {
-		if a.reconciler, err = reconcile.New(reconcile.Config{Syncer: a.syncer, Source: a.users, Logger: a.log, MeterProvider: mp, TracerProvider: tp}); err != nil {
+		if a.reconciler, err = reconcile.New(reconcile.Config{Syncer: a.syncer, Source: a.users, Holder: a.replica, Logger: a.log, MeterProvider: mp, TracerProvider: tp}); err != nil {
 			return err
 		}
 	}
-	if a.feed, err = feed.New(feed.Config{Store: store, Logger: a.log, LeaseTTL: a.feedLease, MeterProvider: mp, TracerProvider: tp}); err != nil {
+	if a.feed, err = feed.New(feed.Config{Store: store, Holder: a.replica, Logger: a.log, LeaseTTL: a.feedLease, MeterProvider: mp, TracerProvider: tp}); err != nil {
 		return err
 	}
 	return a.feed.Handle("chat.erase-messages", a.eraseMessages)
