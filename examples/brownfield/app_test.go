@@ -187,7 +187,7 @@ func testBrownfield(t *testing.T, dsn string, pg bool) {
 
 	// Cat is deleted: her orders are anonymised by the time Clerk gets its
 	// 200, in the delete's own transaction.
-	if status := b.send(fmt.Sprintf(`{"type":"user.deleted","object":"event","data":{"id":"user_cat","object":"user","deleted":true}}`)); status != http.StatusOK {
+	if status := b.send(`{"type":"user.deleted","object":"event","data":{"id":"user_cat","object":"user","deleted":true}}`); status != http.StatusOK {
 		t.Fatalf("user.deleted answered %d", status)
 	}
 	var shipTo sql.NullString
