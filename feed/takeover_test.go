@@ -2,73 +2,15 @@ package feed_test
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/feed"
+	"github.com/usersync/usersync/internal/telemetry/telemetrytest"
 )
-
-// logs records what a logger logged, a line per record: its level, message
-// and attributes.
-type logs struct {
-	mu    *sync.Mutex
-	lines *[]string
-	attrs string
-}
-
-func newLogs() (*logs, *slog.Logger) {
-	l := &logs{mu: new(sync.Mutex), lines: new([]string)}
-	return l, slog.New(l)
-}
-
-func (l *logs) Enabled(context.Context, slog.Level) bool { return true }
-
-func (l *logs) Handle(_ context.Context, r slog.Record) error {
-	line := fmt.Sprintf("%s %s%s", r.Level, r.Message, l.attrs)
-	r.Attrs(func(a slog.Attr) bool { line += fmt.Sprintf(" %s=%v", a.Key, a.Value); return true })
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	*l.lines = append(*l.lines, line)
-	return nil
-}
-
-func (l *logs) WithAttrs(as []slog.Attr) slog.Handler {
-	attrs := l.attrs
-	for _, a := range as {
-		attrs += fmt.Sprintf(" %s=%v", a.Key, a.Value)
-	}
-	return &logs{mu: l.mu, lines: l.lines, attrs: attrs}
-}
-
-func (l *logs) WithGroup(string) slog.Handler { return l }
-
-// with returns the lines that begin with prefix (a level and a message).
-func (l *logs) with(prefix string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, line := range *l.lines {
-		if strings.HasPrefix(line, prefix) {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
-// count returns how many lines begin with prefix.
-func (l *logs) count(prefix string) int { return len(l.with(prefix)) }
-
-func (l *logs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(*l.lines, "\n")
-}
 
 // refusals is a store that counts the acquisitions of a consumer's lease
 // that it refused to holder.
@@ -107,7 +49,7 @@ func TestTakeoversAreLogged(t *testing.T) {
 			if ok, err := s.RenewLease(ctx, "usersync:feed:effects", "replica-0", time.Minute, 3); err != nil || !ok {
 				t.Fatal(ok, err)
 			}
-			logs, log := newLogs()
+			logs, log := telemetrytest.NewLogs()
 			l := newLedger()
 			r := newRunner(t, feed.Config{Store: s, Holder: "replica-0", LeaseTTL: time.Minute, Logger: log})
 			r.Handle("effects", l.handle)
@@ -115,10 +57,10 @@ func TestTakeoversAreLogged(t *testing.T) {
 			defer stop()
 			// Within the lease's minute: it did not wait for it to expire.
 			waitFor(t, "the restarted replica", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.deliveries) == n-3 })
-			if logs.count(previousProcess) != 1 || logs.count(anotherReplica) != 0 {
+			if logs.Count(previousProcess) != 1 || logs.Count(anotherReplica) != 0 {
 				t.Fatalf("logged:\n%s", logs)
 			}
-			if line := logs.with(previousProcess)[0]; !strings.Contains(line, "consumer=effects") || !strings.Contains(line, "holder=replica-0") || !strings.Contains(line, "cursor=3") {
+			if line := logs.With(previousProcess)[0]; !strings.Contains(line, "consumer=effects") || !strings.Contains(line, "holder=replica-0") || !strings.Contains(line, "cursor=3") {
 				t.Fatalf("the takeover's line lacks the consumer, the holder or the position:\n%s", line)
 			}
 		})
@@ -135,7 +77,7 @@ func TestTakeoversAreLogged(t *testing.T) {
 			dying := &mortal{store: s}
 			a := newRunner(t, feed.Config{Store: dying, Holder: "replica-a", LeaseTTL: ttl, BatchSize: 10})
 			waiting := &refusals{store: s, holder: "replica-b"}
-			logs, log := newLogs()
+			logs, log := telemetrytest.NewLogs()
 			b := newRunner(t, feed.Config{Store: waiting, Holder: "replica-b", LeaseTTL: ttl, BatchSize: 10, Logger: log})
 			a.Handle("effects", slow)
 			b.Handle("effects", slow)
@@ -147,7 +89,7 @@ func TestTakeoversAreLogged(t *testing.T) {
 			dying.dead.Store(true) // dies: no last save, its lease is left to expire
 			stopA()
 			waitFor(t, "replica b to take over and finish", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.deliveries) == n })
-			if logs.count(anotherReplica) != 1 || logs.count(previousProcess) != 0 {
+			if logs.Count(anotherReplica) != 1 || logs.Count(previousProcess) != 0 {
 				t.Fatalf("logged:\n%s", logs)
 			}
 			if l.overlap.Load() {
@@ -185,13 +127,13 @@ func TestOneHolderTwiceInAProcess(t *testing.T) {
 			first.Handle("effects", handler)
 			stopFirst := start(first)
 			<-entered // the first holds the lease
-			logs, log := newLogs()
+			logs, log := telemetrytest.NewLogs()
 			second := newRunner(t, feed.Config{Store: s, Holder: "replica-0", BatchSize: 5, Logger: log})
 			second.Handle("effects", handler)
 			stopSecond := start(second)
 			defer stopSecond()
 			waitFor(t, "the second Runner to stand by", func() bool {
-				return logs.count("DEBUG feed: another replica runs the consumer") == 1
+				return logs.Count("DEBUG feed: another replica runs the consumer") == 1
 			})
 			close(gate)
 			waitFor(t, "half the changes", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.deliveries) >= n/2 })
@@ -201,7 +143,7 @@ func TestOneHolderTwiceInAProcess(t *testing.T) {
 				t.Fatal("two Runners of one holder ran the consumer at the same time")
 			}
 			l.check(t, s)
-			if logs.count(anotherReplica) != 1 {
+			if logs.Count(anotherReplica) != 1 {
 				t.Fatalf("the second Runner did not log its takeover:\n%s", logs)
 			}
 		})

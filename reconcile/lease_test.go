@@ -3,71 +3,17 @@ package reconcile_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/telemetry/telemetrytest"
 	"github.com/usersync/usersync/memstore"
 	"github.com/usersync/usersync/reconcile"
 )
-
-// logs records what a logger logged, a line per record: its level, message
-// and attributes.
-type logs struct {
-	mu    *sync.Mutex
-	lines *[]string
-	attrs string
-}
-
-func newLogs() (*logs, *slog.Logger) {
-	l := &logs{mu: new(sync.Mutex), lines: new([]string)}
-	return l, slog.New(l)
-}
-
-func (l *logs) Enabled(context.Context, slog.Level) bool { return true }
-
-func (l *logs) Handle(_ context.Context, r slog.Record) error {
-	line := fmt.Sprintf("%s %s%s", r.Level, r.Message, l.attrs)
-	r.Attrs(func(a slog.Attr) bool { line += fmt.Sprintf(" %s=%v", a.Key, a.Value); return true })
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	*l.lines = append(*l.lines, line)
-	return nil
-}
-
-func (l *logs) WithAttrs(as []slog.Attr) slog.Handler {
-	attrs := l.attrs
-	for _, a := range as {
-		attrs += fmt.Sprintf(" %s=%v", a.Key, a.Value)
-	}
-	return &logs{mu: l.mu, lines: l.lines, attrs: attrs}
-}
-
-func (l *logs) WithGroup(string) slog.Handler { return l }
-
-// with returns the lines that begin with prefix (a level and a message).
-func (l *logs) with(prefix string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, line := range *l.lines {
-		if strings.HasPrefix(line, prefix) {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
-func (l *logs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(*l.lines, "\n")
-}
 
 // waitFor polls cond for up to 20 seconds.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -99,7 +45,7 @@ func TestSkippedRunsAreLogged(t *testing.T) {
 			<-release
 		}
 	})
-	logsA, logA := newLogs()
+	logsA, logA := telemetrytest.NewLogs()
 	a := e.reconciler(reconcile.Config{PageSize: 10, Holder: "replica-a", Logger: logA})
 	done := make(chan error)
 	go func() {
@@ -129,7 +75,7 @@ func TestSkippedRunsAreLogged(t *testing.T) {
 			defer cancel()
 			done := make(chan error)
 			go func() { done <- r.RunEvery(ctx, time.Hour) }()
-			waitFor(t, "the skipped turn", func() bool { return len(recorded(log).with("INFO reconcile: skipped")) > 0 })
+			waitFor(t, "the skipped turn", func() bool { return len(recorded(log).With("INFO reconcile: skipped")) > 0 })
 			cancel()
 			<-done
 			return reconcile.ErrRunning
@@ -141,15 +87,15 @@ func TestSkippedRunsAreLogged(t *testing.T) {
 		}, skippedForAnother},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			logs, log := newLogs()
+			logs, log := telemetrytest.NewLogs()
 			if err := tc.run(log); !errors.Is(err, reconcile.ErrRunning) {
 				t.Fatalf("%v, want ErrRunning", err)
 			}
-			lines := logs.with("INFO reconcile: skipped")
+			lines := logs.With("INFO reconcile: skipped")
 			if len(lines) != 1 || !strings.HasPrefix(lines[0], tc.want) || !strings.Contains(lines[0], "issuer="+issuer) {
 				t.Fatalf("logged:\n%s\nwant one line %q with the issuer", logs, tc.want)
 			}
-			if other := logs.with("ERROR"); len(other) > 0 {
+			if other := logs.With("ERROR"); len(other) > 0 {
 				t.Fatalf("a skipped run logged an error:\n%s", logs)
 			}
 		})
@@ -158,13 +104,13 @@ func TestSkippedRunsAreLogged(t *testing.T) {
 	if _, err := a.Run(context.Background()); !errors.Is(err, reconcile.ErrRunning) {
 		t.Fatalf("a again: %v, want ErrRunning", err)
 	}
-	if lines := logsA.with("INFO reconcile: skipped"); len(lines) != 1 || !strings.HasPrefix(lines[0], skippedForOwn) || !strings.Contains(lines[0], "issuer="+issuer) {
+	if lines := logsA.With("INFO reconcile: skipped"); len(lines) != 1 || !strings.HasPrefix(lines[0], skippedForOwn) || !strings.Contains(lines[0], "issuer="+issuer) {
 		t.Fatalf("logged:\n%s\nwant one line %q with the issuer", logsA, skippedForOwn)
 	}
 }
 
-// recorded returns the logs of a logger that newLogs made.
-func recorded(log *slog.Logger) *logs { return log.Handler().(*logs) }
+// recorded returns the logs of a logger that telemetrytest.NewLogs made.
+func recorded(log *slog.Logger) *telemetrytest.Logs { return log.Handler().(*telemetrytest.Logs) }
 
 // dyingStore is the store as a process about to be killed sees it: once
 // dead, nothing more of its leases reaches the store (no renewal, no
@@ -240,12 +186,12 @@ func TestARestartedReplicaSweepsAtOnce(t *testing.T) {
 		}
 		return r
 	}
-	logsB, logB := newLogs()
-	if _, err := restart("replica-b", logB, nil).Run(context.Background()); !errors.Is(err, reconcile.ErrRunning) || len(logsB.with(skippedForAnother)) != 1 {
+	logsB, logB := telemetrytest.NewLogs()
+	if _, err := restart("replica-b", logB, nil).Run(context.Background()); !errors.Is(err, reconcile.ErrRunning) || len(logsB.With(skippedForAnother)) != 1 {
 		t.Fatalf("replica b: %v, want ErrRunning; logged:\n%s", err, logsB)
 	}
 
-	logsA, logA := newLogs()
+	logsA, logA := telemetrytest.NewLogs()
 	ctx, stop := context.WithTimeout(context.Background(), 30*time.Second) // half the dead leases' minute
 	defer stop()
 	var complete atomic.Bool
@@ -258,7 +204,7 @@ func TestARestartedReplicaSweepsAtOnce(t *testing.T) {
 	if !complete.Load() {
 		t.Fatalf("the restarted replica did not sweep at once: %v; logged:\n%s", err, logsA)
 	}
-	if lines := logsA.with(tookOver); len(lines) != 1 || !strings.Contains(lines[0], "issuer="+issuer) || !strings.Contains(lines[0], "holder=replica-a") {
+	if lines := logsA.With(tookOver); len(lines) != 1 || !strings.Contains(lines[0], "issuer="+issuer) || !strings.Contains(lines[0], "holder=replica-a") {
 		t.Fatalf("the takeover was not logged at Info with the issuer and the holder:\n%s", logsA)
 	}
 	e.requireLive(apiUsers(0, 30, 1))
