@@ -3,8 +3,9 @@
 // suite every Store runs (with the change feed's and the leases' rules for
 // stores that have them); Stream, Fold and CompareState, a random stream of
 // versioned writes and the state every store must reach from it; and
-// Issuer, a fake OpenID Connect issuer that serves a JWKS and signs tokens.
+// Issuer, a fake OpenID Connect issuer that serves a JWKS and signs tokens;
+// and WaitForConsumer, which waits until a feed consumer has caught up.
 // The fakes of Clerk (its webhook sender and Backend API) are in package
-// clerk/clerktest. It is meant for tests only; its helpers fail the test
+// clerk/clerktest, and without a test in clerk/clerkfake. It is meant for tests only; its helpers fail the test
 // (t.Fatal) instead of returning errors.
 package usersynctest
