@@ -96,16 +96,19 @@ type Change struct {
 	Seq     int64
 	Outcome Outcome
 	UserID  string
-	// ExternalID is the user's ExternalID after the write: the app's own
-	// key of the person, if the provider carries one. A tombstone keeps
-	// it, so a Deleted change names the app's row even when the app never
-	// linked the user's ID to it.
+	// ExternalID is the user's ExternalID: the app's own key of the
+	// person, if the provider carries one. In OnChange and sqlstore's
+	// OnWrite hook it is the one after the write; in the feed, the user's
+	// as the feed is read. A tombstone keeps it (and it never changes), so
+	// a Deleted change names the app's row even when the app never linked
+	// the user's ID to it.
 	ExternalID string
 	// At is the write's time (Write.At): the user's UpdatedAt after it.
 	At time.Time
-	// User is the user as stored after the write, in OnChange only: the
-	// feed carries the ID, and a consumer that needs more looks the user
-	// up (and may find a later state).
+	// User is the user as stored after the write, in OnChange and
+	// sqlstore's OnWrite hook only: the feed carries the ID, and a
+	// consumer that needs more looks the user up (and may find a later
+	// state).
 	User User
 }
 

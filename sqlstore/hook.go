@@ -40,6 +40,9 @@ func (s *Store) callHook(ctx context.Context, tx *sql.Tx, o usersync.Outcome, u 
 	if s.onWrite == nil || o == usersync.Stale {
 		return nil
 	}
+	if o == usersync.Created && !u.DeletedAt.IsZero() {
+		o = usersync.Deleted // the tombstone of a key never seen, as Delete reports it
+	}
 	if err := s.onWrite(ctx, tx, usersync.Change{Outcome: o, UserID: u.ID, ExternalID: u.ExternalID, At: u.UpdatedAt, User: u}); err != nil {
 		return &hookError{err}
 	}

@@ -141,17 +141,25 @@ func TestOnWriteRunsInTheTransactionOfEveryChange(t *testing.T) {
 			if _, o, err := s.Delete(ctx, del); err != nil || o != usersync.Stale {
 				t.Fatalf("Delete again = %v, %v; want Stale", o, err)
 			}
+			// A delete of a key never seen leaves a tombstone: Deleted, to
+			// the hook as to the caller.
+			ghost := hookWrite("ghost", 1)
+			if _, o, err := s.Delete(ctx, usersync.Write{Issuer: ghost.Issuer, Subject: "ghost", TokenIdentifier: ghost.TokenIdentifier, ID: "id-ghost", At: time.Now()}); err != nil || o != usersync.Deleted {
+				t.Fatalf("Delete of a key never seen = %v, %v", o, err)
+			}
+			names["id-ghost"] = "ghost"
 
 			want := []string{
 				"created alice ext-alice", "updated alice ext-alice",
 				"created bob ext-bob", "created carol ext-carol", "updated alice ext-alice", "updated bob ext-bob",
 				"deleted alice ext-alice", // the tombstone keeps the app's key
+				"deleted ghost ",
 			}
 			if got := log.rows(t, names); !slices.Equal(got, want) {
 				t.Fatalf("the hook's rows:\n got %q\nwant %q", got, want)
 			}
 			// The change carries the user as written.
-			last := seen[len(seen)-1]
+			last := seen[len(seen)-2]
 			if last.User.ID != created.ID || last.User.DeletedAt.IsZero() || last.User.Name != "" || last.User.ExternalID != "ext-alice" {
 				t.Fatalf("the delete's change carries %+v, want alice's tombstone", last.User)
 			}

@@ -69,8 +69,15 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 		rowKey:   fmt.Sprintf("SELECT %s FROM %s WHERE %s = %s", key, t, key, p(1)),
 	}
 	if cfg.Email != "" {
-		l.byEmail = fmt.Sprintf("SELECT %s FROM %s WHERE LOWER(%s) = LOWER(%s) AND %s IS NULL ORDER BY %s LIMIT 1",
-			key, t, d.quote(cfg.Email), p(1), uid, key)
+		// A locking read where the database has one: it sees the rows as
+		// committed now, not as MySQL's snapshot of the transaction had
+		// them, so a row another user took meanwhile is passed over.
+		lock := " FOR UPDATE"
+		if cfg.Dialect == SQLite {
+			lock = "" // one writer at a time: nothing to lock against
+		}
+		l.byEmail = fmt.Sprintf("SELECT %s FROM %s WHERE LOWER(%s) = LOWER(%s) AND %s IS NULL ORDER BY %s LIMIT 1%s",
+			key, t, d.quote(cfg.Email), p(1), uid, key, lock)
 	}
 	if l.parse == nil {
 		l.parse = func(s string) (any, bool) { return s, true }

@@ -228,6 +228,38 @@ func TestLinkIsSafeAcrossReplicas(t *testing.T) {
 	}
 }
 
+func TestLinkPassesOverARowTakenMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends {
+		t.Run(b.Name, func(t *testing.T) {
+			if b.Env == "" {
+				t.Skip("SQLite has one writer: no other transaction can take a row meanwhile")
+			}
+			b.SkipIfUnset(t)
+			db, table := b.Open(t)
+			app := newLegacyApp(t, b, db, table)
+			app.insert(t, 50, "same@example.com")
+			app.insert(t, 51, "same@example.com")
+			other := b.OpenExtra(t, db)
+			s := b.StoreWith(t, db, sqlstore.Config{Table: table, OnWrite: func(ctx context.Context, tx *sql.Tx, c usersync.Change) error {
+				// Another replica links row 50 after this transaction
+				// began (and, on MySQL, read its snapshot).
+				if _, err := other.ExecContext(ctx, app.q("UPDATE "+app.table+" SET clerk_id = ? WHERE id = ?"), "u-someone", 50); err != nil {
+					return err
+				}
+				return app.hook(ctx, tx, c)
+			}})
+			if _, _, err := s.Upsert(ctx, linkWrite("kim", "", "same@example.com", true, 1)); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{"50": "same@example.com u-someone", "51": "same@example.com u-kim"}
+			if got := app.rows(t); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("app rows: %v, want %v (the next unlinked row of the email)", got, want)
+			}
+		})
+	}
+}
+
 func TestNewLinkRejectsBadNames(t *testing.T) {
 	for _, cfg := range []sqlstore.LinkConfig{
 		{Table: "users", Key: "id"},
