@@ -389,3 +389,79 @@ func BenchmarkUpsertGalera(b *testing.B) {
 		run(b, galeraStores(b)[0])
 	})
 }
+
+// TestGaleraLinkOnEveryNode writes each person on every node at once,
+// with the Link hook of an app's own table: whichever node's transaction
+// commits first, and whichever the cluster's certification makes run
+// again, each person ends with exactly one row of the app's, and the
+// legacy row they all claim by email goes to one of them.
+func TestGaleraLinkOnEveryNode(t *testing.T) {
+	ctx := context.Background()
+	nodes := galeraNodes(t)
+	mysqlBackend := backends[2]
+	table := testdb.OwnSchema(t, nodes[0], sqlstore.MySQL) + ".users"
+	app := newLegacyApp(t, mysqlBackend, nodes[0], table)
+	app.insert(t, 1, "shared@example.com")
+	var stores []*sqlstore.Store
+	for i, db := range nodes {
+		s, err := sqlstore.New(db, sqlstore.Config{Dialect: sqlstore.MySQL, Table: table, OnWrite: app.hook})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	const people = 12
+	var wg sync.WaitGroup
+	errs := make(chan error, people*len(stores))
+	for p := range people {
+		for n, s := range stores {
+			wg.Go(func() {
+				w := linkWrite(fmt.Sprintf("p%d", p), "", "shared@example.com", true, p)
+				w.ID = fmt.Sprintf("u-p%d-n%d", p, n)
+				if _, _, err := s.Upsert(ctx, w); err != nil {
+					errs <- err
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var retries int64
+	for _, s := range stores {
+		retries += s.Retries()
+	}
+	t.Logf("%d people written on %d nodes at once: %d transactions run again", people, len(stores), retries)
+	linked := map[string]int{}
+	rows := app.rows(t)
+	for _, row := range rows {
+		_, uid, _ := strings.Cut(row, " ")
+		linked[uid]++
+	}
+	if len(linked) != people {
+		t.Fatalf("%d people linked, want %d: %v", len(linked), people, rows)
+	}
+	for uid, n := range linked {
+		if n != 1 || uid == "" {
+			t.Fatalf("user %q has %d rows: %v", uid, n, rows)
+		}
+	}
+	// Each person's row is linked to the ID the store kept for them.
+	for p := range people {
+		u, err := stores[p%len(stores)].GetByTokenIdentifier(ctx, linkWrite(fmt.Sprintf("p%d", p), "", "", false, 0).TokenIdentifier)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if linked[u.ID] != 1 {
+			t.Fatalf("p%d's ID %s has no row of the app's: %v", p, u.ID, rows)
+		}
+	}
+}
