@@ -71,6 +71,11 @@ type SetupConfig struct {
 	// Feed holds the change feed runner's own settings (OnParked,
 	// LeaseTTL, retention). Wire sets its Store, and its Logger and
 	// providers where nil.
+	//
+	// Give Feed.Holder and Reconcile.Holder the replica's stable name (a
+	// pod's name, unique among the live replicas) and a replica restarted
+	// after a crash takes its leases back at once, instead of waiting for
+	// them to expire: see lease.Claim.
 	Feed feed.Config
 }
 
