@@ -234,7 +234,7 @@ func (s *Store) refuseForeignTable(ctx context.Context, conn *sql.Conn) error {
 		return nil
 	}
 	return fmt.Errorf("%w: usersync/sqlstore: table %s exists and was not made by usersync (it lacks usersync's columns): "+
-		"refusing to touch it; give usersync a table of its own, such as sqlstore.Config{Table: %q}",
+		"refusing to touch it; give usersync a table of its own (the store's Table), such as %q",
 		usersync.ErrInvalid, s.table, s.table.withBase("clerk_users"))
 }
 

@@ -75,7 +75,7 @@ func (s *Store) postgresTable(ctx context.Context, conn *sql.Conn) (tableName, e
 	// A "$" could end the dollar quotes of a function body.
 	if !schema.Valid || schema.String == "" || strings.ContainsAny(schema.String, "$\x00") {
 		return tableName{}, fmt.Errorf("%w: usersync/sqlstore: migrate %s: the search_path names no schema usersync can use: "+
-			"qualify the table (sqlstore.Config{Table: \"app.%s\"})", usersync.ErrInvalid, s.table, s.table.base)
+			"qualify the store's Table with its schema, such as %q", usersync.ErrInvalid, s.table, "app."+s.table.base)
 	}
 	return tableName{schema: schema.String, base: s.table.base}, nil
 }

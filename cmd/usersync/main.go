@@ -48,9 +48,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"regexp"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -174,15 +171,12 @@ func openStore(ctx context.Context, getenv func(string) string, table string) (*
 	store, err := sqlstore.New(db, sqlstore.Config{Dialect: dialect, Table: table})
 	if err != nil {
 		db.Close()
-		if errors.Is(err, usersync.ErrInvalid) {
-			return nil, nil, fmt.Errorf("the table of -table or USERSYNC_TABLE: %w", err)
-		}
-		return nil, nil, err
+		return nil, nil, tableError(err)
 	}
 	if err := store.Migrate(ctx); err != nil {
 		store.Close()
 		db.Close()
-		return nil, nil, inCLITerms(fmt.Errorf("%s database: %w", dialect, err))
+		return nil, nil, tableError(fmt.Errorf("%s database: %w", dialect, err))
 	}
 	return store, func() { store.Close(); db.Close() }, nil
 }
@@ -281,38 +275,14 @@ CLERK_JWT_KEY, or the keys of CLERK_JWKS_URL, default the issuer's).
 	return err
 }
 
-// goTableField matches where an error of sqlstore names its Go field,
-// sqlstore.Config.Table, optionally with a suggested name.
-var goTableField = regexp.MustCompile(`sqlstore\.Config\{Table: ("(?:[^"\\]|\\.)*")\}|\(?sqlstore\.Config\.Table\)?`)
-
-// inCLITerms returns err with the Go field sqlstore.Config.Table named as
-// the command's flag and variable, -table and USERSYNC_TABLE.
-func inCLITerms(err error) error {
-	msg := err.Error()
-	if !goTableField.MatchString(msg) {
-		return err
+// tableError names the flag and the variable of the store's Table in an
+// error of a table usersync cannot take (ErrInvalid).
+func tableError(err error) error {
+	if errors.Is(err, usersync.ErrInvalid) {
+		return fmt.Errorf("the table of -table or USERSYNC_TABLE: %w", err)
 	}
-	msg = goTableField.ReplaceAllStringFunc(msg, func(m string) string {
-		if sub := goTableField.FindStringSubmatch(m); sub[1] != "" {
-			name, uerr := strconv.Unquote(sub[1])
-			if uerr != nil {
-				name = strings.Trim(sub[1], `"`)
-			}
-			return "-table " + name + " (or USERSYNC_TABLE=" + name + ")"
-		}
-		return "(-table or USERSYNC_TABLE)"
-	})
-	return cliError{msg: msg, err: err}
+	return err
 }
-
-// cliError is an error in the command's terms, wrapping the library's.
-type cliError struct {
-	msg string
-	err error
-}
-
-func (e cliError) Error() string { return e.msg }
-func (e cliError) Unwrap() error { return e.err }
 
 // summary is the line that ends a reconcile.
 func summary(r reconcile.Report) string {

@@ -129,7 +129,7 @@ func TestCommandErrors(t *testing.T) {
 		{"no secret key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer}, []string{"reconcile"}, 1, "CLERK_SECRET_KEY"},
 		{"a bad table name", map[string]string{"DATABASE_URL": db}, []string{"migrate", "-table", "users;drop"}, 1, "-table or USERSYNC_TABLE"},
 		{"a bad USERSYNC_TABLE", map[string]string{"DATABASE_URL": db, "USERSYNC_TABLE": "users;drop"}, []string{"migrate"}, 1, "-table or USERSYNC_TABLE"},
-		{"a table usersync did not make", map[string]string{"DATABASE_URL": foreign}, []string{"migrate"}, 1, "-table clerk_users (or USERSYNC_TABLE=clerk_users)"},
+		{"a table usersync did not make", map[string]string{"DATABASE_URL": foreign}, []string{"migrate"}, 1, `-table or USERSYNC_TABLE: sqlite database: usersync: invalid argument: usersync/sqlstore: table users exists and was not made by usersync (it lacks usersync's columns): refusing to touch it; give usersync a table of its own (the store's Table), such as "clerk_users"`},
 		{"a wrong secret key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": "sk_test_wrong", "CLERK_API_URL": api.URL, "CLERK_JWT_KEY": api.PublicKeyPEM()}, []string{"reconcile"}, 1, "answered 401"},
 		{"the issuer's keys out of reach", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": api.SecretKey, "CLERK_API_URL": api.URL, "CLERK_JWKS_URL": "http://127.0.0.1:1/jwks"}, []string{"reconcile"}, 1, "fetching the keys of the issuer"},
 		{"a bad PEM key", map[string]string{"DATABASE_URL": db, "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": api.SecretKey, "CLERK_JWT_KEY": "nope"}, []string{"reconcile"}, 1, "CLERK_JWT_KEY"},
