@@ -173,7 +173,6 @@ func TestLinkFindsTheAppsRow(t *testing.T) {
 }
 
 func TestLinkIsSafeAcrossReplicas(t *testing.T) {
-	ctx := context.Background()
 	for _, b := range backends {
 		t.Run(b.Name, func(t *testing.T) {
 			b.SkipIfUnset(t)
@@ -189,43 +188,52 @@ func TestLinkIsSafeAcrossReplicas(t *testing.T) {
 			}
 			replicas = append(replicas, b.StoreWith(t, other, sqlstore.Config{Table: table, OnWrite: app.hook}))
 
-			// Each person is written by both replicas at once, and all of
-			// them have the legacy row's verified email.
-			const people = 8
-			var wg sync.WaitGroup
-			errs := make(chan error, 2*people)
-			for p := range people {
-				for r, s := range replicas {
-					wg.Go(func() {
-						w := linkWrite(fmt.Sprintf("p%d", p), "", "shared@example.com", true, p)
-						w.ID = fmt.Sprintf("u-p%d-r%d", p, r)
-						if _, _, err := s.Upsert(ctx, w); err != nil {
-							errs <- err
-						}
-					})
-				}
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatal(err)
-			}
-			// One row per person, and the legacy row taken by one of them.
-			linked := map[string]int{}
-			for _, row := range app.rows(t) {
-				_, uid, _ := strings.Cut(row, " ")
-				linked[uid]++
-			}
-			if len(linked) != people {
-				t.Fatalf("%d people linked, want %d: %v", len(linked), people, app.rows(t))
-			}
-			for uid, n := range linked {
-				if n != 1 || uid == "" {
-					t.Fatalf("user %q has %d rows: %v", uid, n, app.rows(t))
-				}
-			}
+			app.writeEveryoneEverywhere(t, replicas, 8)
 		})
 	}
+}
+
+// writeEveryoneEverywhere writes each of people on every one of stores at
+// once, all of them with the verified email of the app's legacy row 1, and
+// checks that each person ends with exactly one row of the app's, the
+// legacy row taken by one of them. It returns the app's rows by the user
+// ID they are linked to.
+func (a *legacyApp) writeEveryoneEverywhere(t *testing.T, stores []*sqlstore.Store, people int) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, people*len(stores))
+	for p := range people {
+		for r, s := range stores {
+			wg.Go(func() {
+				w := linkWrite(fmt.Sprintf("p%d", p), "", "shared@example.com", true, p)
+				w.ID = fmt.Sprintf("u-p%d-r%d", p, r)
+				if _, _, err := s.Upsert(ctx, w); err != nil {
+					errs <- err
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	linked := map[string]int{}
+	rows := a.rows(t)
+	for _, row := range rows {
+		_, uid, _ := strings.Cut(row, " ")
+		linked[uid]++
+	}
+	if len(linked) != people {
+		t.Fatalf("%d people linked, want %d: %v", len(linked), people, rows)
+	}
+	for uid, n := range linked {
+		if n != 1 || uid == "" {
+			t.Fatalf("user %q has %d rows: %v", uid, n, rows)
+		}
+	}
+	return linked
 }
 
 func TestLinkPassesOverARowTakenMeanwhile(t *testing.T) {
