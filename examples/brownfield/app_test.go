@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -93,7 +94,7 @@ func postgresSchema(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	schema := fmt.Sprintf("brownfield_%d", time.Now().UnixNano())
+	schema := "brownfield_" + strings.ToLower(rand.Text()[:16]) // a name of the test's own: it drops only that
 	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
 		t.Fatal(err)
 	}
