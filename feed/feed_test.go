@@ -217,22 +217,23 @@ func TestEveryConsumerGetsEveryChangeInOrder(t *testing.T) {
 	}
 }
 
-// TestAtLeastOnceThroughCrashes kills the runner at random moments, in the
-// middle of batches (nothing more reaches the store: no last save of its
-// position, no release of its lease), and starts a new one, as a new
-// process, each time: every change is delivered at least once, some more
-// than once, and the handler's effects equal exactly-once application of
-// the feed.
+// TestAtLeastOnceThroughCrashes kills the runner in the middle of a
+// batch, after a random (seeded, logged) number of deliveries: nothing more
+// reaches the store (no last save of its position,
+// no release of its lease), and a new runner starts, as a new process,
+// each time. Every change is delivered at least once, the ones delivered
+// before a kill again, and the handler's effects equal exactly-once
+// application of the feed.
 func TestAtLeastOnceThroughCrashes(t *testing.T) {
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
+			seed := rand.Uint64()
+			t.Logf("seed %d", seed)
+			rng := rand.New(rand.NewPCG(seed, 0))
 			s := newStore(t)
 			n := write(t, s, 40, 5)
 			l := newLedger()
-			slow := func(ctx context.Context, c usersync.Change) error {
-				time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
-				return l.handle(ctx, c)
-			}
+			const batch = 25
 			crashes := 0
 			for {
 				l.mu.Lock()
@@ -242,13 +243,36 @@ func TestAtLeastOnceThroughCrashes(t *testing.T) {
 					break
 				}
 				process := &mortal{store: s}
-				r := newRunner(t, feed.Config{Store: process, BatchSize: 25, Holder: fmt.Sprint("process-", crashes), LeaseTTL: 150 * time.Millisecond})
-				r.Handle("effects", slow)
+				// Killed after k deliveries: one or two whole batches (saved:
+				// progress), then part of the next (not saved: delivered
+				// again by the next process).
+				k := batch*(1+rng.IntN(2)) + 1 + rng.IntN(batch-1)
+				var delivered atomic.Int64
+				ended := make(chan struct{}) // killed, or every change delivered
+				var end sync.Once
+				r := newRunner(t, feed.Config{Store: process, BatchSize: batch, Holder: fmt.Sprint("process-", crashes), LeaseTTL: 150 * time.Millisecond})
+				r.Handle("effects", func(ctx context.Context, c usersync.Change) error {
+					if err := l.handle(ctx, c); err != nil {
+						return err
+					}
+					l.mu.Lock()
+					all := len(l.deliveries) == n
+					l.mu.Unlock()
+					if delivered.Add(1) == int64(k) {
+						process.dead.Store(true) // killed: the batch in hand is not saved
+						end.Do(func() { close(ended) })
+					}
+					if all {
+						end.Do(func() { close(ended) })
+					}
+					return nil
+				})
 				stop := start(r)
-				time.Sleep(time.Duration(20+rand.IntN(150)) * time.Millisecond)
-				process.dead.Store(true) // killed: the batch in hand is not saved
+				<-ended
 				stop()
-				crashes++
+				if process.dead.Load() {
+					crashes++
+				}
 				if crashes > 500 {
 					t.Fatal("no progress")
 				}
