@@ -83,6 +83,10 @@ type Identity struct {
 	PhoneNumber       string // phone_number
 	// Metadata is the JSON value of the issuer's metadata claim, or nil.
 	Metadata json.RawMessage
+	// Organization is the organization the token names as the session's
+	// active one, or nil. It says what the session chose, not who is a
+	// member: orgs.RequireMember asks the store.
+	Organization *OrganizationClaim
 
 	// Claims is every claim of the token, as signed: the JSON object of its
 	// payload. Decode any claim with json.Unmarshal(id.Claims, &v).
@@ -91,6 +95,21 @@ type Identity struct {
 	// Data is for the app: an extractor may attach what it decoded from
 	// the token's claims (jwtverify.Config.MapIdentity), once per token.
 	Data any
+}
+
+// OrganizationClaim is a token's active organization: Clerk's v2 "o"
+// claim ({id, slg, rol}) or its v1 org_id, org_slug, org_role and
+// org_permissions.
+type OrganizationClaim struct {
+	// ID is the provider's ID of the organization ("org_…").
+	ID   string
+	Slug string
+	// Role is the session's role in it, as memberships name roles
+	// ("org:admin"): v2's role, which lacks the "org:" prefix, gets it.
+	Role string
+	// Permissions are v1's org_permissions; v2 encodes them in "o" in a
+	// compact form of its own, left in Claims.
+	Permissions []string
 }
 
 // write returns the write that stores the identity's claims: a claim that

@@ -93,9 +93,20 @@ type Change struct {
 	// Seq is the change's position in the feed: above 0, increasing in
 	// the order the changes became visible, without gaps a reader could
 	// skip. 0 in OnChange, which runs before the feed numbers it.
-	Seq     int64
+	Seq int64
+	// Entity is what changed: a user (the zero value), an organization or
+	// a membership (package orgs).
+	Entity  Entity
 	Outcome Outcome
-	UserID  string
+	// UserID is the user's ID, in a change of a user.
+	UserID string
+	// OrganizationID is the provider's ID of the organization ("org_…"),
+	// in a change of an organization or of a membership.
+	OrganizationID string
+	// Subject is the member's subject (the provider's user ID, Clerk's
+	// user_id), in a change of a membership: the member's token identifier
+	// is TokenIdentifier(issuer, Subject).
+	Subject string
 	// ExternalID is the user's ExternalID: the app's own key of the
 	// person, if the provider carries one. In OnChange and sqlstore's
 	// OnWrite hook it is the one after the write; in the feed, the user's
@@ -110,6 +121,33 @@ type Change struct {
 	// consumer that needs more looks the user up (and may find a later
 	// state).
 	User User
+}
+
+// Entity is what a Change is about.
+type Entity uint8
+
+// The entities of the change feed.
+const (
+	// EntityUser is a user: the zero value, so every change of a store that
+	// keeps users only is one.
+	EntityUser Entity = iota
+	// EntityOrganization is an organization (orgs.Organization).
+	EntityOrganization
+	// EntityMembership is a membership (orgs.Membership).
+	EntityMembership
+)
+
+// String returns the entity's name in lower case.
+func (e Entity) String() string {
+	switch e {
+	case EntityUser:
+		return "user"
+	case EntityOrganization:
+		return "organization"
+	case EntityMembership:
+		return "membership"
+	}
+	return fmt.Sprintf("Entity(%d)", uint8(e))
 }
 
 // Syncer keeps a Store in step with an identity provider: webhook handlers

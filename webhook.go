@@ -50,6 +50,11 @@ type Event struct {
 	Write *Write
 	// Delete means the event deletes the user Write names.
 	Delete bool
+	// Apply, if set, applies an event about another entity that the
+	// provider keeps (an organization, a membership: see clerk and orgs),
+	// when Write is nil. Its errors are answered as a user write's are:
+	// ErrInvalid 400, ErrDeleted 200 (a deleted entity), any other 500.
+	Apply func(context.Context) (Outcome, error)
 	// Raw is a copy of the verified body. The handler sets it before it
 	// calls WebhookConfig.OnEvent, which may keep it.
 	Raw json.RawMessage
@@ -193,6 +198,9 @@ func (h *webhookHandler) apply(ctx context.Context, ev *Event, body []byte) (int
 	switch {
 	case ev.Write == nil && ev.Delete:
 		return http.StatusBadRequest, "bad request", fmt.Errorf("%w: a delete event names no user", ErrInvalid)
+	case ev.Write == nil && ev.Apply != nil:
+		outcome, err := ev.Apply(ctx)
+		return applied(outcome, err, "deleted entity", "invalid data")
 	case ev.Write == nil:
 		if h.cfg.OnEvent == nil {
 			return http.StatusOK, "ignored", nil
@@ -210,11 +218,17 @@ func (h *webhookHandler) apply(ctx context.Context, ev *Event, body []byte) (int
 	} else {
 		_, outcome, err = h.syncer.Upsert(ctx, *ev.Write)
 	}
+	return applied(outcome, err, "user deleted", "invalid user data")
+}
+
+// applied returns the status and outcome of a write: the one status
+// discipline of every entity.
+func applied(outcome Outcome, err error, deleted, invalid string) (int, string, error) {
 	switch {
 	case errors.Is(err, ErrDeleted):
-		return http.StatusOK, "user deleted", nil
+		return http.StatusOK, deleted, nil
 	case errors.Is(err, ErrInvalid):
-		return http.StatusBadRequest, "invalid user data", err
+		return http.StatusBadRequest, invalid, err
 	case err != nil:
 		return http.StatusInternalServerError, "store failed", err
 	}

@@ -3,6 +3,7 @@ package jwtverify
 import (
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -39,6 +40,14 @@ type tokenClaims struct {
 	Email             string     `json:"email"`
 	EmailVerified     *looseBool `json:"email_verified"`
 	PhoneNumber       string     `json:"phone_number"`
+
+	// The active organization: Clerk's v2 "o" and v1 "org_*" claims, read
+	// leniently (a claim of another shape, another issuer's, is ignored).
+	O              json.RawMessage `json:"o"`
+	OrgID          json.RawMessage `json:"org_id"`
+	OrgSlug        json.RawMessage `json:"org_slug"`
+	OrgRole        json.RawMessage `json:"org_role"`
+	OrgPermissions json.RawMessage `json:"org_permissions"`
 
 	key string // the thumbprint of the key that verified the token
 }
@@ -110,6 +119,7 @@ func (c *tokenClaims) identity(issuer string, raw []byte) *usersync.Identity {
 		PhoneNumber:       c.PhoneNumber,
 		Claims:            raw,
 	}
+	id.Organization = c.organization()
 	if c.Exp.set {
 		id.Expiry = c.Exp.Time
 	}
@@ -136,4 +146,34 @@ func (b *looseBool) UnmarshalJSON(data []byte) error {
 		return &json.UnmarshalTypeError{Value: "non-boolean", Type: nil}
 	}
 	return nil
+}
+
+// organization returns the token's active organization, or nil: v2's "o"
+// ({id, slg, rol}: the role without its "org:" prefix, which it gets back
+// here) before v1's org_id, org_slug, org_role and org_permissions.
+func (c *tokenClaims) organization() *usersync.OrganizationClaim {
+	if len(c.O) > 0 {
+		var o struct {
+			ID   string `json:"id"`
+			Slug string `json:"slg"`
+			Role string `json:"rol"`
+		}
+		if json.Unmarshal(c.O, &o) == nil && o.ID != "" {
+			if o.Role != "" && !strings.HasPrefix(o.Role, "org:") {
+				o.Role = "org:" + o.Role
+			}
+			return &usersync.OrganizationClaim{ID: o.ID, Slug: o.Slug, Role: o.Role}
+		}
+	}
+	var id string
+	if len(c.OrgID) == 0 || json.Unmarshal(c.OrgID, &id) != nil || id == "" {
+		return nil
+	}
+	org := &usersync.OrganizationClaim{ID: id}
+	_ = json.Unmarshal(c.OrgSlug, &org.Slug) // absent or of another shape: none
+	_ = json.Unmarshal(c.OrgRole, &org.Role)
+	if json.Unmarshal(c.OrgPermissions, &org.Permissions) != nil {
+		org.Permissions = nil
+	}
+	return org
 }
