@@ -38,6 +38,7 @@ type Store struct {
 	leases  map[string]*lease
 	changes []usersync.Change // the feed, by Seq; pruned from the front
 	lastSeq int64
+	org     orgData
 }
 
 // lease is a held (or released) lease.
@@ -89,7 +90,7 @@ var _ usersync.Store = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{byToken: make(map[string]*record), byID: make(map[string]*record), leases: make(map[string]*lease)}
+	return &Store{byToken: make(map[string]*record), byID: make(map[string]*record), leases: make(map[string]*lease), org: newOrgData()}
 }
 
 // Get implements usersync.Store.
@@ -330,6 +331,7 @@ func (s *Store) Delete(ctx context.Context, t usersync.Write) (usersync.User, us
 	r.user.UpdatedAt, r.user.DeletedAt = t.At, t.At
 	s.live--
 	s.changed(usersync.Deleted, &r.user)
+	s.endMemberships(r.user.TokenIdentifier, t.At)
 	return r.user, usersync.Deleted, nil
 }
 

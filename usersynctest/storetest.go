@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/feed"
 	"github.com/usersync/usersync/lease"
+	"github.com/usersync/usersync/orgs"
 )
 
 // TestStore checks that the stores newStore makes follow the usersync.Store
@@ -36,17 +38,20 @@ import (
 // saying which interface it lacks.
 func TestStore(t *testing.T, newStore func(t *testing.T) usersync.Store) {
 	t.Helper()
-	for _, c := range storeCases {
+	for _, c := range slices.Concat(storeCases, orgCases) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			f := &storeFixture{t: t, s: newStore(t), newStore: newStore}
 			f.feed, _ = f.s.(feed.Store)
 			f.leases, _ = f.s.(lease.Store)
+			f.orgs, _ = f.s.(orgs.Store)
 			switch {
 			case strings.HasPrefix(c.name, "Feed/") && f.feed == nil:
 				t.Skipf("%T does not implement feed.Store: it keeps no change feed", f.s)
 			case strings.HasPrefix(c.name, "Leases/") && f.leases == nil:
 				t.Skipf("%T does not implement lease.Store: it keeps no leases", f.s)
+			case strings.HasPrefix(c.name, "Orgs/") && f.orgs == nil:
+				t.Skipf("%T does not implement orgs.Store: it keeps no organizations", f.s)
 			}
 			c.run(t, f)
 		})
@@ -59,6 +64,7 @@ type storeFixture struct {
 	s        usersync.Store
 	feed     feed.Store  // s, if it has a change feed; else nil
 	leases   lease.Store // s, if it keeps leases; else nil
+	orgs     orgs.Store  // s, if it keeps organizations; else nil
 	newStore func(t *testing.T) usersync.Store
 	ids      int
 }
@@ -1262,6 +1268,24 @@ var storeCases = []storeCase{
 			methods = append(methods, reflect.TypeFor[lease.Store]())
 		} else {
 			t.Logf("%T does not implement lease.Store: no lease methods to check", f.s)
+		}
+		if f.orgs != nil {
+			o := orgs.Organization{Issuer: orgIssuer, ID: "org_1", UpdatedAt: epoch, Version: 1}
+			m := orgs.Membership{Issuer: orgIssuer, OrganizationID: "org_1", UserSubject: "alice", ID: "orgmem_1", UpdatedAt: epoch, Version: 1}
+			_, _, checks["UpsertOrganization"] = f.orgs.UpsertOrganization(ctx, o)
+			_, checks["UpsertOrganizations"] = f.orgs.UpsertOrganizations(ctx, []orgs.Organization{o})
+			_, _, checks["DeleteOrganization"] = f.orgs.DeleteOrganization(ctx, orgIssuer, "org_1", epoch)
+			_, _, checks["UpsertMembership"] = f.orgs.UpsertMembership(ctx, m)
+			_, checks["UpsertMemberships"] = f.orgs.UpsertMemberships(ctx, []orgs.Membership{m})
+			_, _, checks["DeleteMembership"] = f.orgs.DeleteMembership(ctx, m)
+			_, checks["Organization"] = f.orgs.Organization(ctx, orgIssuer, "org_1")
+			_, checks["Organizations"] = f.orgs.Organizations(ctx, orgIssuer, "", 10)
+			_, checks["Member"] = f.orgs.Member(ctx, orgIssuer, "org_1", "alice")
+			_, checks["Memberships"] = f.orgs.Memberships(ctx, orgIssuer, "org_1", "", 10)
+			_, checks["UserMemberships"] = f.orgs.UserMemberships(ctx, orgIssuer, "alice", "", 10)
+			methods = append(methods, reflect.TypeFor[orgs.Store]())
+		} else {
+			t.Logf("%T does not implement orgs.Store: no organization methods to check", f.s)
 		}
 		if f.feed != nil {
 			_, checks["Changes"] = f.feed.Changes(ctx, 0, 10)
