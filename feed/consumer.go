@@ -15,6 +15,7 @@ type consumer struct {
 	r    *Runner
 	name string
 	h    Handler
+	all  bool // every entity; else users only
 	tel  *consumerTelemetry
 }
 
@@ -83,7 +84,7 @@ func (c *consumer) deliver(held *lease.Held) error {
 		}
 		for _, ch := range changes {
 			c.tel.behind(ch.At)
-			if !c.handle(ctx, ch) {
+			if (c.all || ch.Entity == usersync.EntityUser) && !c.handle(ctx, ch) {
 				return nil // stopped mid-change: it is delivered again
 			}
 			cursor = ch.Seq

@@ -5,7 +5,9 @@
 //
 // Every write that changes a user appends a usersync.Change to the store's
 // feed in the same transaction (Store.Changes): a store with a feed and
-// leases implements Store, as memstore's and sqlstore's do. A Runner
+// leases implements Store, as memstore's and sqlstore's do; a store that
+// keeps organizations (package orgs) appends their changes and their
+// memberships' too, with Change.Entity set. A Runner
 // delivers each change to each registered handler, in feed order (so each
 // user's changes in the order of the writes), and keeps each handler's
 // position in the store. A handler that fails is retried with backoff; after MaxAttempts it
@@ -147,8 +149,14 @@ type Runner struct {
 	cfg Config
 
 	mu        sync.Mutex
-	consumers map[string]Handler
+	consumers map[string]registered
 	running   bool
+}
+
+// registered is a consumer's handler and what it asked for.
+type registered struct {
+	h   Handler
+	all bool // every entity; else users only
 }
 
 // consumerName is what a consumer's name may be: it names its lease.
@@ -184,14 +192,25 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Runner{cfg: cfg, consumers: map[string]Handler{}}, nil
+	return &Runner{cfg: cfg, consumers: map[string]registered{}}, nil
 }
 
 // Handle registers h as the consumer name: letters, digits and ". _ : -",
 // at most 100, unique. The name keys the consumer's position in the store,
 // so keep it when the code changes; a new name starts from the oldest
 // change the feed still holds. Register every consumer before Run.
-func (r *Runner) Handle(name string, h Handler) error {
+//
+// h receives the changes of users only (Change.Entity is EntityUser): a
+// handler written before the feed carried organizations keeps working.
+// HandleAll registers one for every entity.
+func (r *Runner) Handle(name string, h Handler) error { return r.handle(name, h, false) }
+
+// HandleAll registers h as Handle does, for the changes of every entity:
+// users, organizations and memberships (package orgs). h switches on
+// Change.Entity.
+func (r *Runner) HandleAll(name string, h Handler) error { return r.handle(name, h, true) }
+
+func (r *Runner) handle(name string, h Handler, all bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
@@ -199,10 +218,10 @@ func (r *Runner) Handle(name string, h Handler) error {
 		return fmt.Errorf("%w: feed: Handle after Run", usersync.ErrInvalid)
 	case h == nil || !consumerName.MatchString(name):
 		return fmt.Errorf("%w: feed: a consumer needs a handler and a name of letters, digits and \". _ : -\"", usersync.ErrInvalid)
-	case r.consumers[name] != nil:
+	case r.consumers[name].h != nil:
 		return fmt.Errorf("%w: feed: consumer %q is registered twice", usersync.ErrInvalid, name)
 	}
-	r.consumers[name] = h
+	r.consumers[name] = registered{h, all}
 	return nil
 }
 
@@ -217,15 +236,15 @@ func (r *Runner) Run(ctx context.Context) error {
 		return fmt.Errorf("%w: feed: Run called twice", usersync.ErrInvalid)
 	}
 	r.running = true
-	consumers := make(map[string]Handler, len(r.consumers))
-	for name, h := range r.consumers {
-		consumers[name] = h
+	consumers := make(map[string]registered, len(r.consumers))
+	for name, reg := range r.consumers {
+		consumers[name] = reg
 	}
 	r.mu.Unlock()
 
 	var wg sync.WaitGroup
-	for name, h := range consumers {
-		c := &consumer{r: r, name: name, h: h, tel: newConsumerTelemetry(r.cfg.MeterProvider, r.cfg.TracerProvider, name, r.cfg.Now)}
+	for name, reg := range consumers {
+		c := &consumer{r: r, name: name, h: reg.h, all: reg.all, tel: newConsumerTelemetry(r.cfg.MeterProvider, r.cfg.TracerProvider, name, r.cfg.Now)}
 		wg.Go(func() { c.run(ctx) })
 	}
 	wg.Go(func() { r.pruneEvery(ctx, consumers) })

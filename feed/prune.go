@@ -6,7 +6,7 @@ import (
 )
 
 // pruneEvery prunes the feed now and every PruneEvery until ctx ends.
-func (r *Runner) pruneEvery(ctx context.Context, consumers map[string]Handler) {
+func (r *Runner) pruneEvery(ctx context.Context, consumers map[string]registered) {
 	for {
 		if err := r.prune(ctx, consumers); err != nil && ctx.Err() == nil {
 			r.cfg.Logger.WarnContext(ctx, "feed: pruning failed; it runs again later", "err", err)
@@ -22,7 +22,7 @@ func (r *Runner) pruneEvery(ctx context.Context, consumers map[string]Handler) {
 // every one that ever ran on the store, registered in this Runner or not
 // (a worker's, another version's during a deploy): their positions are
 // the leases'.
-func (r *Runner) prune(ctx context.Context, consumers map[string]Handler) error {
+func (r *Runner) prune(ctx context.Context, consumers map[string]registered) error {
 	now := r.cfg.Now()
 	positions, err := r.cfg.Store.LeaseCursors(ctx, leasePrefix)
 	if err != nil {
