@@ -129,7 +129,8 @@ type Store interface {
 	// a late write cannot create it. Deleting a tombstone again changes
 	// nothing and reports Stale. The tombstone is returned either way. Only
 	// the identity fields (Issuer, Subject, TokenIdentifier, ID) and At of
-	// w are used.
+	// w are used. A store that keeps organizations (orgs.Store) ends the
+	// user's memberships in the same transaction.
 	Delete(ctx context.Context, w Write) (User, Outcome, error)
 }
 

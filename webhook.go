@@ -70,9 +70,11 @@ type WebhookConfig struct {
 	// write. (Without it a redelivery is still harmless: its write is
 	// stale.) Default 10,000; negative turns it off.
 	DedupeSize int
-	// OnEvent, if set, receives the verified events that are not about a
-	// user (Clerk's session.*, organization.*, ...), so that an app needs
-	// no second endpoint to receive them. An error answers 500, and the
+	// OnEvent, if set, receives the verified events that are about
+	// neither a user nor an entity the provider applies itself (with
+	// Event.Apply: clerk's organizations, when configured): Clerk's
+	// session.*, organizationInvitation.*, ..., so that an app needs no
+	// second endpoint to receive them. An error answers 500, and the
 	// provider retries. Without it they are answered 200 "ignored".
 	OnEvent func(context.Context, Event) error
 	// Logger logs one line per delivery: its ID (bounded), type, outcome

@@ -75,7 +75,7 @@ func (t *consumerTelemetry) start(ctx context.Context, ch usersync.Change, attem
 	ctx, span := t.tracer.Start(ctx, "usersync.feed.deliver")
 	if span.IsRecording() {
 		span.SetAttributes(t.name, attribute.Int64("usersync.feed.seq", ch.Seq), attribute.String("usersync.feed.outcome", ch.Outcome.String()),
-			attribute.Int("usersync.feed.attempt", attempt))
+			attribute.String("usersync.feed.entity", ch.Entity.String()), attribute.Int("usersync.feed.attempt", attempt))
 	}
 	return ctx, span
 }
