@@ -67,6 +67,8 @@ type dialect struct {
 	// INSERT ... ON CONFLICT ... RETURNING (onconflict.go) or ON DUPLICATE
 	// KEY UPDATE (mysql.go).
 	writes
+	// orgs are how organizations and memberships are written (orgs.go).
+	orgs orgDialect
 
 	// leaseCursors reads the leases whose names start with a prefix (%s:
 	// the lease table); leasePrefix returns its arguments.
@@ -130,6 +132,33 @@ type writes struct {
 	renewed func(s *Store, ctx context.Context, name, holder string, n int64) (bool, error)
 }
 
+// orgDialect is how a dialect writes organizations and memberships. A
+// write of them runs in a transaction: it reads the rows it may change
+// with a lock, decides in Go by the write rules, and writes the rows that
+// change (orgs.go). What keeps concurrent writers apart differs.
+type orgDialect struct {
+	// forUpdate ends the read of the rows a write may change: it locks
+	// them, and on MySQL the gaps of keys not stored, until the
+	// transaction ends. "" where writers take turns (SQLite).
+	forUpdate string
+	// forShare ends the read of the organizations and users a membership
+	// write checks for tombstones, so that their delete (which ends their
+	// memberships) waits for the write's commit, and the write for the
+	// delete's: MySQL's share locks, gaps included. "" where writers take
+	// turns (SQLite) or lockKeys does it (PostgreSQL).
+	forShare string
+	// replace is the clause that makes a multi-row INSERT of cols
+	// overwrite the rows whose primary key (keys) is stored: every other
+	// column takes the inserted value.
+	replace func(keys, cols []string) string
+	// lockKeys, if set, takes transaction locks on keys (organization
+	// keys and users' token identifiers) that serialise a membership
+	// write with the delete of its organization or user, rows stored or
+	// not: PostgreSQL's advisory locks (which no row lock gives for a row
+	// not stored yet).
+	lockKeys func(s *Store, ctx context.Context, tx *sql.Tx, keys []string) error
+}
+
 // statements are a store's SQL: its dialect's, for its table. New builds
 // them once; statements of a list of keys (GetMany, UpsertBatch, the
 // sequencer) are completed per call, from a prefix here.
@@ -162,6 +191,10 @@ type statements struct {
 	// reads its holder), renew and release, and leaseCursors reads the
 	// cursors of the leases of a prefix.
 	acquire, holder, renew, release, leaseCursors string
+
+	// orgs are the statements of organizations and memberships
+	// (orgsql.go).
+	orgs orgStatements
 }
 
 // newStatements returns the statements of table t in dialect d.
@@ -185,7 +218,11 @@ func newStatements(d *dialect, t tableName) statements {
 		// A change's external ID is its user's as the feed is read: a
 		// tombstone's never changes, so a Deleted change names the app's
 		// row for good.
-		changes: fmt.Sprintf("SELECT c.seq, c.user_id, c.outcome, c.at, COALESCE(u.external_id, '') FROM %s c LEFT JOIN %s u ON u.id = c.user_id WHERE c.seq > %s ORDER BY c.seq LIMIT %s",
+		// The change of an organization or a membership (entity above 0)
+		// has a user_id of its own (migration 6, PostgreSQL 7): it
+		// joins no user.
+		changes: fmt.Sprintf("SELECT c.seq, c.user_id, c.outcome, c.at, COALESCE(u.external_id, ''), c.entity, c.organization_id, c.subject "+
+			"FROM %s c LEFT JOIN %s u ON u.id = c.user_id AND c.entity = 0 WHERE c.seq > %s ORDER BY c.seq LIMIT %s",
 			changes, users, p(1), p(2)),
 		prune:              fmt.Sprintf(d.prune, changes),
 		unsequenced:        "SELECT id FROM " + changes + " WHERE seq IS NULL LIMIT 1",
@@ -205,6 +242,7 @@ func newStatements(d *dialect, t tableName) statements {
 	}
 	insert := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", users, strings.Join(insertColumns, ", "), strings.Join(params, ", "))
 	d.statements(d, t, insert, cols, &q)
+	q.orgs = newOrgStatements(d, t)
 	return q
 }
 

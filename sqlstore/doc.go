@@ -14,6 +14,19 @@
 // The schema ships as embedded SQL (see Store.Schema and the package
 // README). New never touches the database; call Migrate once at start.
 //
+// # Organizations
+//
+// Store also implements orgs.Store: organizations and memberships in
+// <table>_organizations and <table>_memberships, which Migrate creates
+// (upgrading an existing database in place), under the rules of package
+// orgs. A write of them is one transaction that reads the rows it may
+// change with a lock, decides by the rules, and writes the rows that
+// change: a multi-row statement per 250 rows in the batches of a
+// reconcile. Member, the request path's check, is one indexed read. The
+// user's Delete ends the user's memberships in its transaction, as
+// DeleteOrganization ends the organization's, and triggers put every
+// change of them in the change feed (usersync.Change.Entity).
+//
 // # SQLite
 //
 // SQLite needs settings that are easy to get wrong: WAL (readers do not

@@ -67,4 +67,11 @@ func TestRetryableFindsMySQLErrorsInJoinedErrors(t *testing.T) {
 	if retryable(errors.Join(errors.New("a"), fmt.Errorf("b: %w", &MySQLError{Number: 1062}))) {
 		t.Error("a duplicate key is retryable")
 	}
+	// A Galera node reading a trigger that another node's DDL is making.
+	if !retryable(fmt.Errorf("upsert: %w", &MySQLError{Number: 1064, Message: "Unknown trigger has an error in its body: 'Query was empty'"})) {
+		t.Error("a trigger read half made is not retryable")
+	}
+	if retryable(&MySQLError{Number: 1064, Message: "You have an error in your SQL syntax"}) {
+		t.Error("a syntax error is retryable")
+	}
 }

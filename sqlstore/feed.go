@@ -50,11 +50,14 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) (changes []
 		defer rows.Close()
 		for rows.Next() {
 			var c usersync.Change
-			var outcome int64
-			if err := rows.Scan(&c.Seq, &c.UserID, &outcome, (*timeColumn)(&c.At), &c.ExternalID); err != nil {
+			var outcome, entity int64
+			if err := rows.Scan(&c.Seq, &c.UserID, &outcome, (*timeColumn)(&c.At), &c.ExternalID, &entity, &c.OrganizationID, &c.Subject); err != nil {
 				return err
 			}
-			c.Outcome = usersync.Outcome(outcome)
+			c.Outcome, c.Entity = usersync.Outcome(outcome), usersync.Entity(entity)
+			if c.Entity != usersync.EntityUser {
+				c.UserID = "" // the key the sequencer orders the row's changes by
+			}
 			out = append(out, c)
 		}
 		return rows.Err()

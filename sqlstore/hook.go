@@ -63,15 +63,18 @@ func (s *Store) hookFailed(op string, attempts int, err error) (error, bool) {
 }
 
 // write runs the dialect's write of w (query, fields, deleted, changed:
-// see writes.write): on its own, or with a hook in a transaction with it,
-// which runs again as a whole when the database asks.
+// see writes.write): an upsert without a hook on its own; a delete (a
+// deleted time), or any write with a hook, in a transaction, which runs
+// again as a whole when the database asks. A delete ends the user's
+// memberships in it (endUserMemberships), and the hook runs in it.
 func (s *Store) write(ctx context.Context, op, query string, w *usersync.Write, fields usersync.Fields, deleted time.Time, changed usersync.Outcome) (u usersync.User, outcome usersync.Outcome, err error) {
-	if s.onWrite == nil {
+	ends := !deleted.IsZero()
+	if s.onWrite == nil && !ends {
 		return s.dialect.write(s, ctx, nil, op, query, w, fields, deleted, changed)
 	}
 	// Prepared before the transaction: a pool of one connection (SQLite)
 	// has none to spare inside it.
-	for _, q := range []string{query, s.sql.getByToken} {
+	for _, q := range []string{query, s.sql.getByToken, s.sql.orgs.endUserMembers} {
 		if _, err := s.stmt(ctx, q); err != nil {
 			return usersync.User{}, usersync.Stale, err
 		}
@@ -84,9 +87,23 @@ func (s *Store) write(ctx context.Context, op, query string, w *usersync.Write, 
 			return err
 		}
 		defer tx.Rollback()
+		if ends {
+			// First, on PostgreSQL: a membership write of the user
+			// waits for the commit, or the delete for the write's.
+			if err := s.lockKeys(ctx, tx, w.TokenIdentifier); err != nil {
+				return err
+			}
+		}
 		u, outcome, own = s.dialect.write(s, ctx, tx, op, query, w, fields, deleted, changed)
 		if own != nil {
 			return own
+		}
+		if ends {
+			// Also after a Stale delete: a membership a Galera node
+			// wrote meanwhile (see mysqlDialect's orgs) ends now.
+			if err := s.endUserMemberships(ctx, tx, w.TokenIdentifier, deleted); err != nil {
+				return err
+			}
 		}
 		if err := s.callHook(ctx, tx, outcome, u); err != nil {
 			return err

@@ -32,6 +32,12 @@ var mysqlDialect = &dialect{
 	// Binary strings: no collation, no padding.
 	emailVerified: "(email_verified AND (email_verified_for IS NULL OR CAST(email_verified_for AS BINARY) = CAST(email AS BINARY)))",
 	writes:        mysqlWrites,
+	// The checks of a membership write lock the rows they read, and the
+	// gaps of keys not stored (REPEATABLE READ), in share mode. A Galera
+	// cluster certifies the rows a transaction writes, not its locks: a
+	// membership written on one node while its user or organization is
+	// deleted on another, at the same moment, can stay live.
+	orgs: orgDialect{forUpdate: " FOR UPDATE", forShare: " LOCK IN SHARE MODE", replace: mysqlReplace},
 
 	// VARBINARY: LEFT counts bytes.
 	leaseCursors: "SELECT name, cursor_pos FROM %s WHERE LEFT(name, ?) = ?",
@@ -115,6 +121,20 @@ func mysqlStatements(d *dialect, table tableName, insert, cols string, q *statem
 		ON DUPLICATE KEY UPDATE holder = IF(holder = VALUES(holder) OR expires_at < ?, VALUES(holder), holder),
 		expires_at = IF(holder = VALUES(holder), VALUES(expires_at), expires_at)`, leases)
 	q.holder = fmt.Sprintf("SELECT holder, cursor_pos FROM %s WHERE name = ?", leases)
+}
+
+// mysqlReplace is the replace of orgDialect: ON DUPLICATE KEY UPDATE,
+// which the primary key alone can raise (the tables of organizations and
+// memberships have no other unique key), every other column from
+// VALUES().
+func mysqlReplace(keys, cols []string) string {
+	var set []string
+	for _, c := range cols {
+		if !slices.Contains(keys, c) {
+			set = append(set, c+" = VALUES("+c+")")
+		}
+	}
+	return "ON DUPLICATE KEY UPDATE " + strings.Join(set, ", ")
 }
 
 // writeMySQL is the write of writes. Without a transaction, the
@@ -597,6 +617,19 @@ func mysqlNeeds(version int, t tableName) schemaNeeds {
 		}
 	case 5:
 		return schemaNeeds{columns: map[string]string{users: "email_verified_for text null"}}
+	case 6:
+		organizations, memberships := t.object("organizations"), t.object("memberships")
+		return schemaNeeds{
+			columns: map[string]string{
+				organizations: "org_key varbinary, issuer varbinary, org_id varbinary, name text, slug text, image_url text, metadata json|longtext null, " +
+					"version bigint, created_at datetime null, updated_at datetime, deleted_at datetime null, change_count bigint",
+				memberships: "org_key varbinary, user_key varbinary, issuer varbinary, org_id varbinary, user_subject varbinary, membership_id varbinary, " +
+					"role text, permissions text, metadata json|longtext null, version bigint, created_at datetime null, updated_at datetime, deleted_at datetime null, change_count bigint",
+				changes: "entity tinyint, organization_id varbinary, subject varbinary",
+			},
+			indexes: []indexNeed{{organizations, "PRIMARY", true, "org_key"}, {memberships, "PRIMARY", true, "org_key,user_key"},
+				{memberships, t.object("memberships_user"), false, "user_key,org_key"}},
+		}
 	}
 	return schemaNeeds{}
 }
@@ -758,6 +791,17 @@ func mysqlErr(err error) (errKind, string) {
 	switch n := mysqlNumber(err); n {
 	case 1213, 1205:
 		return errRetry, strconv.Itoa(n)
+	case 1064:
+		// A Galera node that opens a table while it applies another
+		// node's CREATE TRIGGER of it can read the trigger half made
+		// ("Unknown trigger has an error in its body: 'Query was
+		// empty'"), before the statement changed anything: the next
+		// attempt opens the table again. Any other 1064 is a syntax
+		// error.
+		if _, msg := mysqlError(err); strings.Contains(msg, "trigger has an error in its body") {
+			return errRetry, strconv.Itoa(n)
+		}
+		return errOther, ""
 	case 1062:
 		return errKeyTaken, strconv.Itoa(n)
 	case 1264, // out of range

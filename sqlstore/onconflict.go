@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,6 +63,19 @@ func onConflictStatements(d *dialect, table tableName, insert, cols string, q *s
 	q.acquire = fmt.Sprintf(`INSERT INTO %[1]s (name, holder, expires_at, cursor_pos) VALUES (%[2]s, %[3]s, %[4]s, 0)
 			ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
 			WHERE %[1]s.holder = excluded.holder OR %[1]s.expires_at < %[5]s RETURNING cursor_pos`, leases, p(1), p(2), p(3), p(4))
+}
+
+// onConflictReplace is the replace of orgDialect for SQLite and
+// PostgreSQL: ON CONFLICT on the primary key, every other column from
+// excluded.
+func onConflictReplace(keys, cols []string) string {
+	var set []string
+	for _, c := range cols {
+		if !slices.Contains(keys, c) {
+			set = append(set, c+" = excluded."+c)
+		}
+	}
+	return "ON CONFLICT (" + strings.Join(keys, ", ") + ") DO UPDATE SET " + strings.Join(set, ", ")
 }
 
 // writeOnConflict is the write of writes.

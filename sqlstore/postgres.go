@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,7 @@ var postgresDialect = &dialect{
 	timeArg:       utc,
 	emailVerified: `(email_verified AND (email_verified_for IS NULL OR email_verified_for = email COLLATE "C"))`,
 	writes:        onConflict,
+	orgs:          orgDialect{forUpdate: " FOR UPDATE", replace: onConflictReplace, lockKeys: (*Store).postgresLockKeys},
 
 	leaseCursors: "SELECT name, cursor_pos FROM %s WHERE starts_with(name, $1)",
 	leasePrefix:  func(prefix string) []any { return []any{prefix} },
@@ -110,6 +112,43 @@ func (s *Store) applyPostgres(ctx context.Context, conn *sql.Conn, op, mt string
 		return s.wrapN(op, attempts, err)
 	}
 	return nil
+}
+
+// keyBuckets is how many advisory locks (per table) the keys of
+// postgresLockKeys fall into: a batch takes at most this many, whatever
+// its size, and two writes of unrelated keys wait for each other rarely.
+const keyBuckets = 1024
+
+// postgresLockKeys is the lockKeys of PostgreSQL: a transaction advisory
+// lock on the bucket of each key, in the order of the buckets, in one
+// statement. (Its two-int4 keys never meet Migrate's bigint one.) A
+// membership write takes them first, the delete of an organization or a
+// user before it ends their memberships: whichever comes second waits
+// for the first to commit, and its next statement sees what it wrote.
+func (s *Store) postgresLockKeys(ctx context.Context, tx *sql.Tx, keys []string) error {
+	buckets := make([]int64, 0, len(keys))
+	for _, k := range keys {
+		h := fnv.New32a()
+		h.Write([]byte(k))
+		buckets = append(buckets, int64(h.Sum32()%keyBuckets))
+	}
+	slices.Sort(buckets)
+	buckets = slices.Compact(buckets)
+	h := fnv.New32a()
+	h.Write([]byte("usersync-orgs:" + s.table.String()))
+	args := append(make([]any, 0, len(buckets)+1), int64(int32(h.Sum32())))
+	var q strings.Builder
+	q.WriteString("SELECT COUNT(pg_catalog.pg_advisory_xact_lock($1::int4, v.b)) FROM (VALUES ")
+	for i, b := range buckets {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "($%d::int4)", i+2)
+		args = append(args, b)
+	}
+	q.WriteString(") v(b)")
+	_, err := tx.ExecContext(ctx, q.String(), args...)
+	return err
 }
 
 // postgresErr classifies an error of pgx or lib/pq by its SQLSTATE:

@@ -22,6 +22,8 @@ var sqliteDialect = &dialect{
 	// = is binary in SQLite.
 	emailVerified: "(email_verified AND (email_verified_for IS NULL OR email_verified_for = email))",
 	writes:        onConflict,
+	// One writer at a time: the reads of a write need no locks.
+	orgs: orgDialect{replace: onConflictReplace},
 
 	// TEXT: substr counts characters.
 	leaseCursors: "SELECT name, cursor_pos FROM %s WHERE substr(name, 1, ?) = ?",

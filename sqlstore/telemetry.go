@@ -46,6 +46,19 @@ const (
 	opRenewLease           = "renew_lease"
 	opReleaseLease         = "release_lease"
 	opMigrate              = "migrate"
+
+	// The operations of orgs.Store.
+	opUpsertOrganization  = "upsert_organization"
+	opUpsertOrganizations = "upsert_organizations"
+	opDeleteOrganization  = "delete_organization"
+	opUpsertMembership    = "upsert_membership"
+	opUpsertMemberships   = "upsert_memberships"
+	opDeleteMembership    = "delete_membership"
+	opOrganization        = "get_organization"
+	opOrganizations       = "list_organizations"
+	opMember              = "get_member"
+	opMemberships         = "list_memberships"
+	opUserMemberships     = "list_user_memberships"
 )
 
 // newStoreTelemetry returns the telemetry of a store whose database is
@@ -57,7 +70,7 @@ func newStoreTelemetry(mp metric.MeterProvider, tp trace.TracerProvider, system 
 		duration: telemetry.Seconds(m, "usersync.store.operation.duration", "Duration of store operations, retries included, by operation and outcome (ok, not_found, deleted, invalid, canceled, error, panic)."),
 		retries:  telemetry.Counter(m, "usersync.store.retries", "Statements run again because the database asked (a deadlock, a serialization or Galera certification failure).", "{statement}"),
 		attrs: telemetry.Cache[opOutcome]{
-			Max:      256, // 16 operations, 6 outcomes
+			Max:      256, // 27 operations, 7 outcomes
 			Overflow: opOutcome{"other", "other"},
 			New: func(k opOutcome) telemetry.Attrs {
 				return telemetry.NewAttrs(attribute.String("operation", k.op), attribute.String("outcome", k.outcome), attribute.String("db.system.name", system))
@@ -73,7 +86,9 @@ var spanNames = map[string]string{}
 
 func init() {
 	for _, op := range []string{opGet, opGetByExternalID, opGetByTokenIdentifier, opGetMany, opList, opCount, opUpsert, opDelete, opUpsertBatch,
-		opChanges, opPruneChanges, opLeaseCursors, opAcquireLease, opRenewLease, opReleaseLease, opMigrate} {
+		opChanges, opPruneChanges, opLeaseCursors, opAcquireLease, opRenewLease, opReleaseLease, opMigrate,
+		opUpsertOrganization, opUpsertOrganizations, opDeleteOrganization, opUpsertMembership, opUpsertMemberships, opDeleteMembership,
+		opOrganization, opOrganizations, opMember, opMemberships, opUserMemberships} {
 		spanNames[op] = "usersync.store." + op
 	}
 }
