@@ -1,8 +1,10 @@
 // Package clerk connects usersync to Clerk: Clerk's Svix-signed user.*
-// webhooks as a usersync.Provider, the typed payloads, the default
-// mapping of a Clerk user to a usersync profile, the Backend API's user
-// list, and Wire, which wires all of usersync for one instance and runs its
-// background work:
+// webhooks (and, with an orgs.Syncer, its organization.* and
+// organizationMembership.* ones) as a usersync.Provider, the typed
+// payloads, the default mapping of a Clerk user to a usersync profile and
+// of its organizations and memberships to package orgs' rows, the Backend
+// API's user and organization lists, and Wire, which wires all of
+// usersync for one instance and runs its background work:
 //
 //	app, err := clerk.Wire(ctx, store, clerk.SetupConfig{Config: clerk.Config{
 //		Issuer:         "https://your-app.clerk.accounts.dev", // the Frontend API URL
@@ -35,12 +37,14 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/jwtverify"
+	"github.com/usersync/usersync/orgs"
 )
 
 // Config describes a Clerk instance. Issuer is required; every other field
@@ -78,8 +82,8 @@ type Config struct {
 	// every delivery fails to verify.
 	WebhookSecrets []string
 	// SecretKey is the instance's secret key (sk_live_... or sk_test_...,
-	// CLERK_SECRET_KEY in Clerk's SDKs), for the Backend API: UserList,
-	// and so reconcile. Without one there is no UserList.
+	// CLERK_SECRET_KEY in Clerk's SDKs), for the Backend API: UserList
+	// and OrganizationList, and so reconcile. Without one there is neither.
 	SecretKey string
 	// APIURL is the Backend API's base URL. Default DefaultAPIURL.
 	APIURL string
@@ -94,6 +98,14 @@ type Config struct {
 	MapUser func(*User) (usersync.Profile, usersync.Fields)
 	// Now is the clock of the timestamp check. Default time.Now.
 	Now func() time.Time
+	// Organizations, if set, applies the organization.* and
+	// organizationMembership.* webhooks: Decode turns them into events
+	// whose Apply writes them through it, versioned by their updated_at
+	// (see package orgs). Without it they are events about something
+	// else, for usersync.WebhookConfig.OnEvent, as are the
+	// organizationInvitation.* ones either way. Wire sets it when its
+	// store implements orgs.Store.
+	Organizations *orgs.Syncer
 }
 
 // Provider is a Clerk instance: the usersync.Provider of its webhooks, and
@@ -102,6 +114,7 @@ type Provider struct {
 	cfg       Config
 	webhooks  []*svix.Webhook
 	secretKey string
+	backend   func() (*backend, error) // the Backend API client of its lists, made once
 }
 
 var _ usersync.Provider = (*Provider)(nil)
@@ -135,6 +148,7 @@ func New(cfg Config) (*Provider, error) {
 	if p.cfg.Now == nil {
 		p.cfg.Now = time.Now
 	}
+	p.backend = sync.OnceValues(p.newBackend)
 	return p, nil
 }
 

@@ -71,14 +71,21 @@ func isUserEvent(t string) bool {
 
 // Decode implements usersync.Provider: user.created and user.updated
 // become upserts versioned by the user's updated_at, mapped by
-// Config.MapUser; user.deleted becomes a delete; every other type is an
-// event about something else. A malformed user event fails with an error
-// wrapping usersync.ErrInvalid.
+// Config.MapUser; user.deleted becomes a delete. With
+// Config.Organizations, the organization.* and organizationMembership.*
+// events become events whose Apply writes them through it (a membership's
+// created and updated events write its organization first, at the
+// organization's own updated_at). Every other type is an event about
+// something else. A malformed user, organization or membership event
+// fails with an error wrapping usersync.ErrInvalid.
 func (p *Provider) Decode(_ context.Context, body []byte) (usersync.Event, error) {
 	var ev Event
 	if err := json.Unmarshal(body, &ev); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && ev.Type != "" && !isUserEvent(ev.Type) {
+			if p.cfg.Organizations != nil && isOrgEvent(ev.Type) {
+				return p.decodeOrgEvent(ev.Type, body)
+			}
 			// Not about a user: its data has other shapes.
 			return usersync.Event{Type: ev.Type}, nil
 		}
@@ -89,6 +96,9 @@ func (p *Provider) Decode(_ context.Context, body []byte) (usersync.Event, error
 	case ev.Type == "":
 		return out, fmt.Errorf("%w: clerk: event without a type", usersync.ErrInvalid)
 	case !isUserEvent(ev.Type):
+		if p.cfg.Organizations != nil && isOrgEvent(ev.Type) {
+			return p.decodeOrgEvent(ev.Type, body)
+		}
 		return out, nil
 	case ev.Data.ID == "":
 		return out, fmt.Errorf("%w: clerk: user event without data.id", usersync.ErrInvalid)

@@ -46,11 +46,13 @@ func ExampleWire() {
 	if err != nil {
 		panic(err)
 	}
-	welcomed := make(chan struct{})
+	welcomed := make(chan usersync.Outcome, 1)
 	app.Feed.Handle("welcome", func(ctx context.Context, c usersync.Change) error {
 		if c.Outcome == usersync.Created {
-			fmt.Println("feed:", c.Outcome) // send the welcome email: at least once, across replicas
-			close(welcomed)
+			select { // send the welcome email: at least once, across replicas
+			case welcomed <- c.Outcome:
+			default: // delivered again: sent already
+			}
 		}
 		return nil
 	})
@@ -76,9 +78,9 @@ func ExampleWire() {
 	mux.ServeHTTP(w, r)
 	fmt.Print(w.Code, " ", w.Body.String())
 
-	<-welcomed
-	cancel()                   // SIGTERM
-	fmt.Println("Run:", <-ran) // everything has stopped
+	fmt.Println("feed:", <-welcomed) // the consumer's goroutine may run before the answer is printed
+	cancel()                         // SIGTERM
+	fmt.Println("Run:", <-ran)       // everything has stopped
 	// Output:
 	// 200 {"outcome":"created"}
 	// feed: created

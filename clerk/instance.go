@@ -25,13 +25,13 @@ const maxJWKSSize = 1 << 20
 // serves (GET /jwks) must be one of the issuer's (its PublicKeyPEM, or its
 // JWKS). A success is kept for the life of the list; a failure is checked
 // again on the next call.
-func (l *UserList) checkInstance(ctx context.Context) error {
+func (l *backend) checkInstance(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.checked {
 		return nil
 	}
-	issuer := l.p.cfg.Issuer
+	issuer := l.issuer
 	theirs, theirKids, err := l.issuerKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("clerk: fetching the keys of the issuer %s, to check that the secret key is its instance's: %w", issuer, err)
@@ -62,7 +62,7 @@ func (l *UserList) checkInstance(ctx context.Context) error {
 
 // issuerKeys returns the issuer's keys: its PEM key, or those of its JWKS,
 // and a description of them for an error.
-func (l *UserList) issuerKeys(ctx context.Context) ([]crypto.PublicKey, string, error) {
+func (l *backend) issuerKeys(ctx context.Context) ([]crypto.PublicKey, string, error) {
 	if l.pem != nil {
 		return []crypto.PublicKey{l.pem}, "its PublicKeyPEM", nil
 	}

@@ -60,10 +60,21 @@ func (p Provider) LogValue() slog.Value {
 // Format prints the UserList as its issuer and Backend API URL, with
 // every verb: it holds the secret key.
 func (l *UserList) Format(f fmt.State, _ rune) {
-	fmt.Fprintf(f, "clerk.UserList{Issuer: %q, APIURL: %q}", l.p.cfg.Issuer, l.base)
+	fmt.Fprintf(f, "clerk.UserList{Issuer: %q, APIURL: %q}", l.p.cfg.Issuer, l.api.base)
 }
 
 // LogValue logs the UserList's issuer and Backend API URL.
 func (l *UserList) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("issuer", l.p.cfg.Issuer), slog.String("api_url", l.base))
+	return slog.GroupValue(slog.String("issuer", l.p.cfg.Issuer), slog.String("api_url", l.api.base))
+}
+
+// Format prints the OrganizationList as its issuer and Backend API URL,
+// with every verb: it holds the secret key.
+func (l *OrganizationList) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "clerk.OrganizationList{Issuer: %q, APIURL: %q}", l.p.cfg.Issuer, l.api.base)
+}
+
+// LogValue logs the OrganizationList's issuer and Backend API URL.
+func (l *OrganizationList) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("issuer", l.p.cfg.Issuer), slog.String("api_url", l.api.base))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/usersync/usersync/internal/telemetry"
 	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/lease"
+	"github.com/usersync/usersync/orgs"
 	"github.com/usersync/usersync/reconcile"
 )
 
@@ -36,7 +37,9 @@ type SetupConfig struct {
 	// middlewares: see usersync.Config.ErrorHandler.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
 	// OnChange is called after every write that changed stored state, in
-	// process and best effort: see usersync.Config.OnChange. Side effects
+	// process and best effort: see usersync.Config.OnChange. With a store
+	// that keeps organizations, their writes and their memberships' come
+	// too, with Change.Entity set (orgs.Config.OnChange). Side effects
 	// that must happen belong to the consumers of App.Feed.
 	OnChange func(context.Context, usersync.Change)
 	// MeterProvider and TracerProvider receive the metrics and spans of
@@ -60,7 +63,9 @@ type SetupConfig struct {
 	CompletionWait time.Duration
 	// ReconcileEvery, if above 0, makes Run reconcile the Backend API's
 	// users into the store at once and then every interval, once per
-	// interval across replicas (reconcile.Reconciler.RunEvery). It needs
+	// interval across replicas (reconcile.Reconciler.RunEvery), and so its
+	// organizations and memberships with a store that keeps them
+	// (reconcile.OrganizationReconciler.RunEvery). It needs
 	// Config.SecretKey and a store that keeps leases. Default 0: Run does
 	// not reconcile.
 	ReconcileEvery time.Duration
@@ -68,6 +73,11 @@ type SetupConfig struct {
 	// OnProgress). Wire sets its Syncer and Source, and its Logger and
 	// providers where nil.
 	Reconcile reconcile.Config
+	// ReconcileOrganizations holds the organizations reconciler's own
+	// settings. Wire sets its Syncer (App.Orgs) and Source
+	// (App.Organizations), its Holder to Reconcile.Holder where empty, and
+	// its Logger and providers where nil.
+	ReconcileOrganizations reconcile.OrganizationConfig
 	// Feed holds the change feed runner's own settings (OnParked,
 	// LeaseTTL, retention). Wire sets its Store, and its Logger and
 	// providers where nil.
@@ -93,17 +103,34 @@ type App struct {
 	// Syncer keeps the store; its RequireUser, LoadUser and
 	// RequireIdentity are the current-user middlewares.
 	Syncer *usersync.Syncer
+	// Orgs keeps the instance's organizations and memberships, which
+	// Webhook applies (organization.*, organizationMembership.*); its
+	// RequireMember guards an organization's routes behind
+	// Syncer.RequireUser. It is Config.Organizations if set, else one
+	// Wire makes when the store implements orgs.Store (as memstore's and
+	// sqlstore's do), sharing the logger, the error handler, OnChange and
+	// Config.Now; else nil.
+	Orgs *orgs.Syncer
 	// Webhook receives the instance's webhooks: mount it at
 	// "POST /clerk-users-webhook", outside any auth middleware.
 	Webhook http.Handler
 	// Users is the instance's user list in the Backend API, with
 	// Config.SecretKey; else nil.
 	Users *UserList
+	// Organizations is the instance's organizations and memberships in
+	// the Backend API, with Config.SecretKey; else nil. It shares Users'
+	// requests (and their pause after a 429).
+	Organizations *OrganizationList
 	// Reconciler reconciles Users into the store, with Config.SecretKey
 	// and a store that keeps leases (lease.Store, as memstore's and
 	// sqlstore's do); else nil. Run runs it every ReconcileEvery; its own
 	// Run reconciles once (a first import).
 	Reconciler *reconcile.Reconciler
+	// OrgReconciler reconciles Organizations into Orgs' store, with
+	// Config.SecretKey and an Orgs whose store keeps leases; else nil. Run
+	// runs it every ReconcileEvery, beside Reconciler (each holds a lease
+	// of its own); its own Run reconciles once.
+	OrgReconciler *reconcile.OrganizationReconciler
 	// Feed delivers the store's change feed to the consumers the app
 	// registers with Feed.Handle before Run: with a store that has a feed
 	// (feed.Store, as memstore's and sqlstore's); else nil.
@@ -126,8 +153,10 @@ var errClosed = errors.New("clerk: App closed")
 // extractor, a jwtverify.Verifier, trusts the instance's session tokens
 // (so that its RequireUser, LoadUser and RequireIdentity work), the
 // handler of the instance's webhooks, and, as the config and the store
-// allow, the Backend API's user list, a reconciler and the change feed's
-// runner. The logger, the error handler, OnChange and the telemetry
+// allow, the organizations' Syncer (for a store that implements
+// orgs.Store: the webhook then applies the organization.* and
+// organizationMembership.* events too), the Backend API's lists, a
+// reconciler and the change feed's runner. The logger, the error handler, OnChange and the telemetry
 // providers are given once, in cfg, for every part.
 //
 // Wire fetches the instance's signing keys (at most
@@ -141,6 +170,13 @@ var errClosed = errors.New("clerk: App closed")
 // A malformed config is an error wrapping usersync.ErrInvalid; errors never
 // contain a secret.
 func Wire(ctx context.Context, store usersync.Store, cfg SetupConfig) (*App, error) {
+	if ostore, ok := store.(orgs.Store); ok && cfg.Organizations == nil {
+		s, err := orgs.New(orgs.Config{Store: ostore, OnChange: cfg.OnChange, ErrorHandler: cfg.ErrorHandler, Logger: cfg.Logger, Now: cfg.Config.Now})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Organizations = s
+	}
 	p, err := New(cfg.Config)
 	if err != nil {
 		return nil, err
@@ -153,9 +189,12 @@ func Wire(ctx context.Context, store usersync.Store, cfg SetupConfig) (*App, err
 	case store == nil:
 		return nil, fmt.Errorf("%w: clerk.Wire needs a store", usersync.ErrInvalid)
 	}
-	a := &App{Provider: p, every: cfg.ReconcileEvery, log: telemetry.Logger(cfg.Logger)}
+	a := &App{Provider: p, Orgs: p.cfg.Organizations, every: cfg.ReconcileEvery, log: telemetry.Logger(cfg.Logger)}
 	if p.secretKey != "" {
 		if a.Users, err = p.UserList(); err != nil {
+			return nil, err
+		}
+		if a.Organizations, err = p.OrganizationList(); err != nil {
 			return nil, err
 		}
 		if cfg.CompletionWait >= 0 {
@@ -202,6 +241,19 @@ func (a *App) wire(store usersync.Store, cfg SetupConfig) (err error) {
 		shared(&rc.Logger, &rc.MeterProvider, &rc.TracerProvider, cfg)
 		if a.Reconciler, err = reconcile.New(rc); err != nil {
 			return err
+		}
+	}
+	if a.Organizations != nil && a.Orgs != nil {
+		if _, leases := a.Orgs.Store().(lease.Store); leases || cfg.ReconcileEvery > 0 {
+			rc := cfg.ReconcileOrganizations
+			rc.Syncer, rc.Source = a.Orgs, a.Organizations
+			if rc.Holder == "" {
+				rc.Holder = cfg.Reconcile.Holder
+			}
+			shared(&rc.Logger, &rc.MeterProvider, &rc.TracerProvider, cfg)
+			if a.OrgReconciler, err = reconcile.NewOrganizations(rc); err != nil {
+				return err
+			}
 		}
 	}
 	if fs, ok := store.(feed.Store); ok {
@@ -259,6 +311,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	if a.Reconciler != nil && a.every > 0 {
 		wg.Go(func() { a.Reconciler.RunEvery(ctx, a.every) }) // logs its runs' failures
+	}
+	if a.OrgReconciler != nil && a.every > 0 {
+		wg.Go(func() { a.OrgReconciler.RunEvery(ctx, a.every) }) // logs its runs' failures
 	}
 	if a.completer != nil {
 		wg.Go(func() { a.completer.run(ctx) })

@@ -42,7 +42,15 @@ var ErrAPI = errors.New("clerk: Backend API request failed")
 // the Backend API serves for it must be one of the issuer's, its
 // Config.PublicKeyPEM or those of its Config.JWKSURL.
 type UserList struct {
-	p       *Provider
+	p   *Provider
+	api *backend
+}
+
+// backend makes the Backend API requests of every list of a Provider: one
+// client, one instance check and one pause after a 429, as Clerk's rate
+// limit is the instance's.
+type backend struct {
+	issuer  string
 	base    string
 	key     string
 	client  *http.Client
@@ -55,11 +63,23 @@ type UserList struct {
 	checked bool       // the secret key is the issuer's instance's
 
 	paused sync.Mutex
-	until  time.Time // after a 429: when the list's requests may start again
+	until  time.Time // after a 429: when the requests may start again
 }
 
 // UserList returns the instance's user list. It needs Config.SecretKey.
+// The lists of one Provider (its UserList and OrganizationList) share
+// their requests' pause after a 429 and the instance check.
 func (p *Provider) UserList() (*UserList, error) {
+	api, err := p.backend()
+	if err != nil {
+		return nil, err
+	}
+	return &UserList{p: p, api: api}, nil
+}
+
+// newBackend makes the Provider's Backend API client: Provider.backend
+// calls it once.
+func (p *Provider) newBackend() (*backend, error) {
 	if p.secretKey == "" {
 		return nil, fmt.Errorf("%w: the Backend API needs clerk.Config.SecretKey (sk_...)", usersync.ErrInvalid)
 	}
@@ -70,7 +90,7 @@ func (p *Provider) UserList() (*UserList, error) {
 	if err := pubkey.CheckURL(base); err != nil {
 		return nil, fmt.Errorf("%w: clerk.Config.APIURL is %w", usersync.ErrInvalid, err)
 	}
-	l := &UserList{p: p, base: base, key: p.secretKey, maxBody: 64 << 20, sleep: sleepCtx}
+	l := &backend{issuer: p.cfg.Issuer, base: base, key: p.secretKey, maxBody: 64 << 20, sleep: sleepCtx}
 	if p.cfg.PublicKeyPEM != "" {
 		key, err := pubkey.ParsePEM(p.cfg.PublicKeyPEM)
 		if err != nil {
@@ -99,14 +119,14 @@ func (l *UserList) Issuer() string { return l.p.cfg.Issuer }
 
 // Count returns how many users the instance has.
 func (l *UserList) Count(ctx context.Context) (int, error) {
-	if err := l.checkInstance(ctx); err != nil {
+	if err := l.api.checkInstance(ctx); err != nil {
 		return 0, err
 	}
 	var c struct {
 		Object     string `json:"object"`
 		TotalCount *int   `json:"total_count"`
 	}
-	if err := l.getJSON(ctx, "/users/count", &c); err != nil {
+	if err := l.api.getJSON(ctx, "/users/count", &c); err != nil {
 		return 0, err
 	}
 	if c.TotalCount == nil || *c.TotalCount < 0 {
@@ -123,10 +143,10 @@ func (l *UserList) Page(ctx context.Context, offset, limit int) ([]usersync.Writ
 	if limit < 1 || limit > 500 || offset < 0 {
 		return nil, fmt.Errorf("%w: a page is 1 to 500 users from an offset of 0 or more", usersync.ErrInvalid)
 	}
-	if err := l.checkInstance(ctx); err != nil {
+	if err := l.api.checkInstance(ctx); err != nil {
 		return nil, err
 	}
-	body, err := l.get(ctx, fmt.Sprintf("/users?limit=%d&offset=%d&order_by=%%2Bcreated_at", limit, offset))
+	body, err := l.api.get(ctx, fmt.Sprintf("/users?limit=%d&offset=%d&order_by=%%2Bcreated_at", limit, offset))
 	if err != nil {
 		return nil, err
 	}
@@ -152,11 +172,11 @@ func (p *Provider) decodePage(body []byte) ([]usersync.Write, error) {
 // Lookup returns the write of the user with the given Clerk ID, or nil if
 // the instance has no such user (any longer).
 func (l *UserList) Lookup(ctx context.Context, id string) (*usersync.Write, error) {
-	if err := l.checkInstance(ctx); err != nil {
+	if err := l.api.checkInstance(ctx); err != nil {
 		return nil, err
 	}
 	var u User
-	err := l.getJSON(ctx, "/users/"+url.PathEscape(id), &u)
+	err := l.api.getJSON(ctx, "/users/"+url.PathEscape(id), &u)
 	if errors.Is(err, errNotFound) {
 		return nil, nil
 	}
@@ -179,7 +199,7 @@ func (p *Provider) write(u *User) usersync.Write {
 var errNotFound = errors.New("clerk: not found")
 
 // getJSON GETs path and decodes its JSON into v.
-func (l *UserList) getJSON(ctx context.Context, path string, v any) error {
+func (l *backend) getJSON(ctx context.Context, path string, v any) error {
 	body, err := l.get(ctx, path)
 	if err != nil {
 		return err
@@ -190,8 +210,10 @@ func (l *UserList) getJSON(ctx context.Context, path string, v any) error {
 	return nil
 }
 
-// get GETs path and returns its body, retrying as UserList says.
-func (l *UserList) get(ctx context.Context, path string) ([]byte, error) {
+// get GETs path and returns its body, retrying as UserList says: after a
+// 429, its Retry-After (at most a minute), else with backoff, six
+// attempts in all.
+func (l *backend) get(ctx context.Context, path string) ([]byte, error) {
 	if err := l.waitPause(ctx); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w (rate limited)", ErrAPI, path, err)
 	}
@@ -222,9 +244,9 @@ func (l *UserList) get(ctx context.Context, path string) ([]byte, error) {
 	return nil, fmt.Errorf("%w: %s: %w (%d attempts)", ErrAPI, path, last, attempts)
 }
 
-// pause holds the list's next requests for d after a 429 (longer pauses
+// pause holds the next requests of the Provider's lists for d after a 429 (longer pauses
 // win), or lifts the pause (d = 0) after an answer.
-func (l *UserList) pause(d time.Duration) {
+func (l *backend) pause(d time.Duration) {
 	l.paused.Lock()
 	defer l.paused.Unlock()
 	if d == 0 {
@@ -238,7 +260,7 @@ func (l *UserList) pause(d time.Duration) {
 
 // waitPause waits until a pause that a 429 of another request set is
 // over. The request that got the 429 waits in get's retries instead.
-func (l *UserList) waitPause(ctx context.Context) error {
+func (l *backend) waitPause(ctx context.Context) error {
 	l.paused.Lock()
 	d := time.Until(l.until)
 	l.paused.Unlock()
@@ -251,7 +273,7 @@ func (l *UserList) waitPause(ctx context.Context) error {
 // try makes one request. It returns the body of a 200, or the error and
 // how long to wait before another try: 0 for the default backoff, negative
 // for none (the error is final).
-func (l *UserList) try(ctx context.Context, path string) ([]byte, time.Duration, error) {
+func (l *backend) try(ctx context.Context, path string) ([]byte, time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.base+path, nil)
 	if err != nil {
 		return nil, -1, fmt.Errorf("%w: %w", ErrAPI, err)

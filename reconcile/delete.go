@@ -28,35 +28,15 @@ func (r *Reconciler) liveUsers(ctx context.Context, issuer string) (map[string]s
 	}
 }
 
-// unlisted returns the IDs of the users of before that listed lacks, by
-// subject, and how many it has.
-func unlisted(before map[string]string, listed map[string]struct{}) (missing map[string]string, shared int) {
-	missing = make(map[string]string)
-	for subject, id := range before {
-		if _, ok := listed[subject]; ok {
-			shared++
-		} else {
-			missing[subject] = id
-		}
-	}
-	return missing, shared
-}
-
 // guard refuses, before anything is written, a list that shares almost
 // nothing with the users live before the run (ErrForeignList), or that
 // lacks more of them than Config.MaxDeleteShare and Config.MaxDeleteCount
 // allow (ErrMassDelete, with their IDs in report.Refused). Config.
 // AllowMassDelete lifts both.
 func (r *Reconciler) guard(ctx context.Context, report *Report, before map[string]string, listed map[string]struct{}) error {
-	if r.cfg.AllowMassDelete {
-		return nil
-	}
 	missing, shared := unlisted(before, listed)
-	if shared*10 < len(before) { // less than a tenth
-		r.cfg.Logger.ErrorContext(ctx, "reconcile: refused: the provider lists almost none of the stored users; is its secret key another instance's?",
-			"issuer", report.Issuer, "stored", len(before), "listed_of_stored", shared, "listed", len(listed))
-		return fmt.Errorf("%w: it lists %d of the %d stored users of %s, and %d others: its secret key is likely another instance's than the issuer's (check it, or run with AllowMassDelete if the users were replaced)",
-			ErrForeignList, shared, len(before), report.Issuer, len(listed)-shared)
+	if err := r.guards.foreign(ctx, report.Issuer, kindUsers, len(before), shared, len(listed)); err != nil {
+		return err
 	}
 	return r.refuseMassDelete(ctx, report, missing, len(before))
 }
@@ -65,18 +45,11 @@ func (r *Reconciler) guard(ctx context.Context, report *Report, before map[strin
 // if deleting the missing users of the live ones is more than the guard
 // allows.
 func (r *Reconciler) refuseMassDelete(ctx context.Context, report *Report, missing map[string]string, live int) error {
-	if r.cfg.AllowMassDelete || len(missing) <= r.cfg.MaxDeleteCount || float64(len(missing)) <= r.cfg.MaxDeleteShare*float64(live) {
-		return nil
+	refused, err := r.guards.massDelete(ctx, report.Issuer, kindUsers, values(missing), live)
+	if err != nil {
+		report.Refused = refused
 	}
-	report.Refused = make([]string, 0, len(missing))
-	for _, id := range missing {
-		report.Refused = append(report.Refused, id)
-	}
-	slices.Sort(report.Refused)
-	r.cfg.Logger.WarnContext(ctx, "reconcile: refused to delete the users the provider no longer lists: more than the guard allows; check the provider, then run with AllowMassDelete",
-		"issuer", report.Issuer, "would_delete", len(missing), "live", live,
-		"max_share", r.cfg.MaxDeleteShare, "max_count", r.cfg.MaxDeleteCount, "user_ids", report.Refused[:min(len(report.Refused), 20)])
-	return fmt.Errorf("%w: %d of %d users", ErrMassDelete, len(missing), live)
+	return err
 }
 
 // deleteUnlisted tombstones the users live before the run that a complete

@@ -27,6 +27,12 @@
 // sweep lists the page before again, where the users it would have skipped
 // went. A stored user the sweep still missed is a deletion candidate, and
 // the lookup before the delete stores it instead.
+//
+// An OrganizationReconciler (NewOrganizations) heals a store's
+// organizations and memberships (orgs.Store) from an OrganizationSource
+// under the same rules: batches of pages, complete sweeps only, the same
+// guards (counted for organizations and, in total, for memberships), a
+// lookup before each delete, and a lease of its own.
 package reconcile
 
 import (
@@ -36,7 +42,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -48,24 +53,26 @@ import (
 	"github.com/usersync/usersync/lease"
 )
 
-// Errors of Run, checked with errors.Is.
+// Errors of Run, of the users' Reconciler and of the
+// OrganizationReconciler, checked with errors.Is.
 var (
 	// ErrRunning reports that another holder (a replica) holds the
 	// reconcile's lease, or took it over during the run.
 	ErrRunning = errors.New("reconcile: another reconcile of this issuer is running")
 	// ErrMassDelete reports that the guard refused to delete the users in
-	// Report.Refused: more than Config.MaxDeleteShare and
-	// Config.MaxDeleteCount allow. Check the provider's list (a secret key
-	// of another instance lists other users), then run again with
-	// Config.AllowMassDelete.
-	ErrMassDelete = errors.New("reconcile: refused to delete more users than the guard allows")
+	// Report.Refused (the organizations or memberships in the Refused of
+	// OrganizationReport's Counts): more than MaxDeleteShare and
+	// MaxDeleteCount allow. Check the provider's list (a secret key of
+	// another instance lists other users), then run again with
+	// AllowMassDelete.
+	ErrMassDelete = errors.New("reconcile: refused to delete more than the guard allows")
 	// ErrForeignList reports a provider's list that holds fewer than a
-	// tenth of the issuer's stored users: most likely the list of another
-	// instance (a secret key of another Clerk instance), whose import
-	// would bury the real users. Nothing was written. Check the Source's
-	// credentials; if the users were really replaced, run again with
-	// Config.AllowMassDelete.
-	ErrForeignList = errors.New("reconcile: refused the provider's list: it shares almost no user with the store")
+	// tenth of the issuer's stored users (or organizations): most likely
+	// the list of another instance (a secret key of another Clerk
+	// instance), whose import would bury the real ones. Nothing was
+	// written. Check the Source's credentials; if the users were really
+	// replaced, run again with AllowMassDelete.
+	ErrForeignList = errors.New("reconcile: refused the provider's list: it shares almost nothing with the store")
 )
 
 // Config configures a Reconciler. Syncer and Source are required; every
@@ -127,15 +134,12 @@ type Config struct {
 // concurrent use: of concurrent runs of one issuer, in this process or
 // any replica, one runs and the others fail with ErrRunning.
 type Reconciler struct {
-	cfg     Config
-	store   usersync.Store // the Syncer's
-	leases  lease.Store    // the same store, with its leases
-	lease   string         // the name of the lease of a run
-	claim   *lease.Claim   // of that lease, by cfg.Holder
-	fresh   string         // the name of the lease of the last complete RunEvery sweep
-	running sync.Mutex     // held by a run: a second one in this process is ErrRunning
-	tel     *runTelemetry
-	keep    int // the most bytes of users a run keeps in memory between listing and writing them
+	cfg    Config
+	store  usersync.Store // the Syncer's
+	runs   *runner        // one run at a time, RunEvery's turns
+	guards guard
+	tel    *runTelemetry
+	keep   int // the most bytes of users a run keeps in memory between listing and writing them
 }
 
 // keepBytes bounds the listed users a run keeps in memory until the guards
@@ -167,25 +171,21 @@ func New(cfg Config) (*Reconciler, error) {
 		return nil, fmt.Errorf("%w: reconcile: the Syncer's store (%T) keeps no leases: it lacks the methods of lease.Store (AcquireLease, RenewLease, ReleaseLease, LeaseCursors)", usersync.ErrInvalid, store)
 	}
 	config.Default(&cfg.PageSize, 500)
-	config.Default(&cfg.MaxDeleteShare, 0.10)
-	cfg.MaxDeleteShare = max(cfg.MaxDeleteShare, 0) // negative: no allowance
-	config.Default(&cfg.MaxDeleteCount, 10)
-	cfg.MaxDeleteCount = max(cfg.MaxDeleteCount, 0)
+	g := newGuard(cfg.MaxDeleteShare, cfg.MaxDeleteCount, cfg.AllowMassDelete, telemetry.Logger(cfg.Logger))
+	cfg.MaxDeleteShare, cfg.MaxDeleteCount = g.share, g.count
 	config.Default(&cfg.LeaseTTL, time.Minute)
 	if cfg.Holder == "" {
 		cfg.Holder = lease.NewHolder()
 	}
-	cfg.Logger = telemetry.Logger(cfg.Logger)
+	cfg.Logger = g.log
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	iss := cfg.Source.Issuer()
-	name := leaseName("usersync:reconcile:", iss)
 	return &Reconciler{
-		cfg: cfg, store: store, leases: leases,
-		lease: name, claim: lease.NewClaim(leases, name, cfg.Holder, cfg.LeaseTTL, cfg.Logger.With("issuer", iss)),
-		fresh: leaseName("usersync:reconciled:", iss),
-		tel:   newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, iss), keep: keepBytes,
+		cfg: cfg, store: store, guards: g,
+		runs: newRunner("reconcile", iss, "usersync:reconcile:", "usersync:reconciled:", leases, cfg.Holder, cfg.LeaseTTL, cfg.Now, cfg.Logger),
+		tel:  newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, iss), keep: keepBytes,
 	}, nil
 }
 
@@ -224,35 +224,7 @@ func (r *Reconciler) Run(ctx context.Context) (Report, error) {
 // the sweep is due. An incomplete sweep leaves nothing held: the next turn
 // of any replica sweeps.
 func (r *Reconciler) RunEvery(ctx context.Context, interval time.Duration) error {
-	if interval <= 0 {
-		return fmt.Errorf("%w: reconcile: RunEvery needs an interval above 0", usersync.ErrInvalid)
-	}
-	for {
-		report, err := r.run(ctx, interval)
-		wait := interval
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, errFresh):
-			// Due when the last complete sweep is interval old, whoever
-			// ran it: a time only the lease knows. Ask it again soon.
-			wait = min(interval, r.cfg.LeaseTTL)
-			r.cfg.Logger.DebugContext(ctx, "reconcile: skipped: a replica completed one less than the interval ago", "issuer", r.cfg.Source.Issuer(), "next_in", wait)
-		case errors.Is(err, ErrRunning):
-			// Logged by the run: skipped, or the lease lost.
-		case err != nil:
-			r.cfg.Logger.ErrorContext(ctx, "reconcile: run failed", "issuer", r.cfg.Source.Issuer(), "report", report, "err", err)
-		}
-		t := time.NewTimer(max(wait, min(interval, time.Second))) // never a busy loop
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
+	return r.runs.runEvery(ctx, interval, func(ctx context.Context, every time.Duration) (slog.LogValuer, error) {
+		return r.run(ctx, every)
+	})
 }
-
-// errFresh reports a RunEvery turn skipped because a replica completed a
-// sweep less than the interval ago.
-var errFresh = errors.New("reconcile: a replica completed a run recently")

@@ -11,7 +11,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/usersync/usersync"
-	"github.com/usersync/usersync/lease"
 )
 
 // maxFailedPages is how many pages in a row the store may fail to write
@@ -24,7 +23,8 @@ const maxFailedPages = 3
 func (r *Reconciler) run(ctx context.Context, every time.Duration) (Report, error) {
 	ctx, span := r.tel.start(ctx)
 	report, err := r.sweep(ctx, every)
-	r.tel.ran(ctx, span, report, err)
+	r.tel.ran(ctx, span, err, report.Listed, report.Deleted,
+		outcomes{created: report.Created, updated: report.Updated, unchanged: report.Unchanged, skipped: report.Skipped, deleted: report.Deleted})
 	return report, err
 }
 
@@ -32,33 +32,11 @@ func (r *Reconciler) run(ctx context.Context, every time.Duration) (Report, erro
 func (r *Reconciler) sweep(ctx context.Context, every time.Duration) (report Report, err error) {
 	src, log := r.cfg.Source, r.cfg.Logger
 	report = Report{Issuer: src.Issuer(), Started: r.cfg.Now()}
-	if !r.running.TryLock() {
-		log.InfoContext(ctx, "reconcile: skipped: a run of this issuer is going on in this process", "issuer", report.Issuer)
-		return report, ErrRunning
+	ctx, end, err := r.runs.begin(ctx, report.Started, every)
+	if err != nil {
+		return report, err
 	}
-	defer r.running.Unlock()
-	held, err := r.claim.Acquire(ctx)
-	switch {
-	case err != nil:
-		return report, fmt.Errorf("reconcile: taking the lease: %w", err)
-	case held == nil:
-		log.InfoContext(ctx, "reconcile: skipped: another replica holds the lease of this issuer's reconcile", "issuer", report.Issuer)
-		return report, ErrRunning
-	}
-	defer held.Release()
-	ctx = held.Context()
-	if every > 0 {
-		turn, terr := r.takeTurn(ctx)
-		switch {
-		case terr != nil:
-			return report, fmt.Errorf("reconcile: taking the lease of the last complete run: %w", terr)
-		case turn == "":
-			return report, errFresh
-		}
-		// Ended before the run's lease is released (deferred after it):
-		// only the holder of that one touches this one.
-		defer func() { r.endTurn(ctx, turn, report, every, err == nil) }()
-	}
+	defer func() { end(err == nil) }()
 
 	if report.Total, err = src.Count(ctx); err != nil {
 		return r.finish(ctx, report, fmt.Errorf("reconcile: counting the provider's users: %w", err))
@@ -105,57 +83,15 @@ func (r *Reconciler) sweep(ctx context.Context, every time.Duration) (report Rep
 	return r.finish(ctx, report, r.deleteUnlisted(ctx, &report, before, l.listed))
 }
 
-// takeTurn takes the lease of the last complete RunEvery sweep (r.fresh)
-// for the run's holder, which it returns; or returns "" if the lease is
-// held: a sweep that completed less than the interval ago holds it (or
-// the run of a replica that stopped, until it expires with that run's
-// lease). Only the holder of the run's lease calls it.
-func (r *Reconciler) takeTurn(ctx context.Context) (string, error) {
-	// Held while the run lasts, as the run's lease is, and under its
-	// holder: if this replica stops, it expires as that one does, and with
-	// a stable Holder the restarted replica takes both back at once.
-	turn := r.cfg.Holder
-	_, ok, err := r.leases.AcquireLease(ctx, r.fresh, turn, r.cfg.LeaseTTL)
-	if err != nil || !ok {
-		return "", err
-	}
-	return turn, nil
-}
-
-// endTurn ends the turn that takeTurn took: after a complete run, the lease
-// passes to a holder of its own and stays held until every after the run
-// started, so that every replica (this one too, restarted or not) skips
-// the sweeps due before then; after another run, it is released for the
-// next turn of any replica to sweep.
-func (r *Reconciler) endTurn(ctx context.Context, turn string, report Report, every time.Duration, complete bool) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LeaseTTL)
-	defer cancel()
-	err := r.leases.ReleaseLease(ctx, r.fresh, turn)
-	switch left := every - r.cfg.Now().Sub(report.Started); {
-	case complete && left > 0:
-		// No other replica takes it in between: this one still holds the
-		// run's lease.
-		ok := false
-		if err == nil {
-			_, ok, err = r.leases.AcquireLease(ctx, r.fresh, lease.NewHolder(), left)
-		}
-		if err != nil || !ok {
-			r.cfg.Logger.WarnContext(ctx, "reconcile: marking the run complete failed: another replica may sweep before the interval ends", "issuer", report.Issuer, "held_by_another", err == nil, "err", err)
-		}
-	case err != nil:
-		r.cfg.Logger.WarnContext(ctx, "reconcile: releasing the lease of the last complete run failed; it expires", "issuer", report.Issuer, "err", err)
-	}
-}
-
 // newLister returns a lister of the Source, for a provider of about total
 // users.
-func (r *Reconciler) newLister(total int) *lister {
-	return &lister{src: r.cfg.Source, size: r.cfg.PageSize, listed: make(map[string]struct{}, min(total, 1<<20))}
+func (r *Reconciler) newLister(total int) *lister[usersync.Write] {
+	return newLister(r.cfg.Source.Page, func(w *usersync.Write) string { return w.Subject }, r.cfg.PageSize, total, "user")
 }
 
 // listAndWrite writes the pages of l as they are listed, and returns the
 // errors of the pages that failed. l.listed is complete when none did.
-func (r *Reconciler) listAndWrite(ctx context.Context, report *Report, l *lister) []error {
+func (r *Reconciler) listAndWrite(ctx context.Context, report *Report, l *lister[usersync.Write]) []error {
 	pages, stop := l.start(ctx)
 	defer stop()
 	return r.writePages(ctx, report, pages)
@@ -164,10 +100,10 @@ func (r *Reconciler) listAndWrite(ctx context.Context, report *Report, l *lister
 // survey lists every page of l without writing any. It returns the pages,
 // or nil when they hold more than r.keep bytes (the sweep then lists them
 // again to write them), or the error that ended the listing.
-func (r *Reconciler) survey(ctx context.Context, l *lister) (iter.Seq[fetched], error) {
+func (r *Reconciler) survey(ctx context.Context, l *lister[usersync.Write]) (iter.Seq[fetched[usersync.Write]], error) {
 	pages, stop := l.start(ctx)
 	defer stop()
-	var kept []fetched
+	var kept []fetched[usersync.Write]
 	n := 0
 	for p := range pages {
 		if p.err == nil {
@@ -194,7 +130,7 @@ func (r *Reconciler) survey(ctx context.Context, l *lister) (iter.Seq[fetched], 
 // writePages writes the pages as they come, until they end or the store
 // fails maxFailedPages in a row, and returns the errors of the pages that
 // failed.
-func (r *Reconciler) writePages(ctx context.Context, report *Report, pages iter.Seq[fetched]) []error {
+func (r *Reconciler) writePages(ctx context.Context, report *Report, pages iter.Seq[fetched[usersync.Write]]) []error {
 	var failed []error
 	inARow := 0 // pages the store failed to write, in a row
 	lastLog := report.Started
@@ -271,9 +207,7 @@ func (r *Reconciler) progress(report Report) {
 // finish completes report, logs its summary and reports it.
 func (r *Reconciler) finish(ctx context.Context, report Report, err error) (Report, error) {
 	report.Finished = r.cfg.Now()
-	if cause := context.Cause(ctx); err != nil && errors.Is(cause, lease.ErrLost) {
-		err = fmt.Errorf("%w: %w (%w)", ErrRunning, cause, err) // the lease was lost: say so first
-	}
+	err = lost(ctx, err) // the lease was lost: say so first
 	r.progress(report)
 	if err != nil {
 		r.cfg.Logger.ErrorContext(ctx, "reconcile: failed", "issuer", report.Issuer, "report", report, "took", report.Finished.Sub(report.Started), "err", err)

@@ -29,7 +29,8 @@ type Source interface {
 // page oldest first (what is created while the reconcile pages comes
 // last) and answer an offset past the end with an empty page. Its writes
 // carry the provider's data and version (its updated_at), with UpdatedAt
-// left zero for the Syncer's clock.
+// left zero for the Syncer's clock. A reconcile calls its methods from
+// several goroutines at once (OrganizationConfig.Concurrency).
 type OrganizationSource interface {
 	// Issuer is the issuer of the listed organizations.
 	Issuer() string

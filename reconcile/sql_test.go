@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/clerk/clerktest"
 	"github.com/usersync/usersync/internal/testdb"
+	"github.com/usersync/usersync/orgs"
 	"github.com/usersync/usersync/reconcile"
 )
 
@@ -139,5 +141,77 @@ func BenchmarkBackfill(b *testing.B) {
 				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "users/s")
 			})
 		}
+	}
+}
+
+// TestOrganizationsOnSQL backfills, heals and deletes organizations and
+// memberships on every SQL dialect, refuses a mass delete there, and runs
+// two replicas (two pools) at once: one sweeps, the other finds it
+// running.
+func TestOrganizationsOnSQL(t *testing.T) {
+	for _, b := range testdb.Backends {
+		t.Run(b.Name, func(t *testing.T) {
+			db, table := b.Open(t)
+			e := newOrgEnv(t, b.StoreOn(t, db, table))
+			e.src.fill(0, 300, some, 1)
+			report, err := e.run(reconcile.OrganizationConfig{PageSize: 100})
+			if err != nil || report.Organizations.Created != 300 || report.Memberships.Created != 897 || !report.Complete {
+				t.Fatalf("%+v, %v", orgCounts(report), err)
+			}
+			e.requireLive()
+
+			// Missed webhooks: an organization deleted, a member left, one
+			// joined, one promoted, an organization created and one renamed.
+			e.src.remove(orgID(13))
+			e.src.removeMember(orgID(20), "user_00001")
+			e.src.putMembers(member(20, 50, 1), member(22, 0, 2))
+			e.src.put(org(300, 1), org(40, 2))
+			e.src.putMembers(member(300, 0, 1))
+			replicaB := newOrgEnv(t, b.StoreOn(t, b.OpenExtra(t, db), table))
+			replicaB.src = e.src
+			inside, release := make(chan struct{}), make(chan struct{})
+			e.src.setBefore(func(_ int, id string, offset int) error {
+				if id == "" && offset == 99 { // the second page
+					close(inside)
+					<-release
+				}
+				return nil
+			})
+			done := make(chan error)
+			var a reconcile.OrganizationReport
+			go func() {
+				var err error
+				a, err = e.reconciler(reconcile.OrganizationConfig{PageSize: 100, Holder: "a"}).Run(context.Background())
+				done <- err
+			}()
+			<-inside
+			if _, err := replicaB.reconciler(reconcile.OrganizationConfig{Holder: "b"}).Run(context.Background()); !errors.Is(err, reconcile.ErrRunning) {
+				t.Errorf("replica b: %v, want ErrRunning", err)
+			}
+			close(release)
+			if err := <-done; err != nil || a.Organizations.Deleted != 1 || a.Organizations.Created != 1 || a.Organizations.Updated != 1 ||
+				a.Memberships.Deleted != 1 || a.Memberships.Created != 2 || a.Memberships.Updated != 1 {
+				t.Fatalf("%+v, %v", orgCounts(a), err)
+			}
+			e.src.setBefore(nil)
+			e.requireLive()
+			if _, err := e.store.Organization(context.Background(), issuer, orgID(13)); !errors.Is(err, orgs.ErrDeleted) {
+				t.Fatalf("the deleted organization: %v", err)
+			}
+
+			// A mass delete is refused before anything is written.
+			before := e.live()
+			for i := range 200 { // a member of 171 of them: a fifth of the memberships
+				e.src.removeMember(orgID(i), "user_00000")
+			}
+			e.src.put(org(41, 2))
+			report, err = e.run(reconcile.OrganizationConfig{})
+			if !errors.Is(err, reconcile.ErrMassDelete) || len(report.Memberships.Refused) == 0 || report.Organizations.Updated != 0 {
+				t.Fatalf("%+v, %v; want ErrMassDelete", orgCounts(report), err)
+			}
+			if after := e.live(); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Fatal("a refused run changed the store")
+			}
+		})
 	}
 }

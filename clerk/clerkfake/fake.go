@@ -8,12 +8,22 @@
 //   - the users endpoints of the Backend API under /v1, behind the secret
 //     key: GET /v1/users (limit, offset, order_by), /v1/users/count,
 //     /v1/users/{id} and /v1/jwks, which clerk.UserList uses;
+//   - its organizations endpoints, which clerk.OrganizationList uses:
+//     GET /v1/organizations (limit, offset, order_by created_at),
+//     /v1/organizations/{id or slug} and
+//     /v1/organizations/{id}/memberships (limit, offset, order_by
+//     created_at, user_id), the lists as {"data": [...], "total_count": N};
 //   - endpoints of its own under /fake: POST /fake/tokens?sub=user_x
-//     mints a v2 session token, and POST /fake/send changes a user and
-//     sends the signed user.* webhook of the change to Config.WebhookURL.
+//     mints a v2 session token (&org=org_y: active in an organization
+//     user_x is a member of), and POST /fake/send changes a user, an
+//     organization or a membership and sends the signed webhook of the
+//     change to Config.WebhookURL.
 //
-// The same are Go methods: Token, Put, PutJSON, Remove, Send, SendJSON and
-// SendCreated. WebhookSender signs any body as Svix does. Package
+// The same are Go methods: Token, MemberToken, Put, PutJSON, Remove, Send,
+// SendJSON and SendCreated for users; PutOrganization,
+// RemoveOrganization, PutMembership, RemoveMembership (changes without a
+// webhook, as missed ones), SendOrganization and SendMembership for
+// organizations. WebhookSender signs any body as Svix does. Package
 // clerk/clerktest wraps this package for tests, failing the test instead of
 // returning errors.
 //
@@ -102,6 +112,7 @@ type Instance struct {
 	kid      string          // its kid
 	onPage   func(offset int)
 	requests int
+	orgState orgState
 }
 
 type fault struct {
@@ -431,6 +442,8 @@ func (i *Instance) serveAPI(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, jwks)
+	case path == "/organizations" || strings.HasPrefix(path, "/organizations/"):
+		i.serveOrgs(w, r, path)
 	case path == "/users/count":
 		writeJSON(w, []byte(`{"object":"total_count","total_count":`+strconv.Itoa(i.Len())+`}`))
 	case strings.HasPrefix(path, "/users/") && !strings.Contains(path[len("/users/"):], "/"):
@@ -642,9 +655,10 @@ func (i *Instance) serveFake(w http.ResponseWriter, r *http.Request) {
 	serve(w, r)
 }
 
-// serveToken serves POST /fake/tokens?sub=user_x[&azp=origin]: a session
-// token, {"object":"token","jwt":"..."}, as Clerk's Backend API answers
-// POST /v1/sessions/{id}/tokens.
+// serveToken serves POST /fake/tokens?sub=user_x[&azp=origin][&org=org_y]:
+// a session token, {"object":"token","jwt":"..."}, as Clerk's Backend API
+// answers POST /v1/sessions/{id}/tokens; with org, its active
+// organization is org_y (MemberToken).
 func (i *Instance) serveToken(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	sub := q.Get("sub")
@@ -656,8 +670,14 @@ func (i *Instance) serveToken(w http.ResponseWriter, r *http.Request) {
 	if azp := q.Get("azp"); azp != "" {
 		claims = map[string]any{"azp": azp}
 	}
-	tok, err := i.Token(sub, claims)
-	if err != nil {
+	var tok string
+	var err error
+	if org := q.Get("org"); org != "" {
+		if tok, err = i.MemberToken(sub, org, claims); err != nil {
+			clerkError(w, http.StatusBadRequest, "form_param_value_invalid", "org must be an organization the user is a listed member of")
+			return
+		}
+	} else if tok, err = i.Token(sub, claims); err != nil {
 		clerkError(w, http.StatusInternalServerError, "internal_clerk_error", err.Error())
 		return
 	}
@@ -666,19 +686,41 @@ func (i *Instance) serveToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveSend serves POST /fake/send {"type": "user.updated", "user": {...}}:
-// SendJSON. It answers {"sent": true, "status": <the webhook's status>},
+// SendJSON; {"type": "organization.created", "organization": {...}}:
+// SendOrganization; {"type": "organizationMembership.created",
+// "membership": {...}}: SendMembership. It answers {"sent": true, "status": <the webhook's status>},
 // or {"sent": false} without a webhook URL; 502 if the webhook is out of
 // reach.
 func (i *Instance) serveSend(w http.ResponseWriter, r *http.Request) {
 	var in struct {
-		Type string          `json:"type"`
-		User json.RawMessage `json:"user"`
+		Type         string          `json:"type"`
+		User         json.RawMessage `json:"user"`
+		Organization json.RawMessage `json:"organization"`
+		Membership   json.RawMessage `json:"membership"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&in); err != nil || in.User == nil {
-		clerkError(w, http.StatusBadRequest, "form_param_value_invalid", `want {"type": "user.created|user.updated|user.deleted", "user": {<a Clerk user object>}}`)
+	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&in)
+	var obj json.RawMessage
+	switch {
+	case err != nil:
+	case strings.HasPrefix(in.Type, "organization."):
+		obj = in.Organization
+	case strings.HasPrefix(in.Type, "organizationMembership."):
+		obj = in.Membership
+	default:
+		obj = in.User
+	}
+	if obj == nil {
+		clerkError(w, http.StatusBadRequest, "form_param_value_invalid", `want {"type": "user.created|user.updated|user.deleted", "user": {<a Clerk user object>}}, `+
+			`{"type": "organization.created|updated|deleted", "organization": {<a Clerk organization object>}} or `+
+			`{"type": "organizationMembership.created|updated|deleted", "membership": {<a Clerk membership object>}}`)
 		return
 	}
-	status, err := i.SendJSON(r.Context(), in.Type, in.User)
+	var status int
+	if strings.HasPrefix(in.Type, "organization") { // organization.*, organizationMembership.*
+		status, err = i.sendOrgJSON(r.Context(), in.Type, obj)
+	} else {
+		status, err = i.SendJSON(r.Context(), in.Type, obj)
+	}
 	var out []byte
 	switch {
 	case errors.As(err, new(deliveryError)):

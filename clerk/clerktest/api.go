@@ -19,7 +19,10 @@ import (
 //     default: -created_at), ties broken by ID;
 //   - GET /users/count answers {"object":"total_count","total_count":N};
 //   - GET /users/{id} answers the user, or 404;
-//   - GET /jwks answers the instance's signing keys, a JWKS.
+//   - GET /jwks answers the instance's signing keys, a JWKS;
+//   - GET /organizations, /organizations/{id} and
+//     /organizations/{id}/memberships serve the organizations that
+//     Fake.PutOrganization and Fake.PutMembership list.
 //
 // The server also serves the instance's Frontend API JWKS, without a
 // secret key, at JWKSURL. The instance has an RS256 key of its own

@@ -2,7 +2,7 @@
 // and a fake Clerk instance for development:
 //
 //	usersync migrate [-table name]      apply the store's migrations
-//	usersync reconcile [-table name]    import and heal the users of a Clerk instance
+//	usersync reconcile [-table name]    import and heal the users and organizations of a Clerk instance
 //	usersync fake-clerk [-addr host:port] [-users file] [-webhook-url url]
 //	                                    serve a fake Clerk instance
 //
@@ -18,12 +18,14 @@
 // reconcile migrates, checks that CLERK_SECRET_KEY is the key of
 // CLERK_ISSUER's instance (its signing keys are the issuer's) before any
 // user is written, pages through the instance's users with a progress bar
-// on a terminal (progress lines otherwise), and prints a summary. It exits 0 when the run was complete;
-// 3 when it refused to write: a secret key of another instance, a list
-// that shares almost no user with the store, or more deletions than the
-// mass-delete guard allows (run again with -allow-mass-delete once
-// checked); 4 when another replica is reconciling; and 1 on any other
-// failure.
+// on a terminal (progress lines otherwise), and prints a summary. After a
+// complete run of the users, it reconciles the instance's organizations
+// and their memberships the same way (-orgs=false leaves them out), and
+// prints their summary. It exits 0 when the runs were complete; 3 when one
+// refused to write: a secret key of another instance, a list that shares
+// almost nothing with the store, or more deletions than the mass-delete
+// guard allows (run again with -allow-mass-delete once checked); 4 when
+// another replica is reconciling; and 1 on any other failure.
 //
 // fake-clerk serves a fake Clerk instance (package clerk/clerkfake) on
 // -addr (default 127.0.0.1:0, any free port) until interrupted: the
@@ -54,6 +56,7 @@ import (
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/internal/dburl"
+	"github.com/usersync/usersync/orgs"
 	"github.com/usersync/usersync/reconcile"
 	"github.com/usersync/usersync/sqlstore"
 )
@@ -62,8 +65,8 @@ const usage = `usage: usersync <command> [flags]
 
 commands:
   migrate     apply the store's migrations to DATABASE_URL
-  reconcile   import and heal the users of the Clerk instance CLERK_ISSUER
-              (with CLERK_SECRET_KEY) into DATABASE_URL
+  reconcile   import and heal the users and organizations of the Clerk
+              instance CLERK_ISSUER (with CLERK_SECRET_KEY) into DATABASE_URL
   fake-clerk  serve a fake Clerk instance for development: session tokens,
               the Backend API's users, signed webhooks
 
@@ -117,7 +120,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "usersync reconcile: nothing written: set CLERK_SECRET_KEY to the secret key of CLERK_ISSUER's instance")
 		return exitRefused
 	case errors.Is(err, reconcile.ErrMassDelete), errors.Is(err, reconcile.ErrForeignList):
-		fmt.Fprintln(stderr, "usersync reconcile: nothing written: check that CLERK_SECRET_KEY belongs to CLERK_ISSUER's instance, then run again with -allow-mass-delete")
+		fmt.Fprintln(stderr, "usersync reconcile: the refused run wrote nothing: check that CLERK_SECRET_KEY belongs to CLERK_ISSUER's instance, then run again with -allow-mass-delete")
 		return exitRefused
 	case errors.Is(err, reconcile.ErrRunning):
 		return exitRunning
@@ -207,9 +210,10 @@ func reconcileCmd(ctx context.Context, args []string, getenv func(string) string
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
-	allow := fs.Bool("allow-mass-delete", false, "delete however many users the instance no longer has")
-	share := fs.Float64("max-delete-share", 0.10, "the share of live users a run may delete without -allow-mass-delete (and more than -max-delete-count)")
-	count := fs.Int("max-delete-count", 10, "how many users a run may delete whatever their share")
+	allow := fs.Bool("allow-mass-delete", false, "delete however many users (organizations, memberships) the instance no longer has")
+	share := fs.Float64("max-delete-share", 0.10, "the share of live users (organizations, memberships) a run may delete without -allow-mass-delete (and more than -max-delete-count)")
+	count := fs.Int("max-delete-count", 10, "how many users (organizations, memberships) a run may delete whatever their share")
+	withOrgs := fs.Bool("orgs", true, "after the users, reconcile the instance's organizations and their memberships")
 	quiet := fs.Bool("q", false, "no progress, only the summary and errors")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: usersync reconcile [flags]
@@ -217,10 +221,12 @@ func reconcileCmd(ctx context.Context, args []string, getenv func(string) string
 Imports the users of the Clerk instance CLERK_ISSUER (listed with
 CLERK_SECRET_KEY from CLERK_API_URL, default `+clerk.DefaultAPIURL+`) into
 DATABASE_URL, heals what webhooks missed, and deletes the users the instance
-no longer has. Safe to run again and beside webhooks: every write is
-versioned by the user's updated_at. It refuses, before writing anything, a
-secret key of another instance than CLERK_ISSUER's (checked against
-CLERK_JWT_KEY, or the keys of CLERK_JWKS_URL, default the issuer's).
+no longer has; then, unless -orgs=false, its organizations and their
+memberships. Safe to run again and beside webhooks: every write is
+versioned by the user's (organization's, membership's) updated_at. It
+refuses, before writing anything, a secret key of another instance than
+CLERK_ISSUER's (checked against CLERK_JWT_KEY, or the keys of
+CLERK_JWKS_URL, default the issuer's).
 
 `)
 		fs.PrintDefaults()
@@ -272,7 +278,36 @@ CLERK_JWT_KEY, or the keys of CLERK_JWKS_URL, default the issuer's).
 	report, err := r.Run(ctx)
 	p.done()
 	fmt.Fprintln(stdout, summary(report))
-	return err
+	if err != nil || !*withOrgs {
+		return err
+	}
+	return reconcileOrgs(ctx, instance, store, reconcile.OrganizationConfig{
+		MaxDeleteShare: *share, MaxDeleteCount: *count, AllowMassDelete: *allow, Logger: log,
+	}, stdout)
+}
+
+// reconcileOrgs reconciles the organizations of instance into store, with
+// cfg's guard and logger, and prints the summary.
+func reconcileOrgs(ctx context.Context, instance *clerk.Provider, store *sqlstore.Store, cfg reconcile.OrganizationConfig, stdout io.Writer) error {
+	list, err := instance.OrganizationList()
+	if err != nil {
+		return fmt.Errorf("the organizations: %w", err)
+	}
+	syncer, err := orgs.New(orgs.Config{Store: store, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	cfg.Syncer, cfg.Source = syncer, list
+	r, err := reconcile.NewOrganizations(cfg)
+	if err != nil {
+		return err
+	}
+	report, err := r.Run(ctx)
+	fmt.Fprintln(stdout, orgSummary(report))
+	if err != nil {
+		return fmt.Errorf("the organizations: %w", err)
+	}
+	return nil
 }
 
 // tableError names the flag and the variable of the store's Table in an
@@ -286,18 +321,39 @@ func tableError(err error) error {
 
 // summary is the line that ends a reconcile.
 func summary(r reconcile.Report) string {
-	state := "complete"
-	switch {
-	case !r.Complete:
-		state = "incomplete: nothing deleted"
-	case len(r.Refused) > 0:
-		state = "complete, deletions refused"
-	}
+	state := runState(r.Complete, len(r.Refused) > 0)
 	took := r.Finished.Sub(r.Started).Round(time.Millisecond)
 	s := fmt.Sprintf("usersync reconcile: %s in %v: %d listed of %d; created %d, updated %d, unchanged %d, deleted %d, skipped %d",
 		state, took, r.Listed, r.Total, r.Created, r.Updated, r.Unchanged, r.Deleted, r.Skipped)
 	if len(r.Refused) > 0 {
 		s += fmt.Sprintf("; refused to delete %d", len(r.Refused))
+	}
+	return s
+}
+
+// runState says how a run ended, for its summary.
+func runState(complete, refused bool) string {
+	switch {
+	case !complete:
+		return "incomplete: nothing deleted"
+	case refused:
+		return "complete, deletions refused"
+	}
+	return "complete"
+}
+
+// orgSummary is the line that ends a reconcile of organizations.
+func orgSummary(r reconcile.OrganizationReport) string {
+	o, m := r.Organizations, r.Memberships
+	took := r.Finished.Sub(r.Started).Round(time.Millisecond)
+	s := fmt.Sprintf("usersync reconcile: organizations %s in %v: %d listed; created %d, updated %d, unchanged %d, deleted %d, skipped %d; memberships: %d listed; created %d, updated %d, unchanged %d, deleted %d, skipped %d",
+		runState(r.Complete, len(o.Refused)+len(m.Refused) > 0), took,
+		o.Listed, o.Created, o.Updated, o.Unchanged, o.Deleted, o.Skipped, m.Listed, m.Created, m.Updated, m.Unchanged, m.Deleted, m.Skipped)
+	if len(o.Refused) > 0 {
+		s += fmt.Sprintf("; refused to delete %d organizations", len(o.Refused))
+	}
+	if len(m.Refused) > 0 {
+		s += fmt.Sprintf("; refused to delete %d memberships", len(m.Refused))
 	}
 	return s
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usersync/usersync/clerk/clerkfake"
 	"github.com/usersync/usersync/clerk/clerktest"
 	"github.com/usersync/usersync/internal/dburl"
 	"github.com/usersync/usersync/internal/testdb"
@@ -195,5 +196,63 @@ func TestBar(t *testing.T) {
 	}
 	if got := line(reconcile.Report{Listed: 500, Started: start}, start.Add(2*time.Second)); !strings.HasSuffix(got, "250 users/s") {
 		t.Errorf("line = %q", got)
+	}
+}
+
+// TestReconcileCommandOrganizations: after the users, reconcile imports
+// and heals the instance's organizations and memberships under the same
+// guard, and -orgs=false leaves them out.
+func TestReconcileCommandOrganizations(t *testing.T) {
+	api := clerktest.NewAPI(t)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	api.Put(clerktest.User{ID: "user_0000", FirstName: clerktest.Str("U"), CreatedAt: t0, UpdatedAt: t0})
+	for i := range 30 {
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		if err := api.Fake.PutOrganization(clerkfake.Organization{ID: fmt.Sprintf("org_%04d", i), Name: "Org", CreatedAt: at, UpdatedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 3 {
+			if err := api.Fake.PutMembership(clerkfake.Membership{OrganizationID: fmt.Sprintf("org_%04d", i), UserID: fmt.Sprintf("user_%04d", j), CreatedAt: at, UpdatedAt: at}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	env := map[string]string{"DATABASE_URL": t.TempDir() + "/app.db", "CLERK_ISSUER": issuer, "CLERK_SECRET_KEY": api.SecretKey, "CLERK_API_URL": api.URL, "CLERK_JWT_KEY": api.PublicKeyPEM()}
+	for _, tc := range []struct {
+		name   string
+		before func()
+		args   []string
+		code   int
+		want   []string
+		absent string
+	}{
+		{"the first import", nil, nil, 0, []string{"usersync reconcile: complete", "created 1,", "organizations complete", "30 listed; created 30,", "memberships: 90 listed; created 90,"}, ""},
+		{"again: nothing changes", nil, nil, 0, []string{"organizations complete", "unchanged 30,", "memberships: 90 listed; created 0, updated 0, unchanged 90,"}, ""},
+		{"without the organizations", func() { api.Fake.RemoveOrganization("org_0003") }, []string{"-orgs=false"}, 0, []string{"usersync reconcile: complete"}, "organizations"},
+		{"a missed deletion", nil, nil, 0, []string{"organizations complete", "29 listed;", "deleted 1,"}, ""},
+		{"a mass deletion, refused", func() {
+			for i := 10; i < 30; i++ {
+				api.Fake.RemoveOrganization(fmt.Sprintf("org_%04d", i))
+			}
+		}, nil, exitRefused, []string{"organizations incomplete: nothing deleted", "refused to delete 20 organizations", "-allow-mass-delete"}, ""},
+		{"a mass deletion, allowed", nil, []string{"-allow-mass-delete"}, 0, []string{"organizations complete", "9 listed;", "deleted 20,"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.before != nil {
+				tc.before()
+			}
+			code, out, errOut := runCmd(env, append([]string{"reconcile", "-q"}, tc.args...)...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d: %q %q", code, tc.code, out, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out+errOut, w) {
+					t.Fatalf("output %q %q, want %q", out, errOut, w)
+				}
+			}
+			if tc.absent != "" && strings.Contains(out, tc.absent) {
+				t.Fatalf("output %q has %q", out, tc.absent)
+			}
+		})
 	}
 }
