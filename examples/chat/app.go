@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -14,10 +15,12 @@ import (
 	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/feed"
 	"github.com/usersync/usersync/jwtverify"
+	"github.com/usersync/usersync/orgs"
 	"github.com/usersync/usersync/reconcile"
 )
 
-// app is the chat: messages with authors, on top of usersync.
+// app is the chat: messages with authors, on top of usersync, in a global
+// room and in a room per organization.
 type app struct {
 	store    chatStore
 	instance *clerk.Provider
@@ -31,19 +34,30 @@ type app struct {
 	clerkKey string     // publishable key, Clerk mode
 	issuer   string
 
+	members *orgs.Syncer // the organizations and memberships, in store
+	// newInstance makes the Clerk instance, its webhooks applying the
+	// organization events through members: wire makes one per store.
+	newInstance func(members *orgs.Syncer) (*clerk.Provider, error)
+
 	feed       *feed.Runner          // the change feed's consumers
 	feedLease  time.Duration         // their lease's TTL; 0: feed's default (tests shorten it)
 	replica    string                // USERSYNC_REPLICA: the leases' holder; "": one unique to the process
 	users      *clerk.UserList       // the Backend API's, with CLERK_SECRET_KEY; else nil
 	reconciler *reconcile.Reconciler // over users, when set
 	every      time.Duration         // between reconciles; 0: only at start
+	// The Backend API's organizations, with CLERK_SECRET_KEY, and their
+	// reconciler over members; else nil.
+	orgList       *clerk.OrganizationList
+	orgReconciler *reconcile.OrganizationReconciler
 }
 
 // chatStore is what the chat keeps its users in: a usersync.Store with
-// the change feed and the leases (memstore and sqlstore both are).
+// the change feed and the leases, and the organizations and memberships
+// (memstore and sqlstore all are).
 type chatStore interface {
 	usersync.Store
 	feed.Store
+	orgs.Store
 }
 
 const maxMessage = 2000 // characters
@@ -62,6 +76,13 @@ func (a *app) routes() http.Handler {
 	mux.Handle("GET /api/users/me", identity(http.HandlerFunc(a.me)))
 	mux.Handle("GET /api/messages", identity(http.HandlerFunc(a.list)))
 	mux.Handle("GET /api/messages/sent-count", identity(http.HandlerFunc(a.sentCount)))
+	// The organizations' rooms: the user's organizations, and a room each
+	// for its live members only. The store decides who is a member, not
+	// the token's active organization.
+	mux.Handle("GET /api/orgs", user(http.HandlerFunc(a.listOrgs)))
+	member := a.members.RequireMember(func(r *http.Request) string { return r.PathValue("orgId") })
+	mux.Handle("GET /api/orgs/{orgId}/messages", user(member(http.HandlerFunc(a.listRoom))))
+	mux.Handle("POST /api/orgs/{orgId}/messages", user(member(http.HandlerFunc(a.sendToRoom))))
 	mux.HandleFunc("GET /api/config", a.config)
 	if a.dev != nil {
 		mux.HandleFunc("POST /dev/token", a.dev.serveToken)
@@ -98,6 +119,19 @@ func errorJSON(w http.ResponseWriter, r *http.Request, status int, err error) {
 	writeError(w, status, msg)
 }
 
+// orgErrorJSON is the organizations' error handler (RequireMember's
+// refusals), as errorJSON: 403 and 404 say what they mean to the page.
+func orgErrorJSON(w http.ResponseWriter, r *http.Request, status int, err error) {
+	switch status {
+	case http.StatusForbidden:
+		writeError(w, status, "not a member")
+	case http.StatusNotFound:
+		writeError(w, status, "organization not found")
+	default:
+		errorJSON(w, r, status, err)
+	}
+}
+
 // storeUser is the page's store mutation: it refreshes the stored claims
 // from the token, and is idempotent.
 func (a *app) storeUser(w http.ResponseWriter, r *http.Request) {
@@ -129,6 +163,21 @@ func (a *app) me(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *app) send(w http.ResponseWriter, r *http.Request) {
+	a.sendWith(w, r, a.msgs.add)
+}
+
+// sendToRoom sends to the room of the organization RequireMember admitted
+// the user to.
+func (a *app) sendToRoom(w http.ResponseWriter, r *http.Request) {
+	m, _ := orgs.MemberFromContext(r.Context())
+	a.sendWith(w, r, func(ctx context.Context, userID, body string, at time.Time) (int64, error) {
+		return a.msgs.addToRoom(ctx, m.Organization.ID, userID, body, at)
+	})
+}
+
+// sendWith stores the request's message with add, as the user of the
+// request.
+func (a *app) sendWith(w http.ResponseWriter, r *http.Request, add func(ctx context.Context, userID, body string, at time.Time) (int64, error)) {
 	var in struct {
 		Body string `json:"body"`
 	}
@@ -142,7 +191,7 @@ func (a *app) send(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, _ := usersync.UserFromContext(r.Context())
-	id, err := a.msgs.add(r.Context(), u.ID, body, time.Now())
+	id, err := add(r.Context(), u.ID, body, time.Now())
 	if errors.Is(err, errAuthorDeleted) { // deleted since the request began
 		writeError(w, http.StatusNotFound, "user not stored")
 		return
@@ -165,6 +214,21 @@ type messageJSON struct {
 // list returns messages oldest first with their authors, resolved with one
 // GetMany for the whole page.
 func (a *app) list(w http.ResponseWriter, r *http.Request) {
+	a.listWith(w, r, a.msgs.list)
+}
+
+// listRoom lists the room of the organization RequireMember admitted the
+// user to, as list lists the global one.
+func (a *app) listRoom(w http.ResponseWriter, r *http.Request) {
+	m, _ := orgs.MemberFromContext(r.Context())
+	a.listWith(w, r, func(ctx context.Context, after int64, limit int) ([]message, error) {
+		return a.msgs.listRoom(ctx, m.Organization.ID, after, limit)
+	})
+}
+
+// listWith answers the page of messages list finds for the request's
+// after and limit, with their authors.
+func (a *app) listWith(w http.ResponseWriter, r *http.Request, list func(ctx context.Context, after int64, limit int) ([]message, error)) {
 	limit, after := 100, int64(0)
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -182,7 +246,7 @@ func (a *app) list(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
-	msgs, err := a.msgs.list(r.Context(), after, limit)
+	msgs, err := list(r.Context(), after, limit)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -203,6 +267,39 @@ func (a *app) list(w http.ResponseWriter, r *http.Request) {
 			author = u.Name
 		}
 		out[i] = messageJSON{ID: m.ID, Body: m.Body, Author: author, UserID: m.UserID, CreatedAt: m.CreatedAt}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// orgJSON is one of the user's organizations, with the user's role in it.
+type orgJSON struct {
+	ID   string `json:"id"` // Clerk's "org_…" ID
+	Name string `json:"name"`
+	Slug string `json:"slug"`
+	Role string `json:"role"` // "org:admin", "org:member", …
+}
+
+// orgsPage is how many memberships listOrgs reads at a time.
+const orgsPage = 100
+
+// listOrgs answers the user's live organizations, by ID: every one, read
+// from the store a page at a time.
+func (a *app) listOrgs(w http.ResponseWriter, r *http.Request) {
+	u, _ := usersync.UserFromContext(r.Context())
+	out := []orgJSON{}
+	for after := ""; ; {
+		page, err := a.members.Store().UserMemberships(r.Context(), u.Issuer, u.Subject, after, orgsPage)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		for _, m := range page {
+			out = append(out, orgJSON{ID: m.Organization.ID, Name: m.Organization.Name, Slug: m.Organization.Slug, Role: m.Membership.Role})
+		}
+		if len(page) < orgsPage {
+			break
+		}
+		after = page[len(page)-1].Organization.ID
 	}
 	writeJSON(w, http.StatusOK, out)
 }

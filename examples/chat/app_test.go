@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -16,7 +17,9 @@ import (
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/clerk/clerkfake"
 	"github.com/usersync/usersync/clerk/clerktest"
+	"github.com/usersync/usersync/internal/testdb"
 	"github.com/usersync/usersync/usersynctest"
 )
 
@@ -71,9 +74,18 @@ func newTestAppWith(t *testing.T, cfg config) *testApp {
 	return &testApp{app: a, h: a.routes(), issuer: iss, sender: sender, store: cs}
 }
 
-// backends are the stores every handler test runs on.
+// backends are the stores every handler test runs on: memstore, SQLite,
+// and PostgreSQL and MySQL when their DSN variables are set (in a schema
+// or database of the test's own).
 func backends(t *testing.T) map[string]string {
-	return map[string]string{"memory": "memory:", "sqlite": filepath.Join(t.TempDir(), "chat.db")}
+	t.Helper()
+	urls := map[string]string{"memory": "memory:", "sqlite": filepath.Join(t.TempDir(), "chat.db")}
+	for _, b := range testdb.Backends[1:] {
+		if os.Getenv(b.Env) != "" {
+			urls[b.Name] = databaseURL(t, b)
+		}
+	}
+	return urls
 }
 
 func (ta *testApp) do(method, path, token string, body any) *httptest.ResponseRecorder {
@@ -208,7 +220,8 @@ func TestEndpoints(t *testing.T) {
 // signs its user out on a 401.
 // TestReconcileFromTheBackendAPI: with CLERK_SECRET_KEY the app imports
 // the instance's users at start, mapped as webhooks map them, and deletes
-// the users the instance no longer lists, for good.
+// the users the instance no longer lists, for good; and so its
+// organizations and their memberships.
 func TestReconcileFromTheBackendAPI(t *testing.T) {
 	for name, url := range backends(t) {
 		t.Run(name, func(t *testing.T) {
@@ -218,6 +231,17 @@ func TestReconcileFromTheBackendAPI(t *testing.T) {
 				clerktest.User{ID: "user_ada", FirstName: clerktest.Str("Ada"), LastName: clerktest.Str("Lovelace"), Email: "ada@example.com", ExternalID: "legacy-7", UpdatedAt: at},
 				clerktest.User{ID: "user_bob", Username: clerktest.Str("bob"), UpdatedAt: at},
 			)
+			// And its organizations: Ada is an admin of Acme and a member of
+			// Globex.
+			for _, o := range []clerkfake.Organization{{ID: "org_2acme", Name: "Acme", Slug: "acme", UpdatedAt: at}, {ID: "org_2globex", Name: "Globex", Slug: "globex", UpdatedAt: at}} {
+				if err := api.Fake.PutOrganization(o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := api.Fake.PutMembership(clerkfake.Membership{OrganizationID: "org_2acme", UserID: "user_ada", Role: "org:admin", UpdatedAt: at},
+				clerkfake.Membership{OrganizationID: "org_2globex", UserID: "user_ada", Role: "org:member", UpdatedAt: at}); err != nil {
+				t.Fatal(err)
+			}
 			ta := newTestAppWith(t, config{databaseURL: url, secretKey: api.SecretKey, apiURL: api.URL, reconcileEvery: "20ms"})
 			api.SetJWKS(getBody(t, ta.issuer.JWKSURL())) // the secret key is the issuer's instance's
 			ctx, cancel := context.WithCancel(context.Background())
@@ -245,6 +269,29 @@ func TestReconcileFromTheBackendAPI(t *testing.T) {
 			expect(t, "send as a deleted user", ta.do("POST", "/api/messages", bob, map[string]string{"body": "hi"}), 403)
 			expect(t, "me of a deleted user", ta.do("GET", "/api/users/me", bob, nil), 404)
 			expect(t, "ada stays", ta.do("GET", "/api/users/me", ada, nil), 200)
+
+			// The organizations come too, and go: Globex's deletion and Ada's
+			// leaving Acme reach the store by the reconcile alone.
+			orgsOfAda := func() string {
+				w := ta.do("GET", "/api/orgs", ada, nil)
+				expect(t, "orgs", w, 200)
+				return strings.TrimSpace(w.Body.String())
+			}
+			waitFor := func(want string) {
+				t.Helper()
+				for deadline := time.Now().Add(10 * time.Second); orgsOfAda() != want; time.Sleep(10 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("Ada's orgs = %s, want %s", orgsOfAda(), want)
+					}
+				}
+			}
+			waitFor(`[{"id":"org_2acme","name":"Acme","slug":"acme","role":"org:admin"},{"id":"org_2globex","name":"Globex","slug":"globex","role":"org:member"}]`)
+			expect(t, "send to a reconciled room", ta.do("POST", "/api/orgs/org_2globex/messages", ada, map[string]string{"body": "hi"}), 201)
+			api.Fake.RemoveOrganization("org_2globex")
+			api.Fake.RemoveMembership("org_2acme", "user_ada")
+			waitFor(`[]`)
+			expect(t, "a room of an organization gone", ta.do("GET", "/api/orgs/org_2globex/messages", ada, nil), 404)
+			expect(t, "a room Ada left", ta.do("GET", "/api/orgs/org_2acme/messages", ada, nil), 403)
 		})
 	}
 }
@@ -283,7 +330,8 @@ func TestKeysUnavailable(t *testing.T) {
 	ta.issuer.SetJWKSMode(usersynctest.JWKS500)
 	ta.issuer.Rotate() // a token of a key the verifier has never seen
 	tok := ta.issuer.Token(map[string]any{"sub": "user_ada"})
-	for _, ep := range [][2]string{{"POST", "/api/users/store"}, {"GET", "/api/users/me"}, {"POST", "/api/messages"}, {"GET", "/api/messages"}} {
+	for _, ep := range [][2]string{{"POST", "/api/users/store"}, {"GET", "/api/users/me"}, {"POST", "/api/messages"}, {"GET", "/api/messages"},
+		{"GET", "/api/orgs"}, {"GET", "/api/orgs/org_1/messages"}, {"POST", "/api/orgs/org_1/messages"}} {
 		w := ta.do(ep[0], ep[1], tok, map[string]string{"body": "hi"})
 		expect(t, ep[0]+" "+ep[1]+" while the keys are unavailable", w, 503)
 		if w.Header().Get("Retry-After") == "" || decode[map[string]string](t, w)["error"] == "" {

@@ -30,7 +30,9 @@ func chromium(t *testing.T) string {
 }
 
 // TestBrowser drives the page in headless Chromium: dev sign-in, the
-// waiting state, two messages, the list and count, then a signed
+// waiting state, two messages, the list and count; signed organization
+// webhooks make a room, where a message is sent and listed, and that is
+// gone after the membership's deletion and a reload; then a signed
 // user.deleted turns the author into "deleted user".
 func TestBrowser(t *testing.T) {
 	browser := chromium(t)
@@ -122,6 +124,52 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("list %q, me %q", list, me)
 	}
 
+	// Clerk's webhooks make an organization with Ada in it: the page shows
+	// its room, apart from everyone's.
+	acme := testOrg{"org_2acme", "Acme", "acme"}
+	adaAcme := newMembership("orgmem_ada_acme", acme, "user_ada", "org:admin")
+	for _, body := range [][]byte{orgEvent("organization.created", acme), adaAcme.event("organizationMembership.created")} {
+		if resp := sender.Send(base+"/clerk-users-webhook", body); resp.StatusCode != 200 {
+			t.Fatalf("organization webhook: %d", resp.StatusCode)
+		}
+	}
+	do("the room appears", chromedp.WaitVisible(chromedp.ID("room-"+acme.id)))
+	do("open the room and send in it",
+		chromedp.Click(chromedp.ID("room-"+acme.id)),
+		chromedp.WaitVisible(chromedp.Search(`//h2[@id="roomname" and text()="Acme"]`)),
+		chromedp.WaitVisible(chromedp.ID("empty")),
+		chromedp.SendKeys(chromedp.ID("body"), "Hello Acme"),
+		chromedp.Click(chromedp.ID("sendbtn")),
+		chromedp.WaitVisible(chromedp.Search(`//li[contains(., "Hello Acme") and contains(., "Ada Lovelace")]`)),
+	)
+	if list := text("#messages"); strings.Contains(list, "Hello from the browser") {
+		t.Fatalf("the room shows everyone's messages: %q", list)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := os.Getenv("USERSYNC_SCREENSHOT_DIR"); dir != "" {
+		os.WriteFile(filepath.Join(dir, "chat-room.png"), png, 0o644)
+	}
+	do("back to everyone's room",
+		chromedp.Click(chromedp.ID("room-everyone")),
+		chromedp.WaitVisible(chromedp.Search(`//li[contains(., "Hello from the browser")]`)),
+	)
+	if list := text("#messages"); strings.Contains(list, "Hello Acme") {
+		t.Fatalf("everyone's room shows the organization's messages: %q", list)
+	}
+
+	// Clerk removes Ada from Acme: after a reload (once the rooms are
+	// listed again) the room is gone.
+	if resp := sender.Send(base+"/clerk-users-webhook", adaAcme.event("organizationMembership.deleted")); resp.StatusCode != 200 {
+		t.Fatalf("organizationMembership.deleted: %d", resp.StatusCode)
+	}
+	do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("room-everyone")))
+	if gone, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("room-`+acme.id+`") === null`)); err != nil || !gone {
+		t.Fatalf("the room of an organization Ada left still shows (%v)", err)
+	}
+
 	// Clerk deletes the user: the page's next refreshes show "deleted user",
 	// and the erased messages once the change feed's consumer erased them.
 	if resp := sender.Send(base+"/clerk-users-webhook", clerktest.UserDeletedEvent("user_ada")); resp.StatusCode != 200 {
@@ -137,7 +185,7 @@ func TestBrowser(t *testing.T) {
 	if list := text("#messages"); strings.Contains(list, "Ada Lovelace") {
 		t.Fatalf("deleted author still named: %q", list)
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
 	}

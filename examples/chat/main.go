@@ -1,5 +1,6 @@
 // Command chat is a chat app on usersync: messages with their authors,
-// "deleted user" after a delete, a per-user sent count, the current-user
+// "deleted user" after a delete, a room per Clerk organization for its
+// members (package orgs), a per-user sent count, the current-user
 // endpoints, the Clerk webhook, a change-feed consumer that erases a
 // deleted user's messages, and GET /metrics (usersync's metrics through the
 // OpenTelemetry SDK and its Prometheus exporter).
@@ -33,6 +34,7 @@ import (
 	"github.com/usersync/usersync/internal/dburl"
 	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/memstore"
+	"github.com/usersync/usersync/orgs"
 	"github.com/usersync/usersync/reconcile"
 	"github.com/usersync/usersync/sqlstore"
 )
@@ -239,7 +241,14 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 	} else if len(cc.WebhookSecrets) == 0 {
 		return fail(errors.New("CLERK_WEBHOOK_SECRET is required with CLERK_ISSUER"))
 	}
-	instance, err := clerk.New(cc)
+	// The instance that newApp asks for its issuer and its users' list;
+	// wire makes the one of the webhooks, with the organizations' Syncer.
+	a.newInstance = func(members *orgs.Syncer) (*clerk.Provider, error) {
+		c := cc
+		c.Organizations = members
+		return clerk.New(c)
+	}
+	instance, err := a.newInstance(nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -263,6 +272,9 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 		if a.users, err = instance.UserList(); err != nil {
 			return fail(err)
 		}
+		if a.orgList, err = instance.OrganizationList(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := a.wire(store); err != nil {
 		return fail(err)
@@ -270,19 +282,31 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 	return a, func() { a.verifier.Close(); closeDB(); obs.shutdown(context.Background()) }, nil
 }
 
-// wire builds the syncer over store and the webhook handler over the
-// syncer.
+// wire builds the syncer and the organizations' syncer over store, and
+// the webhook handler over both: it applies the user.* events and the
+// organization.* and organizationMembership.* ones.
 func (a *app) wire(store chatStore) (err error) {
 	if a.syncer, err = usersync.New(usersync.Config{Store: store, Extractor: a.verifier, Realm: "chat", ErrorHandler: errorJSON, Logger: a.log}); err != nil {
 		return err
 	}
 	a.store = store
+	if a.members, err = orgs.New(orgs.Config{Store: store, ErrorHandler: orgErrorJSON, Logger: a.log}); err != nil {
+		return err
+	}
+	if a.instance, err = a.newInstance(a.members); err != nil {
+		return err
+	}
 	mp, tp := a.obs.meters, a.obs.tracers
 	if a.webhook, err = usersync.NewWebhookHandler(a.syncer, a.instance, usersync.WebhookConfig{Logger: a.log, MeterProvider: mp, TracerProvider: tp}); err != nil {
 		return err
 	}
 	if a.users != nil {
 		if a.reconciler, err = reconcile.New(reconcile.Config{Syncer: a.syncer, Source: a.users, Holder: a.replica, Logger: a.log, MeterProvider: mp, TracerProvider: tp}); err != nil {
+			return err
+		}
+	}
+	if a.orgList != nil {
+		if a.orgReconciler, err = reconcile.NewOrganizations(reconcile.OrganizationConfig{Syncer: a.members, Source: a.orgList, Holder: a.replica, Logger: a.log, MeterProvider: mp, TracerProvider: tp}); err != nil {
 			return err
 		}
 	}
@@ -315,28 +339,31 @@ func (a *app) consumeInBackground(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// reconcileInBackground reconciles the users of the Backend API once now
-// and then every a.every, if CLERK_SECRET_KEY is set, until ctx ends. The
-// returned function stops it and waits for it to stop. A start-up
-// reconcile that finds CLERK_SECRET_KEY to be another instance's than
-// CLERK_ISSUER's is a configuration error: it is sent on refused, and the
-// app stops.
+// reconcileInBackground reconciles the users of the Backend API, and its
+// organizations with their memberships, once now and then every a.every,
+// if CLERK_SECRET_KEY is set, until ctx ends. The returned function stops
+// both and waits for them to stop. A start-up reconcile that finds
+// CLERK_SECRET_KEY to be another instance's than CLERK_ISSUER's is a
+// configuration error: it is sent on refused, and the app stops.
 func (a *app) reconcileInBackground(ctx context.Context, refused chan<- error) (stop func()) {
 	if a.reconciler == nil {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	done := make(chan struct{}, 2)
+	background := func(what string, run func(context.Context) error, runEvery func(context.Context, time.Duration) error) {
+		defer func() { done <- struct{}{} }()
 		// Run logs its own summary and failures.
-		_, err := a.reconciler.Run(ctx)
+		err := run(ctx)
 		switch {
 		case errors.Is(err, clerk.ErrWrongInstance):
-			refused <- fmt.Errorf("CLERK_SECRET_KEY is not the secret key of CLERK_ISSUER's instance: refusing to run with it, nothing written: %w", err)
+			select {
+			case refused <- fmt.Errorf("CLERK_SECRET_KEY is not the secret key of CLERK_ISSUER's instance: refusing to run with it, nothing written: %w", err):
+			default: // the other reconcile said so
+			}
 			return
 		case err != nil && ctx.Err() == nil && !errors.Is(err, reconcile.ErrRunning):
-			a.log.Warn("chat: the reconcile at start failed; webhooks still flow, and the next reconcile heals", "next_in", a.every)
+			a.log.Warn("chat: the reconcile of the "+what+" at start failed; webhooks still flow, and the next reconcile heals", "next_in", a.every)
 		}
 		if a.every <= 0 {
 			return
@@ -349,9 +376,20 @@ func (a *app) reconcileInBackground(ctx context.Context, refused chan<- error) (
 		case <-t.C:
 		}
 		// Then once per interval, whichever replica sweeps.
-		a.reconciler.RunEvery(ctx, a.every)
-	}()
-	return func() { cancel(); <-done }
+		runEvery(ctx, a.every)
+	}
+	go background("users", func(ctx context.Context) error { _, err := a.reconciler.Run(ctx); return err }, a.reconciler.RunEvery)
+	n := 1
+	if a.orgReconciler != nil {
+		n++
+		go background("organizations", func(ctx context.Context) error { _, err := a.orgReconciler.Run(ctx); return err }, a.orgReconciler.RunEvery)
+	}
+	return func() {
+		cancel()
+		for range n {
+			<-done
+		}
+	}
 }
 
 // openStore opens the users store, on table, and the messages table for a
