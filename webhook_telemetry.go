@@ -35,7 +35,7 @@ func newWebhookTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *webh
 	m := telemetry.Meter(mp)
 	return &webhookTelemetry{
 		tracer:     telemetry.Tracer(tp),
-		deliveries: telemetry.Counter(m, "usersync.webhook.deliveries", "Webhook deliveries, by event type and outcome (created, updated, deleted, stale, duplicate, ignored, handled, user_deleted, bad_signature, bad_request, invalid_user_data, body_too_large, unreadable_body, method_not_allowed, store_failed, handler_failed, panic).", "{delivery}"),
+		deliveries: telemetry.Counter(m, "usersync.webhook.deliveries", "Webhook deliveries, by event type and outcome (created, updated, deleted, stale, duplicate, ignored, handled, user_deleted, deleted_entity, bad_signature, bad_request, invalid_user_data, invalid_data, body_too_large, unreadable_body, method_not_allowed, store_failed, handler_failed, panic).", "{delivery}"),
 		attrs: telemetry.Cache[delivery]{
 			Max:      maxEventTypes * 32,
 			Overflow: delivery{"other", "other"},
