@@ -628,7 +628,7 @@ func mysqlNeeds(version int, t tableName) schemaNeeds {
 				changes: "entity tinyint, organization_id varbinary, subject varbinary",
 			},
 			indexes: []indexNeed{{organizations, "PRIMARY", true, "org_key"}, {memberships, "PRIMARY", true, "org_key,user_key"},
-				{memberships, t.object("memberships_user"), false, "user_key,org_key"}},
+				{memberships, t.object("mem_user"), false, "user_key,org_key"}},
 		}
 	}
 	return schemaNeeds{}

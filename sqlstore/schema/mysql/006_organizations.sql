@@ -10,7 +10,7 @@
 -- and never pads. Deletes leave tombstones (deleted_at set), as users'
 -- do. Every row of one organization has user keys of one issuer, so the
 -- primary key orders an organization's members by subject, and
--- <table>_memberships_user a user's memberships by organization ID. Times
+-- <table>_mem_user a user's memberships by organization ID. Times
 -- are DATETIME(3) in UTC; created_at, the provider's, may be NULL
 -- (unknown). permissions is a JSON array of strings.
 --
@@ -56,19 +56,19 @@ CREATE TABLE IF NOT EXISTS {{qualified:memberships}} (
 	deleted_at    DATETIME(3) NULL,
 	change_count  BIGINT      NOT NULL,
 	PRIMARY KEY (org_key, user_key),
-	KEY {{name:memberships_user}} (user_key, org_key)
+	KEY {{name:mem_user}} (user_key, org_key)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 ALTER TABLE {{qualified:changes}}
 	ADD COLUMN entity          TINYINT NOT NULL DEFAULT 0,
 	ADD COLUMN organization_id VARBINARY(128) NOT NULL DEFAULT '',
 	ADD COLUMN subject         VARBINARY(255) NOT NULL DEFAULT '';
 -- begin statement
-CREATE TRIGGER {{qualified:organizations_insert}} AFTER INSERT ON {{qualified:organizations}} FOR EACH ROW
+CREATE TRIGGER {{qualified:org_ins}} AFTER INSERT ON {{qualified:organizations}} FOR EACH ROW
 	INSERT INTO {{qualified:changes}} (user_id, user_seq, outcome, at, entity, organization_id, subject)
 	VALUES (MD5(NEW.org_key), NEW.change_count, IF(NEW.deleted_at IS NULL, 1, 3), NEW.updated_at, 1, NEW.org_id, '');
 -- end statement
 -- begin statement
-CREATE TRIGGER {{qualified:organizations_update}} AFTER UPDATE ON {{qualified:organizations}} FOR EACH ROW
+CREATE TRIGGER {{qualified:org_upd}} AFTER UPDATE ON {{qualified:organizations}} FOR EACH ROW
 BEGIN
 	IF NEW.change_count <> OLD.change_count THEN
 		INSERT INTO {{qualified:changes}} (user_id, user_seq, outcome, at, entity, organization_id, subject)
@@ -78,12 +78,12 @@ BEGIN
 END;
 -- end statement
 -- begin statement
-CREATE TRIGGER {{qualified:memberships_insert}} AFTER INSERT ON {{qualified:memberships}} FOR EACH ROW
+CREATE TRIGGER {{qualified:mem_ins}} AFTER INSERT ON {{qualified:memberships}} FOR EACH ROW
 	INSERT INTO {{qualified:changes}} (user_id, user_seq, outcome, at, entity, organization_id, subject)
 	VALUES (MD5(CONCAT(NEW.org_key, ' ', NEW.user_key)), NEW.change_count, IF(NEW.deleted_at IS NULL, 1, 3), NEW.updated_at, 2, NEW.org_id, NEW.user_subject);
 -- end statement
 -- begin statement
-CREATE TRIGGER {{qualified:memberships_update}} AFTER UPDATE ON {{qualified:memberships}} FOR EACH ROW
+CREATE TRIGGER {{qualified:mem_upd}} AFTER UPDATE ON {{qualified:memberships}} FOR EACH ROW
 BEGIN
 	IF NEW.change_count <> OLD.change_count THEN
 		INSERT INTO {{qualified:changes}} (user_id, user_seq, outcome, at, entity, organization_id, subject)

@@ -9,7 +9,7 @@
 -- (membership_id) holds. Keys compare byte for byte (COLLATE "C").
 -- Deletes leave tombstones (deleted_at set), as users' do. Every row of
 -- one organization has user keys of one issuer, so the primary key orders
--- an organization's members by subject, and <table>_memberships_user a
+-- an organization's members by subject, and <table>_mem_user a
 -- user's memberships by organization ID. created_at, the provider's, may
 -- be NULL (unknown). permissions is a JSON array of strings.
 --
@@ -56,13 +56,13 @@ CREATE TABLE IF NOT EXISTS {{qualified:memberships}} (
 	change_count  BIGINT NOT NULL,
 	PRIMARY KEY (org_key, user_key)
 );
-CREATE INDEX IF NOT EXISTS {{name:memberships_user}} ON {{qualified:memberships}} (user_key, org_key);
+CREATE INDEX IF NOT EXISTS {{name:mem_user}} ON {{qualified:memberships}} (user_key, org_key);
 ALTER TABLE {{qualified:changes}}
 	ADD COLUMN IF NOT EXISTS entity          SMALLINT NOT NULL DEFAULT 0,
 	ADD COLUMN IF NOT EXISTS organization_id TEXT COLLATE "C" NOT NULL DEFAULT '',
 	ADD COLUMN IF NOT EXISTS subject         TEXT COLLATE "C" NOT NULL DEFAULT '';
 -- begin statement
-CREATE OR REPLACE FUNCTION {{qualified:record_organization_change}}() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION {{qualified:org_record}}() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
 	kind SMALLINT;
 BEGIN
@@ -84,7 +84,7 @@ END
 $$;
 -- end statement
 -- begin statement
-CREATE OR REPLACE FUNCTION {{qualified:record_membership_change}}() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION {{qualified:mem_record}}() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
 	kind SMALLINT;
 BEGIN
@@ -105,7 +105,7 @@ BEGIN
 END
 $$;
 -- end statement
-DROP TRIGGER IF EXISTS {{name:organizations_changes}} ON {{qualified:organizations}};
-CREATE TRIGGER {{name:organizations_changes}} AFTER INSERT OR UPDATE ON {{qualified:organizations}} FOR EACH ROW EXECUTE FUNCTION {{qualified:record_organization_change}}();
-DROP TRIGGER IF EXISTS {{name:memberships_changes}} ON {{qualified:memberships}};
-CREATE TRIGGER {{name:memberships_changes}} AFTER INSERT OR UPDATE ON {{qualified:memberships}} FOR EACH ROW EXECUTE FUNCTION {{qualified:record_membership_change}}();
+DROP TRIGGER IF EXISTS {{name:org_changes}} ON {{qualified:organizations}};
+CREATE TRIGGER {{name:org_changes}} AFTER INSERT OR UPDATE ON {{qualified:organizations}} FOR EACH ROW EXECUTE FUNCTION {{qualified:org_record}}();
+DROP TRIGGER IF EXISTS {{name:mem_changes}} ON {{qualified:memberships}};
+CREATE TRIGGER {{name:mem_changes}} AFTER INSERT OR UPDATE ON {{qualified:memberships}} FOR EACH ROW EXECUTE FUNCTION {{qualified:mem_record}}();

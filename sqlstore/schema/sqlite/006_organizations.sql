@@ -9,7 +9,7 @@
 -- (membership_id) holds. Deletes leave tombstones (deleted_at set), as
 -- users' do. Every row of one organization has user keys of one issuer,
 -- so the primary key orders an organization's members by subject, and
--- <table>_memberships_user a user's memberships by organization ID.
+-- <table>_mem_user a user's memberships by organization ID.
 -- Times are Unix milliseconds; created_at, the provider's, may be NULL
 -- (unknown). permissions is a JSON array of strings.
 --
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS {{qualified:memberships}} (
 	change_count  BIGINT NOT NULL,
 	PRIMARY KEY (org_key, user_key)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS {{qualified:memberships_user}} ON {{name:memberships}} (user_key, org_key);
+CREATE INDEX IF NOT EXISTS {{qualified:mem_user}} ON {{name:memberships}} (user_key, org_key);
 ALTER TABLE {{qualified:changes}} ADD COLUMN entity INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE {{qualified:changes}} ADD COLUMN organization_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE {{qualified:changes}} ADD COLUMN subject TEXT NOT NULL DEFAULT '';
