@@ -37,6 +37,9 @@ func newOrgData() orgData {
 	}
 }
 
+// milli truncates t to the millisecond: the precision every store keeps.
+func milli(t time.Time) time.Time { return t.Truncate(time.Millisecond) }
+
 func cloneOrg(o orgs.Organization) orgs.Organization {
 	o.Metadata = slices.Clone(o.Metadata)
 	return o
@@ -63,6 +66,7 @@ func (s *Store) UpsertOrganization(ctx context.Context, o orgs.Organization) (or
 
 // UpsertOrganizations implements orgs.Store.
 func (s *Store) UpsertOrganizations(ctx context.Context, os []orgs.Organization) ([]usersync.Outcome, error) {
+	os = slices.Clone(os) // Validate rewrites what it checks: not the caller's
 	for i := range os {
 		if err := os[i].Validate(); err != nil {
 			return nil, fmt.Errorf("organization %d: %w", i, err)
@@ -82,6 +86,7 @@ func (s *Store) UpsertOrganizations(ctx context.Context, os []orgs.Organization)
 
 // upsertOrg applies a valid write. The caller holds the write lock.
 func (s *Store) upsertOrg(o *orgs.Organization) (orgs.Organization, usersync.Outcome, error) {
+	o.CreatedAt, o.UpdatedAt = milli(o.CreatedAt), milli(o.UpdatedAt)
 	key := orgs.Key(o.Issuer, o.ID)
 	r := s.org.orgs[key]
 	switch {
@@ -113,6 +118,7 @@ func (s *Store) DeleteOrganization(ctx context.Context, issuer, id string, at ti
 	if err := ctx.Err(); err != nil {
 		return orgs.Organization{}, usersync.Stale, err
 	}
+	at = milli(at)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := orgs.Key(issuer, id)
@@ -178,6 +184,7 @@ func (s *Store) UpsertMembership(ctx context.Context, m orgs.Membership) (orgs.M
 
 // UpsertMemberships implements orgs.Store.
 func (s *Store) UpsertMemberships(ctx context.Context, ms []orgs.Membership) ([]usersync.Outcome, error) {
+	ms = slices.Clone(ms) // Validate rewrites what it checks: not the caller's
 	for i := range ms {
 		if err := ms[i].Validate(); err != nil {
 			return nil, fmt.Errorf("membership %d: %w", i, err)
@@ -206,6 +213,7 @@ func later(a, b *orgs.Membership) bool {
 
 // upsertMembership applies a valid write. The caller holds the write lock.
 func (s *Store) upsertMembership(m *orgs.Membership) (orgs.Membership, usersync.Outcome, error) {
+	m.CreatedAt, m.UpdatedAt = milli(m.CreatedAt), milli(m.UpdatedAt)
 	key := memberKey{orgs.Key(m.Issuer, m.OrganizationID), orgs.Key(m.Issuer, m.UserSubject)}
 	if o := s.org.orgs[key.org]; o != nil && !o.DeletedAt.IsZero() {
 		return orgs.Membership{}, usersync.Stale, fmt.Errorf("%w: the organization was deleted", orgs.ErrDeleted)
@@ -262,6 +270,7 @@ func (s *Store) DeleteMembership(ctx context.Context, m orgs.Membership) (orgs.M
 	if err := ctx.Err(); err != nil {
 		return orgs.Membership{}, usersync.Stale, err
 	}
+	m.CreatedAt, m.UpdatedAt = milli(m.CreatedAt), milli(m.UpdatedAt)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := memberKey{orgs.Key(m.Issuer, m.OrganizationID), orgs.Key(m.Issuer, m.UserSubject)}
@@ -279,9 +288,10 @@ func (s *Store) DeleteMembership(ctx context.Context, m orgs.Membership) (orgs.M
 		return cloneMembership(*r), usersync.Stale, nil // already gone, or a later membership holds the row
 	case !r.DeletedAt.IsZero():
 		// The tombstone of an earlier membership becomes m's, so that a
-		// late write of m changes nothing; no change: it was not live.
+		// late write of m changes nothing; no change of the feed: it was
+		// not live.
 		*r = orgs.Membership{Issuer: m.Issuer, OrganizationID: m.OrganizationID, UserSubject: m.UserSubject, ID: m.ID,
-			CreatedAt: m.CreatedAt, UpdatedAt: r.UpdatedAt, DeletedAt: r.DeletedAt, Version: r.Version}
+			CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, DeletedAt: m.UpdatedAt, Version: m.Version}
 		return cloneMembership(*r), usersync.Stale, nil
 	}
 	*r = orgs.Membership{Issuer: m.Issuer, OrganizationID: m.OrganizationID, UserSubject: m.UserSubject, ID: m.ID,
@@ -322,6 +332,7 @@ func (s *Store) Organizations(ctx context.Context, issuer, after string, limit i
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	issuer = strings.TrimRight(issuer, "/") // as keys have it
 	var out []orgs.Organization
 	for _, o := range s.org.orgs {
 		if o.Issuer == issuer && o.ID > after && o.DeletedAt.IsZero() {

@@ -30,6 +30,12 @@
 //     row, so the old one's late events change nothing and the new one
 //     revives the row even after the old one's delete.
 //   - Concurrent first writes store one row.
+//   - Times are kept to the millisecond.
+//
+// One exception, on a Galera cluster only: a membership written on one
+// node at the very moment its organization or user is deleted on another
+// can stay live, since Galera certifies the rows a transaction writes, not
+// the rows it locks; its next delete or the next reconcile ends it.
 //
 // Every change reaches the store's change feed and Config.OnChange as a
 // usersync.Change with Entity set, in order per organization and per

@@ -136,7 +136,7 @@ func (o *Organization) Validate() error {
 // Validate reports whether m is a well-formed write, as
 // Organization.Validate does: Issuer, OrganizationID, UserSubject (at most
 // 255 bytes) and ID present; a role of at most 255 bytes; at most 256
-// permissions of at most 255 bytes each.
+// permissions of at most 255 bytes each and 16 KiB in all, as JSON.
 func (m *Membership) Validate() error {
 	if err := checkKey(m.Issuer, m.OrganizationID, "organization ID", maxIDLen); err != nil {
 		return err
@@ -151,9 +151,16 @@ func (m *Membership) Validate() error {
 	case len(m.Permissions) > maxPermissions:
 		return fmt.Errorf("%w: a membership with more than %d permissions", usersync.ErrInvalid, maxPermissions)
 	}
+	size := 2 // their JSON array, as stores keep it
 	for _, p := range m.Permissions {
 		if p == "" || len(p) > maxPermissionLen || !cleanText(p) {
 			return fmt.Errorf("%w: a membership's permission is empty, too long or not clean UTF-8", usersync.ErrInvalid)
+		}
+		size += len(p) + 3
+	}
+	if size > maxPermissionsLen/6 { // escapes may make them longer: count exactly
+		if b, _ := json.Marshal(m.Permissions); len(b) > maxPermissionsLen {
+			return fmt.Errorf("%w: a membership's permissions take more than %d bytes of JSON", usersync.ErrInvalid, maxPermissionsLen)
 		}
 	}
 	if err := checkWrite(m.Version, m.CreatedAt, m.UpdatedAt); err != nil {

@@ -327,6 +327,64 @@ var orgCases = []storeCase{
 			}
 		}
 	}},
+	{"Orgs/times are kept to the millisecond, and the re-join rule compares them so", func(t *testing.T, f *storeFixture) {
+		f.upsertOrg(f.org("org_1", 1, "Acme"), usersync.Created)
+		base := epoch.Add(time.Hour)
+		first := f.member("org_1", "user_a", "orgmem_b", 0, 1, "org:member")
+		first.CreatedAt = base.Add(500 * time.Microsecond)
+		second := f.member("org_1", "user_a", "orgmem_a", 0, 2, "org:admin")
+		second.CreatedAt = base.Add(700 * time.Microsecond) // the same millisecond: the greater ID holds the row
+		f.upsertMember(first, usersync.Created)
+		got := f.upsertMember(second, usersync.Stale)
+		if got.ID != "orgmem_b" || !got.CreatedAt.Equal(base) {
+			t.Fatalf("row = %s created %v; want orgmem_b, created %v (to the millisecond)", got.ID, got.CreatedAt, base)
+		}
+		o := f.org("org_2", 1, "Beta")
+		o.CreatedAt, o.UpdatedAt = base.Add(999*time.Microsecond), base.Add(time.Second+1500*time.Microsecond)
+		stored := f.upsertOrg(o, usersync.Created)
+		if !stored.CreatedAt.Equal(base) || !stored.UpdatedAt.Equal(base.Add(time.Second+time.Millisecond)) {
+			t.Fatalf("organization times %v, %v: want them to the millisecond", stored.CreatedAt, stored.UpdatedAt)
+		}
+	}},
+	{"Orgs/deleting a membership over an earlier one's tombstone makes it the later one's", func(t *testing.T, f *storeFixture) {
+		f.upsertOrg(f.org("org_1", 1, "Acme"), usersync.Created)
+		old := f.member("org_1", "user_a", "orgmem_1", 1, 1, "org:member")
+		f.upsertMember(old, usersync.Created)
+		if _, _, err := f.orgs.DeleteMembership(bg, old); err != nil {
+			t.Fatal(err)
+		}
+		later := f.member("org_1", "user_a", "orgmem_2", 10, 7, "org:admin")
+		tomb, outcome, err := f.orgs.DeleteMembership(bg, later)
+		if err != nil || outcome != usersync.Stale {
+			t.Fatalf("DeleteMembership over an earlier tombstone = %v, %v; want Stale (it was not live)", outcome, err)
+		}
+		if tomb.ID != "orgmem_2" || tomb.Version != 7 || tomb.DeletedAt.IsZero() {
+			t.Fatalf("tombstone %+v: want orgmem_2's, at its version", tomb)
+		}
+		sameTime(t, "CreatedAt", tomb.CreatedAt, later.CreatedAt)
+		sameTime(t, "DeletedAt", tomb.DeletedAt, later.UpdatedAt)
+		_, _, err = f.orgs.UpsertMembership(bg, later)
+		refused(t, "a late write of the later membership", err)
+		if list, err := f.orgs.Organizations(bg, orgIssuer+"/", "", 10); err != nil || len(list) != 1 {
+			t.Fatalf("Organizations with a trailing slash on the issuer: %+v, %v", list, err)
+		}
+	}},
+	{"Orgs/batches leave the caller's writes as they were", func(t *testing.T, f *storeFixture) {
+		o := f.org("org_1", 1, "Acme")
+		o.Metadata = json.RawMessage(`{ "a" : "\ud800" }`) // normalised when stored
+		m := f.member("org_1", "user_a", "orgmem_1", 1, 1, "org:member")
+		m.Metadata = json.RawMessage(`{ "b" : 1 }`)
+		os, ms := []orgs.Organization{o}, []orgs.Membership{m}
+		if _, err := f.orgs.UpsertOrganizations(bg, os); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.orgs.UpsertMemberships(bg, ms); err != nil {
+			t.Fatal(err)
+		}
+		if string(os[0].Metadata) != `{ "a" : "\ud800" }` || string(ms[0].Metadata) != `{ "b" : 1 }` {
+			t.Fatalf("the batch changed the caller's writes: %s, %s", os[0].Metadata, ms[0].Metadata)
+		}
+	}},
 	{"Orgs/deleting an organization ends its memberships, and refuses later ones", func(t *testing.T, f *storeFixture) {
 		f.upsertOrg(f.org("org_1", 1, "Acme"), usersync.Created)
 		f.upsertOrg(f.org("org_2", 1, "Other"), usersync.Created)
@@ -597,8 +655,14 @@ var orgCases = []storeCase{
 			"an empty permission":     func(m *orgs.Membership) { m.Permissions = []string{""} },
 			"too many permissions":    func(m *orgs.Membership) { m.Permissions = make([]string, 257) },
 			"a permission with a NUL": func(m *orgs.Membership) { m.Permissions = []string{"a\x00"} },
-			"version 0":               func(m *orgs.Membership) { m.Version = 0 },
-			"CreatedAt before 1970":   func(m *orgs.Membership) { m.CreatedAt = time.Unix(-1, 0) },
+			"permissions over 16 KiB": func(m *orgs.Membership) {
+				m.Permissions = nil
+				for i := range 70 {
+					m.Permissions = append(m.Permissions, fmt.Sprintf("%0250d", i))
+				}
+			},
+			"version 0":             func(m *orgs.Membership) { m.Version = 0 },
+			"CreatedAt before 1970": func(m *orgs.Membership) { m.CreatedAt = time.Unix(-1, 0) },
 		}
 		for name, spoil := range memberCases {
 			m := f.member("org_1", "user_a", "orgmem_1", 1, 1, "org:member")
