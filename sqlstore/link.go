@@ -94,9 +94,9 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 // deleted before they were ever linked is still found by it.
 //
 // Two writes of one user never link at once: the user's row is locked by
-// the write until its transaction ends (and on a Galera cluster, the
-// second to commit runs again). Two users never take one row: a link is
-// taken only from NULL.
+// the write until its transaction ends (on a Galera cluster, the second to
+// commit usually runs again; see docs/operations.md for a known defect).
+// Two users never take one row: a link is taken only from NULL.
 func (l *Link) Find(ctx context.Context, tx *sql.Tx, c usersync.Change) (key any, err error) {
 	if key, err = l.one(ctx, tx, l.byUserID, c.UserID); key != nil || err != nil {
 		return key, err
