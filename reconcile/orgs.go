@@ -45,8 +45,11 @@ type OrganizationConfig struct {
 	// it and more than MaxDeleteCount of them, or as many of the
 	// memberships live before it (counted in total, over every
 	// organization, not per organization), writes nothing, logs them and
-	// fails with ErrMassDelete. Defaults (for 0) 0.10 and 10; a negative
-	// value means none.
+	// fails with ErrMassDelete. (One exception: a list too large to keep
+	// in memory is listed a second time to be written, and the guards,
+	// checked again before the deletions, refuse after the writes if the
+	// provider's list lost that much in between.) Defaults (for 0) 0.10
+	// and 10; a negative value means none.
 	MaxDeleteShare float64
 	MaxDeleteCount int
 	// AllowMassDelete lifts the guards (ErrMassDelete, ErrForeignList), for

@@ -120,7 +120,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "usersync reconcile: nothing written: set CLERK_SECRET_KEY to the secret key of CLERK_ISSUER's instance")
 		return exitRefused
 	case errors.Is(err, reconcile.ErrMassDelete), errors.Is(err, reconcile.ErrForeignList):
-		fmt.Fprintln(stderr, "usersync reconcile: the refused run wrote nothing: check that CLERK_SECRET_KEY belongs to CLERK_ISSUER's instance, then run again with -allow-mass-delete")
+		fmt.Fprintln(stderr, "usersync reconcile: the refused run deleted nothing: check that CLERK_SECRET_KEY belongs to CLERK_ISSUER's instance, then run again with -allow-mass-delete")
 		return exitRefused
 	case errors.Is(err, reconcile.ErrRunning):
 		return exitRunning
