@@ -81,7 +81,7 @@ func (s *Store) UpsertBatch(ctx context.Context, ws []usersync.Write) (users []u
 				}
 			}
 		}
-		return tx.Commit()
+		return s.commit(ctx, tx)
 	}
 	attempts, err := s.try(ctx, run)
 	if _, hook := s.hookFailed("", 0, err); err != nil && !hook && refusedValue(err) {

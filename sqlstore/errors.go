@@ -30,7 +30,19 @@ const (
 // database's code for it (sqliteErr, postgresErr, mysqlErr). The drivers'
 // errors are told apart by their shape, without importing a driver, so
 // every store reads all of them.
-var errKinds = [...]func(error) (errKind, string){sqliteErr, postgresErr, mysqlErr}
+var errKinds = [...]func(error) (errKind, string){sqliteErr, postgresErr, mysqlErr, ownErr}
+
+// errTxEnded reports a transaction the database ended under the Store
+// (see commit): it runs again.
+var errTxEnded = errors.New("usersync/sqlstore: the database ended the transaction under its statements (a Galera brute-force abort)")
+
+// ownErr tells the Store's own errors that ask for a run again.
+func ownErr(err error) (errKind, string) {
+	if errors.Is(err, errTxEnded) {
+		return errRetry, "ended"
+	}
+	return errOther, ""
+}
 
 // kindOf reports whether err is of kind k, and the database's code.
 func kindOf(err error, k errKind) (code string, ok bool) {

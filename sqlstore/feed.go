@@ -193,7 +193,7 @@ func (s *Store) sequenceOnce(ctx context.Context) (int, error) {
 	if _, err := tx.ExecContext(ctx, s.sql.setLastSeq, last); err != nil {
 		return 0, err
 	}
-	return len(batch), tx.Commit()
+	return len(batch), s.commit(ctx, tx)
 }
 
 // withLaterChanges appends to a batch sorted by id the unsequenced changes

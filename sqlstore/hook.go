@@ -108,7 +108,7 @@ func (s *Store) write(ctx context.Context, op, query string, w *usersync.Write, 
 		if err := s.callHook(ctx, tx, outcome, u); err != nil {
 			return err
 		}
-		return tx.Commit()
+		return s.commit(ctx, tx)
 	})
 	switch hook, ok := s.hookFailed(op, attempts, err); {
 	case ok:

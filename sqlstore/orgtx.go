@@ -39,7 +39,7 @@ func (s *Store) inTx(ctx context.Context, op string, f func(tx *sql.Tx) error) e
 			if err := f(tx); err != nil {
 				return err
 			}
-			return tx.Commit()
+			return s.commit(ctx, tx)
 		})
 		total += attempts
 		var a *answer

@@ -32,9 +32,12 @@ type Store struct {
 	maxAttempts int
 	onWrite     Hook
 	retries     atomic.Int64 // statements run again, for tests
-	tel         *storeTelemetry
-	log         *slog.Logger
-	schemaFiles fs.FS // the migrations: the embedded schema, or a test's
+	// noInTransaction is set once the database turned out to have no
+	// in_transaction variable (MySQL): commit asks it no more.
+	noInTransaction atomic.Bool
+	tel             *storeTelemetry
+	log             *slog.Logger
+	schemaFiles     fs.FS // the migrations: the embedded schema, or a test's
 }
 
 var _ usersync.Store = (*Store)(nil)
