@@ -331,7 +331,7 @@ func (s *Store) Delete(ctx context.Context, t usersync.Write) (usersync.User, us
 	r.user.UpdatedAt, r.user.DeletedAt = t.At, t.At
 	s.live--
 	s.changed(usersync.Deleted, &r.user)
-	s.endMemberships(r.user.TokenIdentifier, t.At)
+	s.endMemberships(r.user.TokenIdentifier, milli(t.At))
 	return r.user, usersync.Deleted, nil
 }
 

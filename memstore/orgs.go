@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/orgs"
@@ -270,7 +271,7 @@ func (s *Store) DeleteMembership(ctx context.Context, m orgs.Membership) (orgs.M
 	if err := ctx.Err(); err != nil {
 		return orgs.Membership{}, usersync.Stale, err
 	}
-	m.CreatedAt, m.UpdatedAt = milli(m.CreatedAt), milli(m.UpdatedAt)
+	m.CreatedAt, m.UpdatedAt, m.Version = milli(m.CreatedAt), milli(m.UpdatedAt), max(m.Version, 0)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := memberKey{orgs.Key(m.Issuer, m.OrganizationID), orgs.Key(m.Issuer, m.UserSubject)}
@@ -321,11 +322,22 @@ func liveOrg(o *orgs.Organization) (orgs.Organization, error) {
 	return cloneOrg(*o), nil
 }
 
+// checkPage checks a page's after and limit, as every store does.
+func checkPage(after string, limit int) error {
+	switch {
+	case limit < 1:
+		return fmt.Errorf("%w: a limit below 1", usersync.ErrInvalid)
+	case !utf8.ValidString(after) || strings.IndexByte(after, 0) >= 0:
+		return fmt.Errorf("%w: after is not an ID a write could store", usersync.ErrInvalid)
+	}
+	return nil
+}
+
 // Organizations implements orgs.Store. It scans every organization: fine
 // for the tests and small apps memstore is for.
 func (s *Store) Organizations(ctx context.Context, issuer, after string, limit int) ([]orgs.Organization, error) {
-	if limit < 1 {
-		return nil, fmt.Errorf("%w: a limit below 1", usersync.ErrInvalid)
+	if err := checkPage(after, limit); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -368,8 +380,8 @@ func (s *Store) Member(ctx context.Context, issuer, orgID, userSubject string) (
 
 // Memberships implements orgs.Store.
 func (s *Store) Memberships(ctx context.Context, issuer, orgID, after string, limit int) ([]orgs.Membership, error) {
-	if limit < 1 {
-		return nil, fmt.Errorf("%w: a limit below 1", usersync.ErrInvalid)
+	if err := checkPage(after, limit); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -390,8 +402,8 @@ func (s *Store) Memberships(ctx context.Context, issuer, orgID, after string, li
 
 // UserMemberships implements orgs.Store.
 func (s *Store) UserMemberships(ctx context.Context, issuer, userSubject, after string, limit int) ([]orgs.Member, error) {
-	if limit < 1 {
-		return nil, fmt.Errorf("%w: a limit below 1", usersync.ErrInvalid)
+	if err := checkPage(after, limit); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

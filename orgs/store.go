@@ -72,8 +72,9 @@ type Store interface {
 	UpsertMemberships(ctx context.Context, ms []Membership) ([]usersync.Outcome, error)
 
 	// DeleteMembership turns the membership m names into a tombstone: of
-	// m, only Issuer, OrganizationID, UserSubject, ID, CreatedAt and
-	// UpdatedAt (the time of the delete) are used. If the row holds m.ID
+	// m, only Issuer, OrganizationID, UserSubject, ID, CreatedAt, UpdatedAt
+	// (the time of the delete) and Version (a tombstone that becomes m's
+	// keeps it; below 0 counts as 0) are used. If the row holds m.ID
 	// and is live, the row becomes its tombstone: the key, ID and
 	// CreatedAt stay, Role, Permissions and Metadata are cleared, UpdatedAt
 	// and DeletedAt become m.UpdatedAt, and Deleted is reported. If there

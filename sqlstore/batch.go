@@ -72,11 +72,11 @@ func (s *Store) UpsertBatch(ctx context.Context, ws []usersync.Write) (users []u
 					err = s.upsertRows(ctx, tx, ws, idx, users, outcomes)
 				}
 				if err != nil {
-					return err
+					return s.ended(ctx, tx, err)
 				}
 				for _, i := range idx {
 					if err := s.callHook(ctx, tx, outcomes[i], users[i]); err != nil {
-						return err
+						return s.ended(ctx, tx, err)
 					}
 				}
 			}

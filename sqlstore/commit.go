@@ -31,3 +31,21 @@ func (s *Store) commit(ctx context.Context, tx *sql.Tx) error {
 	}
 	return tx.Commit()
 }
+
+// ended returns errTxEnded in place of err, an error a transaction's
+// closure returns before its COMMIT, if MariaDB had ended the transaction
+// under its statements (see commit): the error may come of the abort (a
+// read-back that found no row once the write was rolled back, an app's
+// statement in a hook), and the transaction runs again. Any other err is
+// returned as it is.
+func (s *Store) ended(ctx context.Context, tx *sql.Tx, err error) error {
+	if err == nil || retryable(err) || s.dialect.name != "mysql" || s.noInTransaction.Load() || ctx.Err() != nil {
+		return err
+	}
+	var open int
+	switch qerr := tx.QueryRowContext(ctx, "SELECT @@in_transaction").Scan(&open); {
+	case qerr == nil && open == 0, retryable(qerr): // the abort's error, late
+		return errTxEnded
+	}
+	return err
+}

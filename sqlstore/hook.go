@@ -24,6 +24,13 @@ import (
 // statements) runs the hook again, in the new transaction: it must do its
 // work through tx only, and leave anything outside the database (an email,
 // a cache) to the change feed. It must not commit or roll back tx.
+//
+// One exception, on a multi-writer Galera cluster: a node's brute-force
+// abort can end tx under one of the hook's statements, and the statements
+// after it then commit on their own. The Store notices before its COMMIT
+// and runs the write again, hook included, but what ran after the abort
+// stays (docs/operations.md, Galera): keep the hook's writes idempotent,
+// or the users table's writes on one node.
 type Hook func(ctx context.Context, tx *sql.Tx, c usersync.Change) error
 
 // hookError is a Hook's error, kept apart from the database's errors of
@@ -96,17 +103,17 @@ func (s *Store) write(ctx context.Context, op, query string, w *usersync.Write, 
 		}
 		u, outcome, own = s.dialect.write(s, ctx, tx, op, query, w, fields, deleted, changed)
 		if own != nil {
-			return own
+			return s.ended(ctx, tx, own)
 		}
 		if ends {
 			// Also after a Stale delete: a membership a Galera node
 			// wrote meanwhile (see mysqlDialect's orgs) ends now.
 			if err := s.endUserMemberships(ctx, tx, w.TokenIdentifier, deleted); err != nil {
-				return err
+				return s.ended(ctx, tx, err)
 			}
 		}
 		if err := s.callHook(ctx, tx, outcome, u); err != nil {
-			return err
+			return s.ended(ctx, tx, err)
 		}
 		return s.commit(ctx, tx)
 	})

@@ -37,7 +37,7 @@ func (s *Store) inTx(ctx context.Context, op string, f func(tx *sql.Tx) error) e
 			}
 			defer tx.Rollback()
 			if err := f(tx); err != nil {
-				return err
+				return s.ended(ctx, tx, err)
 			}
 			return s.commit(ctx, tx)
 		})

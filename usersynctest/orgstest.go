@@ -369,6 +369,45 @@ var orgCases = []storeCase{
 			t.Fatalf("Organizations with a trailing slash on the issuer: %+v, %v", list, err)
 		}
 	}},
+	{"Orgs/a user's delete ends memberships at its time, to the millisecond", func(t *testing.T, f *storeFixture) {
+		f.upsertOrg(f.org("org_1", 1, "Acme"), usersync.Created)
+		f.upsertMember(f.member("org_1", "user_a", "orgmem_1", 1, 1, "org:member"), usersync.Created)
+		w := f.tombstone("user_a")
+		w.At = epoch.Add(time.Hour + 1234567*time.Nanosecond)
+		if _, _, err := f.s.Delete(bg, w); err != nil {
+			t.Fatal(err)
+		}
+		if f.feed == nil {
+			return
+		}
+		changes, err := f.feed.Changes(bg, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := changes[len(changes)-1]
+		if last.Entity != usersync.EntityMembership || last.Outcome != usersync.Deleted || !last.At.Equal(w.At.Truncate(time.Millisecond)) {
+			t.Fatalf("the ended membership's change %+v: want Deleted at %v", last, w.At.Truncate(time.Millisecond))
+		}
+	}},
+	{"Orgs/pages after an ID no write could store fail with ErrInvalid", func(t *testing.T, f *storeFixture) {
+		f.upsertOrg(f.org("org_1", 1, "Acme"), usersync.Created)
+		for _, bad := range []string{"org\x00", "\xff"} {
+			if _, err := f.orgs.Organizations(bg, orgIssuer, bad, 10); !errors.Is(err, usersync.ErrInvalid) {
+				t.Fatalf("Organizations after %q: %v, want ErrInvalid", bad, err)
+			}
+			if _, err := f.orgs.Memberships(bg, orgIssuer, "org_1", bad, 10); !errors.Is(err, usersync.ErrInvalid) {
+				t.Fatalf("Memberships after %q: %v, want ErrInvalid", bad, err)
+			}
+			if _, err := f.orgs.UserMemberships(bg, orgIssuer, "user_a", bad, 10); !errors.Is(err, usersync.ErrInvalid) {
+				t.Fatalf("UserMemberships after %q: %v, want ErrInvalid", bad, err)
+			}
+		}
+		m := f.member("org_1", "user_a", "orgmem_1", 1, -5, "")
+		tomb, _, err := f.orgs.DeleteMembership(bg, m)
+		if err != nil || tomb.Version != 0 {
+			t.Fatalf("DeleteMembership with a version below 0: %+v, %v; want a tombstone at version 0", tomb, err)
+		}
+	}},
 	{"Orgs/batches leave the caller's writes as they were", func(t *testing.T, f *storeFixture) {
 		o := f.org("org_1", 1, "Acme")
 		o.Metadata = json.RawMessage(`{ "a" : "\ud800" }`) // normalised when stored
