@@ -133,9 +133,9 @@ func NewOrganizations(cfg OrganizationConfig) (*OrganizationReconciler, error) {
 		return nil, err
 	}
 	store := cfg.Syncer.Store()
-	leases, ok := store.(lease.Store)
-	if !ok {
-		return nil, fmt.Errorf("%w: reconcile: the orgs Syncer's store (%T) keeps no leases: it lacks the methods of lease.Store (AcquireLease, RenewLease, ReleaseLease, LeaseCursors)", usersync.ErrInvalid, store)
+	leases, err := leasesOf("the orgs Syncer's store", store)
+	if err != nil {
+		return nil, err
 	}
 	config.Default(&cfg.PageSize, 500)
 	config.Default(&cfg.Concurrency, 4)

@@ -166,9 +166,9 @@ func New(cfg Config) (*Reconciler, error) {
 		return nil, err
 	}
 	store := cfg.Syncer.Store()
-	leases, ok := store.(lease.Store)
-	if !ok {
-		return nil, fmt.Errorf("%w: reconcile: the Syncer's store (%T) keeps no leases: it lacks the methods of lease.Store (AcquireLease, RenewLease, ReleaseLease, LeaseCursors)", usersync.ErrInvalid, store)
+	leases, err := leasesOf("the Syncer's store", store)
+	if err != nil {
+		return nil, err
 	}
 	config.Default(&cfg.PageSize, 500)
 	g := newGuard(cfg.MaxDeleteShare, cfg.MaxDeleteCount, cfg.AllowMassDelete, telemetry.Logger(cfg.Logger))
@@ -187,6 +187,16 @@ func New(cfg Config) (*Reconciler, error) {
 		runs: newRunner("reconcile", iss, "usersync:reconcile:", "usersync:reconciled:", leases, cfg.Holder, cfg.LeaseTTL, cfg.Now, cfg.Logger),
 		tel:  newRunTelemetry(cfg.MeterProvider, cfg.TracerProvider, iss), keep: keepBytes,
 	}, nil
+}
+
+// leasesOf returns store's leases, which every reconcile holds one of, or
+// an error wrapping usersync.ErrInvalid that names what store is.
+func leasesOf(what string, store any) (lease.Store, error) {
+	leases, ok := store.(lease.Store)
+	if !ok {
+		return nil, fmt.Errorf("%w: reconcile: %s (%T) keeps no leases: it lacks the methods of lease.Store (AcquireLease, RenewLease, ReleaseLease, LeaseCursors)", usersync.ErrInvalid, what, store)
+	}
+	return leases, nil
 }
 
 // leaseName names a lease of an issuer's reconcile: prefix and the
