@@ -47,6 +47,12 @@ var (
 	// stale session, not a forged one. It wraps ErrInvalidToken.
 	ErrTokenExpired = fmt.Errorf("%w: token expired", ErrInvalidToken)
 
+	// ErrSessionEnded reports a valid token of a session that has ended:
+	// signed out, removed or revoked at the provider, or a session of a
+	// deleted user (Config.Sessions). It wraps ErrInvalidToken; LoadUser
+	// passes such a request on signed out.
+	ErrSessionEnded = fmt.Errorf("%w: session ended", ErrInvalidToken)
+
 	// ErrKeysUnavailable reports a token that cannot be checked because its
 	// issuer's signing keys cannot be fetched (the JWKS is down or
 	// unreachable). It is not the token's fault: the middlewares answer 503
@@ -56,7 +62,7 @@ var (
 
 // Identity is the verified identity of a request: the issuer and subject of
 // its bearer token and the claims usersync stores. Every other claim,
-// standard or custom (Clerk's sid, org_id, ...), is in Claims.
+// standard or custom, is in Claims.
 //
 // Treat an identity as read-only: a verifier may share one between every
 // request that sends the same token.
@@ -72,6 +78,9 @@ type Identity struct {
 	IssuedAt        time.Time // iat; zero if absent
 	NotBefore       time.Time // nbf; zero if absent
 	Expiry          time.Time // exp
+	// SessionID is the provider's ID of the session the token belongs to
+	// (sid: Clerk's "sess_…"), or empty: the key of Config.Sessions.
+	SessionID string
 
 	Name              string // name
 	GivenName         string // given_name
@@ -95,6 +104,19 @@ type Identity struct {
 	// Data is for the app: an extractor may attach what it decoded from
 	// the token's claims (jwtverify.Config.MapIdentity), once per token.
 	Data any
+}
+
+// A SessionChecker refuses the identities of sessions that have ended
+// (Config.Sessions, jwtverify.Config.Sessions): package sessions keeps
+// the ended sessions of every replica in memory. CheckSession runs on
+// every request, so it must not wait for anything: no store read, no
+// network call.
+type SessionChecker interface {
+	// CheckSession returns nil for an identity whose session may go on,
+	// or an error wrapping ErrSessionEnded, or an error of its own, with an
+	// HTTPStatus() method for its status (the middlewares' table of
+	// Config.ErrorHandler), when it cannot tell.
+	CheckSession(id *Identity) error
 }
 
 // OrganizationClaim is a token's active organization: Clerk's v2 "o"

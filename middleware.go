@@ -16,7 +16,7 @@ import (
 func (s *Syncer) RequireIdentity(next http.Handler) http.Handler {
 	ex := s.extractor()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := identify(ex, r)
+		id, err := identify(ex, s.cfg.Sessions, r)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -42,9 +42,10 @@ func (s *Syncer) RequireUser(next http.Handler) http.Handler {
 // without a token passes on with neither identity nor user, and one of a
 // deleted user passes on with its identity but no user. A credential the
 // extractor reports as no token (jwtverify: a session cookie that cannot
-// be verified, as Clerk's expires every minute) counts as signed out too;
-// an Authorization header that cannot is still refused, so that an API
-// client learns its token is bad.
+// be verified, as Clerk's expires every minute) counts as signed out too,
+// as does a token of an ended session (Config.Sessions); an Authorization
+// header that cannot be verified is still refused, so that an API client
+// learns its token is bad.
 func (s *Syncer) LoadUser(next http.Handler) http.Handler {
 	return s.userMiddleware(next, false)
 }
@@ -52,9 +53,9 @@ func (s *Syncer) LoadUser(next http.Handler) http.Handler {
 func (s *Syncer) userMiddleware(next http.Handler, required bool) http.Handler {
 	ex := s.extractor()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := identify(ex, r)
+		id, err := identify(ex, s.cfg.Sessions, r)
 		switch {
-		case err != nil && !required && errors.Is(err, ErrNoToken):
+		case err != nil && !required && (errors.Is(err, ErrNoToken) || errors.Is(err, ErrSessionEnded)):
 			next.ServeHTTP(w, r) // signed out
 			return
 		case err != nil:
@@ -86,13 +87,21 @@ func (s *Syncer) extractor() Extractor {
 	return s.cfg.Extractor
 }
 
-// identify runs the extractor: an identity, or an error.
-func identify(ex Extractor, r *http.Request) (*Identity, error) {
+// identify runs the extractor and the session check: an identity, or an
+// error.
+func identify(ex Extractor, sessions SessionChecker, r *http.Request) (*Identity, error) {
 	id, err := ex.Identify(r)
-	if err == nil && id == nil {
-		err = ErrNoToken
+	switch {
+	case err != nil:
+		return nil, err
+	case id == nil:
+		return nil, ErrNoToken
+	case sessions != nil:
+		if err := sessions.CheckSession(id); err != nil {
+			return nil, err
+		}
 	}
-	return id, err
+	return id, nil
 }
 
 // CurrentUser returns the stored user of the identity in ctx, without

@@ -109,6 +109,7 @@ func (c *tokenClaims) identity(issuer string, raw []byte) *usersync.Identity {
 		TokenIdentifier:   usersync.TokenIdentifier(issuer, c.Sub),
 		Audience:          c.Aud,
 		AuthorizedParty:   c.Azp,
+		SessionID:         c.Sid,
 		Name:              c.Name,
 		GivenName:         c.GivenName,
 		FamilyName:        c.FamilyName,

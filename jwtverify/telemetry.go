@@ -37,6 +37,7 @@ type tokenOutcome struct {
 // usersync_token_verifications_total, by the error of a verification.
 var tokenResults = []tokenOutcome{
 	{usersync.ErrNoToken, "no_token"},
+	{usersync.ErrSessionEnded, "session_ended"},
 	{usersync.ErrKeysUnavailable, "keys_unavailable"},
 	{errTooLarge, "too_large"},
 	{errUnknownIssuer, "unknown_issuer"},
@@ -60,6 +61,10 @@ func tokenResult(err error) string {
 			return r.result
 		}
 	}
+	var unchecked interface{ HTTPStatus() int }
+	if errors.As(err, &unchecked) && unchecked.HTTPStatus() == 503 {
+		return "session_unchecked" // Config.Sessions cannot tell
+	}
 	return "invalid"
 }
 
@@ -73,7 +78,7 @@ func newVerifierTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *ver
 		results:       map[string]telemetry.Attrs{},
 		none:          telemetry.NewAttrs(),
 	}
-	for _, r := range append(tokenResults, tokenOutcome{result: "ok"}, tokenOutcome{result: "cached"}, tokenOutcome{result: "invalid"}) {
+	for _, r := range append(tokenResults, tokenOutcome{result: "ok"}, tokenOutcome{result: "cached"}, tokenOutcome{result: "invalid"}, tokenOutcome{result: "session_unchecked"}) {
 		t.results[r.result] = telemetry.NewAttrs(attribute.String("result", r.result))
 	}
 	t.cachedAttrs = t.results["cached"]
@@ -93,6 +98,13 @@ func newVerifierTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *ver
 func (t *verifierTelemetry) cached(ctx context.Context) {
 	if t != nil {
 		t.verifications.Add(ctx, 1, t.cachedAttrs.Add...)
+	}
+}
+
+// refused counts a cached token that Config.Sessions refused.
+func (t *verifierTelemetry) refused(ctx context.Context, err error) {
+	if t != nil {
+		t.verifications.Add(ctx, 1, t.results[tokenResult(err)].Add...)
 	}
 }
 

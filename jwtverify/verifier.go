@@ -152,6 +152,11 @@ type Config struct {
 	// Identity.Data. An error rejects the token as ErrInvalidToken
 	// ("claims not accepted").
 	MapIdentity func(*usersync.Identity) error
+	// Sessions, if set, refuses the tokens of ended sessions, cached or
+	// not, in Verify and Identify: for a verifier used outside a Syncer
+	// (whose own usersync.Config.Sessions covers its middlewares). A
+	// *sessions.Set is one.
+	Sessions usersync.SessionChecker
 	// Cookie is the cookie a token is also read from when a request has no
 	// Authorization header. Default "__session" (Clerk's same-origin
 	// session cookie); "-" reads no cookie.
@@ -326,6 +331,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*usersync.Identity
 	now := v.cfg.Now()
 	if v.cache != nil && token != "" && len(token) <= v.cfg.MaxTokenSize {
 		if id := v.cache.get(token, now); id != nil {
+			if v.cfg.Sessions != nil {
+				if err := v.cfg.Sessions.CheckSession(id); err != nil {
+					v.tel.refused(ctx, err)
+					return nil, err
+				}
+			}
 			v.tel.cached(ctx)
 			return id, nil
 		}
@@ -333,6 +344,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*usersync.Identity
 	}
 	ctx, span := v.tel.start(ctx)
 	id, err := v.verify(ctx, token, now)
+	if err == nil && v.cfg.Sessions != nil {
+		if err = v.cfg.Sessions.CheckSession(id); err != nil {
+			id = nil
+		}
+	}
 	v.tel.verified(ctx, span, err)
 	return id, err
 }

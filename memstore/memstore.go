@@ -25,20 +25,22 @@ import (
 	"unicode/utf8"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/sessions"
 )
 
 // Store is a concurrency-safe in-memory usersync.Store, feed.Store and
 // lease.Store. The zero value is not ready for use; call New.
 type Store struct {
-	mu      sync.RWMutex
-	byToken map[string]*record
-	byID    map[string]*record
-	ids     []string // every ID, tombstones included, sorted
-	live    int
-	leases  map[string]*lease
-	changes []usersync.Change // the feed, by Seq; pruned from the front
-	lastSeq int64
-	org     orgData
+	mu       sync.RWMutex
+	byToken  map[string]*record
+	byID     map[string]*record
+	ids      []string // every ID, tombstones included, sorted
+	live     int
+	leases   map[string]*lease
+	changes  []usersync.Change // the feed, by Seq; pruned from the front
+	lastSeq  int64
+	org      orgData
+	sessions sessionData
 }
 
 // lease is a held (or released) lease.
@@ -329,6 +331,9 @@ func (s *Store) Delete(ctx context.Context, t usersync.Write) (usersync.User, us
 	r.user.Profile = usersync.Profile{ExternalID: r.user.ExternalID} // the app's key stays
 	r.verified, r.verifiedFor = false, nil
 	r.user.UpdatedAt, r.user.DeletedAt = t.At, t.At
+	if r.user.Subject != "" && t.At.UnixMilli() > 0 {
+		s.endSession(sessions.Ending{Issuer: r.user.Issuer, Subject: r.user.Subject, EndedAt: t.At})
+	}
 	s.live--
 	s.changed(usersync.Deleted, &r.user)
 	s.endMemberships(r.user.TokenIdentifier, milli(t.At))

@@ -21,6 +21,7 @@ import (
 	"github.com/usersync/usersync/feed"
 	"github.com/usersync/usersync/lease"
 	"github.com/usersync/usersync/orgs"
+	"github.com/usersync/usersync/sessions"
 )
 
 // TestStore checks that the stores newStore makes follow the usersync.Store
@@ -32,19 +33,21 @@ import (
 //		usersynctest.TestStore(t, func(t *testing.T) usersync.Store { return memstore.New() })
 //	}
 //
-// A store that also implements feed.Store (a change feed) or lease.Store
-// (leases) is checked against those contracts too, in the subtests named
-// Feed/... and Leases/...; for a store that does not, they are skipped,
-// saying which interface it lacks.
+// A store that also implements feed.Store (a change feed), lease.Store
+// (leases), orgs.Store (organizations and memberships) or sessions.Store
+// (ended sessions) is checked against those contracts too, in the
+// subtests named Feed/..., Leases/..., Orgs/... and Sessions/...; for a
+// store that does not, they are skipped, saying which interface it lacks.
 func TestStore(t *testing.T, newStore func(t *testing.T) usersync.Store) {
 	t.Helper()
-	for _, c := range slices.Concat(storeCases, orgCases) {
+	for _, c := range slices.Concat(storeCases, orgCases, sessionCases) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			f := &storeFixture{t: t, s: newStore(t), newStore: newStore}
 			f.feed, _ = f.s.(feed.Store)
 			f.leases, _ = f.s.(lease.Store)
 			f.orgs, _ = f.s.(orgs.Store)
+			f.sessions, _ = f.s.(sessions.Store)
 			switch {
 			case strings.HasPrefix(c.name, "Feed/") && f.feed == nil:
 				t.Skipf("%T does not implement feed.Store: it keeps no change feed", f.s)
@@ -52,6 +55,8 @@ func TestStore(t *testing.T, newStore func(t *testing.T) usersync.Store) {
 				t.Skipf("%T does not implement lease.Store: it keeps no leases", f.s)
 			case strings.HasPrefix(c.name, "Orgs/") && f.orgs == nil:
 				t.Skipf("%T does not implement orgs.Store: it keeps no organizations", f.s)
+			case strings.HasPrefix(c.name, "Sessions/") && f.sessions == nil:
+				t.Skipf("%T does not implement sessions.Store: it keeps no ended sessions", f.s)
 			}
 			c.run(t, f)
 		})
@@ -62,9 +67,10 @@ func TestStore(t *testing.T, newStore func(t *testing.T) usersync.Store) {
 type storeFixture struct {
 	t        *testing.T
 	s        usersync.Store
-	feed     feed.Store  // s, if it has a change feed; else nil
-	leases   lease.Store // s, if it keeps leases; else nil
-	orgs     orgs.Store  // s, if it keeps organizations; else nil
+	feed     feed.Store     // s, if it has a change feed; else nil
+	leases   lease.Store    // s, if it keeps leases; else nil
+	orgs     orgs.Store     // s, if it keeps organizations; else nil
+	sessions sessions.Store // s, if it keeps ended sessions; else nil
 	newStore func(t *testing.T) usersync.Store
 	ids      int
 }
@@ -1286,6 +1292,15 @@ var storeCases = []storeCase{
 			methods = append(methods, reflect.TypeFor[orgs.Store]())
 		} else {
 			t.Logf("%T does not implement orgs.Store: no organization methods to check", f.s)
+		}
+		if f.sessions != nil {
+			e := sessions.Ending{Issuer: orgIssuer, SessionID: "sess_1", EndedAt: epoch}
+			checks["EndSessions"] = f.sessions.EndSessions(ctx, e)
+			_, checks["EndedSessions"] = f.sessions.EndedSessions(ctx, time.Time{}, 0, 10)
+			_, checks["PruneEndedSessions"] = f.sessions.PruneEndedSessions(ctx, epoch)
+			methods = append(methods, reflect.TypeFor[sessions.Store]())
+		} else {
+			t.Logf("%T does not implement sessions.Store: no session methods to check", f.s)
 		}
 		if f.feed != nil {
 			_, checks["Changes"] = f.feed.Changes(ctx, 0, 10)
