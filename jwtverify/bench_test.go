@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"math/big"
@@ -21,6 +22,7 @@ import (
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/memstore"
+	"github.com/usersync/usersync/sessions"
 	"github.com/usersync/usersync/usersynctest"
 )
 
@@ -144,6 +146,30 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 	})
+	// The same hit with the check of ended sessions, against a Set of
+	// 10,000 ended sessions and 1,000 deleted users.
+	set := endedSet(b)
+	checked := newVerifier(b, func(c *jwtverify.Config) { c.Sessions = set }, iss)
+	b.Run("cache-hit/sessions", func(b *testing.B) {
+		b.ReportAllocs()
+		if _, err := checked.Verify(ctx, token); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, err := checked.Verify(ctx, token); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	checkedNoCache := newVerifier(b, func(c *jwtverify.Config) { c.CacheSize, c.Sessions = -1, set }, iss)
+	b.Run("RS256/usersync/sessions", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := checkedNoCache.Verify(ctx, token); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	// The current-user middleware: verify (cache hit) and a memstore
 	// lookup of the stored user, through httptest.
 	b.Run("RequireUser", func(b *testing.B) {
@@ -166,4 +192,27 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 	})
+}
+
+// endedSet returns a sessions.Set over a memstore holding 10,000 ended
+// sessions and 1,000 deleted users, none of them the benchmark's.
+func endedSet(b *testing.B) *sessions.Set {
+	ctx := context.Background()
+	store := memstore.New()
+	var endings []sessions.Ending
+	for i := range 10_000 {
+		endings = append(endings, sessions.Ending{Issuer: "https://issuer.test", SessionID: fmt.Sprintf("sess_%026d", i), EndedAt: time.Now()})
+	}
+	for i := range 1000 {
+		endings = append(endings, sessions.Ending{Issuer: "https://issuer.test", Subject: fmt.Sprintf("user_gone%d", i), EndedAt: time.Now()})
+	}
+	if err := store.EndSessions(ctx, endings...); err != nil {
+		b.Fatal(err)
+	}
+	set, err := sessions.New(ctx, sessions.Config{Store: store, MaxStale: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { set.Close() })
+	return set
 }

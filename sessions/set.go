@@ -84,12 +84,52 @@ type Set struct {
 // snapshot is the set of endings a Set holds, never changed once
 // published: a writer publishes a copy.
 type snapshot struct {
-	sessions map[key]time.Time // session endings, by (issuer, session ID): until when they are kept
-	users    map[key]time.Time // user endings, by (issuer, subject)
-	next     time.Time         // the earliest until of them all (zero: none)
+	sessions endings  // session endings, by session ID
+	users    endings  // user endings, by subject
+	next     time.Time // the earliest until of them all (zero: none)
 }
 
-type key struct{ issuer, id string }
+// endings holds endings by session ID or subject: keyed by that alone, so
+// that a check hashes one short string, with the issuers that ended one of
+// that name (nearly always one) in the value.
+type endings map[string][]kept
+
+// kept is one issuer's ending, and until when it is kept.
+type kept struct {
+	issuer string
+	until  time.Time
+}
+
+// has reports whether issuer ended id.
+func (m endings) has(issuer, id string) bool {
+	for _, k := range m[id] {
+		if k.issuer == issuer {
+			return true
+		}
+	}
+	return false
+}
+
+// until returns until when issuer's ending of id is kept, if it is.
+func (m endings) until(issuer, id string) (time.Time, bool) {
+	for _, k := range m[id] {
+		if k.issuer == issuer {
+			return k.until, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// with returns m's kept list of id with issuer's ending kept until until.
+func (m endings) with(issuer, id string, until time.Time) []kept {
+	ks := []kept{{issuer, until}}
+	for _, k := range m[id] {
+		if k.issuer != issuer {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
 
 // errEnded is the error of an ended session's identity.
 var errEnded error = &endedError{}
@@ -133,7 +173,7 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		cfg.Now = time.Now
 	}
 	s := &Set{cfg: cfg, log: telemetry.Logger(cfg.Logger)}
-	s.ended.Store(&snapshot{sessions: map[key]time.Time{}, users: map[key]time.Time{}})
+	s.ended.Store(&snapshot{sessions: endings{}, users: endings{}})
 	s.stale = time.AfterFunc(time.Hour, s.expire)
 	s.stale.Stop()
 	ctx, s.cancel = context.WithCancel(ctx)
@@ -167,15 +207,8 @@ func (s *Set) CheckSession(id *usersync.Identity) error {
 		return errUnknown
 	}
 	e := s.ended.Load()
-	if id.SessionID != "" {
-		if _, ok := e.sessions[key{id.Issuer, id.SessionID}]; ok {
-			return errEnded
-		}
-	}
-	if len(e.users) > 0 {
-		if _, ok := e.users[key{id.Issuer, id.Subject}]; ok {
-			return errEnded
-		}
+	if id.SessionID != "" && e.sessions.has(id.Issuer, id.SessionID) || len(e.users) > 0 && e.users.has(id.Issuer, id.Subject) {
+		return errEnded
 	}
 	return nil
 }
@@ -303,29 +336,28 @@ func (s *Set) failed(ctx context.Context, err error) {
 
 // add publishes a snapshot with the endings that are still kept at now,
 // and without those that no longer are, if anything changes. s.mu is held.
-func (s *Set) add(endings []Ending, now time.Time) {
+func (s *Set) add(new []Ending, now time.Time) {
 	old := s.ended.Load()
-	var sessions, users map[key]time.Time
-	expired := !old.next.IsZero() && !now.Before(old.next)
-	if expired {
-		sessions, users = keptAt(old.sessions, now), keptAt(old.users, now)
+	var sessions, users endings
+	if !old.next.IsZero() && !now.Before(old.next) {
+		sessions, users = old.sessions.keptAt(now), old.users.keptAt(now)
 	}
-	for _, e := range endings {
+	for _, e := range new {
 		until := e.EndedAt.Add(s.cfg.Keep)
 		if !now.Before(until) {
 			continue
 		}
-		m, have, k := &sessions, old.sessions, key{e.Issuer, e.SessionID}
-		if e.SessionID == "" {
-			m, have, k = &users, old.users, key{e.Issuer, e.Subject}
+		m, have, id := &sessions, old.sessions, e.SessionID
+		if id == "" {
+			m, have, id = &users, old.users, e.Subject
 		}
-		if was, ok := have[k]; ok && !until.After(was) {
+		if was, ok := have.until(e.Issuer, id); ok && !until.After(was) {
 			continue
 		}
 		if *m == nil {
 			*m = maps.Clone(have)
 		}
-		(*m)[k] = until
+		(*m)[id] = (*m).with(e.Issuer, id, until)
 	}
 	if sessions == nil && users == nil {
 		return
@@ -337,25 +369,33 @@ func (s *Set) add(endings []Ending, now time.Time) {
 	if users != nil {
 		next.users = users
 	}
-	for _, m := range []map[key]time.Time{next.sessions, next.users} {
-		for _, until := range m {
-			if next.next.IsZero() || until.Before(next.next) {
-				next.next = until
+	for _, m := range []endings{next.sessions, next.users} {
+		for _, ks := range m {
+			for _, k := range ks {
+				if next.next.IsZero() || k.until.Before(next.next) {
+					next.next = k.until
+				}
 			}
 		}
 	}
 	s.ended.Store(next)
 }
 
-// keptAt returns a copy of m without the entries no longer kept at now.
-func keptAt(m map[key]time.Time, now time.Time) map[key]time.Time {
-	kept := make(map[key]time.Time, len(m))
-	for k, until := range m {
-		if now.Before(until) {
-			kept[k] = until
+// keptAt returns a copy of m without the endings no longer kept at now.
+func (m endings) keptAt(now time.Time) endings {
+	out := make(endings, len(m))
+	for id, ks := range m {
+		var live []kept
+		for _, k := range ks {
+			if now.Before(k.until) {
+				live = append(live, k)
+			}
+		}
+		if live != nil {
+			out[id] = live
 		}
 	}
-	return kept
+	return out
 }
 
 // prune deletes from the store the endings no longer kept, once a minute.
