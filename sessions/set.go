@@ -84,8 +84,8 @@ type Set struct {
 // snapshot is the set of endings a Set holds, never changed once
 // published: a writer publishes a copy.
 type snapshot struct {
-	sessions endings  // session endings, by session ID
-	users    endings  // user endings, by subject
+	sessions endings   // session endings, by session ID
+	users    endings   // user endings, by subject
 	next     time.Time // the earliest until of them all (zero: none)
 }
 

@@ -80,7 +80,7 @@ func TestEndRefusesTheSessionOnly(t *testing.T) {
 		identity("user_1", "sess_1 "),
 		identity("user_1", "SESS_1"),
 		{Issuer: issuer + "/other", Subject: "user_1", SessionID: "sess_1"}, // another issuer's session of that ID
-		identity("user_1", ""), // a token without a session
+		identity("user_1", ""),                                              // a token without a session
 	} {
 		if ended(t, set, id) {
 			t.Errorf("%s %q %q is refused; only the ended session is", id.Issuer, id.Subject, id.SessionID)
