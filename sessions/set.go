@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/internal/config"
 	"github.com/usersync/usersync/internal/telemetry"
@@ -50,6 +52,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of Keep and MaxStale. Default time.Now.
 	Now func() time.Time
+	// MeterProvider receives the Set's metrics: usersync_sessions_reads_total
+	// by result (ok, error), usersync_sessions_held (the endings it holds)
+	// and usersync_sessions_age_seconds (since its last successful read
+	// started). Default: the global provider of go.opentelemetry.io/otel.
+	MeterProvider metric.MeterProvider
 }
 
 // window is how far before the latest RecordedAt it saw a Set reads the
@@ -67,6 +74,7 @@ const pageSize = 1000
 type Set struct {
 	cfg   Config
 	log   *slog.Logger
+	tel   *setTelemetry
 	ended atomic.Pointer[snapshot] // read without a lock by CheckSession
 	fresh atomic.Bool              // the snapshot is no older than MaxStale
 	stale *time.Timer              // clears fresh MaxStale after the last read
@@ -173,6 +181,7 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		cfg.Now = time.Now
 	}
 	s := &Set{cfg: cfg, log: telemetry.Logger(cfg.Logger)}
+	s.tel = newSetTelemetry(cfg.MeterProvider, s)
 	s.ended.Store(&snapshot{sessions: endings{}, users: endings{}})
 	s.stale = time.AfterFunc(time.Hour, s.expire)
 	s.stale.Stop()
@@ -279,6 +288,7 @@ func (s *Set) read(ctx context.Context) error {
 	var seq int64
 	for {
 		page, err := s.cfg.Store.EndedSessions(ctx, at, seq, pageSize)
+		s.tel.read(err)
 		if err != nil {
 			s.failed(ctx, err)
 			return err

@@ -3,6 +3,7 @@ package sessions_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"sync"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/telemetry/telemetrytest"
 	"github.com/usersync/usersync/memstore"
 	"github.com/usersync/usersync/sessions"
 )
@@ -26,7 +30,7 @@ func identity(sub, sid string) *usersync.Identity {
 // it read for a minute: tests of staleness set their own.
 func newSet(t *testing.T, store sessions.Store, edit func(*sessions.Config)) *sessions.Set {
 	t.Helper()
-	cfg := sessions.Config{Store: store, Poll: 5 * time.Millisecond, MaxStale: time.Minute}
+	cfg := sessions.Config{Store: store, Poll: 5 * time.Millisecond, MaxStale: time.Minute, Logger: slog.New(slog.DiscardHandler)}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -323,4 +327,26 @@ func TestCheckAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = set.CheckSession(live); _ = set.CheckSession(gone) }); n != 0 {
 		t.Fatalf("CheckSession allocates %v times", n)
 	}
+}
+
+func TestTelemetry(t *testing.T) {
+	rec := telemetrytest.New(t)
+	store := &gated{Store: memstore.New()}
+	set := newSet(t, store, func(c *sessions.Config) { c.MeterProvider = rec.MeterProvider })
+	if err := set.End(bg, sessions.Ending{Issuer: issuer, SessionID: "sess_1"}, sessions.Ending{Issuer: issuer, Subject: "user_gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if held, ok := rec.Gauge(t, "usersync.sessions.held"); !ok || held != 2 {
+		t.Errorf("usersync.sessions.held = %v, %v; want 2", held, ok)
+	}
+	if age, ok := rec.Gauge(t, "usersync.sessions.age"); !ok || age < 0 || age > 30 {
+		t.Errorf("usersync.sessions.age = %v, %v; want the seconds since the last read", age, ok)
+	}
+	if n := rec.Sum(t, "usersync.sessions.reads", attribute.String("result", "ok")); n < 1 {
+		t.Errorf("%d successful reads counted, want at least New's", n)
+	}
+	store.down.Store(true)
+	eventually(t, "no failed read was counted", func() bool {
+		return rec.Sum(t, "usersync.sessions.reads", attribute.String("result", "error")) > 0
+	})
 }
