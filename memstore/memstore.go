@@ -331,8 +331,8 @@ func (s *Store) Delete(ctx context.Context, t usersync.Write) (usersync.User, us
 	r.user.Profile = usersync.Profile{ExternalID: r.user.ExternalID} // the app's key stays
 	r.verified, r.verifiedFor = false, nil
 	r.user.UpdatedAt, r.user.DeletedAt = t.At, t.At
-	if r.user.Subject != "" && t.At.UnixMilli() > 0 {
-		s.endSession(sessions.Ending{Issuer: r.user.Issuer, Subject: r.user.Subject, EndedAt: t.At})
+	if e := (sessions.Ending{Issuer: r.user.Issuer, Subject: r.user.Subject, EndedAt: t.At}); e.Validate() == nil {
+		s.endSession(e)
 	}
 	s.live--
 	s.changed(usersync.Deleted, &r.user)

@@ -41,7 +41,8 @@ type Ending struct {
 // A store that implements Store also ends the sessions of a user it
 // deletes: when its usersync.Store.Delete reports Deleted, it records, in
 // the same transaction, the Ending{Issuer, Subject, EndedAt: the delete's
-// time} of every session of the user.
+// time} of every session of the user (if that ending is valid: a user with
+// a subject, an issuer of at most 255 bytes, deleted after the epoch).
 type Store interface {
 	// EndSessions records endings, in one transaction. An ending needs an
 	// Issuer, a SessionID or a Subject (each at most 255 bytes), and an

@@ -69,6 +69,8 @@ type dialect struct {
 	writes
 	// orgs are how organizations and memberships are written (orgs.go).
 	orgs orgDialect
+	// sessions are how ended sessions are written (sessions.go).
+	sessions sessionDialect
 
 	// leaseCursors reads the leases whose names start with a prefix (%s:
 	// the lease table); leasePrefix returns its arguments.
@@ -159,6 +161,18 @@ type orgDialect struct {
 	lockKeys func(s *Store, ctx context.Context, tx *sql.Tx, keys []string) error
 }
 
+// sessionDialect is how a dialect records ended sessions (sessions.go).
+type sessionDialect struct {
+	// now is the database server's clock in Unix milliseconds, as the
+	// statement runs (not as its transaction began): an ending's
+	// recorded_at.
+	now string
+	// keep ends a multi-row INSERT of endings so that a row whose key is
+	// recorded already (a unique index of the table) is not inserted,
+	// without hiding any other error.
+	keep string
+}
+
 // statements are a store's SQL: its dialect's, for its table. New builds
 // them once; statements of a list of keys (GetMany, UpsertBatch, the
 // sequencer) are completed per call, from a prefix here.
@@ -195,6 +209,9 @@ type statements struct {
 	// orgs are the statements of organizations and memberships
 	// (orgsql.go).
 	orgs orgStatements
+
+	// sessions are the statements of ended sessions (sessions.go).
+	sessions sessionStatements
 }
 
 // newStatements returns the statements of table t in dialect d.
@@ -243,6 +260,7 @@ func newStatements(d *dialect, t tableName) statements {
 	insert := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", users, strings.Join(insertColumns, ", "), strings.Join(params, ", "))
 	d.statements(d, t, insert, cols, &q)
 	q.orgs = newOrgStatements(d, t)
+	q.sessions = newSessionStatements(d, t)
 	return q
 }
 

@@ -1,6 +1,7 @@
-// Package sqlstore is a usersync.Store (with the change feed of feed.Store
-// and the leases of lease.Store) over database/sql, for SQLite,
-// PostgreSQL and MySQL 8 / MariaDB 10.6+.
+// Package sqlstore is a usersync.Store (with the change feed of feed.Store,
+// the leases of lease.Store, the organizations of orgs.Store and the ended
+// sessions of sessions.Store) over database/sql, for SQLite, PostgreSQL
+// and MySQL 8 / MariaDB 10.6+.
 //
 // You open the *sql.DB with the driver you like; sqlstore imports none.
 // Every write rule of usersync is one atomic SQL statement (an INSERT ...
@@ -26,6 +27,16 @@
 // user's Delete ends the user's memberships in its transaction, as
 // DeleteOrganization ends the organization's, and triggers put every
 // change of them in the change feed (usersync.Change.Entity).
+//
+// # Ended sessions
+//
+// Store also implements sessions.Store: the endings of sessions, and of
+// every session of a user, in <table>_ended_sessions, which Migrate
+// creates. An ending is recorded once per key (issuer and session ID, or
+// without one issuer and subject), and its RecordedAt is the database
+// server's clock as its INSERT runs, not as its transaction began. The
+// user's Delete records the ending of every session of the user it
+// deletes, in its transaction, as the last statement before the commit.
 //
 // # SQLite
 //

@@ -73,7 +73,9 @@ func (s *Store) hookFailed(op string, attempts int, err error) (error, bool) {
 // see writes.write): an upsert without a hook on its own; a delete (a
 // deleted time), or any write with a hook, in a transaction, which runs
 // again as a whole when the database asks. A delete ends the user's
-// memberships in it (endUserMemberships), and the hook runs in it.
+// memberships in it (endUserMemberships), the hook runs in it, and a
+// delete that deleted the user records the ending of every session of
+// the user last (endUserSessions).
 func (s *Store) write(ctx context.Context, op, query string, w *usersync.Write, fields usersync.Fields, deleted time.Time, changed usersync.Outcome) (u usersync.User, outcome usersync.Outcome, err error) {
 	ends := !deleted.IsZero()
 	if s.onWrite == nil && !ends {
@@ -81,10 +83,12 @@ func (s *Store) write(ctx context.Context, op, query string, w *usersync.Write, 
 	}
 	// Prepared before the transaction: a pool of one connection (SQLite)
 	// has none to spare inside it.
-	for _, q := range []string{query, s.sql.getByToken, s.sql.orgs.endUserMembers} {
-		if _, err := s.stmt(ctx, q); err != nil {
-			return usersync.User{}, usersync.Stale, err
-		}
+	queries := []string{query, s.sql.getByToken, s.sql.orgs.endUserMembers}
+	if ends {
+		queries = append(queries, s.sql.sessions.one)
+	}
+	if err := s.prepare(ctx, queries...); err != nil {
+		return usersync.User{}, usersync.Stale, err
 	}
 	var own error // the write's error, already wrapped
 	attempts, err := s.try(ctx, func() error {
@@ -114,6 +118,14 @@ func (s *Store) write(ctx context.Context, op, query string, w *usersync.Write, 
 		}
 		if err := s.callHook(ctx, tx, outcome, u); err != nil {
 			return s.ended(ctx, tx, err)
+		}
+		if ends && outcome != usersync.Stale {
+			// Last before the COMMIT: its recorded_at is the
+			// statement's time, which readers trust to be close to
+			// the commit (sessions.Store.EndedSessions).
+			if err := s.endUserSessions(ctx, tx, &u, deleted); err != nil {
+				return s.ended(ctx, tx, err)
+			}
 		}
 		return s.commit(ctx, tx)
 	})

@@ -16,7 +16,7 @@ import (
 // dialect: each object named after it fits MySQL's identifier limit (64;
 // PostgreSQL cuts a name past 63 short, and one of migration 4's is, which
 // harms nothing while the cut names stay apart), and a user's delete,
-// which ends their memberships, works on it.
+// which ends their memberships and sessions, works on it.
 func TestLongestTableNameMigratesAndDeletes(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.Name, func(t *testing.T) {
@@ -48,6 +48,9 @@ func TestLongestTableNameMigratesAndDeletes(t *testing.T) {
 			}
 			if _, _, err := s.UpsertMembership(ctx, m); !errorsIsDeleted(err) {
 				t.Fatalf("a membership of the deleted user: %v, want orgs.ErrDeleted", err)
+			}
+			if got := allEndings(t, s); len(got) != 1 || got[0].Subject != "user_1" {
+				t.Fatalf("the deleted user's ending: %+v", got)
 			}
 		})
 	}

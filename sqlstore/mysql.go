@@ -38,6 +38,17 @@ var mysqlDialect = &dialect{
 	// membership written on one node while its user or organization is
 	// deleted on another, at the same moment, can stay live.
 	orgs: orgDialect{forUpdate: " FOR UPDATE", forShare: " LOCK IN SHARE MODE", replace: mysqlReplace},
+	// UTC_TIMESTAMP is the time the statement began, in UTC whatever the
+	// session's time_zone (UNIX_TIMESTAMP(NOW(3)) reads NOW in the
+	// session's zone, which is ambiguous in the hour a DST zone repeats);
+	// its microseconds, divided, are rounded down to the millisecond. ON
+	// DUPLICATE KEY UPDATE seq = seq leaves an ending whose key is
+	// recorded (the unique keys of migration 7) as it is, where INSERT
+	// IGNORE would also turn errors of values into warnings.
+	sessions: sessionDialect{
+		now:  "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000)",
+		keep: "ON DUPLICATE KEY UPDATE seq = seq",
+	},
 
 	// VARBINARY: LEFT counts bytes.
 	leaseCursors: "SELECT name, cursor_pos FROM %s WHERE LEFT(name, ?) = ?",
@@ -629,6 +640,15 @@ func mysqlNeeds(version int, t tableName) schemaNeeds {
 			},
 			indexes: []indexNeed{{organizations, "PRIMARY", true, "org_key"}, {memberships, "PRIMARY", true, "org_key,user_key"},
 				{memberships, t.object("mem_user"), false, "user_key,org_key"}},
+		}
+	case 7:
+		ended := t.object("ended_sessions")
+		return schemaNeeds{
+			columns: map[string]string{ended: "seq bigint, issuer varbinary, session_id varbinary, subject varbinary, ended_at bigint, recorded_at bigint, " +
+				"session_key varbinary null, user_key varbinary null"},
+			indexes: []indexNeed{{ended, "PRIMARY", true, "seq"}, {ended, t.object("ended_sid"), true, "issuer,session_key"},
+				{ended, t.object("ended_user"), true, "issuer,user_key"}, {ended, t.object("ended_rec"), false, "recorded_at,seq"},
+				{ended, t.object("ended_end"), false, "ended_at"}},
 		}
 	}
 	return schemaNeeds{}

@@ -30,6 +30,16 @@ var postgresDialect = &dialect{
 	emailVerified: `(email_verified AND (email_verified_for IS NULL OR email_verified_for = email COLLATE "C"))`,
 	writes:        onConflict,
 	orgs:          orgDialect{forUpdate: " FOR UPDATE", replace: onConflictReplace, lockKeys: (*Store).postgresLockKeys},
+	// clock_timestamp() is the time as the statement runs (now() would be
+	// the transaction's start), cut to the millisecond: its epoch times
+	// 1000 is then a whole number, exact in extract's numeric (PostgreSQL
+	// 14 on), and rounded back to it by the cast from an older one's
+	// double. The partial unique indexes of an ending's key (migration 8)
+	// raise the conflicts that DO NOTHING skips; any other error stands.
+	sessions: sessionDialect{
+		now:  "(extract(epoch FROM pg_catalog.date_trunc('milliseconds', pg_catalog.clock_timestamp())) * 1000)::bigint",
+		keep: "ON CONFLICT DO NOTHING",
+	},
 
 	leaseCursors: "SELECT name, cursor_pos FROM %s WHERE starts_with(name, $1)",
 	leasePrefix:  func(prefix string) []any { return []any{prefix} },

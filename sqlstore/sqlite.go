@@ -24,6 +24,15 @@ var sqliteDialect = &dialect{
 	writes:        onConflict,
 	// One writer at a time: the reads of a write need no locks.
 	orgs: orgDialect{replace: onConflictReplace},
+	// 'now' is read once per statement, in whole milliseconds: julianday's
+	// double is rounded back to them (a cast alone truncates, and so lands
+	// a millisecond early about half the time). The partial unique
+	// indexes of an ending's key (migration 7) raise the conflicts that DO
+	// NOTHING skips; any other error stands.
+	sessions: sessionDialect{
+		now:  "CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)",
+		keep: "ON CONFLICT DO NOTHING",
+	},
 
 	// TEXT: substr counts characters.
 	leaseCursors: "SELECT name, cursor_pos FROM %s WHERE substr(name, 1, ?) = ?",

@@ -59,6 +59,11 @@ const (
 	opMember              = "get_member"
 	opMemberships         = "list_memberships"
 	opUserMemberships     = "list_user_memberships"
+
+	// The operations of sessions.Store.
+	opEndSessions        = "end_sessions"
+	opEndedSessions      = "ended_sessions"
+	opPruneEndedSessions = "prune_ended_sessions"
 )
 
 // newStoreTelemetry returns the telemetry of a store whose database is
@@ -70,7 +75,7 @@ func newStoreTelemetry(mp metric.MeterProvider, tp trace.TracerProvider, system 
 		duration: telemetry.Seconds(m, "usersync.store.operation.duration", "Duration of store operations, retries included, by operation and outcome (ok, not_found, deleted, invalid, canceled, error, panic)."),
 		retries:  telemetry.Counter(m, "usersync.store.retries", "Statements run again because the database asked (a deadlock, a serialization or Galera certification failure).", "{statement}"),
 		attrs: telemetry.Cache[opOutcome]{
-			Max:      256, // 27 operations, 7 outcomes
+			Max:      256, // 30 operations, 7 outcomes
 			Overflow: opOutcome{"other", "other"},
 			New: func(k opOutcome) telemetry.Attrs {
 				return telemetry.NewAttrs(attribute.String("operation", k.op), attribute.String("outcome", k.outcome), attribute.String("db.system.name", system))
@@ -88,7 +93,8 @@ func init() {
 	for _, op := range []string{opGet, opGetByExternalID, opGetByTokenIdentifier, opGetMany, opList, opCount, opUpsert, opDelete, opUpsertBatch,
 		opChanges, opPruneChanges, opLeaseCursors, opAcquireLease, opRenewLease, opReleaseLease, opMigrate,
 		opUpsertOrganization, opUpsertOrganizations, opDeleteOrganization, opUpsertMembership, opUpsertMemberships, opDeleteMembership,
-		opOrganization, opOrganizations, opMember, opMemberships, opUserMemberships} {
+		opOrganization, opOrganizations, opMember, opMemberships, opUserMemberships,
+		opEndSessions, opEndedSessions, opPruneEndedSessions} {
 		spanNames[op] = "usersync.store." + op
 	}
 }

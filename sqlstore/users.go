@@ -231,7 +231,11 @@ func (s *Store) upsertWithoutMetadata(ctx context.Context, w usersync.Write, err
 	return u, outcome, err2
 }
 
-// Delete implements usersync.Store in one statement.
+// Delete implements usersync.Store in one transaction: the tombstone, the
+// end of the user's memberships (orgs.Store), the hook's statements and,
+// when it deleted the user (a tombstone of a key never seen too), the
+// ending of every session of the user (sessions.Store), unless one is
+// recorded.
 func (s *Store) Delete(ctx context.Context, w usersync.Write) (u usersync.User, outcome usersync.Outcome, err error) {
 	ctx, op := s.tel.start(ctx, opDelete)
 	defer op.finish(ctx, &err)
