@@ -1,10 +1,12 @@
 // Package clerk connects usersync to Clerk: Clerk's Svix-signed user.*
 // webhooks (and, with an orgs.Syncer, its organization.* and
-// organizationMembership.* ones) as a usersync.Provider, the typed
-// payloads, the default mapping of a Clerk user to a usersync profile and
-// of its organizations and memberships to package orgs' rows, the Backend
-// API's user and organization lists, and Wire, which wires all of
-// usersync for one instance and runs its background work:
+// organizationMembership.* ones; with a sessions.Set, its session.ended,
+// session.removed and session.revoked ones) as a usersync.Provider, the
+// typed payloads, the default mapping of a Clerk user to a usersync
+// profile and of its organizations and memberships to package orgs' rows,
+// the Backend API's user and organization lists, a strict mode that asks
+// it whether a session is still active (SessionStatus), and Wire, which
+// wires all of usersync for one instance and runs its background work:
 //
 //	app, err := clerk.Wire(ctx, store, clerk.SetupConfig{Config: clerk.Config{
 //		Issuer:         "https://your-app.clerk.accounts.dev", // the Frontend API URL
@@ -13,6 +15,7 @@
 //	}})
 //	mux.Handle("POST /clerk-users-webhook", app.Webhook)
 //	mux.Handle("GET /api/me", app.Syncer.RequireUser(handler))
+//	mux.Handle("POST /api/transfer", app.Syncer.RequireUser(app.SessionStatus.Require(transfer))) // strict: needs the SecretKey
 //	go srv.Serve(ln)
 //	err = app.Run(ctx) // the change feed, reconciles, completions, key refreshes
 //
@@ -45,6 +48,7 @@ import (
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/orgs"
+	"github.com/usersync/usersync/sessions"
 )
 
 // Config describes a Clerk instance. Issuer is required; every other field
@@ -106,6 +110,14 @@ type Config struct {
 	// organizationInvitation.* ones either way. Wire sets it when its
 	// store implements orgs.Store.
 	Organizations *orgs.Syncer
+	// Sessions, if set, applies the session.ended, session.removed and
+	// session.revoked webhooks: Decode turns them into events whose Apply
+	// records the ending in it (Set.End), so that every replica refuses
+	// the session's tokens from then on. Without it they are events about
+	// something else, for usersync.WebhookConfig.OnEvent, as are
+	// session.created and the other session.* events either way. Wire
+	// sets it when its store implements sessions.Store.
+	Sessions *sessions.Set
 }
 
 // Provider is a Clerk instance: the usersync.Provider of its webhooks, and

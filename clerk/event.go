@@ -75,19 +75,22 @@ func isUserEvent(t string) bool {
 // Config.Organizations, the organization.* and organizationMembership.*
 // events become events whose Apply writes them through it (a membership's
 // created and updated events write its organization first, at the
-// organization's own updated_at). Every other type is an event about
-// something else. A malformed user, organization or membership event
+// organization's own updated_at). With Config.Sessions, session.ended,
+// session.removed and session.revoked become events whose Apply records
+// the ending (Set.End: the session's ID and user, ended at its
+// updated_at, or else the event's timestamp), so that every replica
+// refuses the session's tokens; their Outcome is Deleted, or Stale when
+// the Set held the ending already (a redelivery). Every other type, such
+// as session.created, is an event about something else: none un-ends a
+// session. A malformed user, organization, membership or session event
 // fails with an error wrapping usersync.ErrInvalid.
 func (p *Provider) Decode(_ context.Context, body []byte) (usersync.Event, error) {
 	var ev Event
 	if err := json.Unmarshal(body, &ev); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && ev.Type != "" && !isUserEvent(ev.Type) {
-			if p.cfg.Organizations != nil && isOrgEvent(ev.Type) {
-				return p.decodeOrgEvent(ev.Type, body)
-			}
 			// Not about a user: its data has other shapes.
-			return usersync.Event{Type: ev.Type}, nil
+			return p.decodeOther(ev.Type, body)
 		}
 		return usersync.Event{Type: ev.Type}, fmt.Errorf("%w: clerk: malformed event JSON: %w", usersync.ErrInvalid, err)
 	}
@@ -96,10 +99,7 @@ func (p *Provider) Decode(_ context.Context, body []byte) (usersync.Event, error
 	case ev.Type == "":
 		return out, fmt.Errorf("%w: clerk: event without a type", usersync.ErrInvalid)
 	case !isUserEvent(ev.Type):
-		if p.cfg.Organizations != nil && isOrgEvent(ev.Type) {
-			return p.decodeOrgEvent(ev.Type, body)
-		}
-		return out, nil
+		return p.decodeOther(ev.Type, body)
 	case ev.Data.ID == "":
 		return out, fmt.Errorf("%w: clerk: user event without data.id", usersync.ErrInvalid)
 	case ev.Type == "user.deleted":
@@ -111,4 +111,17 @@ func (p *Provider) Decode(_ context.Context, body []byte) (usersync.Event, error
 	w := p.write(&ev.Data)
 	out.Write = &w
 	return out, nil
+}
+
+// decodeOther decodes an event that is not about a user: one of the
+// entities the Provider applies itself (Config.Organizations,
+// Config.Sessions), or an event about something else.
+func (p *Provider) decodeOther(eventType string, body []byte) (usersync.Event, error) {
+	switch {
+	case p.cfg.Organizations != nil && isOrgEvent(eventType):
+		return p.decodeOrgEvent(eventType, body)
+	case p.cfg.Sessions != nil && isSessionEnding(eventType):
+		return p.decodeSessionEvent(eventType, body)
+	}
+	return usersync.Event{Type: eventType}, nil
 }

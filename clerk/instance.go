@@ -26,9 +26,16 @@ const maxJWKSSize = 1 << 20
 // JWKS). A success is kept for the life of the list; a failure is checked
 // again on the next call.
 func (l *backend) checkInstance(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.checked {
+	if l.checked.Load() {
+		return nil
+	}
+	select {
+	case l.checking <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: checking that the secret key is the issuer's instance's: %w", ErrAPI, ctx.Err())
+	}
+	defer func() { <-l.checking }()
+	if l.checked.Load() {
 		return nil
 	}
 	issuer := l.issuer
@@ -47,7 +54,7 @@ func (l *backend) checkInstance(ctx context.Context) error {
 	for _, k := range ours {
 		for _, t := range theirs {
 			if pubkey.Equal(k.Public, t) {
-				l.checked = true
+				l.checked.Store(true)
 				return nil
 			}
 		}

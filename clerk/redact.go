@@ -78,3 +78,14 @@ func (l *OrganizationList) Format(f fmt.State, _ rune) {
 func (l *OrganizationList) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("issuer", l.p.cfg.Issuer), slog.String("api_url", l.api.base))
 }
+
+// Format prints the SessionStatus as its issuer and Backend API URL, with
+// every verb: it holds the secret key.
+func (s *SessionStatus) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "clerk.SessionStatus{Issuer: %q, APIURL: %q}", s.issuer, s.api.base)
+}
+
+// LogValue logs the SessionStatus's issuer and Backend API URL.
+func (s *SessionStatus) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("issuer", s.issuer), slog.String("api_url", s.api.base))
+}

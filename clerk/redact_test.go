@@ -25,14 +25,19 @@ func TestSecretsNeverPrint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	strict, err := p.SessionStatus(clerk.SessionStatusConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The secret of a whsec_ is its base64 part: check both.
 	secrets := []string{secretKey, sender.Secret, strings.TrimPrefix(sender.Secret, "whsec_")}
 	for name, v := range map[string]any{
-		"Config": cfg, "*Config": &cfg, "*Provider": p, "Provider": *p, "*UserList": l,
+		"Config": cfg, "*Config": &cfg, "*Provider": p, "Provider": *p, "*UserList": l, "*SessionStatus": strict,
 		"nested": struct {
 			C clerk.Config
 			L *clerk.UserList
-		}{cfg, l},
+			S *clerk.SessionStatus
+		}{cfg, l, strict},
 	} {
 		var out bytes.Buffer
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%10.3v"} {

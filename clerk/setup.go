@@ -20,6 +20,7 @@ import (
 	"github.com/usersync/usersync/lease"
 	"github.com/usersync/usersync/orgs"
 	"github.com/usersync/usersync/reconcile"
+	"github.com/usersync/usersync/sessions"
 )
 
 // SetupConfig is what Wire (and Setup) wires: the instance (Config) and
@@ -87,6 +88,17 @@ type SetupConfig struct {
 	// after a crash takes its leases back at once, instead of waiting for
 	// them to expire: see lease.Claim.
 	Feed feed.Config
+	// EndedSessions holds the settings of the Set of ended sessions
+	// (App.Sessions) that Wire makes when the store implements
+	// sessions.Store (as memstore's and sqlstore's do): Keep, Poll,
+	// MaxStale, StartupWait. Wire sets its Store (to the store), its
+	// Logger and its MeterProvider where nil. To give Wire a Set of your
+	// own, which it then uses as it is, set Config.Sessions.
+	EndedSessions sessions.Config
+	// SessionStatus holds the settings of App.SessionStatus, the strict
+	// mode (CacheFor, CacheSize, MaxWait, Realm, Now). Wire sets its
+	// Sessions (App.Sessions), ErrorHandler and Logger where nil.
+	SessionStatus SessionStatusConfig
 }
 
 // App is one Clerk instance wired to a store by Wire: the parts an app
@@ -135,10 +147,34 @@ type App struct {
 	// registers with Feed.Handle before Run: with a store that has a feed
 	// (feed.Store, as memstore's and sqlstore's); else nil.
 	Feed *feed.Runner
+	// Sessions holds the ended sessions of every replica, in memory: the
+	// Syncer's middlewares and the Verifier (its Verify too) refuse the
+	// tokens of a session it holds with 401 (usersync.ErrSessionEnded).
+	// Webhook records the endings of the session.ended, session.removed
+	// and session.revoked events in it, and the store those of every
+	// user it deletes; SessionStatus those Clerk reports. It is
+	// Config.Sessions if set, else one Wire makes (with the settings of
+	// SetupConfig.EndedSessions) when the store implements sessions.Store (as
+	// memstore's and sqlstore's do), whose reads of the store end with
+	// Close; else nil. Subscribe the instance's webhook endpoint to the
+	// session.* events for it to learn of endings.
+	//
+	// A Set that cannot read the store for SetupConfig.EndedSessions.MaxStale
+	// (1 s) refuses every identity with 503 until it can again: so does
+	// Wire's once the App is closed. Close the App after the server has
+	// finished its requests.
+	Sessions *sessions.Set
+	// SessionStatus is the strict mode, for the routes that want Clerk's
+	// own word that a session is active: put SessionStatus.Require behind
+	// Syncer.RequireUser (or RequireIdentity). With Config.SecretKey;
+	// else nil. It shares the logger, the error handler, App.Sessions and
+	// the Backend API's requests (and their pause after a 429) with Users.
+	SessionStatus *SessionStatus
 
 	life      context.Context // the App's: ends with Wire's ctx, Close or Run's end
 	end       context.CancelCauseFunc
 	completer *completer // nil without completion
+	ownSet    bool       // Sessions is Wire's: Close closes it
 	every     time.Duration
 	log       *slog.Logger
 	closing   sync.Once
@@ -155,17 +191,24 @@ var errClosed = errors.New("clerk: App closed")
 // handler of the instance's webhooks, and, as the config and the store
 // allow, the organizations' Syncer (for a store that implements
 // orgs.Store: the webhook then applies the organization.* and
-// organizationMembership.* events too), the Backend API's lists, a
-// reconciler and the change feed's runner. The logger, the error handler, OnChange and the telemetry
+// organizationMembership.* events too), the Set of ended sessions (for a
+// store that implements sessions.Store: the middlewares and the verifier
+// then refuse the tokens of sessions that ended, which the webhook's
+// session.* events and deleted users record), the Backend API's lists,
+// the strict mode (App.SessionStatus), a reconciler and the change feed's
+// runner. The logger, the error handler, OnChange and the telemetry
 // providers are given once, in cfg, for every part.
 //
 // Wire fetches the instance's signing keys (at most
 // jwtverify.Config.StartupWait, 5 s; a failure is logged, and fetched
-// again later). The App's background work ends when ctx ends, Close is
-// called or Run returns: run it with Run. An app that never calls Run
-// still verifies tokens, stores users and receives webhooks, but delivers
-// no change feed, runs no reconcile and completes no user; it calls Close
-// (or lets ctx end) to stop the verifier's key refreshes.
+// again later), and reads the ended sessions kept in the store (at most
+// SetupConfig.EndedSessions.StartupWait, 5 s; until a read succeeds, every
+// identity is refused with 503). The App's background work ends when ctx
+// ends, Close is called or Run returns: run it with Run. An app that
+// never calls Run still verifies tokens, stores users and receives
+// webhooks, but delivers no change feed, runs no reconcile and completes
+// no user; it calls Close (or lets ctx end) to stop the verifier's key
+// refreshes and the reads of the ended sessions.
 //
 // A malformed config is an error wrapping usersync.ErrInvalid; errors never
 // contain a secret.
@@ -202,10 +245,19 @@ func Wire(ctx context.Context, store usersync.Store, cfg SetupConfig) (*App, err
 		}
 	}
 	a.life, a.end = context.WithCancelCause(ctx)
-	a.Verifier, err = jwtverify.New(a.life, jwtverify.Config{Issuers: []jwtverify.Issuer{p.Issuer()}, Logger: cfg.Logger,
-		MeterProvider: cfg.MeterProvider, TracerProvider: cfg.TracerProvider})
+	if err := a.sessions(store, cfg); err != nil {
+		a.end(err)
+		return nil, err
+	}
+	vc := jwtverify.Config{Issuers: []jwtverify.Issuer{p.Issuer()}, Logger: cfg.Logger,
+		MeterProvider: cfg.MeterProvider, TracerProvider: cfg.TracerProvider}
+	if a.Sessions != nil {
+		vc.Sessions = a.Sessions // a nil *Set would be a non-nil SessionChecker
+	}
+	a.Verifier, err = jwtverify.New(a.life, vc)
 	if err != nil {
 		a.end(err)
+		a.closeSessions()
 		return nil, err
 	}
 	if err := a.wire(store, cfg); err != nil {
@@ -219,11 +271,67 @@ func Wire(ctx context.Context, store usersync.Store, cfg SetupConfig) (*App, err
 	return a, nil
 }
 
+// sessions sets App.Sessions, the Provider's Config.Sessions and, with a
+// secret key, App.SessionStatus: Config.Sessions if set, else a Set Wire
+// makes over the store if it implements sessions.Store (New waits for
+// its first read, at most SetupConfig.EndedSessions.StartupWait).
+func (a *App) sessions(store usersync.Store, cfg SetupConfig) error {
+	a.Sessions = cfg.Config.Sessions
+	if a.Sessions == nil {
+		sc := cfg.EndedSessions
+		if ss, ok := store.(sessions.Store); ok && sc.Store == nil {
+			sc.Store = ss
+		}
+		if sc.Store != nil {
+			if sc.Logger == nil {
+				sc.Logger = cfg.Logger
+			}
+			if sc.MeterProvider == nil {
+				sc.MeterProvider = cfg.MeterProvider
+			}
+			set, err := sessions.New(a.life, sc)
+			if err != nil {
+				return err
+			}
+			a.Sessions, a.ownSet = set, true
+		}
+	}
+	a.Provider.cfg.Sessions = a.Sessions // before the webhook's first delivery
+	if a.Provider.secretKey == "" {
+		return nil
+	}
+	ssc := cfg.SessionStatus
+	if ssc.Sessions == nil {
+		ssc.Sessions = a.Sessions
+	}
+	if ssc.ErrorHandler == nil {
+		ssc.ErrorHandler = cfg.ErrorHandler
+	}
+	if ssc.Logger == nil {
+		ssc.Logger = cfg.Logger
+	}
+	var err error
+	if a.SessionStatus, err = a.Provider.SessionStatus(ssc); err != nil {
+		a.closeSessions()
+	}
+	return err
+}
+
+// closeSessions closes App.Sessions if Wire made it.
+func (a *App) closeSessions() {
+	if a.ownSet {
+		a.Sessions.Close()
+	}
+}
+
 // wire builds the parts over the verifier.
 func (a *App) wire(store usersync.Store, cfg SetupConfig) (err error) {
 	sc := usersync.Config{Store: store, Extractor: a.Verifier, ErrorHandler: cfg.ErrorHandler, OnChange: cfg.OnChange, Logger: cfg.Logger}
 	if a.completer != nil {
 		sc.CompleteUser = a.completer.complete
+	}
+	if a.Sessions != nil {
+		sc.Sessions = a.Sessions
 	}
 	if a.Syncer, err = usersync.New(sc); err != nil {
 		return err
@@ -331,10 +439,13 @@ func (a *App) Run(ctx context.Context) error {
 }
 
 // Close stops the App's background work: the verifier's key refreshes
-// (Verify keeps the keys it has), the completion of users, and Run, if it
-// runs (Run returns once all of it has stopped). It is for an app that
-// never calls Run, or that stops it before its context ends. Close is safe
-// to call more than once, and returns nil.
+// (Verify keeps the keys it has), the completion of users, the reads of
+// the ended sessions of a Sessions Wire made (which then refuses every
+// identity with 503 once it is stale: close the App after the server has
+// finished its requests), and Run, if it runs (Run returns once all of it
+// has stopped). It is for an app that never calls Run, or that stops it
+// before its context ends. Close is safe to call more than once, and
+// returns nil.
 func (a *App) Close() error {
 	a.end(errClosed)
 	a.closing.Do(func() {
@@ -342,6 +453,7 @@ func (a *App) Close() error {
 			a.completer.stop()
 		}
 		a.Verifier.Close()
+		a.closeSessions() // last: the parts above use it
 	})
 	return nil
 }
@@ -349,9 +461,10 @@ func (a *App) Close() error {
 // Setup wires usersync for one Clerk instance as Wire does, and returns
 // the Syncer and the webhook handler only. With no App, there is no Run:
 // it completes no user and runs no reconcile (CompletionWait and
-// ReconcileEvery are ignored), and the verifier's key refreshes end with
-// ctx. Wire also gives the verifier, the Backend API's user list, the
-// reconciler and the feed runner, and runs their background work.
+// ReconcileEvery are ignored), and the verifier's key refreshes and the
+// reads of the ended sessions end with ctx. Wire also gives the verifier,
+// the Backend API's user list, the strict mode, the reconciler and the
+// feed runner, and runs their background work.
 //
 // For any other setting, build the parts yourself: New, then
 // jwtverify.New with Provider.Issuer, usersync.New and

@@ -11,6 +11,7 @@ import (
 	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/clerk/clerktest"
 	"github.com/usersync/usersync/memstore"
+	"github.com/usersync/usersync/sessions"
 	"github.com/usersync/usersync/usersynctest"
 )
 
@@ -21,7 +22,8 @@ func TestSetup(t *testing.T) {
 	sender := clerktest.NewWebhookSender(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	syncer, webhook, err := clerk.Setup(ctx, memstore.New(), clerk.SetupConfig{Config: clerk.Config{Issuer: iss.URL, WebhookSecrets: []string{sender.Secret}}, Logger: quiet})
+	syncer, webhook, err := clerk.Setup(ctx, memstore.New(), clerk.SetupConfig{Config: clerk.Config{Issuer: iss.URL, WebhookSecrets: []string{sender.Secret}}, Logger: quiet,
+		EndedSessions: sessions.Config{MaxStale: time.Hour}}) // never stale, however slow the machine
 	if err != nil {
 		t.Fatal(err)
 	}

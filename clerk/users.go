@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/usersync/usersync"
@@ -59,8 +60,8 @@ type backend struct {
 	pem     crypto.PublicKey // the issuer's PEM key, if it has one
 	jwksURL string           // else its JWKS
 
-	mu      sync.Mutex // held by the instance check
-	checked bool       // the secret key is the issuer's instance's
+	checking chan struct{} // a lock, held by the instance check: waiting for it honours the context
+	checked  atomic.Bool   // the secret key is the issuer's instance's
 
 	paused sync.Mutex
 	until  time.Time // after a 429: when the requests may start again
@@ -90,7 +91,7 @@ func (p *Provider) newBackend() (*backend, error) {
 	if err := pubkey.CheckURL(base); err != nil {
 		return nil, fmt.Errorf("%w: clerk.Config.APIURL is %w", usersync.ErrInvalid, err)
 	}
-	l := &backend{issuer: p.cfg.Issuer, base: base, key: p.secretKey, maxBody: 64 << 20, sleep: sleepCtx}
+	l := &backend{issuer: p.cfg.Issuer, base: base, key: p.secretKey, maxBody: 64 << 20, sleep: sleepCtx, checking: make(chan struct{}, 1)}
 	if p.cfg.PublicKeyPEM != "" {
 		key, err := pubkey.ParsePEM(p.cfg.PublicKeyPEM)
 		if err != nil {
@@ -212,7 +213,9 @@ func (l *backend) getJSON(ctx context.Context, path string, v any) error {
 
 // get GETs path and returns its body, retrying as UserList says: after a
 // 429, its Retry-After (at most a minute), else with backoff, six
-// attempts in all.
+// attempts in all. A wait that would outlast the context's deadline is
+// not begun: get fails at once, with an error wrapping
+// context.DeadlineExceeded (SessionStatus's checks wait that little).
 func (l *backend) get(ctx context.Context, path string) ([]byte, error) {
 	if err := l.waitPause(ctx); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w (rate limited)", ErrAPI, path, err)
@@ -237,6 +240,9 @@ func (l *backend) get(ctx context.Context, path string) ([]byte, error) {
 		if wait == 0 {
 			wait = time.Duration(rand.Int64N(int64(250*time.Millisecond<<min(attempt-1, 5)))) + 100*time.Millisecond
 		}
+		if !fits(ctx, wait) {
+			return nil, fmt.Errorf("%w: %s: %w (a retry in %v: %w)", ErrAPI, path, last, wait.Round(time.Millisecond), context.DeadlineExceeded)
+		}
 		if err := l.sleep(ctx, wait); err != nil {
 			return nil, fmt.Errorf("%w: %s: %w (after %v)", ErrAPI, path, err, last)
 		}
@@ -259,15 +265,32 @@ func (l *backend) pause(d time.Duration) {
 }
 
 // waitPause waits until a pause that a 429 of another request set is
-// over. The request that got the 429 waits in get's retries instead.
+// over, or fails at once if the pause outlasts the context's deadline.
+// The request that got the 429 waits in get's retries instead.
 func (l *backend) waitPause(ctx context.Context) error {
-	l.paused.Lock()
-	d := time.Until(l.until)
-	l.paused.Unlock()
+	d := l.pausedFor()
 	if d <= 0 {
 		return nil
 	}
+	if !fits(ctx, d) {
+		return fmt.Errorf("paused for another %v after a 429: %w", d.Round(time.Millisecond), context.DeadlineExceeded)
+	}
 	return l.sleep(ctx, d)
+}
+
+// pausedFor returns how long the pause after a 429 still lasts: 0 if
+// there is none.
+func (l *backend) pausedFor() time.Duration {
+	l.paused.Lock()
+	defer l.paused.Unlock()
+	return max(time.Until(l.until), 0)
+}
+
+// fits reports whether a wait of d ends before the context's deadline,
+// if it has one.
+func fits(ctx context.Context, d time.Duration) bool {
+	deadline, ok := ctx.Deadline()
+	return !ok || time.Until(deadline) > d
 }
 
 // try makes one request. It returns the body of a 200, or the error and

@@ -17,6 +17,7 @@ import (
 	"github.com/usersync/usersync/clerk/clerktest"
 	"github.com/usersync/usersync/memstore"
 	"github.com/usersync/usersync/reconcile"
+	"github.com/usersync/usersync/sessions"
 	"github.com/usersync/usersync/usersynctest"
 )
 
@@ -78,11 +79,13 @@ func (in *instance) lookups() int {
 }
 
 // config returns the instance's SetupConfig, with a secret key, changed
-// by override.
+// by override. Its Set of ended sessions never goes stale, however slow
+// the machine.
 func (in *instance) config(override func(*clerk.SetupConfig)) clerk.SetupConfig {
 	cfg := clerk.SetupConfig{
-		Config: clerk.Config{Issuer: in.iss.URL, WebhookSecrets: []string{in.sender.Secret}, SecretKey: in.api.SecretKey, APIURL: in.apiURL},
-		Logger: quiet,
+		Config:        clerk.Config{Issuer: in.iss.URL, WebhookSecrets: []string{in.sender.Secret}, SecretKey: in.api.SecretKey, APIURL: in.apiURL},
+		Logger:        quiet,
+		EndedSessions: sessions.Config{MaxStale: time.Hour},
 	}
 	if override != nil {
 		override(&cfg)

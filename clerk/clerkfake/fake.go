@@ -13,17 +13,22 @@
 //     /v1/organizations/{id or slug} and
 //     /v1/organizations/{id}/memberships (limit, offset, order_by
 //     created_at, user_id), the lists as {"data": [...], "total_count": N};
+//   - GET /v1/sessions/{id}, the session of a token it minted, which
+//     clerk.SessionStatus asks for (404 for one it did not mint);
 //   - endpoints of its own under /fake: POST /fake/tokens?sub=user_x
 //     mints a v2 session token (&org=org_y: active in an organization
-//     user_x is a member of), and POST /fake/send changes a user, an
-//     organization or a membership and sends the signed webhook of the
+//     user_x is a member of; &sid=sess_z: of that session, else of a new
+//     one), and POST /fake/send changes a user, an organization or a
+//     membership, or ends a session, and sends the signed webhook of the
 //     change to Config.WebhookURL.
 //
-// The same are Go methods: Token, MemberToken, Put, PutJSON, Remove, Send,
-// SendJSON and SendCreated for users; PutOrganization,
-// RemoveOrganization, PutMembership, RemoveMembership (changes without a
-// webhook, as missed ones), SendOrganization and SendMembership for
-// organizations. WebhookSender signs any body as Svix does. Package
+// The same are Go methods: Token, SessionToken, MemberToken, Put,
+// PutJSON, Remove, Send, SendJSON and SendCreated for users;
+// PutOrganization, RemoveOrganization, PutMembership, RemoveMembership
+// (changes without a webhook, as missed ones), SendOrganization and
+// SendMembership for organizations; Session, SetSessionStatus and
+// RemoveSession (without a webhook) and EndSession for sessions. WebhookSender signs any body as
+// Svix does. Package
 // clerk/clerktest wraps this package for tests, failing the test instead of
 // returning errors.
 //
@@ -72,8 +77,9 @@ type Config struct {
 	// WebhookSecret signs the webhooks, for clerk.Config.WebhookSecrets.
 	// Default a fresh NewWebhookSecret.
 	WebhookSecret string
-	// WebhookURL is where Send, SendJSON and SendCreated deliver webhooks.
-	// Default none: they change the users and send nothing.
+	// WebhookURL is where Send, SendJSON, SendCreated, SendOrganization,
+	// SendMembership and EndSession deliver webhooks. Default none: they
+	// change the instance and send nothing.
 	WebhookURL string
 	// HTTPClient delivers the webhooks. Default a client with a 10 s
 	// timeout.
@@ -113,6 +119,7 @@ type Instance struct {
 	onPage   func(offset int)
 	requests int
 	orgState orgState
+	sessions map[string]*session // by ID: those of the tokens minted
 }
 
 type fault struct {
@@ -258,6 +265,10 @@ const TokenLifetime = 60 * time.Second
 // "sess_..."), iat and nbf (now), exp (now + TokenLifetime) and v (2).
 // claims are added on top, such as "azp" (the origin of the app); a claim
 // set to nil is left out. sub need not be a listed user.
+//
+// The instance holds the token's session active, for GET
+// /v1/sessions/{id} and EndSession: a new one, or, with a "sid" claim
+// (SessionToken), that session, which must be sub's and active.
 func (i *Instance) Token(sub string, claims map[string]any) (string, error) {
 	if sub == "" {
 		return "", errors.New("clerkfake: a token needs a subject (the user's ID)")
@@ -278,9 +289,24 @@ func (i *Instance) Token(sub string, claims map[string]any) (string, error) {
 		}
 		all[name] = v
 	}
+	if sid, ok := all["sid"].(string); ok {
+		if err := i.register(sid, sub, activeOrg(all["o"])); err != nil {
+			return "", err
+		}
+	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, all)
 	tok.Header["kid"] = kid
 	return tok.SignedString(key)
+}
+
+// activeOrg is the ID of the active organization of a v2 "o" claim, or
+// "".
+func activeOrg(o any) string {
+	if m, ok := o.(map[string]any); ok {
+		id, _ := m["id"].(string)
+		return id
+	}
+	return ""
 }
 
 // Put adds users, or replaces those with the same ID (keeping their place
@@ -444,6 +470,8 @@ func (i *Instance) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, jwks)
 	case path == "/organizations" || strings.HasPrefix(path, "/organizations/"):
 		i.serveOrgs(w, r, path)
+	case strings.HasPrefix(path, "/sessions/") && !strings.Contains(path[len("/sessions/"):], "/"):
+		i.getSession(w, path[len("/sessions/"):])
 	case path == "/users/count":
 		writeJSON(w, []byte(`{"object":"total_count","total_count":`+strconv.Itoa(i.Len())+`}`))
 	case strings.HasPrefix(path, "/users/") && !strings.Contains(path[len("/users/"):], "/"):
@@ -655,10 +683,12 @@ func (i *Instance) serveFake(w http.ResponseWriter, r *http.Request) {
 	serve(w, r)
 }
 
-// serveToken serves POST /fake/tokens?sub=user_x[&azp=origin][&org=org_y]:
-// a session token, {"object":"token","jwt":"..."}, as Clerk's Backend API
+// serveToken serves
+// POST /fake/tokens?sub=user_x[&azp=origin][&org=org_y][&sid=sess_z]: a
+// session token, {"object":"token","jwt":"..."}, as Clerk's Backend API
 // answers POST /v1/sessions/{id}/tokens; with org, its active
-// organization is org_y (MemberToken).
+// organization is org_y (MemberToken); with sid, it is a token of that
+// session (SessionToken), else of a new one.
 func (i *Instance) serveToken(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	sub := q.Get("sub")
@@ -666,9 +696,16 @@ func (i *Instance) serveToken(w http.ResponseWriter, r *http.Request) {
 		clerkError(w, http.StatusBadRequest, "form_param_value_invalid", "sub must be a user ID: letters, digits, _ and -")
 		return
 	}
-	var claims map[string]any
+	claims := map[string]any{}
 	if azp := q.Get("azp"); azp != "" {
-		claims = map[string]any{"azp": azp}
+		claims["azp"] = azp
+	}
+	if sid := q.Get("sid"); sid != "" {
+		if !validID(sid) {
+			clerkError(w, http.StatusBadRequest, "form_param_value_invalid", "sid must be a session ID: letters, digits, _ and -")
+			return
+		}
+		claims["sid"] = sid
 	}
 	var tok string
 	var err error
@@ -678,7 +715,11 @@ func (i *Instance) serveToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else if tok, err = i.Token(sub, claims); err != nil {
-		clerkError(w, http.StatusInternalServerError, "internal_clerk_error", err.Error())
+		status, code := http.StatusInternalServerError, "internal_clerk_error"
+		if claims["sid"] != nil { // another user's session, or one that ended
+			status, code = http.StatusBadRequest, "form_param_value_invalid"
+		}
+		clerkError(w, status, code, err.Error())
 		return
 	}
 	b, _ := json.Marshal(map[string]string{"object": "token", "jwt": tok})
@@ -688,15 +729,17 @@ func (i *Instance) serveToken(w http.ResponseWriter, r *http.Request) {
 // serveSend serves POST /fake/send {"type": "user.updated", "user": {...}}:
 // SendJSON; {"type": "organization.created", "organization": {...}}:
 // SendOrganization; {"type": "organizationMembership.created",
-// "membership": {...}}: SendMembership. It answers {"sent": true, "status": <the webhook's status>},
-// or {"sent": false} without a webhook URL; 502 if the webhook is out of
-// reach.
+// "membership": {...}}: SendMembership; {"type": "session.revoked",
+// "session": {"id": "sess_..."}}: EndSession. It answers {"sent": true,
+// "status": <the webhook's status>}, or {"sent": false} without a webhook
+// URL; 502 if the webhook is out of reach.
 func (i *Instance) serveSend(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Type         string          `json:"type"`
 		User         json.RawMessage `json:"user"`
 		Organization json.RawMessage `json:"organization"`
 		Membership   json.RawMessage `json:"membership"`
+		Session      json.RawMessage `json:"session"`
 	}
 	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&in)
 	var obj json.RawMessage
@@ -706,19 +749,25 @@ func (i *Instance) serveSend(w http.ResponseWriter, r *http.Request) {
 		obj = in.Organization
 	case strings.HasPrefix(in.Type, "organizationMembership."):
 		obj = in.Membership
+	case isSessionEnding(in.Type):
+		obj = in.Session
 	default:
 		obj = in.User
 	}
 	if obj == nil {
 		clerkError(w, http.StatusBadRequest, "form_param_value_invalid", `want {"type": "user.created|user.updated|user.deleted", "user": {<a Clerk user object>}}, `+
 			`{"type": "organization.created|updated|deleted", "organization": {<a Clerk organization object>}} or `+
-			`{"type": "organizationMembership.created|updated|deleted", "membership": {<a Clerk membership object>}}`)
+			`{"type": "organizationMembership.created|updated|deleted", "membership": {<a Clerk membership object>}} or `+
+			`{"type": "session.ended|removed|revoked", "session": {"id": "sess_..."}}`)
 		return
 	}
 	var status int
-	if strings.HasPrefix(in.Type, "organization") { // organization.*, organizationMembership.*
+	switch {
+	case strings.HasPrefix(in.Type, "organization"): // organization.*, organizationMembership.*
 		status, err = i.sendOrgJSON(r.Context(), in.Type, obj)
-	} else {
+	case isSessionEnding(in.Type):
+		status, err = i.sendSessionJSON(r.Context(), in.Type, obj)
+	default:
 		status, err = i.SendJSON(r.Context(), in.Type, obj)
 	}
 	var out []byte

@@ -22,7 +22,9 @@ import (
 //   - GET /jwks answers the instance's signing keys, a JWKS;
 //   - GET /organizations, /organizations/{id} and
 //     /organizations/{id}/memberships serve the organizations that
-//     Fake.PutOrganization and Fake.PutMembership list.
+//     Fake.PutOrganization and Fake.PutMembership list;
+//   - GET /sessions/{id} answers the session of a token Fake minted
+//     (Fake.Token, Fake.SessionToken), or 404.
 //
 // The server also serves the instance's Frontend API JWKS, without a
 // secret key, at JWKSURL. The instance has an RS256 key of its own

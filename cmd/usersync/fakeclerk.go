@@ -20,15 +20,20 @@ const fakeClerkUsage = `usage: usersync fake-clerk [flags]
 
 Serves a fake Clerk instance (package clerk/clerkfake) until interrupted:
 its signing keys at /.well-known/jwks.json (the URL is the issuer), the
-users and organizations endpoints of its Backend API under /v1, and
+users, organizations and sessions endpoints of its Backend API under /v1
+(GET /v1/sessions/{id}: the session of a token it minted), and
 
-  POST /fake/tokens?sub=user_x[&azp=origin][&org=org_y]
-      a session token of user_x (active in org_y, of which user_x is a member)
+  POST /fake/tokens?sub=user_x[&azp=origin][&org=org_y][&sid=sess_z]
+      a session token of user_x (active in org_y, of which user_x is a
+      member; of session sess_z, one of user_x's it minted, else a new one)
   POST /fake/send {"type": "user.updated", "user": {<Clerk user>}}
       changes the user and sends the signed webhook to -webhook-url
   POST /fake/send {"type": "organization.created", "organization": {<Clerk organization>}}
   POST /fake/send {"type": "organizationMembership.created", "membership": {<Clerk membership>}}
       the same for organizations and memberships
+  POST /fake/send {"type": "session.revoked", "session": {"id": "sess_z"}}
+      ends the session (session.ended, session.removed or session.revoked)
+      and sends the signed webhook: its tokens are refused from then on
 
 It prints, on stdout, the CLERK_ISSUER, CLERK_API_URL, CLERK_SECRET_KEY and
 CLERK_WEBHOOK_SECRET to give the app. It mints tokens for anyone who can
