@@ -155,14 +155,13 @@ type App struct {
 	// user it deletes; SessionStatus those Clerk reports. It is
 	// Config.Sessions if set, else one Wire makes (with the settings of
 	// SetupConfig.EndedSessions) when the store implements sessions.Store (as
-	// memstore's and sqlstore's do), whose reads of the store end with
-	// Close; else nil. Subscribe the instance's webhook endpoint to the
-	// session.* events for it to learn of endings.
+	// memstore's and sqlstore's do), whose reads of the store end with the
+	// App's background work (then it goes on with what it read last, for a
+	// server finishing its requests); else nil. Subscribe the instance's
+	// webhook endpoint to the session.* events for it to learn of endings.
 	//
 	// A Set that cannot read the store for SetupConfig.EndedSessions.MaxStale
-	// (1 s) refuses every identity with 503 until it can again: so does
-	// Wire's once the App is closed. Close the App after the server has
-	// finished its requests.
+	// (1 s) refuses every identity with 503 until it can again.
 	Sessions *sessions.Set
 	// SessionStatus is the strict mode, for the routes that want Clerk's
 	// own word that a session is active: put SessionStatus.Require behind
@@ -440,10 +439,9 @@ func (a *App) Run(ctx context.Context) error {
 
 // Close stops the App's background work: the verifier's key refreshes
 // (Verify keeps the keys it has), the completion of users, the reads of
-// the ended sessions of a Sessions Wire made (which then refuses every
-// identity with 503 once it is stale: close the App after the server has
-// finished its requests), and Run, if it runs (Run returns once all of it
-// has stopped). It is for an app that never calls Run, or that stops it
+// the ended sessions of a Sessions Wire made (which goes on with what it
+// read last), and Run, if it runs (Run returns once all of it has
+// stopped). It is for an app that never calls Run, or that stops it
 // before its context ends. Close is safe to call more than once, and
 // returns nil.
 func (a *App) Close() error {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,8 +199,9 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 	return s, nil
 }
 
-// Close stops the Set's reads of the store, and waits for them. Its checks
-// go on with what it holds, and refuse every identity once it is stale.
+// Close stops the Set's reads of the store (as the end of New's ctx
+// does), and waits for them. Its checks go on with what it read last, and
+// no longer go stale: a server that shuts down finishes its requests.
 func (s *Set) Close() error {
 	s.cancel()
 	s.running.Wait()
@@ -223,13 +225,15 @@ func (s *Set) CheckSession(id *usersync.Identity) error {
 }
 
 // End records endings in the store, for every replica, and in the Set at
-// once. An ending without an EndedAt ended now. It fails with an error
+// once. An ending without an EndedAt (or with one in the future) ended
+// now; an Issuer's trailing "/" is dropped, as it is from tokens' iss. It fails with an error
 // wrapping usersync.ErrInvalid for an ending the store would refuse, or
 // the store's error; either way the Set holds none of them.
 func (s *Set) End(ctx context.Context, endings ...Ending) error {
 	now := s.cfg.Now()
 	for i := range endings {
 		e := &endings[i]
+		e.Issuer = strings.TrimRight(e.Issuer, "/") // as tokens' iss is read
 		if e.EndedAt.IsZero() || e.EndedAt.After(now) {
 			e.EndedAt = now // an ending from the future would be kept longer than it needs
 		}
@@ -259,6 +263,7 @@ func (s *Set) Len() int {
 func (s *Set) run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Poll)
 	defer t.Stop()
+	defer s.stale.Stop() // no reads, no staleness: see Close
 	for {
 		select {
 		case <-ctx.Done():

@@ -350,3 +350,28 @@ func TestTelemetry(t *testing.T) {
 		return rec.Sum(t, "usersync.sessions.reads", attribute.String("result", "error")) > 0
 	})
 }
+
+func TestClosedSetGoesOnWithWhatItRead(t *testing.T) {
+	const maxStale = 50 * time.Millisecond
+	for range 10 {
+		set := newSet(t, memstore.New(), func(c *sessions.Config) { c.MaxStale = maxStale })
+		if err := set.End(bg, sessions.Ending{Issuer: issuer, SessionID: "sess_1"}); err != nil {
+			t.Fatal(err)
+		}
+		set.Close()
+		if set.CheckSession(identity("u", "sess_2")) != nil {
+			continue // stale before it closed (a stalled machine): try again
+		}
+		// Four times MaxStale later, with no reads: not stale, as it
+		// was closed.
+		time.Sleep(4 * maxStale)
+		if err := set.CheckSession(identity("u", "sess_2")); err != nil {
+			t.Fatalf("a closed set went stale: %v", err)
+		}
+		if !ended(t, set, identity("u", "sess_1")) {
+			t.Fatal("a closed set forgot an ending")
+		}
+		return
+	}
+	t.Fatal("in ten tries, the set was stale before it closed every time")
+}
