@@ -17,6 +17,7 @@ import (
 	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/orgs"
 	"github.com/usersync/usersync/reconcile"
+	"github.com/usersync/usersync/sessions"
 )
 
 // app is the chat: messages with authors, on top of usersync, in a global
@@ -35,9 +36,13 @@ type app struct {
 	issuer   string
 
 	members *orgs.Syncer // the organizations and memberships, in store
+	// ended is the replica's view of the ended sessions of every replica:
+	// their tokens are refused.
+	ended *sessions.Set
 	// newInstance makes the Clerk instance, its webhooks applying the
-	// organization events through members: wire makes one per store.
-	newInstance func(members *orgs.Syncer) (*clerk.Provider, error)
+	// organization events through members and the session ones through
+	// ended: wire makes one per store.
+	newInstance func(members *orgs.Syncer, ended *sessions.Set) (*clerk.Provider, error)
 
 	feed       *feed.Runner          // the change feed's consumers
 	feedLease  time.Duration         // their lease's TTL; 0: feed's default (tests shorten it)
@@ -52,12 +57,13 @@ type app struct {
 }
 
 // chatStore is what the chat keeps its users in: a usersync.Store with
-// the change feed and the leases, and the organizations and memberships
-// (memstore and sqlstore all are).
+// the change feed and the leases, the organizations and memberships, and
+// the ended sessions (memstore and sqlstore all are).
 type chatStore interface {
 	usersync.Store
 	feed.Store
 	orgs.Store
+	sessions.Store
 }
 
 const maxMessage = 2000 // characters

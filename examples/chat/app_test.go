@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,10 +59,20 @@ func newTestApp(t *testing.T, databaseURL string) *testApp {
 // and webhook secret are the test's.
 func newTestAppWith(t *testing.T, cfg config) *testApp {
 	t.Helper()
-	iss := usersynctest.NewIssuer(t)
-	sender := clerktest.NewWebhookSender(t)
+	return newReplica(t, cfg, usersynctest.NewIssuer(t), clerktest.NewWebhookSender(t))
+}
+
+// newReplica is newTestAppWith for a given issuer and webhook sender: two
+// of them on one database are two replicas of one app.
+func newReplica(t *testing.T, cfg config, iss *usersynctest.Issuer, sender *clerktest.WebhookSender) *testApp {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	cfg.issuer, cfg.secrets = iss.URL, sender.Secret
+	if cfg.maxStale == 0 {
+		// Never stale, however slow the machine: a read of the store that
+		// stalls for a second would otherwise refuse every token with 503.
+		cfg.maxStale = time.Hour
+	}
 	a, cleanup, err := newApp(context.Background(), cfg, "http://unused", log)
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +125,19 @@ func decode[T any](t *testing.T, w *httptest.ResponseRecorder) T {
 		t.Fatalf("decode %q: %v", w.Body, err)
 	}
 	return v
+}
+
+// waitEnded waits until the replica refuses every session of the deleted
+// user sub, as it does once it has read the ending their deletion
+// recorded.
+func (ta *testApp) waitEnded(t *testing.T, sub string) {
+	t.Helper()
+	id := &usersync.Identity{Issuer: ta.issuer.URL, Subject: sub}
+	for deadline := time.Now().Add(30 * time.Second); !errors.Is(ta.ended.CheckSession(id), usersync.ErrSessionEnded); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sessions of the deleted %s were not refused in 30 s", sub)
+		}
+	}
 }
 
 func expect(t *testing.T, what string, w *httptest.ResponseRecorder, status int) {
@@ -202,9 +226,12 @@ func TestEndpoints(t *testing.T) {
 			if len(msgs) != 3 || msgs[0].Author != "deleted user" || msgs[2].Author != "Bob" {
 				t.Fatalf("after delete: %+v", msgs)
 			}
-			expect(t, "me after delete", ta.do("GET", "/api/users/me", ada, nil), 404)
-			expect(t, "store after delete (token still valid)", ta.do("POST", "/api/users/store", ada, nil), 403)
-			expect(t, "send after delete", ta.do("POST", "/api/messages", ada, map[string]string{"body": "zombie"}), 403)
+			// Her sessions ended with her: once the replica read that from
+			// the store (within its Poll), her still valid token is refused.
+			ta.waitEnded(t, "user_ada")
+			expect(t, "me after delete", ta.do("GET", "/api/users/me", ada, nil), 401)
+			expect(t, "store after delete (token still valid)", ta.do("POST", "/api/users/store", ada, nil), 401)
+			expect(t, "send after delete", ta.do("POST", "/api/messages", ada, map[string]string{"body": "zombie"}), 401)
 
 			w = ta.do("GET", "/", "", nil)
 			expect(t, "page", w, 200)

@@ -50,7 +50,10 @@ func TestBinaryOnServers(t *testing.T) {
 			base := "http://" + addr
 
 			tok := iss.Token(map[string]any{"sub": "user_srv", "name": "Server Sam"})
-			call := func(method, path, body string) (int, string) {
+			// The deleted user's sessions end with them: another user reads
+			// their message afterwards.
+			reader := iss.Token(map[string]any{"sub": "user_reader", "name": "Reader Rita"})
+			callAs := func(tok, method, path, body string) (int, string) {
 				t.Helper()
 				req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+tok)
@@ -62,6 +65,7 @@ func TestBinaryOnServers(t *testing.T) {
 				b, _ := io.ReadAll(resp.Body)
 				return resp.StatusCode, string(b)
 			}
+			call := func(method, path, body string) (int, string) { t.Helper(); return callAs(tok, method, path, body) }
 			if code, body := call("POST", "/api/users/store", ""); code != 200 {
 				t.Fatalf("store: %d %s", code, body)
 			}
@@ -74,7 +78,7 @@ func TestBinaryOnServers(t *testing.T) {
 			// The author shows as deleted at once; the change feed's consumer
 			// erases the body soon after.
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-				code, body := call("GET", "/api/messages", "")
+				code, body := callAs(reader, "GET", "/api/messages", "")
 				var msgs []messageJSON
 				if code != 200 || json.Unmarshal([]byte(body), &msgs) != nil || len(msgs) != 1 || msgs[0].Author != "deleted user" {
 					t.Fatalf("messages after delete: %d %s", code, body)

@@ -33,7 +33,7 @@ func chromium(t *testing.T) string {
 // waiting state, two messages, the list and count; signed organization
 // webhooks make a room, where a message is sent and listed, and that is
 // gone after the membership's deletion and a reload; then a signed
-// user.deleted turns the author into "deleted user".
+// user.deleted ends her sessions and turns the author into "deleted user".
 func TestBrowser(t *testing.T) {
 	browser := chromium(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -170,11 +170,20 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("the room of an organization Ada left still shows (%v)", err)
 	}
 
-	// Clerk deletes the user: the page's next refreshes show "deleted user",
-	// and the erased messages once the change feed's consumer erased them.
+	// Clerk deletes the user: her sessions end with her, so her page is
+	// refused and signs out; signed in as Bob, the page shows her messages
+	// by "deleted user", and erased once the change feed's consumer
+	// erased them.
 	if resp := sender.Send(base+"/clerk-users-webhook", clerktest.UserDeletedEvent("user_ada")); resp.StatusCode != 200 {
 		t.Fatalf("user.deleted: %d", resp.StatusCode)
 	}
+	do("the deleted user's page signs out", chromedp.WaitVisible(chromedp.ID("devform")))
+	do("sign in as Bob",
+		chromedp.SetValue(chromedp.ID("devname"), "Bob"),
+		chromedp.SetValue(chromedp.ID("devuser"), "user_bob"),
+		chromedp.Click(chromedp.ID("devsignin")),
+		chromedp.WaitVisible(chromedp.ID("chat")),
+	)
 	do("author becomes deleted user", chromedp.WaitVisible(chromedp.Search(`//li[contains(., "deleted user")]`)))
 	stopConsumer := a.consumeInBackground(context.Background())
 	defer stopConsumer()

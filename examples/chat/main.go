@@ -36,6 +36,7 @@ import (
 	"github.com/usersync/usersync/memstore"
 	"github.com/usersync/usersync/orgs"
 	"github.com/usersync/usersync/reconcile"
+	"github.com/usersync/usersync/sessions"
 	"github.com/usersync/usersync/sqlstore"
 )
 
@@ -45,6 +46,7 @@ type config struct {
 	issuer, jwksURL, jwtKey, audience, azp, key string
 	secrets, secretKey, apiURL, reconcileEvery  string
 	replica                                     string
+	maxStale                                    time.Duration // the ended sessions' MaxStale; 0: the default, 1 s (tests lengthen it)
 }
 
 // Format prints the config with every verb, its secrets (webhook secrets,
@@ -214,6 +216,9 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 		if a.verifier != nil {
 			a.verifier.Close()
 		}
+		if a.ended != nil {
+			a.ended.Close()
+		}
 		closeDB()
 		obs.shutdown(ctx)
 		return nil, nil, err
@@ -243,12 +248,12 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 	}
 	// The instance that newApp asks for its issuer and its users' list;
 	// wire makes the one of the webhooks, with the organizations' Syncer.
-	a.newInstance = func(members *orgs.Syncer) (*clerk.Provider, error) {
+	a.newInstance = func(members *orgs.Syncer, ended *sessions.Set) (*clerk.Provider, error) {
 		c := cc
-		c.Organizations = members
+		c.Organizations, c.Sessions = members, ended
 		return clerk.New(c)
 	}
-	instance, err := a.newInstance(nil)
+	instance, err := a.newInstance(nil, nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -257,6 +262,12 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 		issuer.Audiences = []string{cfg.audience}
 	}
 	a.issuer = issuer.URL
+	// The sessions that ended, on any replica: refused within 100 ms
+	// (its Poll), or every token is refused with 503 while the store
+	// cannot be read for a second.
+	if a.ended, err = sessions.New(ctx, sessions.Config{Store: store, MaxStale: cfg.maxStale, Logger: log, MeterProvider: obs.meters}); err != nil {
+		return fail(err)
+	}
 	a.verifier, err = jwtverify.New(ctx, jwtverify.Config{
 		Issuers: []jwtverify.Issuer{issuer}, Logger: log,
 		MeterProvider: obs.meters, TracerProvider: obs.tracers,
@@ -279,21 +290,21 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 	if err := a.wire(store); err != nil {
 		return fail(err)
 	}
-	return a, func() { a.verifier.Close(); closeDB(); obs.shutdown(context.Background()) }, nil
+	return a, func() { a.verifier.Close(); a.ended.Close(); closeDB(); obs.shutdown(context.Background()) }, nil
 }
 
 // wire builds the syncer and the organizations' syncer over store, and
 // the webhook handler over both: it applies the user.* events and the
 // organization.* and organizationMembership.* ones.
 func (a *app) wire(store chatStore) (err error) {
-	if a.syncer, err = usersync.New(usersync.Config{Store: store, Extractor: a.verifier, Realm: "chat", ErrorHandler: errorJSON, Logger: a.log}); err != nil {
+	if a.syncer, err = usersync.New(usersync.Config{Store: store, Extractor: a.verifier, Sessions: a.ended, Realm: "chat", ErrorHandler: errorJSON, Logger: a.log}); err != nil {
 		return err
 	}
 	a.store = store
 	if a.members, err = orgs.New(orgs.Config{Store: store, ErrorHandler: orgErrorJSON, Logger: a.log}); err != nil {
 		return err
 	}
-	if a.instance, err = a.newInstance(a.members); err != nil {
+	if a.instance, err = a.newInstance(a.members, a.ended); err != nil {
 		return err
 	}
 	mp, tp := a.obs.meters, a.obs.tracers

@@ -268,8 +268,9 @@ func TestOrgRooms(t *testing.T) {
 			if len(msgs) != 3 || msgs[0].Author != "deleted user" || msgs[1].Author != "Bob" {
 				t.Fatalf("room after Ada's deletion = %+v", msgs)
 			}
-			expect(t, "send as a deleted user", ta.do("POST", room, ada, map[string]string{"body": "zombie"}), 403)
-			expect(t, "orgs of a deleted user", ta.do("GET", "/api/orgs", ada, nil), 403)
+			ta.waitEnded(t, "user_ada") // her sessions ended with her
+			expect(t, "send as a deleted user", ta.do("POST", room, ada, map[string]string{"body": "zombie"}), 401)
+			expect(t, "orgs of a deleted user", ta.do("GET", "/api/orgs", ada, nil), 401)
 			stop := ta.consumeInBackground(context.Background())
 			defer stop()
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
