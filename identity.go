@@ -49,8 +49,7 @@ var (
 
 	// ErrSessionEnded reports a valid token of a session that has ended:
 	// signed out, removed or revoked at the provider, or a session of a
-	// deleted user (Config.Sessions). It wraps ErrInvalidToken; LoadUser
-	// passes such a request on signed out.
+	// deleted user (Config.Sessions). It wraps ErrInvalidToken.
 	ErrSessionEnded = fmt.Errorf("%w: session ended", ErrInvalidToken)
 
 	// ErrKeysUnavailable reports a token that cannot be checked because its

@@ -42,10 +42,10 @@ func (s *Syncer) RequireUser(next http.Handler) http.Handler {
 // without a token passes on with neither identity nor user, and one of a
 // deleted user passes on with its identity but no user. A credential the
 // extractor reports as no token (jwtverify: a session cookie that cannot
-// be verified, as Clerk's expires every minute) counts as signed out too,
-// as does a token of an ended session (Config.Sessions); an Authorization
-// header that cannot be verified is still refused, so that an API client
-// learns its token is bad.
+// be verified, as Clerk's expires every minute, or whose session ended)
+// counts as signed out too; an Authorization header that cannot be
+// verified, or whose session ended (Config.Sessions), is still refused, so
+// that an API client learns its token is bad.
 func (s *Syncer) LoadUser(next http.Handler) http.Handler {
 	return s.userMiddleware(next, false)
 }
@@ -55,7 +55,7 @@ func (s *Syncer) userMiddleware(next http.Handler, required bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := identify(ex, s.cfg.Sessions, r)
 		switch {
-		case err != nil && !required && (errors.Is(err, ErrNoToken) || errors.Is(err, ErrSessionEnded)):
+		case err != nil && !required && errors.Is(err, ErrNoToken):
 			next.ServeHTTP(w, r) // signed out
 			return
 		case err != nil:

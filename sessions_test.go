@@ -75,7 +75,7 @@ func TestEndedSessionsAreRefused(t *testing.T) {
 		}{
 			{"RequireUser", ended, 401, ""},
 			{"RequireIdentity", ended, 401, ""},
-			{"LoadUser", ended, 200, "signed out"},
+			{"LoadUser", ended, 401, ""}, // a header: the client learns its token is bad
 			{"RequireUser", other, 200, "sess_other"},
 			{"RequireIdentity", other, 200, "sess_other"},
 			{"LoadUser", other, 200, "sess_other"},
@@ -87,6 +87,47 @@ func TestEndedSessionsAreRefused(t *testing.T) {
 			if c.code == 401 && !strings.Contains(w.Header().Get("WWW-Authenticate"), `error_description="session ended"`) {
 				t.Errorf("%s, %s: challenge %q does not say the session ended", ex.name, c.route, w.Header().Get("WWW-Authenticate"))
 			}
+		}
+	}
+}
+
+// TestLoadUserSignsOutAnEndedSessionsCookie holds that, with the
+// verifier's Sessions too, LoadUser passes a session cookie of an ended
+// session on signed out (a page), while RequireUser refuses it.
+func TestLoadUserSignsOutAnEndedSessionsCookie(t *testing.T) {
+	ctx := context.Background()
+	iss := usersynctest.NewIssuer(t)
+	store := memstore.New()
+	set, err := sessions.New(ctx, sessions.Config{Store: store, MaxStale: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { set.Close() })
+	v := newVerifier(t, func(c *jwtverify.Config) { c.Sessions = set }, iss)
+	syncer := newSyncerWith(t, store, v, func(c *usersync.Config) { c.Sessions = set })
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := usersync.IdentityFromContext(r.Context()); ok {
+			io.WriteString(w, "signed in")
+			return
+		}
+		io.WriteString(w, "signed out")
+	})
+	token := iss.Token(map[string]any{"sub": "user_ada", "sid": "sess_cookie"})
+	if err := set.End(ctx, sessions.Ending{Issuer: iss.URL, SessionID: "sess_cookie"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		h    http.Handler
+		code int
+		body string
+	}{{"LoadUser", syncer.LoadUser(page), 200, "signed out"}, {"RequireUser", syncer.RequireUser(page), 401, ""}} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.AddCookie(&http.Cookie{Name: "__session", Value: token})
+		w := httptest.NewRecorder()
+		c.h.ServeHTTP(w, r)
+		if w.Code != c.code || c.body != "" && w.Body.String() != c.body {
+			t.Errorf("%s with the cookie of an ended session: %d %q, want %d %q", c.name, w.Code, w.Body, c.code, c.body)
 		}
 	}
 }

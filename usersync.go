@@ -26,9 +26,11 @@ type Config struct {
 	// or any other Extractor.
 	Extractor Extractor
 	// Sessions, if set, refuses the identities of ended sessions: after
-	// the Extractor, RequireUser and RequireIdentity answer an identity it
-	// refuses with 401 (ErrSessionEnded) or the status of its error, and
-	// LoadUser passes it on signed out. A *sessions.Set is one.
+	// the Extractor, the middlewares answer an identity it refuses with
+	// 401 (ErrSessionEnded) or the status of its error. (With
+	// jwtverify.Config.Sessions too, a session cookie's token of an ended
+	// session counts as no token: LoadUser passes it on signed out.) A
+	// *sessions.Set is one.
 	Sessions SessionChecker
 	// ErrorHandler writes the error responses of RequireUser, LoadUser and
 	// RequireIdentity. The status comes from the error, in one place:

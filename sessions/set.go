@@ -2,10 +2,8 @@ package sessions
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -29,20 +27,24 @@ type Config struct {
 	// Keep is how long an ending is kept after its session ended: at
 	// least the longest lifetime of a token of the issuers (Clerk's
 	// session tokens: 60 s) plus the verifier's leeway, as a token of the
-	// session minted just before it ended may be used until then. Set
-	// keeps it in memory that long, and prunes older endings from the
-	// store. Replicas that share a store should share it too: the
-	// shortest one prunes. Default 1 hour.
+	// session minted just before it ended may be used until then; a token
+	// that lives longer passes again once its session's ending is gone.
+	// The Set keeps an ending in memory that long (and up to a minute
+	// more), and prunes older ones from the store. Replicas that share a
+	// store should share it too: the shortest one prunes. Default 1 hour.
 	Keep time.Duration
-	// Poll is how often the store is read for endings other replicas
-	// recorded: how long one takes to reach this replica, at most (half
-	// of it on average). Default 100 ms.
+	// Poll is how often the store is read for the endings other replicas
+	// recorded: one reaches this replica within Poll and the time of a
+	// read, or, if its transaction committed after a later one's, within a
+	// second. Default 100 ms.
 	Poll time.Duration
 	// MaxStale is how long the Set trusts what it read: when it has not
-	// read the store for that long (the store is down, or a read hangs),
-	// it refuses every identity with an error whose HTTPStatus is 503
-	// until it has read it again, so that no ending goes unseen for longer.
-	// It must be above Poll. Default 1 s.
+	// read the store for that long (the store is down, a read hangs, or
+	// the Set was closed), it refuses every identity with an error whose
+	// HTTPStatus is 503 until it has read it again, so that no ending goes
+	// unseen for longer. It must be above Poll. Negative: never stale, for
+	// a single process that records every ending itself (SQLite). Default
+	// 1 s.
 	MaxStale time.Duration
 	// StartupWait is the longest New waits for the first read of every
 	// ending kept. Until it has succeeded the Set refuses every identity
@@ -60,14 +62,6 @@ type Config struct {
 	MeterProvider metric.MeterProvider
 }
 
-// window is how far before the latest RecordedAt it saw a Set reads the
-// store again: an ending's transaction commits within it (a store's
-// transactions are short), so that none is missed (Store.EndedSessions).
-const window = 10 * time.Second
-
-// pageSize is how many endings one read of the store returns.
-const pageSize = 1000
-
 // Set is a replica's view of the ended sessions: it implements
 // usersync.SessionChecker for usersync.Config.Sessions and
 // jwtverify.Config.Sessions, and records endings for every replica. It is
@@ -81,63 +75,13 @@ type Set struct {
 	stale *time.Timer              // clears fresh MaxStale after the last read
 
 	mu         sync.Mutex // serialises writers of ended, and guards what follows
-	seen       time.Time  // the latest RecordedAt read
+	reads      reads      // where the reads of the store are
 	freshUntil time.Time  // MaxStale after the last successful read started
 	failing    bool       // the last read failed (logged once)
-	nextPrune  time.Time
+	swept      time.Time  // when the endings no longer kept were last dropped
 
 	cancel  context.CancelFunc
 	running sync.WaitGroup
-}
-
-// snapshot is the set of endings a Set holds, never changed once
-// published: a writer publishes a copy.
-type snapshot struct {
-	sessions endings   // session endings, by session ID
-	users    endings   // user endings, by subject
-	next     time.Time // the earliest until of them all (zero: none)
-}
-
-// endings holds endings by session ID or subject: keyed by that alone, so
-// that a check hashes one short string, with the issuers that ended one of
-// that name (nearly always one) in the value.
-type endings map[string][]kept
-
-// kept is one issuer's ending, and until when it is kept.
-type kept struct {
-	issuer string
-	until  time.Time
-}
-
-// has reports whether issuer ended id.
-func (m endings) has(issuer, id string) bool {
-	for _, k := range m[id] {
-		if k.issuer == issuer {
-			return true
-		}
-	}
-	return false
-}
-
-// until returns until when issuer's ending of id is kept, if it is.
-func (m endings) until(issuer, id string) (time.Time, bool) {
-	for _, k := range m[id] {
-		if k.issuer == issuer {
-			return k.until, true
-		}
-	}
-	return time.Time{}, false
-}
-
-// with returns m's kept list of id with issuer's ending kept until until.
-func (m endings) with(issuer, id string, until time.Time) []kept {
-	ks := []kept{{issuer, until}}
-	for _, k := range m[id] {
-		if k.issuer != issuer {
-			ks = append(ks, k)
-		}
-	}
-	return ks
 }
 
 // errEnded is the error of an ended session's identity.
@@ -164,7 +108,7 @@ func (*unknownError) HTTPStatus() int { return http.StatusServiceUnavailable }
 // New returns the Set of cfg, once it has read every ending kept from
 // the store or StartupWait has passed (a failure is logged, not fatal: the
 // Set refuses every identity until a read succeeds). It reads the store
-// every Poll, and prunes it every minute, until ctx ends or Close is
+// every Poll, and prunes it about every minute, until ctx ends or Close is
 // called. A nil Store, or a MaxStale not above Poll, is an error wrapping
 // usersync.ErrInvalid.
 func New(ctx context.Context, cfg Config) (*Set, error) {
@@ -175,15 +119,18 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 	config.Default(&cfg.Poll, 100*time.Millisecond)
 	config.Default(&cfg.MaxStale, time.Second)
 	config.Default(&cfg.StartupWait, 5*time.Second)
-	if cfg.MaxStale <= cfg.Poll {
+	if cfg.MaxStale > 0 && cfg.MaxStale <= cfg.Poll {
 		return nil, fmt.Errorf("%w: sessions.Config.MaxStale (%v) must be above Poll (%v)", usersync.ErrInvalid, cfg.MaxStale, cfg.Poll)
+	}
+	if cfg.Keep < 0 || cfg.Poll < 0 {
+		return nil, fmt.Errorf("%w: sessions.Config.Keep and Poll cannot be negative", usersync.ErrInvalid)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	s := &Set{cfg: cfg, log: telemetry.Logger(cfg.Logger)}
 	s.tel = newSetTelemetry(cfg.MeterProvider, s)
-	s.ended.Store(&snapshot{sessions: endings{}, users: endings{}})
+	s.ended.Store(&snapshot{})
 	s.stale = time.AfterFunc(time.Hour, s.expire)
 	s.stale.Stop()
 	ctx, s.cancel = context.WithCancel(ctx)
@@ -196,12 +143,14 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		}
 	}
 	s.running.Go(func() { s.run(ctx) })
+	s.running.Go(func() { s.pruneEvery(ctx, pruneInterval) })
 	return s, nil
 }
 
 // Close stops the Set's reads of the store (as the end of New's ctx
-// does), and waits for them. Its checks go on with what it read last, and
-// no longer go stale: a server that shuts down finishes its requests.
+// does), and waits for them. Its checks go on with what it read last
+// until it is stale: then they refuse every identity, as the Set can no
+// longer tell.
 func (s *Set) Close() error {
 	s.cancel()
 	s.running.Wait()
@@ -218,7 +167,8 @@ func (s *Set) CheckSession(id *usersync.Identity) error {
 		return errUnknown
 	}
 	e := s.ended.Load()
-	if id.SessionID != "" && e.sessions.has(id.Issuer, id.SessionID) || len(e.users) > 0 && e.users.has(id.Issuer, id.Subject) {
+	if id.SessionID != "" && has(e.sessions, e.recentSessions, id.Issuer, id.SessionID) ||
+		(len(e.users) > 0 || len(e.recentUsers) > 0) && has(e.users, e.recentUsers, id.Issuer, id.Subject) {
 		return errEnded
 	}
 	return nil
@@ -226,11 +176,13 @@ func (s *Set) CheckSession(id *usersync.Identity) error {
 
 // End records endings in the store, for every replica, and in the Set at
 // once. An ending without an EndedAt (or with one in the future) ended
-// now; an Issuer's trailing "/" is dropped, as it is from tokens' iss. It fails with an error
-// wrapping usersync.ErrInvalid for an ending the store would refuse, or
-// the store's error; either way the Set holds none of them.
+// now; an Issuer's trailing "/" is dropped, as it is from tokens' iss. It
+// fails with an error wrapping usersync.ErrInvalid for an ending the store
+// would refuse, or the store's error; either way the Set holds none of
+// them. endings is not changed.
 func (s *Set) End(ctx context.Context, endings ...Ending) error {
 	now := s.cfg.Now()
+	endings = append([]Ending(nil), endings...)
 	for i := range endings {
 		e := &endings[i]
 		e.Issuer = strings.TrimRight(e.Issuer, "/") // as tokens' iss is read
@@ -253,191 +205,19 @@ func (s *Set) End(ctx context.Context, endings ...Ending) error {
 
 // Len returns how many endings the Set holds: sessions, and users all of
 // whose sessions ended.
-func (s *Set) Len() int {
-	e := s.ended.Load()
-	return len(e.sessions) + len(e.users)
-}
-
-// run reads the store every Poll and prunes it every minute until ctx
-// ends.
-func (s *Set) run(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Poll)
-	defer t.Stop()
-	defer s.stale.Stop() // no reads, no staleness: see Close
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := s.read(ctx); err != nil && ctx.Err() != nil {
-			return
-		}
-		s.prune(ctx)
-	}
-}
-
-// read reads the endings recorded since a window before the latest
-// RecordedAt it had read (a transaction that committed since may hold an
-// ending recorded then), all of them the first time, and adds those kept.
-// It marks the Set fresh until MaxStale after the read started.
-func (s *Set) read(ctx context.Context) error {
-	start := s.cfg.Now()
-	s.mu.Lock()
-	var at time.Time
-	if !s.seen.IsZero() {
-		at = s.seen.Add(-window)
-	}
-	s.mu.Unlock()
-	var got []Ending
-	var seq int64
-	for {
-		page, err := s.cfg.Store.EndedSessions(ctx, at, seq, pageSize)
-		s.tel.read(err)
-		if err != nil {
-			s.failed(ctx, err)
-			return err
-		}
-		got = append(got, page...)
-		if len(page) > 0 {
-			at, seq = page[len(page)-1].RecordedAt, page[len(page)-1].Seq
-		}
-		if len(page) < pageSize {
-			break
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if at.After(s.seen) {
-		s.seen = at
-	}
-	s.add(got, start)
-	if until := start.Add(s.cfg.MaxStale); until.After(s.freshUntil) {
-		s.freshUntil = until
-		if left := until.Sub(s.cfg.Now()); left > 0 {
-			s.stale.Reset(left)
-			s.fresh.Store(true)
-		}
-	}
-	if s.failing {
-		s.failing = false
-		s.log.InfoContext(ctx, "sessions: reading the ended sessions works again")
-	}
-	return nil
-}
-
-// expire marks the Set stale if no read has made it fresh since the
-// timer was set.
-func (s *Set) expire() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.cfg.Now().Before(s.freshUntil) {
-		s.fresh.Store(false)
-	}
-}
-
-// failed logs the first of a run of failed reads.
-func (s *Set) failed(ctx context.Context, err error) {
-	if ctx.Err() != nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.failing {
-		s.failing = true
-		s.log.ErrorContext(ctx, "sessions: reading the ended sessions failed; the set refuses every identity once it is stale", "error", err, "max_stale", s.cfg.MaxStale)
-	}
-}
+func (s *Set) Len() int { return s.ended.Load().len() }
 
 // add publishes a snapshot with the endings that are still kept at now,
-// and without those that no longer are, if anything changes. s.mu is held.
-func (s *Set) add(new []Ending, now time.Time) {
-	old := s.ended.Load()
-	var sessions, users endings
-	if !old.next.IsZero() && !now.Before(old.next) {
-		sessions, users = old.sessions.keptAt(now), old.users.keptAt(now)
+// and, at most once a minute, without those that no longer are. s.mu is
+// held.
+func (s *Set) add(endings []Ending, now time.Time) {
+	e := s.ended.Load()
+	next := e.with(endings, s.cfg.Keep, now)
+	if now.Sub(s.swept) >= time.Minute {
+		s.swept = now
+		next = next.merged(now)
 	}
-	for _, e := range new {
-		until := e.EndedAt.Add(s.cfg.Keep)
-		if !now.Before(until) {
-			continue
-		}
-		m, have, id := &sessions, old.sessions, e.SessionID
-		if id == "" {
-			m, have, id = &users, old.users, e.Subject
-		}
-		if was, ok := have.until(e.Issuer, id); ok && !until.After(was) {
-			continue
-		}
-		if *m == nil {
-			*m = maps.Clone(have)
-		}
-		(*m)[id] = (*m).with(e.Issuer, id, until)
-	}
-	if sessions == nil && users == nil {
-		return
-	}
-	next := &snapshot{sessions: old.sessions, users: old.users}
-	if sessions != nil {
-		next.sessions = sessions
-	}
-	if users != nil {
-		next.users = users
-	}
-	for _, m := range []endings{next.sessions, next.users} {
-		for _, ks := range m {
-			for _, k := range ks {
-				if next.next.IsZero() || k.until.Before(next.next) {
-					next.next = k.until
-				}
-			}
-		}
-	}
-	s.ended.Store(next)
-}
-
-// keptAt returns a copy of m without the endings no longer kept at now.
-func (m endings) keptAt(now time.Time) endings {
-	out := make(endings, len(m))
-	for id, ks := range m {
-		var live []kept
-		for _, k := range ks {
-			if now.Before(k.until) {
-				live = append(live, k)
-			}
-		}
-		if live != nil {
-			out[id] = live
-		}
-	}
-	return out
-}
-
-// prune deletes from the store the endings no longer kept, once a minute.
-func (s *Set) prune(ctx context.Context) {
-	now := s.cfg.Now()
-	s.mu.Lock()
-	due := !now.Before(s.nextPrune)
-	if due {
-		s.nextPrune = now.Add(time.Minute)
-	}
-	s.mu.Unlock()
-	if !due {
-		return
-	}
-	if _, err := s.cfg.Store.PruneEndedSessions(ctx, now.Add(-s.cfg.Keep)); err != nil && !errors.Is(err, context.Canceled) {
-		s.log.WarnContext(ctx, "sessions: pruning the ended sessions failed", "error", err)
-	}
-}
-
-// sleep waits for d, or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+	if next != e {
+		s.ended.Store(next)
 	}
 }

@@ -277,6 +277,8 @@ func TestEndingsExpireAfterKeep(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	sessions.SetPruneInterval(10 * time.Millisecond)
+	defer sessions.SetPruneInterval(time.Minute)
 	set := newSet(t, store, func(c *sessions.Config) { c.Now, c.Keep = clock, time.Hour })
 	// An ending older than Keep (a redelivery days later) is harmless:
 	// every token of the session has expired.
@@ -289,8 +291,7 @@ func TestEndingsExpireAfterKeep(t *testing.T) {
 	if set.Len() != 1 || ended(t, set, identity("u", "sess_old")) || !ended(t, set, identity("u", "sess_1")) {
 		t.Fatalf("the set holds %d endings; want the one still kept", set.Len())
 	}
-	// The store prunes what is no longer kept (the first prune runs at
-	// once).
+	// The store prunes what is no longer kept.
 	eventually(t, "the ending older than Keep was not pruned from the store", func() bool {
 		es, err := store.EndedSessions(bg, time.Time{}, 0, 10)
 		return err == nil && len(es) == 1 && es[0].SessionID == "sess_1"
@@ -351,27 +352,29 @@ func TestTelemetry(t *testing.T) {
 	})
 }
 
-func TestClosedSetGoesOnWithWhatItRead(t *testing.T) {
-	const maxStale = 50 * time.Millisecond
-	for range 10 {
-		set := newSet(t, memstore.New(), func(c *sessions.Config) { c.MaxStale = maxStale })
-		if err := set.End(bg, sessions.Ending{Issuer: issuer, SessionID: "sess_1"}); err != nil {
-			t.Fatal(err)
-		}
-		set.Close()
-		if set.CheckSession(identity("u", "sess_2")) != nil {
-			continue // stale before it closed (a stalled machine): try again
-		}
-		// Four times MaxStale later, with no reads: not stale, as it
-		// was closed.
-		time.Sleep(4 * maxStale)
-		if err := set.CheckSession(identity("u", "sess_2")); err != nil {
-			t.Fatalf("a closed set went stale: %v", err)
-		}
-		if !ended(t, set, identity("u", "sess_1")) {
-			t.Fatal("a closed set forgot an ending")
-		}
-		return
+func TestClosedSetGoesStale(t *testing.T) {
+	set := newSet(t, memstore.New(), func(c *sessions.Config) { c.MaxStale = 50 * time.Millisecond })
+	if err := set.End(bg, sessions.Ending{Issuer: issuer, SessionID: "sess_1"}); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("in ten tries, the set was stale before it closed every time")
+	set.Close()
+	// It reads no more, so it can no longer tell: it refuses every
+	// identity with 503, not with what it read last.
+	eventually(t, "a closed set never went stale", func() bool {
+		err := set.CheckSession(identity("u", "sess_2"))
+		return err != nil && !errors.Is(err, usersync.ErrSessionEnded)
+	})
+}
+
+func TestNeverStaleWithANegativeMaxStale(t *testing.T) {
+	store := &gated{Store: memstore.New()}
+	set := newSet(t, store, func(c *sessions.Config) { c.MaxStale = -1 })
+	store.down.Store(true)
+	eventually(t, "no read failed", func() bool { return store.reads.Load() > 3 })
+	if err := set.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := set.CheckSession(identity("u", "sess_2")); err != nil {
+		t.Fatalf("a set that is never stale refused: %v", err)
+	}
 }

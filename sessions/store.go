@@ -3,7 +3,9 @@ package sessions
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/usersync/usersync"
 )
@@ -45,9 +47,10 @@ type Ending struct {
 // a subject, an issuer of at most 255 bytes, deleted after the epoch).
 type Store interface {
 	// EndSessions records endings, in one transaction. An ending needs an
-	// Issuer, a SessionID or a Subject (each at most 255 bytes), and an
-	// EndedAt after the epoch, or the call fails with usersync.ErrInvalid
-	// and records nothing (Ending.Validate). An
+	// Issuer (without a trailing "/"), a SessionID or a Subject (each UTF-8
+	// text of at most 255 bytes), and an EndedAt after the epoch, or the
+	// call fails with usersync.ErrInvalid and records nothing
+	// (Ending.Validate). An
 	// ending already recorded (the same Issuer and SessionID, or, without
 	// one, the same Issuer and Subject) is not recorded again, whatever
 	// its EndedAt: recording is idempotent, and redeliveries cost no row.
@@ -68,6 +71,10 @@ type Store interface {
 	PruneEndedSessions(ctx context.Context, before time.Time) (int64, error)
 }
 
+// text reports whether s is valid UTF-8 without a NUL, as every store
+// keeps text.
+func text(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
 // maxMillis is the last millisecond of the year 9999.
 const maxMillis = 253402300799999
 
@@ -84,6 +91,10 @@ func (e *Ending) Validate() error {
 		return fmt.Errorf("%w: an ending needs a SessionID or a Subject", usersync.ErrInvalid)
 	case len(e.Issuer) > maxKey || len(e.SessionID) > maxKey || len(e.Subject) > maxKey:
 		return fmt.Errorf("%w: an ending's Issuer, SessionID and Subject are at most %d bytes", usersync.ErrInvalid, maxKey)
+	case strings.HasSuffix(e.Issuer, "/"):
+		return fmt.Errorf("%w: an ending's Issuer has no trailing \"/\" (tokens' iss is read without it)", usersync.ErrInvalid)
+	case !text(e.Issuer) || !text(e.SessionID) || !text(e.Subject):
+		return fmt.Errorf("%w: an ending's Issuer, SessionID and Subject are UTF-8 text without NUL", usersync.ErrInvalid)
 	case e.EndedAt.UnixMilli() <= 0 || e.EndedAt.UnixMilli() > maxMillis:
 		return fmt.Errorf("%w: an ending needs an EndedAt between the epoch and the year 9999", usersync.ErrInvalid)
 	}

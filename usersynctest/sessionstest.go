@@ -132,6 +132,9 @@ var sessionCases = []storeCase{
 			"no time":             {Issuer: orgIssuer, SessionID: "sess_1"},
 			"before the epoch":    {Issuer: orgIssuer, SessionID: "sess_1", EndedAt: time.UnixMilli(-1)},
 			"after 9999":          {Issuer: orgIssuer, SessionID: "sess_1", EndedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+			"issuer with a slash": {Issuer: orgIssuer + "/", SessionID: "sess_1", EndedAt: epoch},
+			"NUL":                 {Issuer: orgIssuer, SessionID: "sess_\x00", EndedAt: epoch},
+			"not UTF-8":           {Issuer: orgIssuer, Subject: "user_\xff", EndedAt: epoch},
 		} {
 			if err := f.sessions.EndSessions(bg, ending("sess_good", "", 1), bad); !errors.Is(err, usersync.ErrInvalid) {
 				t.Errorf("%s: EndSessions = %v, want ErrInvalid", name, err)
