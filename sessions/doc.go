@@ -15,11 +15,12 @@
 //	syncer, err := usersync.New(usersync.Config{Store: store, Extractor: verifier, Sessions: set})
 //
 // A Set that cannot read the store for Config.MaxStale (1 s by default),
-// or that has not read it yet since it started, cannot tell an ended
-// session from a live one: it refuses every identity with
+// that has not read it yet since it started, or that was closed, cannot
+// tell an ended session from a live one: it refuses every identity with
 // an error whose HTTPStatus is 503 (the middlewares add Retry-After) until
-// it has caught up, so that an ending is never missed for longer than
-// that.
+// it has caught up. An ending whose transaction committed after a later
+// one's is read within a second, and every ending is read again every
+// minute.
 //
 // An ending is kept for Config.Keep after the session ended (1 hour by
 // default: set it to at least the longest lifetime of a token of the
