@@ -38,14 +38,17 @@ package clerk
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/telemetry"
 	"github.com/usersync/usersync/jwtverify"
 	"github.com/usersync/usersync/orgs"
 	"github.com/usersync/usersync/sessions"
@@ -116,8 +119,14 @@ type Config struct {
 	// the session's tokens from then on. Without it they are events about
 	// something else, for usersync.WebhookConfig.OnEvent, as are
 	// session.created and the other session.* events either way. Wire
-	// sets it when its store implements sessions.Store.
+	// sets it when its store implements sessions.Store. Without it, the
+	// first such event is logged (Info, once per Provider): their
+	// sessions' tokens pass until they expire.
 	Sessions *sessions.Set
+	// Logger logs what the Provider notices of the deliveries it decodes,
+	// never an ID: the session endings it does not record (Sessions).
+	// Default slog.Default(). Wire sets it to SetupConfig.Logger where nil.
+	Logger *slog.Logger
 }
 
 // Provider is a Clerk instance: the usersync.Provider of its webhooks, and
@@ -127,6 +136,10 @@ type Provider struct {
 	webhooks  []*svix.Webhook
 	secretKey string
 	backend   func() (*backend, error) // the Backend API client of its lists, made once
+	log       *slog.Logger
+	// endingsIgnored is set once a session ending has been logged as not
+	// recorded (no Config.Sessions).
+	endingsIgnored *atomic.Bool
 }
 
 var _ usersync.Provider = (*Provider)(nil)
@@ -161,6 +174,7 @@ func New(cfg Config) (*Provider, error) {
 		p.cfg.Now = time.Now
 	}
 	p.backend = sync.OnceValues(p.newBackend)
+	p.log, p.endingsIgnored = telemetry.Logger(cfg.Logger), new(atomic.Bool)
 	return p, nil
 }
 

@@ -77,20 +77,24 @@ func isUserEvent(t string) bool {
 // created and updated events write its organization first, at the
 // organization's own updated_at). With Config.Sessions, session.ended,
 // session.removed and session.revoked become events whose Apply records
-// the ending (Set.End: the session's ID and user, ended at its
-// updated_at, or else the event's timestamp), so that every replica
-// refuses the session's tokens; their Outcome is Deleted, or Stale when
-// the Set held the ending already (a redelivery). Every other type, such
-// as session.created, is an event about something else: none un-ends a
-// session. A malformed user, organization, membership or session event
-// fails with an error wrapping usersync.ErrInvalid.
-func (p *Provider) Decode(_ context.Context, body []byte) (usersync.Event, error) {
+// the ending (Set.End: the session's ID and user, ended at the later of
+// its updated_at and the event's timestamp, else now), so that every
+// replica refuses the session's tokens; their Outcome is Deleted, or
+// Stale when the Set held the ending already (a redelivery). Of their
+// data only id (required), user_id and updated_at are read, so that a
+// change in another field never loses an ending. Without
+// Config.Sessions they are events about something else, and the first is
+// logged (Config.Logger). Every other type, such as session.created, is an
+// event about something else: none un-ends a session. A malformed user,
+// organization or membership event, or a session ending without a data
+// object with an id, fails with an error wrapping usersync.ErrInvalid.
+func (p *Provider) Decode(ctx context.Context, body []byte) (usersync.Event, error) {
 	var ev Event
 	if err := json.Unmarshal(body, &ev); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && ev.Type != "" && !isUserEvent(ev.Type) {
 			// Not about a user: its data has other shapes.
-			return p.decodeOther(ev.Type, body)
+			return p.decodeOther(ctx, ev.Type, body)
 		}
 		return usersync.Event{Type: ev.Type}, fmt.Errorf("%w: clerk: malformed event JSON: %w", usersync.ErrInvalid, err)
 	}
@@ -99,7 +103,7 @@ func (p *Provider) Decode(_ context.Context, body []byte) (usersync.Event, error
 	case ev.Type == "":
 		return out, fmt.Errorf("%w: clerk: event without a type", usersync.ErrInvalid)
 	case !isUserEvent(ev.Type):
-		return p.decodeOther(ev.Type, body)
+		return p.decodeOther(ctx, ev.Type, body)
 	case ev.Data.ID == "":
 		return out, fmt.Errorf("%w: clerk: user event without data.id", usersync.ErrInvalid)
 	case ev.Type == "user.deleted":
@@ -116,12 +120,15 @@ func (p *Provider) Decode(_ context.Context, body []byte) (usersync.Event, error
 // decodeOther decodes an event that is not about a user: one of the
 // entities the Provider applies itself (Config.Organizations,
 // Config.Sessions), or an event about something else.
-func (p *Provider) decodeOther(eventType string, body []byte) (usersync.Event, error) {
+func (p *Provider) decodeOther(ctx context.Context, eventType string, body []byte) (usersync.Event, error) {
 	switch {
 	case p.cfg.Organizations != nil && isOrgEvent(eventType):
 		return p.decodeOrgEvent(eventType, body)
-	case p.cfg.Sessions != nil && isSessionEnding(eventType):
+	case isSessionEnding(eventType) && p.cfg.Sessions != nil:
 		return p.decodeSessionEvent(eventType, body)
+	case isSessionEnding(eventType) && p.endingsIgnored.CompareAndSwap(false, true):
+		p.log.InfoContext(ctx, "clerk: session.ended, session.removed and session.revoked are not recorded, as clerk.Config.Sessions is not set: "+
+			"an ended session's tokens pass until they expire (unless usersync.WebhookConfig.OnEvent handles these events)", "issuer", p.cfg.Issuer)
 	}
 	return usersync.Event{Type: eventType}, nil
 }

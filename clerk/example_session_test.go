@@ -38,6 +38,9 @@ func ExampleSessionStatus() {
 			APIURL:    fake.APIURL(),    // leave empty for Clerk's
 		},
 		EndedSessions: sessions.Config{MaxStale: 5 * time.Second}, // how long a replica trusts the endings it read
+		// The longest a strict request waits for Clerk (default 2 s), and
+		// the most calls a second it makes (default 10).
+		SessionStatus: clerk.SessionStatusConfig{MaxWait: 10 * time.Second, MaxCallsPerSecond: 10},
 		Logger:        quiet,
 	})
 	if err != nil {

@@ -80,12 +80,21 @@ func (l *OrganizationList) LogValue() slog.Value {
 }
 
 // Format prints the SessionStatus as its issuer and Backend API URL, with
-// every verb: it holds the secret key.
+// every verb: it holds the secret key. A nil one (App.SessionStatus
+// without a secret key) prints as <nil>.
 func (s *SessionStatus) Format(f fmt.State, _ rune) {
+	if s == nil {
+		fmt.Fprint(f, "<nil>")
+		return
+	}
 	fmt.Fprintf(f, "clerk.SessionStatus{Issuer: %q, APIURL: %q}", s.issuer, s.api.base)
 }
 
-// LogValue logs the SessionStatus's issuer and Backend API URL.
+// LogValue logs the SessionStatus's issuer and Backend API URL; a nil one
+// as an empty group.
 func (s *SessionStatus) LogValue() slog.Value {
+	if s == nil {
+		return slog.GroupValue()
+	}
 	return slog.GroupValue(slog.String("issuer", s.issuer), slog.String("api_url", s.api.base))
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -15,7 +16,10 @@ import (
 // Session is Clerk's SessionJSON: the data of the session.* events (which
 // may also embed the user, not decoded here) and the Backend API's
 // GET /sessions/{id}. Optional fields are pointers or zero; unknown fields
-// are ignored.
+// are ignored. It is for the apps that decode the events themselves
+// (usersync.WebhookConfig.OnEvent, Event.Raw): the Provider reads only the
+// id, user_id and updated_at of a session ending, so that a change in
+// another field's type never fails one.
 type Session struct {
 	Object   string `json:"object,omitempty"` // "session"
 	ID       string `json:"id"`               // "sess_…", the sid of its tokens
@@ -66,27 +70,45 @@ func isSessionEnding(t string) bool {
 // decodeSessionEvent decodes a session.ended, session.removed or
 // session.revoked event into an event whose Apply records the ending in
 // the configured sessions.Set: Outcome Deleted, or Stale if the Set held
-// it already (a redelivery). A malformed event fails with an error
-// wrapping usersync.ErrInvalid.
+// it already (a redelivery).
+//
+// It reads as little as it can, so that a change in a field it does not
+// need never loses an ending (Svix gives up on a delivery answered 400):
+// data.id, required, a non-empty string; data.user_id, the ending's
+// Subject, if a string; data.updated_at, if a number of ms. Every other
+// field of data, and of the envelope but its timestamp, is not looked at
+// (the typed Session is for the apps that decode the event themselves).
+// The ending is at the later of data.updated_at and the envelope's
+// timestamp, as either may lag the ending and keeping an ending longer is
+// harmless; at neither, now. An event without a data object with an id
+// fails with an error wrapping usersync.ErrInvalid.
 func (p *Provider) decodeSessionEvent(eventType string, body []byte) (usersync.Event, error) {
 	out := usersync.Event{Type: eventType}
 	var ev struct {
-		// Not relied on (ms in the docs, s in some examples), nor
-		// required to be well-formed: the fallback of data.updated_at.
+		// In ms in the docs, in s in some examples (eventTime tells
+		// them apart); not required to be well-formed.
 		Timestamp json.RawMessage `json:"timestamp"`
-		Data      *Session        `json:"data"`
+		Data      json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(body, &ev); err != nil {
 		return out, fmt.Errorf("%w: clerk: malformed %s event: %w", usersync.ErrInvalid, eventType, jsonError(err))
 	}
-	s := ev.Data
-	if s == nil || s.ID == "" {
+	// By exact name: encoding/json would also fill a field from a key
+	// that differs in case only ("ID"), of any type.
+	var data map[string]json.RawMessage
+	if json.Unmarshal(ev.Data, &data) != nil || data == nil {
+		return out, fmt.Errorf("%w: clerk: %s event whose data is not an object", usersync.ErrInvalid, eventType)
+	}
+	var id string
+	if json.Unmarshal(data["id"], &id) != nil || id == "" {
 		return out, fmt.Errorf("%w: clerk: session event without data.id", usersync.ErrInvalid)
 	}
-	ending := sessions.Ending{Issuer: p.cfg.Issuer, SessionID: s.ID, Subject: s.UserID, EndedAt: millis(s.UpdatedAt)}
-	if ending.EndedAt.IsZero() {
-		ending.EndedAt = eventTime(ev.Timestamp) // zero if none: Set.End makes it now
+	var subject string
+	if json.Unmarshal(data["user_id"], &subject) != nil {
+		subject = "" // informational only: the ending is the session's
 	}
+	ending := sessions.Ending{Issuer: p.cfg.Issuer, SessionID: id, Subject: subject, EndedAt: later(dataTime(data["updated_at"]), eventTime(ev.Timestamp))}
+	// A zero EndedAt is now to Set.End.
 	set, issuer := p.cfg.Sessions, p.cfg.Issuer
 	out.Apply = func(ctx context.Context) (usersync.Outcome, error) {
 		outcome := usersync.Deleted
@@ -102,6 +124,25 @@ func (p *Provider) decodeSessionEvent(eventType string, body []byte) (usersync.E
 		return outcome, nil
 	}
 	return out, nil
+}
+
+// dataTime is a time field of an event's data, such as updated_at: a
+// JSON number of ms since the epoch. It is the zero time if the field is
+// absent, of another type (null, text, ...), or not after the epoch.
+func dataTime(raw json.RawMessage) time.Time {
+	var ms float64
+	if json.Unmarshal(raw, &ms) != nil || ms <= 0 || ms >= math.MaxInt64 {
+		return time.Time{}
+	}
+	return time.UnixMilli(int64(ms))
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // eventTime is an envelope's timestamp: ms since the epoch, as Clerk's

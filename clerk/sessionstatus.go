@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -23,30 +24,53 @@ import (
 type SessionStatusConfig struct {
 	// CacheFor is how long Clerk's answer that a session is active is
 	// trusted: a session ended within it passes until it is over (unless
-	// its webhook reaches the Sessions Set first). Default 5 s; negative:
-	// every request asks Clerk (concurrent ones still share one call). An
-	// answer that a session has ended is kept for an hour, as a session
-	// that ended never comes back.
+	// its webhook reaches the Sessions Set first). An answer that a
+	// session is pending, or that Clerk does not know it (404), is kept
+	// as long. Default 5 s; negative: every request asks Clerk
+	// (concurrent ones still share one call). An answer that a session
+	// has ended is kept for an hour, as a session that ended never comes
+	// back.
 	CacheFor time.Duration
 	// CacheSize bounds the sessions whose answers are kept. Default
 	// 10,000; negative: none is kept.
 	CacheSize int
 	// MaxWait is the longest a request waits for Clerk's answer: its
-	// retries, and a pause after a 429, included. A request that would
-	// wait longer is answered 503 with Retry-After. Default 2 s.
+	// retries, a pause after a 429, and its turn under MaxCallsPerSecond,
+	// included. A request that would wait longer is answered 503 with
+	// Retry-After. Default 2 s.
 	MaxWait time.Duration
+	// MaxCallsPerSecond bounds the rate of its requests to the Backend
+	// API (GET /sessions/{id}, their retries, and the instance check's
+	// GET /jwks), shared by every request of the SessionStatus: a token
+	// bucket that holds a second's worth of them (at least one), for a
+	// burst, and refills at that rate. A call waits for its turn within
+	// what is left of MaxWait; one whose turn comes later is not made:
+	// its requests are answered 503 with Retry-After (until its turn),
+	// never let through. Default 10: a tenth of Clerk's rate limit of a
+	// production instance (1,000 requests per 10 s, shared by every
+	// caller of its secret key: the lists, reconciles and completions
+	// too); a development instance's is 100 per 10 s, so lower it there
+	// if the app makes other calls. With CacheFor, it bounds the
+	// sessions a strict route serves without 503s: about
+	// MaxCallsPerSecond × CacheFor at once. Negative: no limit.
+	MaxCallsPerSecond float64
 	// Sessions, if set, records with Set.End every session Clerk reports
-	// as ended (or does not know), so that every replica refuses its
-	// tokens from then on, without asking Clerk; a session the Set holds
-	// as ended is refused without a call. Wire sets App.Sessions.
+	// as ended (its status ended, removed, revoked, expired, abandoned or
+	// replaced), so that every replica refuses its tokens from then on,
+	// without asking Clerk; a session the Set holds as ended is refused
+	// without a call. A session Clerk does not know (404) is not
+	// recorded: it is refused by this SessionStatus only, for CacheFor,
+	// as the 404 of a session created a moment ago may be transient.
+	// Wire sets App.Sessions.
 	Sessions *sessions.Set
 	// ErrorHandler writes Require's refusals, as usersync.Config.ErrorHandler
 	// does the Syncer's (the headers are set before it is called): 401
 	// for a request without an identity, with one of another issuer or
 	// without a session (a JWT template's token), or of a session Clerk
 	// reports as not active (ended, removed, revoked, ...: an error
-	// wrapping usersync.ErrSessionEnded; pending: usersync.ErrInvalidToken);
-	// 503, with Retry-After, when Clerk's answer cannot be had in MaxWait.
+	// wrapping usersync.ErrSessionEnded; pending, or unknown to Clerk:
+	// usersync.ErrInvalidToken); 503, with Retry-After, when Clerk's
+	// answer cannot be had in MaxWait (MaxCallsPerSecond included).
 	// Default: the status text as text/plain, such as "unauthorized".
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
 	// Realm is the realm of the 401's WWW-Authenticate challenge. Default
@@ -68,25 +92,39 @@ type SessionStatusConfig struct {
 // Provider.SessionStatus. It is safe for concurrent use.
 //
 // Its answers are cached (SessionStatusConfig.CacheFor), the requests of
-// one session share one call, and at most 8 calls are under way at once.
-// Its calls are those of the Provider's lists (UserList,
-// OrganizationList), which it shares: the same client, the same check,
-// before the first, that the secret key is the issuer's instance's, and
-// the same pause of every request after a 429 (Clerk's rate limit is the
-// instance's: 100 requests per 10 s in development, 1,000 in production).
-// So it makes at most one call per session every CacheFor: mind the
-// limit when many sessions use a strict route.
+// one session share one call, at most 8 calls are under way at once, and
+// its requests to the Backend API are rate-limited
+// (SessionStatusConfig.MaxCallsPerSecond, default 10 a second): a request
+// whose call cannot start within MaxWait is answered 503 with
+// Retry-After, never let through. Its calls are those of the Provider's
+// lists (UserList, OrganizationList), which it shares: the same client,
+// the same check, before the first, that the secret key is the issuer's
+// instance's, and the same pause of every request after a 429 (Clerk's
+// rate limit is the instance's: 100 requests per 10 s in development,
+// 1,000 in production). So it makes at most one call per session every
+// CacheFor, and at most MaxCallsPerSecond in all.
+//
+// A session Clerk reports as ended is recorded in
+// SessionStatusConfig.Sessions, for every route of every replica; one it
+// does not know (404) is refused by this SessionStatus only, for
+// CacheFor.
+//
+// Its methods on a nil *SessionStatus (App.SessionStatus without a secret
+// key) fail: Require panics when it is called, as a wiring mistake; Check
+// and Active return an error.
 type SessionStatus struct {
 	cfg    SessionStatusConfig
 	issuer string
 	api    *backend
 	log    *slog.Logger
 	calls  chan struct{} // a semaphore: the calls under way
+	limit  *bucket       // MaxCallsPerSecond; nil: no limit
 
 	mu      sync.Mutex
 	cache   map[string]answer  // by session ID
 	flights map[string]*flight // the calls under way, by session ID
 	failing bool               // the last call failed (logged once)
+	limited time.Time          // when a call over MaxCallsPerSecond was last logged
 }
 
 // answer is what Clerk said of a session.
@@ -101,7 +139,8 @@ type sessionState uint8
 const (
 	notActive sessionState = iota // pending, or a state this package does not know
 	active
-	ended // for good: ended, removed, revoked, expired, ..., or unknown to Clerk (404)
+	ended   // for good: ended, removed, revoked, expired, abandoned, replaced
+	unknown // to Clerk (404): maybe a session created a moment ago, so not recorded
 )
 
 // flight is a call under way: its waiters read res and err once done is
@@ -124,20 +163,28 @@ const (
 	// maxSessionID is the longest session ID asked about (a
 	// sessions.Ending's limit).
 	maxSessionID = 255
+	// defaultCallsPerSecond is SessionStatusConfig.MaxCallsPerSecond's
+	// default.
+	defaultCallsPerSecond = 10
 )
 
 // SessionStatus returns the strict mode of the instance: a SessionStatus
 // whose Require admits only the sessions Clerk reports as active. It
-// needs Config.SecretKey: without one, or with a negative MaxWait, it
-// fails with an error wrapping usersync.ErrInvalid.
+// needs Config.SecretKey: without one, with a negative MaxWait, or with a
+// MaxCallsPerSecond that is not a number, it fails with an error wrapping
+// usersync.ErrInvalid.
 func (p *Provider) SessionStatus(cfg SessionStatusConfig) (*SessionStatus, error) {
 	api, err := p.backend()
 	if err != nil {
 		return nil, err
 	}
-	if cfg.MaxWait < 0 {
+	switch {
+	case cfg.MaxWait < 0:
 		return nil, fmt.Errorf("%w: clerk.SessionStatusConfig.MaxWait is negative", usersync.ErrInvalid)
+	case math.IsNaN(cfg.MaxCallsPerSecond):
+		return nil, fmt.Errorf("%w: clerk.SessionStatusConfig.MaxCallsPerSecond is not a number", usersync.ErrInvalid)
 	}
+	config.Default(&cfg.MaxCallsPerSecond, defaultCallsPerSecond)
 	config.Default(&cfg.CacheFor, 5*time.Second)
 	config.Default(&cfg.CacheSize, 10_000)
 	config.Default(&cfg.MaxWait, 2*time.Second)
@@ -146,10 +193,14 @@ func (p *Provider) SessionStatus(cfg SessionStatusConfig) (*SessionStatus, error
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &SessionStatus{
+	s := &SessionStatus{
 		cfg: cfg, issuer: p.cfg.Issuer, api: api, log: telemetry.Logger(cfg.Logger), calls: make(chan struct{}, maxCalls),
 		cache: map[string]answer{}, flights: map[string]*flight{},
-	}, nil
+	}
+	if cfg.MaxCallsPerSecond > 0 && !math.IsInf(cfg.MaxCallsPerSecond, 1) {
+		s.limit = newBucket(cfg.MaxCallsPerSecond, time.Now)
+	}
+	return s, nil
 }
 
 // sessionError is the refusal of an identity: its Description is the
@@ -166,6 +217,7 @@ func (e *sessionError) Description() string { return e.desc }
 var (
 	errSessionEnded     = &sessionError{"session ended", usersync.ErrSessionEnded}
 	errSessionNotActive = &sessionError{"session not active", usersync.ErrInvalidToken}
+	errSessionNotFound  = &sessionError{"session not found", usersync.ErrInvalidToken}
 	errNotSessionToken  = &sessionError{"not a session token", usersync.ErrInvalidToken}
 	errOtherIssuer      = &sessionError{"token of another issuer", usersync.ErrInvalidToken}
 )
@@ -187,17 +239,27 @@ func (e *unavailableError) Unwrap() error { return e.err }
 func (e *unavailableError) HTTPStatus() int { return http.StatusServiceUnavailable }
 
 // RetryAfter is how long to wait before trying again: the rest of the
-// pause after a 429, or a few seconds.
+// pause after a 429, until the call's turn under MaxCallsPerSecond, or a
+// few seconds.
 func (e *unavailableError) RetryAfter() time.Duration { return e.retryAfter }
+
+// errNilSessionStatus is the error of Check and Active on a nil
+// *SessionStatus, and the panic of Require.
+var errNilSessionStatus = errors.New("clerk: App.SessionStatus is nil: the strict mode needs Config.SecretKey")
 
 // Active reports whether Clerk holds the session sessionID active, from
 // the cache or a call. A session it reports as ended, removed, revoked,
-// expired, abandoned or replaced, or does not know (404), is recorded in
-// SessionStatusConfig.Sessions, if set; a pending one is not active, and
-// not recorded. It fails (with an error whose
-// HTTPStatus is 503, wrapping ErrAPI or the context's error) when the
-// answer cannot be had in MaxWait, or before ctx ends.
+// expired, abandoned or replaced is recorded in
+// SessionStatusConfig.Sessions, if set; a pending one, or one it does not
+// know (404), is not active, and not recorded. It fails (with an error
+// whose HTTPStatus is 503, wrapping ErrAPI or the context's error) when
+// the answer cannot be had in MaxWait (MaxCallsPerSecond included), or
+// before ctx ends. On a nil *SessionStatus it fails with an error that
+// says so.
 func (s *SessionStatus) Active(ctx context.Context, sessionID string) (bool, error) {
+	if s == nil {
+		return false, errNilSessionStatus
+	}
 	if sessionID == "" || len(sessionID) > maxSessionID {
 		return false, nil
 	}
@@ -210,11 +272,16 @@ func (s *SessionStatus) Active(ctx context.Context, sessionID string) (bool, err
 // for a nil identity, an error wrapping usersync.ErrSessionEnded for a
 // session that has ended (Description "session ended"), one wrapping
 // usersync.ErrInvalidToken for an identity of another issuer, without a
-// session, or whose session is pending or not the identity's subject's,
-// and one whose HTTPStatus is 503 when Clerk's answer cannot be had. For
-// a check outside Require: the first message of a WebSocket, say.
+// session, or whose session is pending ("session not active"), unknown to
+// Clerk ("session not found") or not the identity's subject's, and one
+// whose HTTPStatus is 503 when Clerk's answer cannot be had. For a check
+// outside Require: the first message of a WebSocket, say. On a nil
+// *SessionStatus it fails with an error that says so (a server error, not
+// the token's).
 func (s *SessionStatus) Check(ctx context.Context, id *usersync.Identity) error {
 	switch {
+	case s == nil:
+		return errNilSessionStatus
 	case id == nil:
 		return usersync.ErrNoToken
 	case strings.TrimRight(id.Issuer, "/") != s.issuer:
@@ -230,6 +297,8 @@ func (s *SessionStatus) Check(ctx context.Context, id *usersync.Identity) error 
 		return err
 	case a.state == ended:
 		return errSessionEnded
+	case a.state == unknown:
+		return errSessionNotFound
 	case a.state != active || a.subject != id.Subject:
 		return errSessionNotActive
 	}
@@ -245,7 +314,14 @@ func (s *SessionStatus) Check(ctx context.Context, id *usersync.Identity) error 
 // error_description="session ended" for an ended session), or 503 with
 // Retry-After when Clerk cannot be asked: a request is never let through
 // unchecked.
+//
+// On a nil *SessionStatus (App.SessionStatus without Config.SecretKey),
+// Require panics when it is called, as usersync's middlewares do without
+// an Extractor: a wiring mistake fails at start, not on every request.
 func (s *SessionStatus) Require(next http.Handler) http.Handler {
+	if s == nil {
+		panic(errNilSessionStatus.Error())
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := usersync.IdentityFromContext(r.Context())
 		if err := s.Check(r.Context(), id); err != nil {
@@ -330,15 +406,27 @@ func (s *SessionStatus) fly(ctx context.Context, id string, f *flight) {
 		}
 		cancel()
 	}
+	limited := errors.As(err, new(*rateLimitedError))
 	s.mu.Lock()
 	delete(s.flights, id)
 	if err == nil {
 		s.keep(id, a)
 	}
 	was := s.failing
-	s.failing = err != nil
+	logLimit := limited && time.Since(s.limited) >= time.Minute
+	if logLimit {
+		s.limited = time.Now()
+	}
+	if !limited { // held back by its own limit: says nothing of the Backend API
+		s.failing = err != nil
+	}
 	s.mu.Unlock()
 	switch {
+	case limited:
+		if logLimit {
+			s.log.WarnContext(ctx, "clerk: strict mode over clerk.SessionStatusConfig.MaxCallsPerSecond: requests answered 503 (logged at most once a minute); raise it, or CacheFor, if Clerk's rate limit allows",
+				"max_calls_per_second", s.cfg.MaxCallsPerSecond)
+		}
 	case err != nil && !was:
 		s.log.ErrorContext(ctx, "clerk: asking the Backend API for a session's status failed; strict routes answer 503 until it works again", "error", err)
 	case err == nil && was:
@@ -349,8 +437,10 @@ func (s *SessionStatus) fly(ctx context.Context, id string, f *flight) {
 }
 
 // ask asks the Backend API for the session, once the instance check has
-// passed and a call's turn has come.
+// passed and a call's turn has come: one of the maxCalls, then, for each
+// request, a token of MaxCallsPerSecond.
 func (s *SessionStatus) ask(ctx context.Context, id string) (answer, error) {
+	ctx = withLimit(ctx, s.limit)
 	select {
 	case s.calls <- struct{}{}:
 	case <-ctx.Done():
@@ -364,7 +454,7 @@ func (s *SessionStatus) ask(ctx context.Context, id string) (answer, error) {
 	err := s.api.getJSON(ctx, "/sessions/"+url.PathEscape(id), &got)
 	switch {
 	case errors.Is(err, errNotFound):
-		return answer{state: ended}, nil
+		return answer{state: unknown}, nil
 	case err != nil:
 		return answer{}, err
 	case got.ID != id:
@@ -383,14 +473,17 @@ func (s *SessionStatus) unavailable(id string, err error) error {
 	msg := strings.ReplaceAll(err.Error(), url.PathEscape(id), "{id}")
 	msg = strings.ReplaceAll(msg, id, "{id}")
 	retry := s.api.pausedFor()
+	if limited := (*rateLimitedError)(nil); errors.As(err, &limited) {
+		retry = max(retry, limited.wait)
+	}
 	if retry <= 0 {
 		retry = retryLater
 	}
 	return &unavailableError{msg: msg, err: err, retryAfter: retry}
 }
 
-// keep caches a, for CacheFor if active or pending, for endedFor if
-// ended, making room if the cache is full. s.mu is held.
+// keep caches a, for endedFor if ended, else (active, pending, unknown)
+// for CacheFor, making room if the cache is full. s.mu is held.
 func (s *SessionStatus) keep(id string, a answer) {
 	d := s.cfg.CacheFor
 	if a.state == ended {

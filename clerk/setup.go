@@ -32,7 +32,8 @@ type SetupConfig struct {
 	// completes the users that session tokens create (CompletionWait) and
 	// has a Reconciler.
 	Config
-	// Logger is the logger of every part. Default slog.Default().
+	// Logger is the logger of every part (Config.Logger too, where nil).
+	// Default slog.Default().
 	Logger *slog.Logger
 	// ErrorHandler writes the error responses of the Syncer's
 	// middlewares: see usersync.Config.ErrorHandler.
@@ -96,8 +97,9 @@ type SetupConfig struct {
 	// own, which it then uses as it is, set Config.Sessions.
 	EndedSessions sessions.Config
 	// SessionStatus holds the settings of App.SessionStatus, the strict
-	// mode (CacheFor, CacheSize, MaxWait, Realm, Now). Wire sets its
-	// Sessions (App.Sessions), ErrorHandler and Logger where nil.
+	// mode (CacheFor, CacheSize, MaxWait, MaxCallsPerSecond, Realm, Now).
+	// Wire sets its Sessions (App.Sessions), ErrorHandler and Logger where
+	// nil.
 	SessionStatus SessionStatusConfig
 }
 
@@ -152,22 +154,29 @@ type App struct {
 	// tokens of a session it holds with 401 (usersync.ErrSessionEnded).
 	// Webhook records the endings of the session.ended, session.removed
 	// and session.revoked events in it, and the store those of every
-	// user it deletes; SessionStatus those Clerk reports. It is
+	// user it deletes; SessionStatus those Clerk reports as ended (not
+	// the sessions Clerk does not know, which it refuses itself). It is
 	// Config.Sessions if set, else one Wire makes (with the settings of
 	// SetupConfig.EndedSessions) when the store implements sessions.Store (as
-	// memstore's and sqlstore's do), whose reads of the store end with the
-	// App's background work (then it goes on with what it read last, for a
-	// server finishing its requests); else nil. Subscribe the instance's
+	// memstore's and sqlstore's do); else nil. Subscribe the instance's
 	// webhook endpoint to the session.* events for it to learn of endings.
 	//
-	// A Set that cannot read the store for SetupConfig.EndedSessions.MaxStale
-	// (1 s) refuses every identity with 503 until it can again.
+	// Wire's Set reads the store until Close, not until Wire's ctx ends
+	// or Run returns, so that a server shutting down after Run returned
+	// finishes its requests: close the App after the server. A Set that
+	// cannot read the store for SetupConfig.EndedSessions.MaxStale (1 s),
+	// or that was closed, refuses every identity with 503 until it reads
+	// again.
 	Sessions *sessions.Set
 	// SessionStatus is the strict mode, for the routes that want Clerk's
 	// own word that a session is active: put SessionStatus.Require behind
 	// Syncer.RequireUser (or RequireIdentity). With Config.SecretKey;
-	// else nil. It shares the logger, the error handler, App.Sessions and
-	// the Backend API's requests (and their pause after a 429) with Users.
+	// else nil, and then SessionStatus.Require panics when it is called
+	// (at wiring, not per request), and Check and Active return an error.
+	// It shares the logger, the error handler, App.Sessions and the
+	// Backend API's requests (and their pause after a 429) with Users,
+	// and holds its own calls to SetupConfig.SessionStatus.MaxCallsPerSecond
+	// (default 10 a second).
 	SessionStatus *SessionStatus
 
 	life      context.Context // the App's: ends with Wire's ctx, Close or Run's end
@@ -218,6 +227,9 @@ func Wire(ctx context.Context, store usersync.Store, cfg SetupConfig) (*App, err
 			return nil, err
 		}
 		cfg.Organizations = s
+	}
+	if cfg.Config.Logger == nil {
+		cfg.Config.Logger = cfg.Logger
 	}
 	p, err := New(cfg.Config)
 	if err != nil {
@@ -288,7 +300,8 @@ func (a *App) sessions(store usersync.Store, cfg SetupConfig) error {
 			if sc.MeterProvider == nil {
 				sc.MeterProvider = cfg.MeterProvider
 			}
-			set, err := sessions.New(a.life, sc)
+			// Until Close: see App.Sessions.
+			set, err := sessions.New(context.WithoutCancel(a.life), sc)
 			if err != nil {
 				return err
 			}
@@ -439,10 +452,10 @@ func (a *App) Run(ctx context.Context) error {
 
 // Close stops the App's background work: the verifier's key refreshes
 // (Verify keeps the keys it has), the completion of users, the reads of
-// the ended sessions of a Sessions Wire made (which goes on with what it
-// read last), and Run, if it runs (Run returns once all of it has
-// stopped). It is for an app that never calls Run, or that stops it
-// before its context ends. Close is safe to call more than once, and
+// the ended sessions of a Sessions Wire made (which, stale a second
+// later, then refuses every identity with 503: close the App after the
+// server has finished its requests), and Run, if it runs (Run returns once
+// all of it has stopped). Close is safe to call more than once, and
 // returns nil.
 func (a *App) Close() error {
 	a.end(errClosed)
@@ -460,7 +473,8 @@ func (a *App) Close() error {
 // the Syncer and the webhook handler only. With no App, there is no Run:
 // it completes no user and runs no reconcile (CompletionWait and
 // ReconcileEvery are ignored), and the verifier's key refreshes and the
-// reads of the ended sessions end with ctx. Wire also gives the verifier,
+// reads of the ended sessions end with ctx (after which the ended
+// sessions refuse every identity with 503 once stale: see App.Sessions). Wire also gives the verifier,
 // the Backend API's user list, the strict mode, the reconciler and the
 // feed runner, and runs their background work.
 //
@@ -473,5 +487,6 @@ func Setup(ctx context.Context, store usersync.Store, cfg SetupConfig) (*usersyn
 	if err != nil {
 		return nil, nil, err
 	}
+	context.AfterFunc(ctx, func() { a.Close() }) // no App to close: ctx ends it all
 	return a.Syncer, a.Webhook, nil
 }

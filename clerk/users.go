@@ -216,6 +216,8 @@ func (l *backend) getJSON(ctx context.Context, path string, v any) error {
 // attempts in all. A wait that would outlast the context's deadline is
 // not begun: get fails at once, with an error wrapping
 // context.DeadlineExceeded (SessionStatus's checks wait that little).
+// Each attempt first takes a token of the context's bucket, if it has one
+// (withLimit: SessionStatus's), on the same terms.
 func (l *backend) get(ctx context.Context, path string) ([]byte, error) {
 	if err := l.waitPause(ctx); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w (rate limited)", ErrAPI, path, err)
@@ -223,6 +225,12 @@ func (l *backend) get(ctx context.Context, path string) ([]byte, error) {
 	const attempts = 6
 	var last error
 	for attempt := 1; attempt <= attempts; attempt++ {
+		if err := limit(ctx); err != nil {
+			if last != nil {
+				return nil, fmt.Errorf("%w: %s: %w (after %v)", ErrAPI, path, err, last)
+			}
+			return nil, fmt.Errorf("%w: %s: %w", ErrAPI, path, err)
+		}
 		body, wait, err := l.try(ctx, path)
 		switch {
 		case err == nil || errors.Is(err, errNotFound):

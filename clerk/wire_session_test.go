@@ -3,8 +3,12 @@ package clerk_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,8 +26,9 @@ import (
 // tokens, its Backend API, and its webhooks, delivered to the App wired
 // last.
 type live struct {
-	fake *clerkfake.Instance
-	hook atomic.Value // the http.Handler of the webhooks
+	fake  *clerkfake.Instance
+	hook  atomic.Value                  // the http.Handler of the webhooks
+	block atomic.Pointer[chan struct{}] // if set, GET /v1/sessions/{id} waits until it is closed
 }
 
 func newLive(t *testing.T) *live {
@@ -43,11 +48,27 @@ func newLive(t *testing.T) *live {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = fake
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ch := l.block.Load(); ch != nil && strings.HasPrefix(r.URL.Path, "/v1/sessions/") {
+			select {
+			case <-*ch:
+			case <-r.Context().Done():
+			}
+		}
+		fake.ServeHTTP(w, r)
+	})
 	srv.Start()
 	t.Cleanup(srv.Close)
 	l.fake = fake
 	return l
+}
+
+// blockSessions makes GET /v1/sessions/{id} hang until the test ends: a
+// Backend API slower than any MaxWait.
+func (l *live) blockSessions(t *testing.T) {
+	ch := make(chan struct{})
+	l.block.Store(&ch)
+	t.Cleanup(func() { close(ch) })
 }
 
 // config returns the instance's SetupConfig, with a secret key and a Set
@@ -116,6 +137,7 @@ func TestWireSessions(t *testing.T) {
 		{"a Set of the app's", usersOnly{memstore.New()}, func(c *clerk.SetupConfig) { c.Config.Sessions = mine }, true, true, true, false},
 		{"a bad Set setting", memstore.New(), func(c *clerk.SetupConfig) { c.EndedSessions.Poll = time.Hour }, false, false, false, true},
 		{"a bad strict setting", memstore.New(), func(c *clerk.SetupConfig) { c.SessionStatus.MaxWait = -1 }, false, false, false, true},
+		{"a strict rate that is not a number", memstore.New(), func(c *clerk.SetupConfig) { c.SessionStatus.MaxCallsPerSecond = math.NaN() }, false, false, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			app, err := clerk.Wire(context.Background(), tc.store, l.config(tc.cfg))
@@ -172,15 +194,22 @@ func TestAppEndSession(t *testing.T) {
 	if _, err := app.Verifier.Verify(ctx, other); err != nil {
 		t.Fatalf("Verify of the other session's token: %v", err)
 	}
-	// A page that also works signed out takes the ended session as signed
-	// out.
+	// A page that also works signed out takes the ended session's cookie
+	// as signed out.
 	signedOut := app.Syncer.LoadUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := usersync.UserFromContext(r.Context()); ok {
 			w.WriteHeader(http.StatusTeapot)
 		}
 	}))
-	if w := call(signedOut, first); w.Code != 200 {
-		t.Fatalf("LoadUser with a token of the revoked session: %d", w.Code)
+	r := httptest.NewRequest("GET", "/", nil)
+	r.AddCookie(&http.Cookie{Name: "__session", Value: first})
+	if w := serve(signedOut, r); w.Code != 200 {
+		t.Fatalf("LoadUser with a session cookie of the revoked session: %d", w.Code)
+	}
+	// An API client's header is refused, so that it learns its token is
+	// bad.
+	if w := call(signedOut, first); w.Code != 401 {
+		t.Fatalf("LoadUser with an Authorization header of the revoked session: %d", w.Code)
 	}
 }
 
@@ -198,6 +227,10 @@ func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 // Strict mode admits the sessions Clerk holds active, asking once per
 // session and CacheFor, and refuses the others (recording the ended
 // ones) or, when Clerk cannot be asked, answers 503.
+//
+// Its MaxWait is a minute, so that no call of a loaded machine outlasts it
+// but in the tests of a failing or slow Backend API, which expect a 503
+// whatever the machine's speed.
 func TestSessionStatus(t *testing.T) {
 	ctx := context.Background()
 	type env struct {
@@ -211,7 +244,7 @@ func TestSessionStatus(t *testing.T) {
 		e := &env{l: newLive(t), clock: newClock(), errs: make(chan error, 10)}
 		e.app = e.l.wire(t, memstore.New(), e.l.config(func(c *clerk.SetupConfig) {
 			c.SessionStatus.Now = e.clock.Now
-			c.SessionStatus.MaxWait = 300 * time.Millisecond
+			c.SessionStatus.MaxWait = time.Minute
 			c.ErrorHandler = func(w http.ResponseWriter, r *http.Request, status int, err error) {
 				select {
 				case e.errs <- err:
@@ -303,15 +336,32 @@ func TestSessionStatus(t *testing.T) {
 		}
 	})
 
-	t.Run("a session Clerk does not know is refused and recorded", func(t *testing.T) {
+	t.Run("a session Clerk does not know is refused for CacheFor, not recorded", func(t *testing.T) {
 		e := setup(t, nil)
 		tok := e.l.token(t, "user_a", "sess_a")
-		e.l.fake.RemoveSession("sess_a")
-		if w := call(e.strict, tok); w.Code != 401 || !strings.Contains(w.Header().Get("WWW-Authenticate"), `"session ended"`) {
+		e.l.fake.RemoveSession("sess_a") // a 404: as for a session created a moment ago, at times
+		w := call(e.strict, tok)
+		if w.Code != 401 || w.Header().Get("WWW-Authenticate") != `Bearer realm="usersync", error="invalid_token", error_description="session not found"` {
 			t.Fatalf("%d %q", w.Code, w.Header().Get("WWW-Authenticate"))
 		}
-		if !ended(t, e, "user_a", "sess_a") {
-			t.Fatal("the Set does not hold the ending")
+		if err := <-e.errs; errors.Is(err, usersync.ErrSessionEnded) || !errors.Is(err, usersync.ErrInvalidToken) || strings.Contains(err.Error(), "sess_a") {
+			t.Fatalf("the ErrorHandler got %v", err)
+		}
+		if ended(t, e, "user_a", "sess_a") {
+			t.Fatal("a session Clerk does not know was recorded as ended")
+		}
+		if w := call(e.app.Syncer.RequireUser(ok), tok); w.Code != 200 {
+			t.Fatalf("a route that is not strict: %d", w.Code)
+		}
+		// Refused without a call within CacheFor; asked again after it.
+		n := e.l.fake.Requests()
+		if w := call(e.strict, tok); w.Code != 401 || e.l.fake.Requests() != n {
+			t.Fatalf("within CacheFor: %d, %d calls", w.Code, e.l.fake.Requests()-n)
+		}
+		e.l.token(t, "user_a", "sess_a") // Clerk has it now
+		e.clock.Advance(5 * time.Second)
+		if w := call(e.strict, tok); w.Code != 200 || e.l.fake.Requests() != n+1 {
+			t.Fatalf("after CacheFor: %d, %d calls", w.Code, e.l.fake.Requests()-n)
 		}
 	})
 
@@ -369,7 +419,7 @@ func TestSessionStatus(t *testing.T) {
 			{"a 429 longer than MaxWait", 429, 30 * time.Second, "30"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				e := setup(t, nil)
+				e := setup(t, func(c *clerk.SetupConfig) { c.SessionStatus.MaxWait = 0 }) // the default, 2 s: below the 429's
 				tok := e.l.token(t, "user_a", "sess_a")
 				e.l.fake.Fail(100, tc.status, tc.retryAfter)
 				w := call(e.strict, tok)
@@ -388,6 +438,84 @@ func TestSessionStatus(t *testing.T) {
 			})
 		}
 	})
+
+	t.Run("Clerk too slow: 503 once MaxWait is over, never let through", func(t *testing.T) {
+		e := setup(t, func(c *clerk.SetupConfig) { c.SessionStatus.MaxWait = 50 * time.Millisecond })
+		tok := e.l.token(t, "user_a", "sess_a")
+		e.l.blockSessions(t) // it never answers: MaxWait surely expires
+		w := call(e.strict, tok)
+		if w.Code != 503 || w.Header().Get("Retry-After") != "5" || w.Body.String() == "ok" {
+			t.Fatalf("%d Retry-After %q %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+		}
+		err := <-e.errs
+		var status interface{ HTTPStatus() int }
+		if !errors.As(err, &status) || status.HTTPStatus() != 503 || !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "sess_a") {
+			t.Fatalf("the ErrorHandler got %v", err)
+		}
+		if ended(t, e, "user_a", "sess_a") {
+			t.Fatal("an unanswered session was recorded as ended")
+		}
+	})
+
+	t.Run("over MaxCallsPerSecond: 503 with Retry-After, and no call", func(t *testing.T) {
+		// One call, then one every 1,000 s.
+		e := setup(t, func(c *clerk.SetupConfig) { c.SessionStatus.MaxCallsPerSecond = 0.001 })
+		if _, err := e.app.Users.Count(ctx); err != nil { // the instance check, out of the bucket
+			t.Fatal(err)
+		}
+		if w := call(e.strict, e.l.token(t, "user_a", "sess_a")); w.Code != 200 {
+			t.Fatalf("the first call: %d %s", w.Code, w.Body)
+		}
+		n := e.l.fake.Requests()
+		w := call(e.strict, e.l.token(t, "user_a", "sess_b"))
+		retry, _ := strconv.Atoi(w.Header().Get("Retry-After"))
+		if w.Code != 503 || retry < 900 || retry > 1000 || e.l.fake.Requests() != n {
+			t.Fatalf("the second: %d Retry-After %q, %d calls", w.Code, w.Header().Get("Retry-After"), e.l.fake.Requests()-n)
+		}
+		err := <-e.errs
+		var status interface{ HTTPStatus() int }
+		if !errors.As(err, &status) || status.HTTPStatus() != 503 || !errors.Is(err, clerk.ErrAPI) || !errors.Is(err, context.DeadlineExceeded) ||
+			!strings.Contains(err.Error(), "MaxCallsPerSecond") || strings.Contains(err.Error(), "sess_b") {
+			t.Fatalf("the ErrorHandler got %v", err)
+		}
+		// The first session's answer is still cached: no call needed.
+		if w := call(e.strict, e.l.token(t, "user_a", "sess_a")); w.Code != 200 {
+			t.Fatalf("the first session again: %d", w.Code)
+		}
+	})
+
+	t.Run("calls wait for their turn under MaxCallsPerSecond", func(t *testing.T) {
+		// The default: 10 a second, 10 at once.
+		e := setup(t, nil)
+		if _, err := e.app.Users.Count(ctx); err != nil { // the instance check, out of the bucket
+			t.Fatal(err)
+		}
+		const sessions = 15
+		for i := range sessions {
+			e.l.token(t, "user_a", fmt.Sprint("sess_", i))
+		}
+		n := e.l.fake.Requests()
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, sessions)
+		for i := range sessions {
+			wg.Go(func() {
+				if active, err := e.app.SessionStatus.Active(ctx, fmt.Sprint("sess_", i)); !active || err != nil {
+					errs <- fmt.Errorf("Active: %v, %v", active, err)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		// 10 at once, then one every 100 ms: the 15th starts 500 ms after
+		// the first at the soonest, however fast the machine.
+		if took := time.Since(start); took < 450*time.Millisecond || e.l.fake.Requests()-n != sessions {
+			t.Fatalf("%d calls in %v", e.l.fake.Requests()-n, took)
+		}
+	})
 }
 
 // Strict mode needs a secret key.
@@ -398,5 +526,60 @@ func TestSessionStatusNeedsASecretKey(t *testing.T) {
 	}
 	if _, err := p.SessionStatus(clerk.SessionStatusConfig{}); !errors.Is(err, usersync.ErrInvalid) {
 		t.Fatalf("without a secret key: %v", err)
+	}
+}
+
+// Without a secret key App.SessionStatus is nil: its Require panics when
+// the route is wired, not on each request, and Check and Active fail
+// instead of panicking.
+func TestSessionStatusNil(t *testing.T) {
+	l := newLive(t)
+	app := l.wire(t, memstore.New(), l.config(func(c *clerk.SetupConfig) { c.SecretKey = "" }))
+	if app.SessionStatus != nil {
+		t.Fatal("App.SessionStatus without a secret key")
+	}
+	const want = "clerk: App.SessionStatus is nil: the strict mode needs Config.SecretKey"
+	func() {
+		defer func() {
+			if r := recover(); fmt.Sprint(r) != want {
+				t.Fatalf("Require recovered %v, want a panic %q", r, want)
+			}
+		}()
+		app.SessionStatus.Require(ok)
+	}()
+	ctx := context.Background()
+	if err := app.SessionStatus.Check(ctx, identity("user_a", "sess_a")); err == nil || err.Error() != want {
+		t.Fatalf("Check: %v", err)
+	}
+	if active, err := app.SessionStatus.Active(ctx, "sess_a"); active || err == nil || err.Error() != want {
+		t.Fatalf("Active: %v, %v", active, err)
+	}
+	var logs syncBuffer
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("wired", "strict", app.SessionStatus)
+	if got := fmt.Sprint(app.SessionStatus); got != "<nil>" || strings.Contains(logs.String(), "panic") {
+		t.Fatalf("printed %q, logged %q", got, logs.String())
+	}
+}
+
+// A store that keeps no ended sessions gives no Set: the session endings
+// Clerk sends are answered 200 and not recorded, which is logged once,
+// without an ID.
+func TestWireWithoutASetLogsIgnoredEndings(t *testing.T) {
+	ctx := context.Background()
+	l := newLive(t)
+	var logs syncBuffer
+	app := l.wire(t, usersOnly{memstore.New()}, l.config(func(c *clerk.SetupConfig) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) }))
+	if app.Sessions != nil {
+		t.Fatal("a Set without a store of sessions")
+	}
+	for _, sid := range []string{"sess_a", "sess_b"} {
+		l.token(t, "user_a", sid)
+		if status, err := l.fake.EndSession(ctx, sid, "revoked"); status != 200 || err != nil {
+			t.Fatalf("EndSession: %d, %v", status, err)
+		}
+	}
+	got := logs.String()
+	if n := strings.Count(got, "clerk.Config.Sessions is not set"); n != 1 || strings.Contains(got, "sess_a") || strings.Contains(got, "sess_b") {
+		t.Fatalf("logged it %d times: %s", n, got)
 	}
 }
