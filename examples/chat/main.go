@@ -224,7 +224,7 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 		return nil, nil, err
 	}
 
-	cc := clerk.Config{Issuer: cfg.issuer, JWKSURL: cfg.jwksURL, PublicKeyPEM: cfg.jwtKey, SecretKey: cfg.secretKey, APIURL: cfg.apiURL}
+	cc := clerk.Config{Issuer: cfg.issuer, JWKSURL: cfg.jwksURL, PublicKeyPEM: cfg.jwtKey, SecretKey: cfg.secretKey, APIURL: cfg.apiURL, Logger: log}
 	if cfg.azp != "" {
 		cc.AuthorizedParties = strings.Split(cfg.azp, ",")
 	}
@@ -235,7 +235,7 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 		if a.dev, err = newDevIssuer(base); err != nil {
 			return fail(err)
 		}
-		cc = clerk.Config{Issuer: base, PublicKeyPEM: a.dev.publicKeyPEM(), WebhookSecrets: cc.WebhookSecrets}
+		cc = clerk.Config{Issuer: base, PublicKeyPEM: a.dev.publicKeyPEM(), WebhookSecrets: cc.WebhookSecrets, Logger: log}
 		log.Warn("chat: DEV MODE: CLERK_ISSUER is not set, so this server issues its own tokens to anyone. Never expose it.", "issuer", base)
 		if len(cc.WebhookSecrets) == 0 {
 			key := make([]byte, 32)
@@ -264,8 +264,9 @@ func newApp(ctx context.Context, cfg config, base string, log *slog.Logger) (*ap
 	a.issuer = issuer.URL
 	// The sessions that ended, on any replica: refused within 100 ms
 	// (its Poll), or every token is refused with 503 while the store
-	// cannot be read for a second.
-	if a.ended, err = sessions.New(ctx, sessions.Config{Store: store, MaxStale: cfg.maxStale, Logger: log, MeterProvider: obs.meters}); err != nil {
+	// cannot be read for a second. It reads until cleanup, which comes
+	// after the server's Shutdown, not until ctx ends.
+	if a.ended, err = sessions.New(context.WithoutCancel(ctx), sessions.Config{Store: store, MaxStale: cfg.maxStale, Logger: log, MeterProvider: obs.meters}); err != nil {
 		return fail(err)
 	}
 	a.verifier, err = jwtverify.New(ctx, jwtverify.Config{
