@@ -67,6 +67,7 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, list
 	if err != nil {
 		return fmt.Errorf("usersync: %w", err)
 	}
+	defer app.Close() // after the server's Shutdown: the ended sessions are read until then
 	mux := http.NewServeMux()
 	mount(mux, app, db, postgres, ordersOf(db, postgres))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
