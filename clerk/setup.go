@@ -179,15 +179,16 @@ type App struct {
 	// (default 10 a second).
 	SessionStatus *SessionStatus
 
-	life      context.Context // the App's: ends with Wire's ctx, Close or Run's end
-	end       context.CancelCauseFunc
-	completer *completer // nil without completion
-	ownSet    bool       // Sessions is Wire's: Close closes it
-	every     time.Duration
-	log       *slog.Logger
-	closing   sync.Once
-	mu        sync.Mutex
-	ran       bool // Run was called
+	life            context.Context // the App's: ends with Wire's ctx, Close or Run's end
+	end             context.CancelCauseFunc
+	completer       *completer // nil without completion
+	ownSet          bool       // Sessions is Wire's: Close closes it
+	every           time.Duration
+	log             *slog.Logger
+	closing         sync.Once
+	closingSessions sync.Once
+	mu              sync.Mutex
+	ran             bool // Run was called
 }
 
 // errClosed is the cause of the end of an App that Close ended.
@@ -405,7 +406,8 @@ func shared(log **slog.Logger, mp *metric.MeterProvider, tp *trace.TracerProvide
 // reconcile every ReconcileEvery, and the completion of the users that
 // session tokens create. Then it stops all of it, the verifier's key
 // refreshes too (Verify keeps the keys it has: let the server finish its
-// requests), and returns once everything has stopped. It returns ctx's
+// requests), but not the reads of the ended sessions (App.Sessions), which
+// go on until Close, and returns once everything has stopped. It returns ctx's
 // error; nil if Close stopped it; the error of Wire's ctx if that ended
 // first. Run runs once: a second call fails with an error wrapping
 // usersync.ErrInvalid.
@@ -440,7 +442,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	wg.Wait()
-	a.Close()
+	a.stop() // not the ended sessions: the server may still be finishing its requests
 	if err := parent.Err(); err != nil {
 		return err
 	}
@@ -458,15 +460,21 @@ func (a *App) Run(ctx context.Context) error {
 // all of it has stopped). Close is safe to call more than once, and
 // returns nil.
 func (a *App) Close() error {
+	a.stop()
+	a.closingSessions.Do(a.closeSessions) // last: the parts stop stops use it
+	return nil
+}
+
+// stop stops the App's background work but the reads of the ended
+// sessions: what Run stops when it returns.
+func (a *App) stop() {
 	a.end(errClosed)
 	a.closing.Do(func() {
 		if a.completer != nil {
 			a.completer.stop()
 		}
 		a.Verifier.Close()
-		a.closeSessions() // last: the parts above use it
 	})
-	return nil
 }
 
 // Setup wires usersync for one Clerk instance as Wire does, and returns

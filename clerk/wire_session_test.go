@@ -583,3 +583,50 @@ func TestWireWithoutASetLogsIgnoredEndings(t *testing.T) {
 		t.Fatalf("logged it %d times: %s", n, got)
 	}
 }
+
+// countingStore counts the reads of the ended sessions.
+type countingStore struct {
+	*memstore.Store
+	reads atomic.Int64
+}
+
+func (c *countingStore) EndedSessions(ctx context.Context, at time.Time, seq int64, limit int) ([]sessions.Ending, error) {
+	c.reads.Add(1)
+	return c.Store.EndedSessions(ctx, at, seq, limit)
+}
+
+// TestSessionsOutliveRun holds that the ended sessions are read until
+// Close, not until Run returns, so that a server shutting down after Run
+// finishes its requests; and that Close stops them.
+func TestSessionsOutliveRun(t *testing.T) {
+	l := newLive(t)
+	store := &countingStore{Store: memstore.New()}
+	app := l.wire(t, store, l.config(func(c *clerk.SetupConfig) {
+		c.EndedSessions = sessions.Config{Poll: 5 * time.Millisecond, MaxStale: time.Hour}
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- app.Run(ctx) }()
+	cancel()
+	if err := <-ran; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v", err)
+	}
+	after := store.reads.Load()
+	waitFor(t, "no read of the ended sessions after Run returned", func() bool { return store.reads.Load() > after+3 })
+	app.Close()
+	closed := store.reads.Load()
+	time.Sleep(50 * time.Millisecond) // ten Polls
+	if n := store.reads.Load(); n != closed {
+		t.Fatalf("%d reads of the ended sessions after Close", n-closed)
+	}
+}
+
+// waitFor waits until cond holds, failing the test after 30 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: %s", what)
+		}
+	}
+}

@@ -93,9 +93,13 @@ func (e *snapshot) with(add []Ending, keep time.Duration, now time.Time) *snapsh
 		if !now.Before(until) {
 			continue // every token of the session has expired
 		}
-		base, recent, id := e.sessions, e.recentSessions, a.SessionID
+		cur := e // what the snapshot holds so far: next, once made
+		if next != nil {
+			cur = next
+		}
+		base, recent, id := cur.sessions, cur.recentSessions, a.SessionID
 		if id == "" {
-			base, recent, id = e.users, e.recentUsers, a.Subject
+			base, recent, id = cur.users, cur.recentUsers, a.Subject
 		}
 		if was, ok := base.until(a.Issuer, id); ok && !until.After(was) {
 			continue

@@ -71,3 +71,24 @@ func BenchmarkAdd(b *testing.B) {
 		i++
 	}
 }
+
+// TestSnapshotKeepsTheLaterOfABatchsTwoEndings holds that two endings of
+// one session in one batch keep the session until the later one's end,
+// whichever comes first.
+func TestSnapshotKeepsTheLaterOfABatchsTwoEndings(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	for _, order := range [][]time.Duration{{-10 * time.Minute, -59 * time.Minute}, {-59 * time.Minute, -10 * time.Minute}} {
+		var add []Ending
+		for _, d := range order {
+			add = append(add, Ending{Issuer: "https://a.test", SessionID: "sess_a", EndedAt: now.Add(d)}, Ending{Issuer: "https://a.test", Subject: "user_a", EndedAt: now.Add(d)})
+		}
+		e := (&snapshot{}).with(add, time.Hour, now)
+		for _, m := range []endings{e.recentSessions, e.recentUsers} {
+			for id := range m {
+				if until, _ := m.until("https://a.test", id); !until.Equal(now.Add(50 * time.Minute)) {
+					t.Errorf("%v: %s kept until %v, want the later ending's %v", order, id, until, now.Add(50*time.Minute))
+				}
+			}
+		}
+	}
+}

@@ -2,17 +2,19 @@ package sessions
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 )
 
 // How a Set reads the store: every Poll, the endings recorded after the
-// last one it read; every windowEvery, those recorded since window before
-// the latest it read, as a transaction that took its position earlier may
-// commit after one that took a later one (within window, as a store's
-// transactions are short: Store.EndedSessions); and every fullEvery, all
-// of them, in case a clock stepped back or a commit took longer.
+// last one it read, page by page, each page kept as it comes, so that a
+// read cut short resumes where it stopped. Apart from that, every
+// windowEvery, those recorded since window before the latest it read, as
+// a transaction that took its position earlier may commit after one that
+// took a later one (within window, as a store's transactions are short:
+// Store.EndedSessions); and every fullEvery, all of them, in case a clock
+// stepped back or a commit took longer.
 const (
 	window      = 10 * time.Second
 	windowEvery = time.Second
@@ -26,10 +28,8 @@ var pruneInterval = time.Minute
 
 // reads is where a Set's reads of the store are.
 type reads struct {
-	at       time.Time // the position of the last ending read: its RecordedAt
-	seq      int64     // and its Seq
-	windowAt time.Time // when the window was last read
-	fullAt   time.Time // when every ending was last read; zero: never
+	at  time.Time // the position of the last ending read: its RecordedAt
+	seq int64     // and its Seq
 }
 
 // after reports whether the position (at, seq) is after r's.
@@ -37,7 +37,7 @@ func (r *reads) after(at time.Time, seq int64) bool {
 	return at.After(r.at) || at.Equal(r.at) && seq > r.seq
 }
 
-// run reads the store every Poll until ctx ends.
+// run reads the new endings every Poll until ctx ends.
 func (s *Set) run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Poll)
 	defer t.Stop()
@@ -47,73 +47,103 @@ func (s *Set) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := s.read(ctx); err != nil && ctx.Err() != nil {
+		s.readNew(ctx)
+	}
+}
+
+// sweep reads the window again every windowEvery, and all the endings
+// every fullEvery, until ctx ends.
+func (s *Set) sweep(ctx context.Context) {
+	t := time.NewTicker(windowEvery)
+	defer t.Stop()
+	full := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
 			return
+		case <-t.C:
+		}
+		var from time.Time // all of them
+		if time.Since(full) < fullEvery {
+			s.mu.Lock()
+			from = s.reads.at.Add(-window)
+			s.mu.Unlock()
+		}
+		if s.readFrom(ctx, from, 0) == nil && from.IsZero() {
+			full = time.Now()
 		}
 	}
 }
 
-// read reads the endings the store holds past a position (see the
-// constants above), and adds those still kept. A read that succeeds
-// makes the Set fresh until MaxStale after it started.
-func (s *Set) read(ctx context.Context) error {
-	start := s.cfg.Now()
+// readNew reads the endings recorded after the last one read, and makes
+// the Set fresh until MaxStale after it started once it has read them
+// all.
+func (s *Set) readNew(ctx context.Context) error {
+	start := time.Now() // monotonic: MaxStale is measured on it
 	s.mu.Lock()
 	r := s.reads
 	s.mu.Unlock()
-	var at time.Time
-	var seq int64
-	full, windowed := r.fullAt.IsZero() || start.Sub(r.fullAt) >= fullEvery, start.Sub(r.windowAt) >= windowEvery
-	switch {
-	case full:
-	case windowed:
-		at = r.at.Add(-window)
-	default:
-		at, seq = r.at, r.seq
-	}
-	if s.cfg.MaxStale > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.cfg.MaxStale) // a read that hangs fails
-		defer cancel()
-	}
-	var got []Ending
-	for {
-		page, err := s.cfg.Store.EndedSessions(ctx, at, seq, pageSize)
-		s.tel.read(err)
-		if err != nil {
-			s.failed(ctx, err)
-			return err
-		}
-		got = append(got, page...)
-		if len(page) > 0 {
-			at, seq = page[len(page)-1].RecordedAt, page[len(page)-1].Seq
-		}
-		if len(page) < pageSize {
-			break
-		}
+	if err := s.readFrom(ctx, r.at, r.seq); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.reads.after(at, seq) {
-		s.reads.at, s.reads.seq = at, seq
-	}
-	if full {
-		s.reads.fullAt = start
-	}
-	if full || windowed {
-		s.reads.windowAt = start
-	}
-	s.add(got, start)
 	s.freshen(start)
-	if s.failing {
-		s.failing = false
-		s.log.InfoContext(ctx, "sessions: reading the ended sessions works again")
-	}
 	return nil
 }
 
+// readFrom reads the endings after the position (at, seq), page by page,
+// each page added, and the position of the new endings moved past it, as
+// it comes. Each page has MaxStale to come: a page that hangs fails.
+func (s *Set) readFrom(ctx context.Context, at time.Time, seq int64) error {
+	for {
+		page, err := s.page(ctx, at, seq)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.failed(ctx, err)
+			}
+			return err
+		}
+		if len(page) > 0 {
+			last := page[len(page)-1]
+			if !last.RecordedAt.After(at) && !(last.RecordedAt.Equal(at) && last.Seq > seq) {
+				err := fmt.Errorf("sessions: the store's EndedSessions returned endings at or before the position asked")
+				s.failed(ctx, err)
+				return err
+			}
+			at, seq = last.RecordedAt, last.Seq
+		}
+		s.mu.Lock()
+		s.add(page, s.cfg.Now())
+		if s.reads.after(at, seq) {
+			s.reads.at, s.reads.seq = at, seq
+		}
+		recovered := s.failing
+		s.failing = false
+		s.mu.Unlock()
+		if recovered {
+			s.log.InfoContext(ctx, "sessions: reading the ended sessions works again")
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+	}
+}
+
+// page reads one page of endings after (at, seq), within MaxStale.
+func (s *Set) page(ctx context.Context, at time.Time, seq int64) ([]Ending, error) {
+	if s.cfg.MaxStale > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.MaxStale)
+		defer cancel()
+	}
+	page, err := s.cfg.Store.EndedSessions(ctx, at, seq, pageSize)
+	s.tel.read(err)
+	return page, err
+}
+
 // freshen marks the Set fresh until MaxStale after start, the start of a
-// successful read. s.mu is held.
+// read of every new ending. s.mu is held.
 func (s *Set) freshen(start time.Time) {
 	if s.cfg.MaxStale < 0 {
 		s.fresh.Store(true) // never stale
@@ -121,7 +151,7 @@ func (s *Set) freshen(start time.Time) {
 	}
 	if until := start.Add(s.cfg.MaxStale); until.After(s.freshUntil) {
 		s.freshUntil = until
-		if left := until.Sub(s.cfg.Now()); left > 0 {
+		if left := time.Until(until); left > 0 {
 			s.stale.Reset(left)
 			s.fresh.Store(true)
 		}
@@ -133,16 +163,15 @@ func (s *Set) freshen(start time.Time) {
 func (s *Set) expire() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.cfg.Now().Before(s.freshUntil) {
-		s.fresh.Store(false)
+	if left := time.Until(s.freshUntil); left > 0 {
+		s.stale.Reset(left) // made fresh meanwhile
+		return
 	}
+	s.fresh.Store(false)
 }
 
 // failed logs the first of a run of failed reads.
 func (s *Set) failed(ctx context.Context, err error) {
-	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return // closing
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.failing {

@@ -53,7 +53,8 @@ type Config struct {
 	// Logger logs the reads of the store that fail, and the first that
 	// succeeds after them. Default slog.Default().
 	Logger *slog.Logger
-	// Now is the clock of Keep and MaxStale. Default time.Now.
+	// Now is the clock of Keep (MaxStale is measured on the monotonic
+	// clock). Default time.Now.
 	Now func() time.Time
 	// MeterProvider receives the Set's metrics: usersync_sessions_reads_total
 	// by result (ok, error), usersync_sessions_held (the endings it holds)
@@ -75,8 +76,8 @@ type Set struct {
 	stale *time.Timer              // clears fresh MaxStale after the last read
 
 	mu         sync.Mutex // serialises writers of ended, and guards what follows
-	reads      reads      // where the reads of the store are
-	freshUntil time.Time  // MaxStale after the last successful read started
+	reads      reads      // where the reads of the new endings are
+	freshUntil time.Time  // MaxStale after the last complete read of the new endings started (monotonic)
 	failing    bool       // the last read failed (logged once)
 	swept      time.Time  // when the endings no longer kept were last dropped
 
@@ -135,15 +136,20 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 	s.stale.Stop()
 	ctx, s.cancel = context.WithCancel(ctx)
 
+	// The first read is of every ending, from the zero position; if it
+	// took longer than MaxStale, the next (of those recorded since) makes
+	// the Set fresh.
 	startup, cancel := context.WithTimeout(ctx, cfg.StartupWait)
 	defer cancel()
-	for s.read(startup) != nil {
+	for s.readNew(startup) != nil || !s.fresh.Load() {
 		if sleep(startup, cfg.Poll) != nil {
 			break
 		}
 	}
+	prune := pruneInterval
 	s.running.Go(func() { s.run(ctx) })
-	s.running.Go(func() { s.pruneEvery(ctx, pruneInterval) })
+	s.running.Go(func() { s.sweep(ctx) })
+	s.running.Go(func() { s.pruneEvery(ctx, prune) })
 	return s, nil
 }
 

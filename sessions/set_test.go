@@ -3,6 +3,7 @@ package sessions_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime"
@@ -376,5 +377,68 @@ func TestNeverStaleWithANegativeMaxStale(t *testing.T) {
 	}
 	if err := set.CheckSession(identity("u", "sess_2")); err != nil {
 		t.Fatalf("a set that is never stale refused: %v", err)
+	}
+}
+
+// slowStore answers every read of endings after a delay.
+type slowStore struct {
+	sessions.Store
+	delay time.Duration
+}
+
+func (s *slowStore) EndedSessions(ctx context.Context, at time.Time, seq int64, limit int) ([]sessions.Ending, error) {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.Store.EndedSessions(ctx, at, seq, limit)
+}
+
+// endMany records n endings of sessions prefix0, prefix1, ... in the
+// store, as other replicas would.
+func endMany(t *testing.T, store sessions.Store, prefix string, n int) {
+	t.Helper()
+	var es []sessions.Ending
+	for i := range n {
+		es = append(es, sessions.Ending{Issuer: issuer, SessionID: fmt.Sprintf("%s%d", prefix, i), EndedAt: time.Now()})
+	}
+	if err := store.EndSessions(bg, es...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestManyPagesCatchUp holds that a Set reads every page: at start, and
+// after a burst longer to read than MaxStale (each page is read within
+// it, and kept as it comes).
+func TestManyPagesCatchUp(t *testing.T) {
+	mem := memstore.New()
+	endMany(t, mem, "sess_before_", 2500)
+	store := &slowStore{Store: mem, delay: 30 * time.Millisecond}
+	set := newSet(t, store, func(c *sessions.Config) { c.MaxStale = 60 * time.Millisecond; c.StartupWait = time.Minute })
+	if set.Len() != 2500 || !ended(t, set, identity("u", "sess_before_2499")) {
+		t.Fatalf("after New over 3 pages: holds %d endings, want 2500", set.Len())
+	}
+	// A burst of 5 pages, each within MaxStale, all of them past it.
+	endMany(t, mem, "sess_burst_", 5000)
+	eventually(t, "the burst of 5 pages was never read whole", func() bool {
+		return set.Len() == 7500 && set.CheckSession(identity("u", "sess_burst_4999")) != nil
+	})
+	eventually(t, "the set never became fresh again after the burst", func() bool {
+		return set.CheckSession(identity("u", "sess_live")) == nil
+	})
+}
+
+func TestEndCopiesItsInput(t *testing.T) {
+	set := newSet(t, memstore.New(), nil)
+	in := []sessions.Ending{{Issuer: issuer + "/", SessionID: "sess_1"}}
+	if err := set.End(bg, in...); err != nil {
+		t.Fatal(err)
+	}
+	if in[0].Issuer != issuer+"/" || !in[0].EndedAt.IsZero() {
+		t.Fatalf("End changed its argument: %+v", in[0])
+	}
+	if !ended(t, set, identity("u", "sess_1")) {
+		t.Fatal("an ending whose issuer has a trailing slash does not end the session of its tokens' iss")
 	}
 }
