@@ -106,7 +106,7 @@ func (s *Set) readFrom(ctx context.Context, at time.Time, seq int64) error {
 		}
 		if len(page) > 0 {
 			last := page[len(page)-1]
-			if !last.RecordedAt.After(at) && !(last.RecordedAt.Equal(at) && last.Seq > seq) {
+			if asked := (reads{at, seq}); !asked.after(last.RecordedAt, last.Seq) {
 				err := fmt.Errorf("sessions: the store's EndedSessions returned endings at or before the position asked")
 				s.failed(ctx, err)
 				return err

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -34,7 +35,7 @@ func newSetTelemetry(mp metric.MeterProvider, s *Set) *setTelemetry {
 		if s.freshUntil.IsZero() {
 			return 0, false
 		}
-		return s.cfg.Now().Sub(s.freshUntil.Add(-s.cfg.MaxStale)).Seconds(), true
+		return time.Since(s.freshUntil.Add(-s.cfg.MaxStale)).Seconds(), true // freshUntil is on the monotonic clock
 	})
 	return t
 }
