@@ -106,6 +106,9 @@ func TestWebhookOnEventMayKeepRaw(t *testing.T) {
 			t.Fatalf("delivery %d: %d", i, w.Code)
 		}
 	}
+	if len(kept) != len(bodies) {
+		t.Fatalf("OnEvent called %d times, want %d", len(kept), len(bodies))
+	}
 	for i, ev := range kept {
 		if string(ev.Raw) != bodies[i] {
 			t.Fatalf("kept event %d changed under OnEvent: %.40s...", i, ev.Raw)
