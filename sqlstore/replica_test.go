@@ -74,9 +74,11 @@ func TestTwoReplicasConverge(t *testing.T) {
 	}
 }
 
-// The server kills every connection of the store mid-stream: writes fail
-// with errors while it happens, nothing is half-written, and the store
-// recovers without a restart.
+// The server kills every connection of the store mid-stream, twice
+// between writes (idle connections) and six times inside a write's
+// transaction (its hook kills the pool's backends, its own included):
+// each write the kill interrupted fails with an error, nothing is
+// half-written, and the store recovers without a restart.
 func TestPostgresConnectionKilledMidStream(t *testing.T) {
 	dsn := os.Getenv("USERSYNC_POSTGRES_DSN")
 	if dsn == "" {
@@ -95,22 +97,40 @@ func TestPostgresConnectionKilledMidStream(t *testing.T) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(4)
-	store := b.StoreOn(t, db, table)
 	admin, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
+	// kill terminates every backend of the store's pool and returns how
+	// many it terminated.
+	kill := func(ctx context.Context) (int, error) {
+		var n int
+		err := admin.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1) k WHERE ok`, app).Scan(&n)
+		return n, err
+	}
+	var armed atomic.Bool // the next write's hook kills
+	killedIn := 0         // writes whose own backend the hook killed
+	hookRuns := 0
+	hook := func(ctx context.Context, _ *sql.Tx, _ usersync.Change) error {
+		hookRuns++
+		if !armed.CompareAndSwap(true, false) {
+			return nil
+		}
+		n, err := kill(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errors.New("the hook's kill terminated no backend")
+		}
+		killedIn++
+		return nil // the store's next statement, or its COMMIT, meets a dead connection
+	}
+	store := b.StoreWith(t, db, sqlstore.Config{Table: table, OnWrite: hook})
 
 	ctx := context.Background()
 	events := usersynctest.Stream(rand.New(rand.NewPCG(11, 12)), 40, 400)
-	var failed atomic.Int32
-	kill := func() {
-		// Kill every backend of the store's pool.
-		if _, err := admin.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
-			t.Errorf("terminate: %v", err)
-		}
-	}
 	deliver := func(e usersynctest.Event) error {
 		ti := usersync.TokenIdentifier(usersynctest.StreamIssuer, e.Subject)
 		var err error
@@ -125,14 +145,35 @@ func TestPostgresConnectionKilledMidStream(t *testing.T) {
 		return err
 	}
 	var retry []usersynctest.Event
+	interrupted := 0 // writes killed inside their transaction that failed, or ran again
 	for i, e := range events {
-		if i%100 == 50 {
-			kill()
+		switch {
+		case i == 100 || i == 300:
+			if n, err := kill(ctx); err != nil {
+				t.Fatalf("terminate: %v", err)
+			} else if n == 0 {
+				t.Fatal("the kill between writes terminated no backend of the store's pool")
+			}
+		case i%50 == 25 && i < 325:
+			armed.Store(true)
 		}
-		if err := deliver(e); err != nil {
-			failed.Add(1)
+		kills, runs := killedIn, hookRuns
+		err := deliver(e)
+		if killedIn > kills && (err != nil || hookRuns > runs+1) {
+			interrupted++
+		}
+		if err != nil {
 			retry = append(retry, e) // as Svix would, after a 5xx
 		}
+	}
+	if armed.Load() {
+		t.Fatal("a kill was armed but no write ran its hook")
+	}
+	// A write whose transaction was killed under it must fail, or run
+	// again whole (its hook too): one that succeeded as it was committed
+	// half of itself, or the kill hit nothing.
+	if killedIn != 6 || interrupted != killedIn {
+		t.Fatalf("%d kills inside a write's transaction, %d of those writes failed or ran again; want 6 and 6", killedIn, interrupted)
 	}
 	// Redeliver what failed, in reverse order for good measure.
 	for i := len(retry) - 1; i >= 0; i-- {
@@ -140,7 +181,7 @@ func TestPostgresConnectionKilledMidStream(t *testing.T) {
 			t.Fatalf("after recovery: %v", err)
 		}
 	}
-	t.Logf("%d writes failed while connections were killed, all redelivered", failed.Load())
+	t.Logf("%d writes failed, all redelivered; %d killed inside their transaction", len(retry), killedIn)
 	if diff := usersynctest.CompareState(ctx, store, usersynctest.Fold(events)); diff != "" {
 		t.Fatalf("after the faults: %s", diff)
 	}
