@@ -83,20 +83,20 @@ var galeraRetries atomic.Int64
 // galeraStores migrates a fresh table on the first node and returns a
 // store over it on every node. The table is dropped when t ends.
 func galeraStores(t testing.TB) []*sqlstore.Store {
-	return galeraStoresReporting(t, nil)
+	return galeraStoresWith(t, nil)
 }
 
-// galeraStoresReporting is galeraStores whose stores report to rec, if
-// not nil.
-func galeraStoresReporting(t testing.TB, rec *telemetrytest.Recorder) []*sqlstore.Store {
+// galeraStoresWith is galeraStores whose configuration of each node's
+// store configure, if not nil, completes.
+func galeraStoresWith(t testing.TB, configure func(node int, cfg *sqlstore.Config)) []*sqlstore.Store {
 	t.Helper()
 	nodes := galeraNodes(t)
 	table := testdb.OwnSchema(t, nodes[0], sqlstore.MySQL) + ".users"
 	var stores []*sqlstore.Store
 	for i, db := range nodes {
 		cfg := sqlstore.Config{Dialect: sqlstore.MySQL, Table: table}
-		if rec != nil {
-			cfg.MeterProvider, cfg.TracerProvider = rec.MeterProvider, rec.TracerProvider
+		if configure != nil {
+			configure(i, &cfg)
 		}
 		s, err := sqlstore.New(db, cfg)
 		if err != nil {
@@ -197,9 +197,33 @@ func TestGaleraConformance(t *testing.T) {
 // Concurrent first logins of one person on all three nodes: one row, every
 // caller gets its ID, no caller sees an error (the certification conflicts
 // of the losers are retried).
+//
+// The conflict is forced: the first write to reach each node's hook waits
+// there, its row inserted and not committed, until one has on every node;
+// then all three go on to commit, and two must lose (a certification
+// failure or a brute-force abort) and run again.
 func TestGaleraConcurrentFirstWrites(t *testing.T) {
 	rec := telemetrytest.New(t)
-	stores := galeraStoresReporting(t, rec)
+	var held [3]atomic.Bool
+	var arrived sync.WaitGroup
+	arrived.Add(3)
+	allHeld := make(chan struct{})
+	go func() { arrived.Wait(); close(allHeld) }()
+	stores := galeraStoresWith(t, func(node int, cfg *sqlstore.Config) {
+		cfg.MeterProvider, cfg.TracerProvider = rec.MeterProvider, rec.TracerProvider
+		cfg.OnWrite = func(ctx context.Context, _ *sql.Tx, _ usersync.Change) error {
+			if !held[node].CompareAndSwap(false, true) {
+				return nil
+			}
+			arrived.Done()
+			select {
+			case <-allHeld:
+				return nil
+			case <-time.After(time.Minute):
+				return fmt.Errorf("node %d: the first writes of the other nodes never reached their hooks", node+1)
+			}
+		}
+	})
 	const perNode = 20
 	var ids [3 * perNode]string
 	var errs [3 * perNode]error
@@ -237,6 +261,9 @@ func TestGaleraConcurrentFirstWrites(t *testing.T) {
 		retries += s.Retries()
 	}
 	t.Logf("%d concurrent first writes on 3 nodes: %d statements run again", len(ids), retries)
+	if retries < 2 {
+		t.Fatalf("%d statements run again: the two writes that lost the forced conflict were not retried", retries)
+	}
 	if got := rec.Sum(t, "usersync.store.retries"); got != retries {
 		t.Fatalf("usersync.store.retries = %d, but the stores ran %d statements again", got, retries)
 	}
