@@ -114,14 +114,16 @@ func BenchmarkUpsert(b *testing.B) {
 		b.ReportAllocs()
 		s := memstore.New()
 		ids := make([]string, b.N)
+		subs := make([]string, b.N)
 		tokens := make([]string, b.N)
 		for i := range ids {
-			ids[i], tokens[i] = fmt.Sprintf("id-%09d", i), fmt.Sprintf("iss|user_%09d", i)
+			ids[i], subs[i] = fmt.Sprintf("id-%09d", i), fmt.Sprintf("user_%09d", i)
+			tokens[i] = usersync.TokenIdentifier(w.Issuer, subs[i])
 		}
 		b.ResetTimer()
 		for i := range b.N {
 			w := w
-			w.ID, w.TokenIdentifier = ids[i], tokens[i]
+			w.ID, w.Subject, w.TokenIdentifier = ids[i], subs[i], tokens[i]
 			if _, _, err := s.Upsert(ctx, w); err != nil {
 				b.Fatal(err)
 			}
@@ -131,7 +133,7 @@ func BenchmarkUpsert(b *testing.B) {
 		b.ReportAllocs()
 		s := memstore.New()
 		w := w
-		w.ID, w.TokenIdentifier = "id-1", "iss|user_1"
+		w.ID, w.Subject, w.TokenIdentifier = "id-1", "user_1", usersync.TokenIdentifier(w.Issuer, "user_1")
 		for b.Loop() {
 			w.Version++
 			if _, o, err := s.Upsert(ctx, w); err != nil || o == usersync.Stale {
@@ -143,7 +145,7 @@ func BenchmarkUpsert(b *testing.B) {
 		b.ReportAllocs()
 		s := memstore.New()
 		w := w
-		w.ID, w.TokenIdentifier = "id-1", "iss|user_1"
+		w.ID, w.Subject, w.TokenIdentifier = "id-1", "user_1", usersync.TokenIdentifier(w.Issuer, "user_1")
 		if _, _, err := s.Upsert(ctx, w); err != nil {
 			b.Fatal(err)
 		}
