@@ -58,9 +58,13 @@ func BenchmarkFeed(b *testing.B) {
 				})
 				ctx, cancel := context.WithCancel(context.Background())
 				b.StartTimer()
-				go r.Run(ctx)
+				ran := make(chan error, 1)
+				go func() { ran <- r.Run(ctx) }()
 				<-done
 				cancel()
+				b.StopTimer()
+				<-ran // stopped before its store is closed and its files removed
+				b.StartTimer()
 			}
 			b.ReportMetric(float64(10_000*b.N)/b.Elapsed().Seconds(), "changes/s")
 		})
@@ -85,7 +89,8 @@ func BenchmarkFeed(b *testing.B) {
 					return nil
 				})
 				ctx, cancel := context.WithCancel(context.Background())
-				go r.Run(ctx)
+				ran := make(chan error, 1)
+				go func() { ran <- r.Run(ctx) }()
 				time.Sleep(100 * time.Millisecond) // up to date, polling
 				for i := range n {
 					id := fmt.Sprint("id-", i)
@@ -99,6 +104,7 @@ func BenchmarkFeed(b *testing.B) {
 				}
 				<-all
 				cancel()
+				<-ran // stopped before its store is closed and its files removed
 			}
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
