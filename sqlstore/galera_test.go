@@ -29,9 +29,9 @@ import (
 
 // galera is the cluster of the tests, opened once per test binary.
 var galera struct {
-	once sync.Once
-	dbs  []*sql.DB
-	err  error
+	mu  sync.Mutex
+	dbs []*sql.DB
+	err error // a node that did not answer for all of testdb.ConnectWait
 }
 
 // galeraNodes returns one pool per node of the cluster, or skips t.
@@ -48,25 +48,31 @@ func galeraNodes(t testing.TB) []*sql.DB {
 	if env == "" {
 		t.Skip("USERSYNC_GALERA_DSNS is not set: skipping the Galera tests (run .ci/galera start and export its last line)")
 	}
-	galera.once.Do(func() {
-		for _, dsn := range strings.Split(env, ",") {
+	galera.mu.Lock()
+	defer galera.mu.Unlock()
+	if galera.dbs == nil && galera.err == nil {
+		var dbs []*sql.DB
+		for i, dsn := range strings.Split(env, ",") {
 			sep := "?"
 			if strings.Contains(dsn, "?") {
 				sep = "&"
 			}
-			db, err := sql.Open("mysql", dsn+sep+"wsrep_sync_wait=7")
-			if err == nil {
-				err = db.Ping()
-			}
+			db, err := testdb.Connect("mysql", dsn+sep+"wsrep_sync_wait=7")
 			if err != nil {
-				galera.err = fmt.Errorf("galera node %s: %w", dsn, err)
-				return
+				for _, db := range dbs {
+					db.Close()
+				}
+				galera.err = fmt.Errorf("galera node %d: %w", i+1, err)
+				break
 			}
 			db.SetMaxOpenConns(16)
 			db.SetMaxIdleConns(16)
-			galera.dbs = append(galera.dbs, db)
+			dbs = append(dbs, db)
 		}
-	})
+		if galera.err == nil {
+			galera.dbs = dbs
+		}
+	}
 	if galera.err != nil {
 		t.Fatal(galera.err)
 	}

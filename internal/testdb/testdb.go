@@ -10,12 +10,14 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
@@ -31,9 +33,9 @@ type Backend struct {
 	Env     string // the DSN variable; "" for SQLite, which always runs
 	Driver  string
 
-	once sync.Once
-	db   *sql.DB
-	err  error
+	mu  sync.Mutex
+	db  *sql.DB
+	err error // a connection that failed for all of ConnectWait
 }
 
 // Backends are SQLite, PostgreSQL and MySQL, in that order.
@@ -59,16 +61,45 @@ func (b *Backend) Open(t testing.TB) (*sql.DB, string) {
 		return db, "users"
 	}
 	b.SkipIfUnset(t)
-	b.once.Do(func() {
-		b.db, b.err = sql.Open(b.Driver, os.Getenv(b.Env))
-		if b.err == nil {
-			b.err = b.db.Ping()
-		}
-	})
-	if b.err != nil {
-		t.Fatalf("%s: %v", b.Name, b.err)
+	b.mu.Lock()
+	if b.db == nil && b.err == nil {
+		b.db, b.err = Connect(b.Driver, os.Getenv(b.Env))
 	}
-	return b.db, OwnSchema(t, b.db, b.Dialect) + ".users"
+	db, err := b.db, b.err
+	b.mu.Unlock()
+	if err != nil {
+		t.Fatalf("%s: %v", b.Name, err)
+	}
+	return db, OwnSchema(t, db, b.Dialect) + ".users"
+}
+
+// ConnectWait is how long Connect tries a server before it gives up.
+const ConnectWait = 30 * time.Second
+
+// Connect opens a pool on dsn and pings it until it answers, for at most
+// ConnectWait: a server that refuses a connection for a moment (a restart,
+// a full backlog on a busy machine) fails no test. The error of a server
+// that never answered names the DSN's driver, not the DSN, which may hold
+// a password.
+func Connect(driver, dsn string) (*sql.DB, error) {
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(ConnectWait)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = db.PingContext(ctx)
+		cancel()
+		if err == nil {
+			return db, nil
+		}
+		if time.Now().After(deadline) {
+			db.Close()
+			return nil, fmt.Errorf("no answer from the %s server in %v: %w", driver, ConnectWait, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // DSN returns a DSN whose default schema (PostgreSQL: search_path) or
