@@ -1,17 +1,19 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,20 +36,10 @@ func TestBinaryOnServers(t *testing.T) {
 			url := databaseURL(t, b)
 			iss := usersynctest.NewIssuer(t)
 			sender := clerktest.NewWebhookSender(t)
-			addr := freeAddr(t)
-			cmd := exec.Command(bin)
-			cmd.Env = append(os.Environ(), "USERSYNC_ADDR="+addr, "DATABASE_URL="+url,
-				"CLERK_ISSUER="+iss.URL, "CLERK_WEBHOOK_SECRET="+sender.Secret)
-			stderr, _ := cmd.StderrPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				cmd.Process.Signal(os.Interrupt)
-				cmd.Wait()
-			}()
-			waitFor(t, stderr, "chat: listening")
-			base := "http://" + addr
+			chat := startChat(t, bin, append(os.Environ(), "DATABASE_URL="+url,
+				"CLERK_ISSUER="+iss.URL, "CLERK_WEBHOOK_SECRET="+sender.Secret))
+			defer chat.stop(t)
+			base := chat.listening(t)
 
 			tok := iss.Token(map[string]any{"sub": "user_srv", "name": "Server Sam"})
 			// The deleted user's sessions end with them: another user reads
@@ -94,16 +86,15 @@ func TestBinaryOnServers(t *testing.T) {
 	}
 }
 
-// buildChat builds the example once per test binary.
+// buildChat builds the example once per test binary, into a directory
+// that TestMain removes after the tests.
 func buildChat(t *testing.T) string {
 	t.Helper()
 	chatOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "chat-test-")
-		if err != nil {
-			chatErr = err
+		if chatDir, chatErr = os.MkdirTemp("", "chat-test-"); chatErr != nil {
 			return
 		}
-		chatBin = filepath.Join(dir, "chat")
+		chatBin = filepath.Join(chatDir, "chat")
 		if out, err := exec.Command("go", "build", "-o", chatBin, ".").CombinedOutput(); err != nil {
 			chatErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -116,9 +107,22 @@ func buildChat(t *testing.T) string {
 
 var (
 	chatOnce sync.Once
+	chatDir  string // the built binary's directory; "" until buildChat
 	chatBin  string
 	chatErr  error
 )
+
+// TestMain removes the binary that buildChat built, if a test did.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if chatDir != "" {
+		if err := os.RemoveAll(chatDir); err != nil {
+			fmt.Fprintln(os.Stderr, "removing the built chat:", err)
+			code = cmp.Or(code, 1)
+		}
+	}
+	os.Exit(code)
+}
 
 // databaseURL returns a DATABASE_URL for the chat in a schema (PostgreSQL)
 // or database (MySQL) of the test's own, or an SQLite file of its own.
@@ -152,7 +156,7 @@ func TestBinaryRefusesAForeignUsersTable(t *testing.T) {
 			iss := usersynctest.NewIssuer(t)
 			env := append(os.Environ(), "DATABASE_URL="+url, "CLERK_ISSUER="+iss.URL, "CLERK_WEBHOOK_SECRET="+clerktest.NewWebhookSender(t).Secret)
 			cmd := exec.Command(bin)
-			cmd.Env = append(env, "USERSYNC_ADDR="+freeAddr(t))
+			cmd.Env = append(env, "USERSYNC_ADDR=127.0.0.1:0")
 			out, err := cmd.CombinedOutput()
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
@@ -166,19 +170,9 @@ func TestBinaryRefusesAForeignUsersTable(t *testing.T) {
 				t.Fatalf("the app's table changed: %q, %v", email, err)
 			}
 
-			addr := freeAddr(t)
-			cmd = exec.Command(bin)
-			cmd.Env = append(env, "USERSYNC_ADDR="+addr, "USERSYNC_TABLE=clerk_users")
-			stderr, _ := cmd.StderrPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				cmd.Process.Signal(os.Interrupt)
-				cmd.Wait()
-			}()
-			waitFor(t, stderr, "chat: listening")
-			req, _ := http.NewRequest("POST", "http://"+addr+"/api/messages", strings.NewReader(`{"body":"hi"}`))
+			chat := startChat(t, bin, append(env, "USERSYNC_TABLE=clerk_users"))
+			defer chat.stop(t)
+			req, _ := http.NewRequest("POST", chat.listening(t)+"/api/messages", strings.NewReader(`{"body":"hi"}`))
 			req.Header.Set("Authorization", "Bearer "+iss.Token(map[string]any{"sub": "user_new", "name": "New"}))
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -192,41 +186,155 @@ func TestBinaryRefusesAForeignUsersTable(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+// chatProcess is a running chat binary that listens on a port of the
+// kernel's choosing, its stdout and stderr collected.
+type chatProcess struct {
+	cmd     *exec.Cmd
+	out     *outputLog
+	exited  chan struct{} // closed when the process has exited
+	waitErr error         // Wait's, once exited is closed
 }
 
-// waitFor reads the process's log until a line contains want.
-func waitFor(t *testing.T, r io.Reader, want string) {
+// startChat starts bin with env and USERSYNC_ADDR=127.0.0.1:0. The test's
+// cleanup stops it if the test did not.
+func startChat(t *testing.T, bin string, env []string) *chatProcess {
 	t.Helper()
-	found := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(r)
-		ok := false
-		for sc.Scan() {
-			if !ok && strings.Contains(sc.Text(), want) {
-				ok = true
-				found <- true
-			}
-		}
-		if !ok {
-			found <- false
-		}
-	}()
-	select {
-	case ok := <-found:
-		if !ok {
-			t.Fatalf("the example exited before logging %q", want)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the example did not log %q in 30s", want)
+	p := &chatProcess{cmd: exec.Command(bin), out: newOutputLog(), exited: make(chan struct{})}
+	p.cmd.Env = append(env, "USERSYNC_ADDR=127.0.0.1:0")
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// stop interrupts the chat and waits for it to exit; after its graceful
+// shutdown's 10 s and some, it kills it and fails the test.
+func (p *chatProcess) stop(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+		t.Errorf("the chat did not exit in 30s after an interrupt; its output:\n%s", p.out)
+	}
+}
+
+// listening waits for the chat's "chat: listening" log line and returns
+// the URL that it logs, the address it bound.
+func (p *chatProcess) listening(t *testing.T) string {
+	t.Helper()
+	line := p.waitFor(t, "chat: listening")
+	raw, ok := logValue(line, "url")
+	u, err := url.Parse(raw)
+	if !ok || err != nil || u.Scheme != "http" || u.Port() == "" || u.Port() == "0" {
+		t.Fatalf("no URL with a port in the chat's log line %q; its output:\n%s", line, p.out)
+	}
+	return raw
+}
+
+// waitFor waits, for 30 s at most, for a line of the chat's output that
+// contains want, and returns that line. It fails the test with the
+// output if the chat exits first or the time runs out.
+func (p *chatProcess) waitFor(t *testing.T, want string) string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		changed := p.out.changed()
+		if line, ok := p.out.line(want); ok {
+			return line
+		}
+		select {
+		case <-changed:
+		case <-p.exited:
+			if line, ok := p.out.line(want); ok {
+				return line
+			}
+			t.Fatalf("the chat exited (%v) before logging %q; its output:\n%s", p.waitErr, want, p.out)
+		case <-deadline:
+			t.Fatalf("the chat did not log %q in 30s; its output:\n%s", want, p.out)
+		}
+	}
+}
+
+// logValue returns the value of key in a line of slog's text handler,
+// unquoted.
+func logValue(line, key string) (string, bool) {
+	_, rest, ok := strings.Cut(line, " "+key+"=")
+	if !ok {
+		return "", false
+	}
+	if strings.HasPrefix(rest, `"`) {
+		q, err := strconv.QuotedPrefix(rest)
+		if err != nil {
+			return "", false
+		}
+		v, err := strconv.Unquote(q)
+		return v, err == nil
+	}
+	v, _, _ := strings.Cut(rest, " ")
+	return v, v != ""
+}
+
+// outputLog collects a process's output, and tells who waits on it when
+// it grows.
+type outputLog struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	grew chan struct{} // closed, and replaced, on each write
+}
+
+func newOutputLog() *outputLog { return &outputLog{grew: make(chan struct{})} }
+
+func (o *outputLog) Write(b []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(b)
+	close(o.grew)
+	o.grew = make(chan struct{})
+	return len(b), nil
+}
+
+// changed returns a channel that is closed on the next write.
+func (o *outputLog) changed() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.grew
+}
+
+// line returns the first whole line that contains want.
+func (o *outputLog) line(want string) (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := o.buf.String()
+	for {
+		line, rest, ok := strings.Cut(s, "\n")
+		if !ok {
+			return "", false // a partial line: the rest of it is to come
+		}
+		if strings.Contains(line, want) {
+			return line, true
+		}
+		s = rest
+	}
+}
+
+func (o *outputLog) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
 }
 
 // TestBinaryRefusesAnotherInstancesKey: the chat reconciles at start. On a
@@ -253,28 +361,17 @@ func TestBinaryRefusesAnotherInstancesKey(t *testing.T) {
 		return api
 	}
 	real, other, lookalike := instance("real", 30, true), instance("other", 300, false), instance("lookalike", 300, true)
-	start := func(api *clerktest.API) *exec.Cmd {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		t.Cleanup(cancel)
-		cmd := exec.CommandContext(ctx, bin)
-		cmd.Env = append(os.Environ(), "USERSYNC_ADDR="+freeAddr(t), "DATABASE_URL="+url, "USERSYNC_RECONCILE_EVERY=0",
+	env := func(api *clerktest.API) []string {
+		return append(os.Environ(), "DATABASE_URL="+url, "USERSYNC_RECONCILE_EVERY=0",
 			"CLERK_ISSUER="+iss.URL, "CLERK_WEBHOOK_SECRET="+clerktest.NewWebhookSender(t).Secret,
 			"CLERK_SECRET_KEY="+api.SecretKey, "CLERK_API_URL="+api.URL)
-		return cmd
 	}
 	// serveUntil runs the chat with api's key until it logs want.
 	serveUntil := func(api *clerktest.API, want string) {
 		t.Helper()
-		cmd := start(api)
-		stderr, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			cmd.Process.Signal(os.Interrupt)
-			cmd.Wait()
-		}()
-		waitFor(t, stderr, want)
+		chat := startChat(t, bin, env(api))
+		defer chat.stop(t)
+		chat.waitFor(t, want)
 	}
 	count := func() (live, foreign int) {
 		t.Helper()
@@ -297,7 +394,11 @@ func TestBinaryRefusesAnotherInstancesKey(t *testing.T) {
 		t.Fatalf("after the import: %d live, %d foreign; want 30 and 0", live, foreign)
 	}
 
-	out, err := start(other).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = append(env(other), "USERSYNC_ADDR=127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
 		t.Fatalf("the chat did not exit non-zero with another instance's key: %v\n%s", err, out)

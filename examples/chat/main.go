@@ -182,6 +182,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	// The address bound, not USERSYNC_ADDR: with port 0 the kernel's
+	// choice. The binary's tests read it from this line.
 	log.Info("chat: listening", "url", base)
 	refused := make(chan error, 1)
 	defer a.reconcileInBackground(ctx, refused)()
