@@ -44,7 +44,9 @@ type issuerKeys struct {
 	removed func(issuer string, thumbprints []string)
 	// base ends with the verifier: fetches are bound to it.
 	base context.Context
-	tel  *verifierTelemetry
+	// tasks runs the fetch goroutines, for the verifier's Close to wait for.
+	tasks *tasks
+	tel   *verifierTelemetry
 
 	keys atomic.Pointer[keySet] // nil until a fetch succeeds
 
@@ -194,6 +196,14 @@ func (k *issuerKeys) refreshFor(ctx context.Context, kid string) error {
 		k.lastKid = now
 	}
 	joining := k.fetching != nil
+	var done chan struct{}
+	if due || joining {
+		// Under the lock of the decision: a request joins the very fetch
+		// it saw under way (never one started after that ended, past the
+		// rate limit), and a request that this one's lastKid makes not
+		// due finds this one's fetch under way, and joins it.
+		done = k.startFetch()
+	}
 	k.mu.Unlock()
 	switch {
 	case !due && !joining && failing:
@@ -201,7 +211,7 @@ func (k *issuerKeys) refreshFor(ctx context.Context, kid string) error {
 	case !due && !joining:
 		return errNoKey
 	}
-	finished := k.fetch(ctx, k.wait)
+	finished := k.await(ctx, done, k.wait)
 	if ks := k.keys.Load(); ks != nil && ks.has(kid) {
 		return nil
 	}
@@ -222,15 +232,22 @@ func (k *issuerKeys) refreshFor(ctx context.Context, kid string) error {
 // request does not fail it for everyone.
 func (k *issuerKeys) fetch(ctx context.Context, wait time.Duration) bool {
 	k.mu.Lock()
+	done := k.startFetch()
+	k.mu.Unlock()
+	return k.await(ctx, done, wait)
+}
+
+// startFetch returns the channel that the fetch under way closes when it
+// ends, starting a fetch if none is under way; nil once the verifier has
+// ended. The caller holds k.mu.
+func (k *issuerKeys) startFetch() chan struct{} {
 	done := k.fetching
 	if done == nil && k.base.Err() != nil {
-		k.mu.Unlock()
-		return false // closed
+		return nil // closed
 	}
 	if done == nil {
 		done = make(chan struct{})
-		k.fetching = done
-		go func() {
+		started := k.tasks.goUnlessClosed(func() {
 			err := k.fetchOnce()
 			k.tel.fetched(k.cfg.URL, err)
 			k.mu.Lock()
@@ -245,16 +262,30 @@ func (k *issuerKeys) fetch(ctx context.Context, wait time.Duration) bool {
 				}
 				k.lastOK, k.lastErr, k.failures = now, nil, 0
 			default:
-				if k.failures == 0 {
+				if k.failures == 0 && k.base.Err() == nil { // not the verifier ending
 					k.log.Warn("usersync: JWKS fetch failed; keeping the last good keys", "issuer", k.cfg.URL, "error", err)
 				}
 				k.lastErr = err
 				k.nextTry = now.Add(k.backoff())
 				k.failures++
 			}
-		}()
+		})
+		if !started {
+			return nil // closed
+		}
+		// The fetch waits for mu, which the caller holds, to record its
+		// end: it cannot end before this.
+		k.fetching = done
 	}
-	k.mu.Unlock()
+	return done
+}
+
+// await waits at most wait (0: no limit) for the fetch that closes done
+// to end, and reports whether it did; false for a nil done.
+func (k *issuerKeys) await(ctx context.Context, done chan struct{}, wait time.Duration) bool {
+	if done == nil {
+		return false
+	}
 	var timeout <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)

@@ -20,11 +20,18 @@ import (
 
 // A JWKS that is down from the start makes tokens uncheckable, which is
 // ErrKeysUnavailable (503), not ErrInvalidToken (401); once it answers
-// again, tokens verify within a few seconds.
+// again, tokens verify as soon as the backoff of the failed fetches (at
+// most 4s) has passed. The backoff runs on the verifier's clock, which the
+// test moves on: nothing depends on how fast the machine is.
 func TestVerifyKeysUnavailableThenRecovered(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
 	a.SetJWKSMode(usersynctest.JWKS500)
-	v := newVerifier(t, func(c *jwtverify.Config) { c.UnknownKeyWait = 100 * time.Millisecond }, a)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	v := newVerifier(t, func(c *jwtverify.Config) {
+		c.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+		c.UnknownKeyWait = time.Minute // a due fetch is always waited for
+	}, a)
 	tok := a.Token(nil)
 	for range 3 {
 		if _, err := v.Verify(context.Background(), tok); !errors.Is(err, usersync.ErrKeysUnavailable) || errors.Is(err, usersync.ErrInvalidToken) {
@@ -32,8 +39,10 @@ func TestVerifyKeysUnavailableThenRecovered(t *testing.T) {
 		}
 	}
 	a.SetJWKSMode(usersynctest.JWKSOK)
-	start := time.Now()
-	for {
+	// A background retry that the JWKS answered before it came back may
+	// still end in a failure, and back off once more: so two rounds.
+	for round := 1; ; round++ {
+		clock.Add(int64(4 * time.Second)) // the longest backoff
 		_, err := v.Verify(context.Background(), tok)
 		if err == nil {
 			break
@@ -41,12 +50,10 @@ func TestVerifyKeysUnavailableThenRecovered(t *testing.T) {
 		if !errors.Is(err, usersync.ErrKeysUnavailable) {
 			t.Fatalf("while recovering: %v", err)
 		}
-		if time.Since(start) > 6*time.Second {
-			t.Fatalf("still %v %v after the JWKS came back", err, time.Since(start))
+		if round == 2 {
+			t.Fatalf("still %v after the JWKS came back and %d backoffs passed", err, round)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("verified %v after the JWKS came back", time.Since(start).Round(time.Millisecond))
 }
 
 // An unreachable JWKS (connection refused) is ErrKeysUnavailable too.
@@ -100,20 +107,28 @@ func TestNewVerifierDoesNotBlockOnHangingIssuers(t *testing.T) {
 		name := fmt.Sprint("i", i)
 		issuers = append(issuers, jwtverify.Issuer{URL: "https://" + name + ".example", JWKSURL: hang.URL + "/" + name})
 	}
+	// Without StartupWait, New would wait for the client's hour-long
+	// timeout: any bound far below that tells the two apart.
 	start := time.Now()
-	v, err := jwtverify.New(context.Background(), jwtverify.Config{Issuers: issuers, StartupWait: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	v, err := jwtverify.New(context.Background(), jwtverify.Config{
+		Issuers: issuers, StartupWait: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		HTTPClient: &http.Client{Timeout: time.Hour},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	if d := time.Since(start); d > time.Second {
+	if d := time.Since(start); d > time.Minute {
 		t.Fatalf("New took %v with 8 hanging issuers and a 300ms StartupWait", d)
 	}
 }
 
+// waitFetches waits until the issuer has answered n JWKS requests. The
+// deadline only ends a test that would otherwise hang: it is no bound on
+// the code's speed.
 func waitFetches(t *testing.T, i *usersynctest.Issuer, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for i.Fetches() < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d JWKS fetches, want %d", i.Fetches(), n)
@@ -122,40 +137,131 @@ func waitFetches(t *testing.T, i *usersynctest.Issuer, n int) {
 	}
 }
 
-// slowTransport delays every JWKS answer.
-type slowTransport struct{ d *atomic.Int64 }
+// gateTransport makes JWKS requests (through http.DefaultTransport) and
+// counts them. While the gate is shut, a request waits at it until the
+// gate opens or the request's context ends: a JWKS that does not answer
+// until the test says so.
+type gateTransport struct {
+	// linger is how long a held request whose context ended takes to
+	// return, as a slow network would: it makes a caller that does not
+	// wait for its requests visible.
+	linger time.Duration
 
-func (s slowTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	time.Sleep(time.Duration(s.d.Load()))
+	held chan struct{} // a request is waiting at the gate
+
+	mu       sync.Mutex
+	gate     chan struct{} // nil: open
+	started  int           // requests made
+	inFlight int           // requests not returned yet
+}
+
+func newGateTransport(t *testing.T) *gateTransport {
+	g := &gateTransport{held: make(chan struct{}, 1)}
+	t.Cleanup(g.open) // a verifier's Close ends held requests anyway
+	return g
+}
+
+// shut makes the requests from now on wait.
+func (g *gateTransport) shut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.gate == nil {
+		g.gate = make(chan struct{})
+	}
+}
+
+// open lets the waiting requests, and all after them, through.
+func (g *gateTransport) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.gate != nil {
+		close(g.gate)
+		g.gate = nil
+	}
+}
+
+// counts returns how many requests were made, and how many have not
+// returned yet.
+func (g *gateTransport) counts() (started, inFlight int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.started, g.inFlight
+}
+
+// waitHeld waits until a request is waiting at the gate. The deadline only
+// ends a test that would otherwise hang.
+func (g *gateTransport) waitHeld(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.held:
+	case <-time.After(time.Minute):
+		t.Fatal("no JWKS request came to the gate")
+	}
+}
+
+func (g *gateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	g.mu.Lock()
+	g.started++
+	g.inFlight++
+	gate := g.gate
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.inFlight--
+		g.mu.Unlock()
+	}()
+	if gate != nil {
+		select {
+		case g.held <- struct{}{}:
+		default:
+		}
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			time.Sleep(g.linger)
+			return nil, r.Context().Err()
+		}
+	}
 	return http.DefaultTransport.RoundTrip(r)
 }
 
 // A key rotation seen by many requests at once: one fetch, and every one
-// of them verifies once it has ended.
+// of them verifies once it has ended. The fetch is held until every
+// request has been started, so that they find it under way and join it.
 func TestVerifyConcurrentRotation(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	var delay atomic.Int64
+	gate := newGateTransport(t)
 	v := newVerifier(t, func(c *jwtverify.Config) {
 		c.CacheSize = -1
-		c.HTTPClient = &http.Client{Transport: slowTransport{&delay}, Timeout: 10 * time.Second}
+		c.UnknownKeyWait = time.Minute // the requests wait for the held fetch
+		c.HTTPClient = &http.Client{Transport: gate, Timeout: time.Minute}
 	}, a)
-	delay.Store(int64(100 * time.Millisecond))
+	gate.shut()
 	a.Rotate()
 	before := a.Fetches()
-	var wg sync.WaitGroup
+	startedBefore, _ := gate.counts()
+	var wg, started sync.WaitGroup
 	var failed atomic.Int32
 	for i := range 10 {
 		tok := a.Token(map[string]any{"sub": fmt.Sprint("user_", i)})
+		started.Add(1)
 		wg.Go(func() {
+			started.Done()
 			if _, err := v.Verify(context.Background(), tok); err != nil {
 				failed.Add(1)
 				t.Logf("Verify: %v", err)
 			}
 		})
 	}
+	gate.waitHeld(t)
+	started.Wait()
+	gate.open()
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
 		t.Fatalf("%d of 10 tokens of the new key failed", n)
+	}
+	if n, _ := gate.counts(); n-startedBefore != 1 {
+		t.Fatalf("%d JWKS requests for one rotation, want 1", n-startedBefore)
 	}
 	if n := a.Fetches() - before; n != 1 {
 		t.Fatalf("%d fetches for one rotation, want 1", n)
@@ -163,16 +269,17 @@ func TestVerifyConcurrentRotation(t *testing.T) {
 }
 
 // A JWKS slower than UnknownKeyWait cannot tell whether a new kid is
-// good: 503, not 401.
+// good: 503, not 401. The JWKS here does not answer at all until the test
+// ends, so the request can only have returned by giving up its wait.
 func TestVerifySlowJWKSIsUnavailable(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	var delay atomic.Int64
+	gate := newGateTransport(t)
 	v := newVerifier(t, func(c *jwtverify.Config) {
 		c.CacheSize = -1
 		c.UnknownKeyWait = 100 * time.Millisecond
-		c.HTTPClient = &http.Client{Transport: slowTransport{&delay}, Timeout: 10 * time.Second}
+		c.HTTPClient = &http.Client{Transport: gate, Timeout: time.Minute}
 	}, a)
-	delay.Store(int64(500 * time.Millisecond))
+	gate.shut()
 	a.Rotate()
 	if _, err := v.Verify(context.Background(), a.Token(nil)); !errors.Is(err, usersync.ErrKeysUnavailable) {
 		t.Fatalf("err = %v, want ErrKeysUnavailable", err)

@@ -190,7 +190,8 @@ type Config struct {
 }
 
 // Verifier verifies bearer tokens into identities. It is safe for
-// concurrent use; Close stops its background key refreshes.
+// concurrent use; Close stops its background key refreshes and fetches,
+// and waits for them.
 type Verifier struct {
 	cfg     Config
 	issuers map[string]*issuerKeys       // by canonical issuer
@@ -198,7 +199,35 @@ type Verifier struct {
 	cache   *tokenCache
 	tel     *verifierTelemetry
 	cancel  context.CancelFunc
-	running sync.WaitGroup // the background refreshes
+	tasks   tasks // every goroutine the verifier starts: refreshes and fetches
+}
+
+// tasks runs a verifier's goroutines, so that Close can wait for every one
+// of them: once Close has begun, none starts.
+type tasks struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// goUnlessClosed runs f in a goroutine, unless Close has begun, and reports
+// whether it did.
+func (t *tasks) goUnlessClosed(f func()) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.wg.Go(f) // under mu: every Add happens before close's Wait
+	return true
+}
+
+// close refuses new goroutines and waits for the running ones.
+func (t *tasks) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.wg.Wait()
 }
 
 // New returns a verifier for cfg. It fetches every issuer's keys
@@ -274,7 +303,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	wg.Wait()
 	for _, k := range v.issuers {
 		if k.static == nil {
-			v.running.Go(func() { k.run(ctx) })
+			v.tasks.goUnlessClosed(func() { k.run(ctx) })
 		}
 	}
 	return v, nil
@@ -290,7 +319,7 @@ func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, e
 	k := &issuerKeys{
 		client: v.cfg.HTTPClient, maxSize: v.cfg.MaxJWKSSize, log: v.cfg.Logger, now: v.cfg.Now,
 		refresh: v.cfg.RefreshInterval, unknownKey: v.cfg.UnknownKeyRefresh, wait: v.cfg.UnknownKeyWait,
-		base: ctx, tel: v.tel,
+		base: ctx, tasks: &v.tasks, tel: v.tel,
 	}
 	if v.cache != nil {
 		k.removed = v.cache.removeKeys
@@ -315,11 +344,18 @@ func (v *Verifier) newIssuerKeys(ctx context.Context, ic Issuer) (*issuerKeys, e
 	return k, nil
 }
 
-// Close stops the background key refreshes and any fetch under way, and
-// waits for them. Verify keeps working with the keys it has.
+// Close stops the background key refreshes and cancels every JWKS fetch
+// under way (of the startup, of a refresh, or for a token's unknown kid),
+// then waits for every goroutine the verifier started to return: once
+// Close has returned, the verifier runs nothing in the background and
+// makes no more JWKS requests. (Its key sets are keyfunc.Keyfuncs over
+// memory storage, which start no goroutines of their own.) Verify keeps
+// working with the keys it has, fetching no others: where it would have
+// fetched the keys for a token, it fails with ErrKeysUnavailable. Close
+// may be called more than once; it always returns nil.
 func (v *Verifier) Close() error {
-	v.cancel()
-	v.running.Wait()
+	v.cancel() // first, so that the fetches waited for end at once
+	v.tasks.close()
 	return nil
 }
 

@@ -327,53 +327,73 @@ func TestVerifyKeepsKeysThroughJWKSOutage(t *testing.T) {
 			c.RefreshInterval = 20 * time.Millisecond
 		}, a)
 		a.SetJWKSMode(mode)
-		before := a.Fetches()
-		deadline := time.Now().Add(5 * time.Second)
-		for a.Fetches() < before+3 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if a.Fetches() < before+3 {
-			t.Fatalf("mode %d: no background refresh happened", mode)
-		}
+		// Three background refreshes that got the broken answer.
+		waitFetches(t, a, a.Fetches()+3)
 		if _, err := v.Verify(context.Background(), a.Token(nil)); err != nil {
 			t.Fatalf("mode %d: a known key stopped verifying during the outage: %v", mode, err)
 		}
 	}
 }
 
+// A storm of tokens with made-up kids costs one JWKS fetch. The tokens
+// that come while it is under way join it and give up after
+// UnknownKeyWait: the fetch is held until all of them have returned, so
+// they can only have returned by giving up (503: the kid may be a
+// rotation). Those that come after it has ended find that a fetch for an
+// unknown kid ran less than UnknownKeyRefresh ago (401). No wall-clock
+// bound: the durations are only logged.
 func TestVerifyUnknownKidStormIsRateLimited(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
-	const wait = 300 * time.Millisecond
+	gate := newGateTransport(t)
 	v := newVerifier(t, func(c *jwtverify.Config) {
 		c.CacheSize = -1
-		c.UnknownKeyWait = wait
+		c.UnknownKeyWait = 300 * time.Millisecond
 		c.UnknownKeyRefresh = time.Hour
+		c.HTTPClient = &http.Client{Transport: gate, Timeout: time.Minute}
 	}, a)
 	stranger := usersynctest.NewIssuer(t)
-	before := a.Fetches()
-	var wg sync.WaitGroup
-	var slowest atomic.Int64
-	for range 200 {
-		wg.Go(func() {
-			start := time.Now()
-			_, err := v.Verify(context.Background(), stranger.Token(map[string]any{"iss": a.URL}))
-			// Bad signature once the one fetch has shown the kid is unknown;
-			// keys unavailable for a request whose wait ended first (a
-			// loaded machine): either way, never accepted.
-			if !errors.Is(err, jwtverify.ErrBadSignature) && !errors.Is(err, usersync.ErrKeysUnavailable) {
-				t.Errorf("err = %v", err)
-			}
-			if d := time.Since(start); int64(d) > slowest.Load() {
-				slowest.Store(int64(d))
-			}
-		})
+	tok := stranger.Token(map[string]any{"iss": a.URL})
+	before, _ := gate.counts()
+	storm := func(want error) {
+		t.Helper()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var slowest time.Duration
+		for range 200 {
+			wg.Go(func() {
+				start := time.Now()
+				_, err := v.Verify(context.Background(), tok)
+				d := time.Since(start)
+				mu.Lock()
+				slowest = max(slowest, d)
+				mu.Unlock()
+				if !errors.Is(err, want) {
+					t.Errorf("err = %v, want %v", err, want)
+				}
+			})
+		}
+		wg.Wait()
+		t.Logf("the slowest of 200 requests took %v", slowest)
 	}
-	wg.Wait()
-	if n := a.Fetches() - before; n > 1 {
-		t.Fatalf("200 unknown-kid tokens made %d JWKS fetches, want at most 1", n)
+
+	gate.shut()
+	storm(usersync.ErrKeysUnavailable)
+	gate.open()
+	// Until the fetch has ended, a request joins it; once it has, the kid
+	// is known to be unknown. The deadline only ends a hung test.
+	for deadline := time.Now().Add(time.Minute); ; {
+		_, err := v.Verify(context.Background(), tok)
+		if errors.Is(err, jwtverify.ErrBadSignature) {
+			break
+		}
+		if !errors.Is(err, usersync.ErrKeysUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("after the fetch was let through: err = %v", err)
+		}
 	}
-	if d := time.Duration(slowest.Load()); d > wait+time.Second {
-		t.Fatalf("a request waited %v, bound %v", d, wait)
+	storm(jwtverify.ErrBadSignature)
+
+	if n, _ := gate.counts(); n-before != 1 {
+		t.Fatalf("the storms of unknown-kid tokens made %d JWKS requests, want 1", n-before)
 	}
 }
 
@@ -478,30 +498,97 @@ func TestVerifyKeySetsAreNotPooled(t *testing.T) {
 	}
 }
 
+// Close waits for every JWKS request the verifier made: here a background
+// refresh that the JWKS holds until Close cancels it, and that then takes
+// a while to return. Once Close has returned, no request is under way and
+// none is made.
 func TestVerifierCloseStopsBackgroundRefresh(t *testing.T) {
 	a := usersynctest.NewIssuer(t)
+	gate := newGateTransport(t)
+	gate.linger = 50 * time.Millisecond
+	clock := newFakeClock()
 	v, err := jwtverify.New(context.Background(), jwtverify.Config{
-		Issuers: []jwtverify.Issuer{{URL: a.URL}}, RefreshInterval: 10 * time.Millisecond,
+		Issuers: []jwtverify.Issuer{{URL: a.URL}}, RefreshInterval: 10 * time.Millisecond, Now: clock.Now,
+		HTTPClient: &http.Client{Transport: gate, Timeout: time.Minute}, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for a.Fetches() < 3 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	v.Close()
-	time.Sleep(30 * time.Millisecond) // a refresh already under way may finish
-	n := a.Fetches()
-	time.Sleep(100 * time.Millisecond)
-	if a.Fetches() != n {
-		t.Fatalf("JWKS fetched %d more times after Close", a.Fetches()-n)
-	}
+	waitFetches(t, a, 3) // the background refreshes run
+	gate.shut()
+	gate.waitHeld(t)
+	checkClose(t, v, gate, clock, a.URL)
 	// Verify keeps working with the keys it has.
-	if _, err := v.Verify(context.Background(), a.Token(nil)); err != nil {
+	if _, err := v.Verify(context.Background(), a.Token(map[string]any{"exp": time.Now().Add(time.Hour).Unix()})); err != nil {
 		t.Fatalf("Verify after Close: %v", err)
 	}
 }
+
+// Close waits for the fetch of a token's unknown kid too, which goes on
+// after the request that started it has given up.
+func TestVerifierCloseWaitsForUnknownKidFetch(t *testing.T) {
+	a := usersynctest.NewIssuer(t)
+	gate := newGateTransport(t)
+	gate.linger = 50 * time.Millisecond
+	clock := newFakeClock()
+	v, err := jwtverify.New(context.Background(), jwtverify.Config{
+		Issuers: []jwtverify.Issuer{{URL: a.URL}}, UnknownKeyWait: time.Millisecond, Now: clock.Now,
+		HTTPClient: &http.Client{Transport: gate, Timeout: time.Minute}, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate.shut()
+	a.Rotate()
+	if _, err := v.Verify(context.Background(), a.Token(nil)); !errors.Is(err, usersync.ErrKeysUnavailable) {
+		t.Fatalf("a new kid while the JWKS hangs: err = %v, want ErrKeysUnavailable", err)
+	}
+	gate.waitHeld(t)
+	checkClose(t, v, gate, clock, a.URL)
+}
+
+// checkClose closes v, a verifier of issuer iss on clock, and checks that
+// no JWKS request of it is under way once Close has returned, and that
+// none is made after: not for a token with an unknown kid that a fetch is
+// due for, not by a refresh loop still running.
+func checkClose(t *testing.T, v *jwtverify.Verifier, gate *gateTransport, clock *fakeClock, iss string) {
+	t.Helper()
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	started, inFlight := gate.counts()
+	if inFlight != 0 {
+		t.Fatalf("Close returned with %d JWKS requests under way", inFlight)
+	}
+	// Past UnknownKeyRefresh and any backoff: a fetch for an unknown kid
+	// would be due, were the verifier open.
+	clock.Add(2 * time.Minute)
+	stranger := usersynctest.NewIssuer(t)
+	if _, err := v.Verify(context.Background(), stranger.Token(map[string]any{"iss": iss})); !errors.Is(err, usersync.ErrKeysUnavailable) {
+		t.Fatalf("an unknown kid after Close: err = %v, want ErrKeysUnavailable", err)
+	}
+	// Not synchronisation: a chance, ten refresh intervals long, for a
+	// goroutine that wrongly outlived Close to make a request.
+	time.Sleep(100 * time.Millisecond)
+	if n, _ := gate.counts(); n != started {
+		t.Fatalf("%d JWKS requests after Close returned", n-started)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
+	}
+}
+
+// fakeClock is a verifier's clock that a test moves on.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(time.Now().UnixNano())
+	return c
+}
+
+func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 // redirectTransport plays the network: an https JWKS URL redirects to
 // where; any other URL is served the JWKS of keys.
