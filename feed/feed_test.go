@@ -136,10 +136,11 @@ func (l *ledger) check(t *testing.T, s store) {
 	}
 }
 
-// waitFor polls cond for up to 20 seconds.
+// waitFor polls cond for up to 30 seconds: the deadline of a condition
+// that holds in milliseconds, or in a lease's ttl, on an idle machine.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -354,6 +355,7 @@ func TestFailingHandlerIsRetriedThenParked(t *testing.T) {
 func TestOneReplicaAtATimeAndTakeover(t *testing.T) {
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // mostly waiting for a lease to expire
 			s := newStore(t)
 			n := write(t, s, 30, 4)
 			l := newLedger()
@@ -361,22 +363,46 @@ func TestOneReplicaAtATimeAndTakeover(t *testing.T) {
 				time.Sleep(200 * time.Microsecond)
 				return l.handle(ctx, c)
 			}
-			ttl := 300 * time.Millisecond
+			// Two replicas at once would be a failure: the ttl leaves a
+			// renewal, every third of it, time to land on a slow machine.
+			ttl := 2 * time.Second
 			dying := &mortal{store: s}
 			a := newRunner(t, feed.Config{Store: dying, Holder: "replica-a", LeaseTTL: ttl, BatchSize: 10})
-			b := newRunner(t, feed.Config{Store: s, Holder: "replica-b", LeaseTTL: ttl, BatchSize: 10})
-			a.Handle("effects", slow)
-			b.Handle("effects", slow)
+			waiting := &refusals{store: s, holder: "replica-b"}
+			b := newRunner(t, feed.Config{Store: waiting, Holder: "replica-b", LeaseTTL: ttl, BatchSize: 10})
+			// Replica a handles 15 changes (a batch saved, half of the
+			// next not), then holds the 16th until it dies: b has the rest
+			// to do.
+			const beforeDeath = 15
+			var byA, byB atomic.Int32
+			a.Handle("effects", func(ctx context.Context, c usersync.Change) error {
+				if byA.Load() == beforeDeath {
+					<-ctx.Done()
+					return ctx.Err()
+				}
+				if err := slow(ctx, c); err != nil {
+					return err
+				}
+				byA.Add(1)
+				return nil
+			})
+			b.Handle("effects", func(ctx context.Context, c usersync.Change) error {
+				byB.Add(1)
+				return slow(ctx, c)
+			})
 			stopA := start(a)
-			waitFor(t, "replica a to start", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.deliveries) > 0 })
+			waitFor(t, "replica a to handle its changes", func() bool { return byA.Load() == beforeDeath })
 			stopB := start(b)
-			time.Sleep(50 * time.Millisecond)
+			waitFor(t, "replica b to find a's lease", func() bool { return waiting.n.Load() > 0 })
 			dying.dead.Store(true) // dies: no last save, its lease is left to expire
 			stopA()
 			waitFor(t, "replica b to take over and finish", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.deliveries) == n })
 			stopB()
 			if l.overlap.Load() {
 				t.Fatal("the two replicas ran the consumer at the same time")
+			}
+			if got := byB.Load(); got < int32(n-beforeDeath) {
+				t.Fatalf("replica b handled %d changes, want the %d after a's, at least", got, n-beforeDeath)
 			}
 			l.check(t, s)
 		})
@@ -406,6 +432,27 @@ func (m *mortal) ReleaseLease(ctx context.Context, name, holder string) error {
 	return m.store.ReleaseLease(ctx, name, holder)
 }
 
+// prunes is a store that counts the calls of PruneChanges: two a pass of
+// pruning.
+type prunes struct {
+	store
+	n atomic.Int64
+}
+
+func (p *prunes) PruneChanges(ctx context.Context, through int64, before time.Time) (int, error) {
+	defer p.n.Add(1)
+	return p.store.PruneChanges(ctx, through, before)
+}
+
+// waitForAPass waits until a whole pass of pruning has run that began
+// after the call: one that read the consumers' positions as they are now.
+func (p *prunes) waitForAPass(t *testing.T) {
+	t.Helper()
+	// The pass under way makes at most two more calls, the next one two.
+	calls := p.n.Load()
+	waitFor(t, "a pass of pruning", func() bool { return p.n.Load() >= calls+4 })
+}
+
 func TestPruning(t *testing.T) {
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
@@ -416,8 +463,13 @@ func TestPruning(t *testing.T) {
 			t0 := time.Now()
 			now.Store(&t0)
 			clock := func() time.Time { return *now.Load() }
-			r := newRunner(t, feed.Config{Store: s, Retention: time.Hour, MaxAge: 48 * time.Hour, PruneEvery: 10 * time.Millisecond, Now: clock,
-				LeaseTTL: 300 * time.Millisecond}) // the slow consumer's position is saved by its renewals
+			pruning := &prunes{store: s}
+			r := newRunner(t, feed.Config{Store: pruning, Retention: time.Hour, MaxAge: 48 * time.Hour, PruneEvery: 10 * time.Millisecond, Now: clock,
+				// The slow consumer's position is saved by its renewals,
+				// every third of the ttl. A lease lost on a slow machine
+				// means changes delivered again, which nothing here counts:
+				// a short ttl is safe.
+				LeaseTTL: 300 * time.Millisecond})
 			r.Handle("fast", fast.handle)
 			gate := make(chan struct{})
 			r.Handle("slow", func(ctx context.Context, c usersync.Change) error {
@@ -445,6 +497,7 @@ func TestPruning(t *testing.T) {
 			later := t0.Add(2 * time.Hour)
 			now.Store(&later)
 			waitFor(t, "pruning of what both passed", func() bool { return count() <= n-5 })
+			pruning.waitForAPass(t) // which must not prune more
 			if c := count(); c < n-5 {
 				t.Fatalf("%d changes left, want %d: pruned what the slow consumer has not passed", c, n-5)
 			}
@@ -472,11 +525,21 @@ func TestPruningHonoursEveryConsumer(t *testing.T) {
 	}
 	web := newLedger()
 	later := time.Now().Add(48 * time.Hour) // past Retention, before MaxAge
-	r := newRunner(t, feed.Config{Store: s, PruneEvery: 5 * time.Millisecond, Now: func() time.Time { return later }})
+	pruning := &prunes{store: s}
+	r := newRunner(t, feed.Config{Store: pruning, PruneEvery: 5 * time.Millisecond, Now: func() time.Time { return later }})
 	r.Handle("web.audit", web.handle)
+	all, err := s.Changes(context.Background(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop := start(r)
-	waitFor(t, "the web consumer", func() bool { web.mu.Lock(); defer web.mu.Unlock(); return len(web.deliveries) == n })
-	time.Sleep(50 * time.Millisecond) // several prunings
+	waitFor(t, "the web consumer to pass every change", func() bool {
+		pos, err := s.LeaseCursors(context.Background(), "usersync:feed:web.audit")
+		return err == nil && pos["usersync:feed:web.audit"] == all[len(all)-1].Seq
+	})
+	// A pass that found the web consumer past every change, and the
+	// worker's at 3: it prunes up to the worker's, and no further.
+	pruning.waitForAPass(t)
 	stop()
 	left, err := s.Changes(context.Background(), 0, 1000)
 	if err != nil || len(left) != n-3 || left[0].Seq != 4 {
@@ -495,7 +558,8 @@ func TestConfigAndHandle(t *testing.T) {
 			t.Fatalf("New(%+v) = %v", cfg, err)
 		}
 	}
-	r := newRunner(t, feed.Config{Store: memstore.New()})
+	s := memstore.New()
+	r := newRunner(t, feed.Config{Store: s})
 	h := func(context.Context, usersync.Change) error { return nil }
 	for name, err := range map[string]error{
 		"":          r.Handle("", h),
@@ -510,8 +574,13 @@ func TestConfigAndHandle(t *testing.T) {
 	}
 	stop := start(r)
 	defer stop()
-	time.Sleep(10 * time.Millisecond)
-	if err := r.Handle("late", h); !errors.Is(err, usersync.ErrInvalid) {
+	// Run has begun once a consumer of it takes its lease.
+	waitFor(t, "the consumer dup to run", func() bool {
+		pos, err := s.LeaseCursors(context.Background(), "usersync:feed:dup")
+		_, ok := pos["usersync:feed:dup"]
+		return err == nil && ok
+	})
+	if err := r.Handle("late", h); !errors.Is(err, usersync.ErrInvalid) || !strings.Contains(err.Error(), "after Run") {
 		t.Fatalf("Handle after Run: %v", err)
 	}
 }

@@ -66,6 +66,7 @@ func TestTakeoversAreLogged(t *testing.T) {
 		})
 
 		t.Run(name+"/from another replica", func(t *testing.T) {
+			t.Parallel() // mostly waiting for a lease to expire
 			s := newStore(t)
 			n := write(t, s, 30, 2)
 			l := newLedger()

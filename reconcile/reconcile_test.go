@@ -16,6 +16,7 @@ import (
 	"github.com/usersync/usersync"
 	"github.com/usersync/usersync/clerk"
 	"github.com/usersync/usersync/clerk/clerktest"
+	"github.com/usersync/usersync/internal/telemetry/telemetrytest"
 	"github.com/usersync/usersync/lease"
 	"github.com/usersync/usersync/memstore"
 	"github.com/usersync/usersync/reconcile"
@@ -801,14 +802,27 @@ func (lostLease) RenewLease(context.Context, string, string, time.Duration, int6
 	return false, nil
 }
 
+// holdPage makes the API hold its second page of users until the test
+// ends: a run that asks for it ends only when its context does (or, if
+// that never happens, it gets the page after 30 seconds, to fail).
+func (e *env) holdPage() {
+	ended := make(chan struct{})
+	e.t.Cleanup(func() { close(ended) }) // before the API's server closes
+	e.onPage(func(n, _ int) {
+		if n == 2 {
+			select {
+			case <-ended:
+			case <-time.After(30 * time.Second):
+			}
+		}
+	})
+}
+
 func TestALostLeaseStopsTheRun(t *testing.T) {
 	e := newEnv(t, lostLease{memstore.New()})
 	e.api.Put(apiUsers(0, 30, 1)...)
-	e.onPage(func(n, _ int) {
-		if n == 2 {
-			time.Sleep(300 * time.Millisecond) // past a renewal
-		}
-	})
+	// Only the loss of the lease, at its first renewal, ends the run.
+	e.holdPage()
 	report, err := e.run(reconcile.Config{PageSize: 10, LeaseTTL: 150 * time.Millisecond})
 	if !errors.Is(err, reconcile.ErrRunning) || report.Complete {
 		t.Fatalf("%+v, %v; want ErrRunning", counts(report), err)
@@ -827,11 +841,9 @@ func (hungRenewal) RenewLease(ctx context.Context, _, _ string, _ time.Duration,
 func TestAHungRenewalStopsTheRunBeforeTheLeaseExpires(t *testing.T) {
 	e := newEnv(t, hungRenewal{memstore.New()})
 	e.api.Put(apiUsers(0, 30, 1)...)
-	e.onPage(func(n, _ int) {
-		if n == 2 {
-			time.Sleep(600 * time.Millisecond) // past the lease's expiry
-		}
-	})
+	// Only the end of the lease, a fifth of its ttl before it would
+	// expire, ends the run. (No second holder: a short ttl is safe.)
+	e.holdPage()
 	report, err := e.run(reconcile.Config{PageSize: 10, LeaseTTL: 300 * time.Millisecond})
 	if !errors.Is(err, reconcile.ErrRunning) || report.Complete {
 		t.Fatalf("%+v, %v; want ErrRunning", counts(report), err)
@@ -856,51 +868,99 @@ func TestALongIssuerGetsALeaseName(t *testing.T) {
 	}
 }
 
+// turns runs the RunEvery, every interval, of the Reconciler that
+// newReconciler returns with log and onProgress, until done, polled, is
+// true of the sweeps it finished (their last reports) and the turns it
+// skipped (as it logged them); then it returns those.
+func turns(t *testing.T, newReconciler func(log *slog.Logger, onProgress func(reconcile.Report)) *reconcile.Reconciler,
+	interval time.Duration, done func(swept []reconcile.Report, skipped int) bool) ([]reconcile.Report, int) {
+	t.Helper()
+	logs, log := telemetrytest.NewLogs()
+	var mu sync.Mutex
+	var swept []reconcile.Report
+	r := newReconciler(log, func(r reconcile.Report) {
+		if !r.Finished.IsZero() {
+			mu.Lock()
+			defer mu.Unlock()
+			swept = append(swept, r)
+		}
+	})
+	skipped := func() int { return logs.Count("DEBUG reconcile: skipped") + logs.Count("INFO reconcile: skipped") }
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan error, 1)
+	go func() { ended <- r.RunEvery(ctx, interval) }()
+	waitFor(t, "the turns", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return done(swept, skipped())
+	})
+	cancel()
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Fatalf("RunEvery: %v, want the context's error", err)
+	}
+	return swept, skipped()
+}
+
+// turns runs the RunEvery of a Reconciler of cfg, as turns does.
+func (e *env) turns(cfg reconcile.Config, interval time.Duration, done func(swept []reconcile.Report, skipped int) bool) ([]reconcile.Report, int) {
+	e.t.Helper()
+	return turns(e.t, func(log *slog.Logger, onProgress func(reconcile.Report)) *reconcile.Reconciler {
+		cfg.Logger, cfg.OnProgress = log, onProgress
+		return e.reconciler(cfg)
+	}, interval, done)
+}
+
+// aTurn and aSweep are done functions of turns: until the first turn is
+// over, swept or skipped; until a sweep.
+func aTurn(swept []reconcile.Report, skipped int) bool { return len(swept)+skipped > 0 }
+func aSweep(swept []reconcile.Report, _ int) bool      { return len(swept) > 0 }
+
 func TestRunEverySweepsOncePerIntervalAcrossReplicas(t *testing.T) {
 	e := newEnv(t, memstore.New())
 	e.api.Put(apiUsers(0, 20, 1)...)
 	// Replica a sweeps at once, and its complete sweep holds back every
-	// replica's for its interval.
+	// replica's turns for its interval, counted from its start.
 	const interval = 1500 * time.Millisecond
-	start := time.Now()
-	var complete atomic.Bool
-	a := e.reconciler(reconcile.Config{Holder: "replica-a", OnProgress: func(r reconcile.Report) {
-		if r.Complete && !r.Finished.IsZero() {
-			complete.Store(true)
-		}
-	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if err := a.RunEvery(ctx, interval); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatal(err)
+	swept, _ := e.turns(reconcile.Config{Holder: "replica-a"}, interval, aSweep)
+	if !swept[0].Complete {
+		t.Fatalf("replica a: %+v; want a complete sweep", counts(swept[0]))
 	}
-	if !complete.Load() {
-		t.Fatal("replica a did not sweep")
-	}
+	started := swept[0].Started
 	before := e.api.Requests()
-	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	if err := e.reconciler(reconcile.Config{Holder: "replica-b"}).RunEvery(ctx, time.Hour); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatal(err)
+	// Replica b's first turn, and replica a's again, are skipped.
+	for _, holder := range []string{"replica-b", "replica-a"} {
+		swept, _ := e.turns(reconcile.Config{Holder: holder}, time.Hour, aTurn)
+		if n := e.api.Requests() - before; len(swept) > 0 || n != 0 {
+			if took := time.Since(started); took >= interval {
+				// The interval is over: a sweep was due. Not a failure,
+				// but nothing checked (and that sweep holds back the
+				// turns for an hour).
+				t.Skipf("%s swept (%d requests) %v after a's sweep started, past the interval: this machine is too slow to check that the turn is skipped", holder, n, took)
+			}
+			t.Fatalf("%s swept again within the interval of a's complete sweep: %d requests", holder, n)
+		}
 	}
-	if n := e.api.Requests() - before; n != 0 {
-		t.Fatalf("replica b swept again within the interval of a's complete run: %d requests", n)
+	// Once that interval has passed, a turn sweeps: replica b's, which
+	// asks every 10 ms, not before.
+	var mu sync.Mutex
+	var firstPage time.Time
+	e.onPage(func(n, _ int) {
+		if n == 1 {
+			mu.Lock()
+			defer mu.Unlock()
+			firstPage = time.Now()
+		}
+	})
+	swept, skipped := e.turns(reconcile.Config{Holder: "replica-b"}, 10*time.Millisecond, aSweep)
+	mu.Lock()
+	defer mu.Unlock()
+	if !swept[0].Complete || firstPage.IsZero() {
+		t.Fatalf("replica b: %+v, listed at %v; want a complete sweep", counts(swept[0]), firstPage)
 	}
-	// Replica a too, started again.
-	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	a.RunEvery(ctx, interval)
-	if n := e.api.Requests() - before; n != 0 {
-		t.Fatalf("replica a swept again within the interval of its complete run: %d requests", n)
+	if at := firstPage.Sub(started); at < interval {
+		t.Fatalf("replica b swept %v after a's sweep started, within its interval of %v", at, interval)
 	}
-	// Once that interval has passed, it runs.
-	time.Sleep(time.Until(start.Add(interval + 20*time.Millisecond)))
-	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	e.reconciler(reconcile.Config{Holder: "replica-b"}).RunEvery(ctx, 10*time.Millisecond)
-	if e.api.Requests() == before {
-		t.Fatal("replica b never ran")
-	}
+	t.Logf("replica b skipped %d turns before it swept", skipped)
 	if err := e.reconciler(reconcile.Config{}).RunEvery(context.Background(), 0); !errors.Is(err, usersync.ErrInvalid) {
 		t.Fatalf("interval 0: %v", err)
 	}
@@ -916,19 +976,14 @@ func TestRunEveryAfterAnIncompleteSweep(t *testing.T) {
 			e.api.Fail(1, 403, 0)
 		}
 	})
-	var last reconcile.Report
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	e.reconciler(reconcile.Config{Holder: "replica-a", PageSize: 10, OnProgress: func(r reconcile.Report) { last = r }}).RunEvery(ctx, time.Hour)
-	if last.Finished.IsZero() || last.Complete {
+	swept, _ := e.turns(reconcile.Config{Holder: "replica-a", PageSize: 10}, time.Hour, aSweep)
+	if last := swept[0]; last.Complete {
 		t.Fatalf("replica a: %+v; want an incomplete sweep", counts(last))
 	}
 	e.api.OnPage(nil)
-	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	e.reconciler(reconcile.Config{Holder: "replica-b", OnProgress: func(r reconcile.Report) { last = r }}).RunEvery(ctx, time.Hour)
-	if !last.Complete || last.Created+last.Unchanged != 30 {
-		t.Fatalf("replica b: %+v; want a complete sweep at once", counts(last))
+	swept, skipped := e.turns(reconcile.Config{Holder: "replica-b"}, time.Hour, aTurn)
+	if len(swept) != 1 || skipped != 0 || !swept[0].Complete || swept[0].Created+swept[0].Unchanged != 30 {
+		t.Fatalf("replica b: swept %+v, skipped %d turns; want a complete sweep at once", swept, skipped)
 	}
 }
 

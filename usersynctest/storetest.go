@@ -1171,7 +1171,9 @@ var storeCases = []storeCase{
 		}
 	}},
 	{"Leases/one holder at a time; the cursor stays with the lease", func(t *testing.T, f *storeFixture) {
-		const ttl = 400 * time.Millisecond
+		// A holder that another takes over within ttl is a failure: a
+		// ttl that a few calls of a slow machine do not outlast.
+		const ttl = 2 * time.Second
 		cursor, ok, err := f.leases.AcquireLease(bg, "job", "a", ttl)
 		if err != nil || !ok || cursor != 0 {
 			t.Fatalf("a acquires a new lease: %d, %v, %v", cursor, ok, err)
@@ -1185,16 +1187,28 @@ var storeCases = []storeCase{
 		if ok, err := f.leases.RenewLease(bg, "job", "a", ttl, 7); err != nil || !ok {
 			t.Fatalf("a renews: %v, %v", ok, err)
 		}
+		held := time.Now() // a holds it until ttl from then, at least
 		if cursor, ok, err := f.leases.AcquireLease(bg, "job", "a", ttl); err != nil || !ok || cursor != 7 {
 			t.Fatalf("a acquires again: %d, %v, %v; want 7, held", cursor, ok, err)
 		}
 		if _, ok, err := f.leases.AcquireLease(bg, "other job", "b", ttl); err != nil || !ok {
 			t.Fatalf("b acquires another lease: %v, %v", ok, err)
 		}
-		time.Sleep(ttl + 100*time.Millisecond) // a lets it expire
-		cursor, ok, err = f.leases.AcquireLease(bg, "job", "b", ttl)
+		// a lets it expire: b, asking every few milliseconds, takes it
+		// then, and not long before.
+		for deadline := time.Now().Add(ttl + 30*time.Second); ; time.Sleep(10 * time.Millisecond) {
+			cursor, ok, err = f.leases.AcquireLease(bg, "job", "b", ttl)
+			if err != nil || ok || time.Now().After(deadline) {
+				break
+			}
+		}
 		if err != nil || !ok || cursor != 7 {
 			t.Fatalf("b acquires the expired lease: %d, %v, %v; want the cursor 7", cursor, ok, err)
+		}
+		// Half the ttl, not all of it: the store's clock may not be
+		// this process's, and may count in coarser units.
+		if took := time.Since(held); took < ttl/2 {
+			t.Fatalf("b took over a's lease %v after a acquired it for %v", took, ttl)
 		}
 		if ok, err := f.leases.RenewLease(bg, "job", "a", ttl, 8); err != nil || ok {
 			t.Fatalf("a renews a lease b took over: %v, %v; want refused", ok, err)
