@@ -83,6 +83,9 @@ func (c *consumer) deliver(held *lease.Held) error {
 			continue
 		}
 		for _, ch := range changes {
+			if ctx.Err() != nil {
+				return nil // the lease is lost, or the runner stopping: another replica delivers the rest
+			}
 			c.tel.behind(ch.At)
 			if (c.all || ch.Entity == usersync.EntityUser) && !c.handle(ctx, ch) {
 				return nil // stopped mid-change: it is delivered again

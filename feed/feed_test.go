@@ -584,3 +584,53 @@ func TestConfigAndHandle(t *testing.T) {
 		t.Fatalf("Handle after Run: %v", err)
 	}
 }
+
+// usurped is a store in which, once taken, the consumers' leases belong to
+// another replica: renewals and acquisitions are refused.
+type usurped struct {
+	store
+	taken atomic.Bool
+}
+
+func (u *usurped) RenewLease(ctx context.Context, name, holder string, ttl time.Duration, cursor int64) (bool, error) {
+	if u.taken.Load() {
+		return false, nil
+	}
+	return u.store.RenewLease(ctx, name, holder, ttl, cursor)
+}
+
+func (u *usurped) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (int64, bool, error) {
+	if u.taken.Load() {
+		return 0, false, nil
+	}
+	return u.store.AcquireLease(ctx, name, holder, ttl)
+}
+
+// A replica that lost its consumer's lease delivers nothing more, even to
+// a handler that ignores its context: the rest of the batch in hand is
+// the new holder's.
+func TestALostLeaseStopsTheBatch(t *testing.T) {
+	s := &usurped{store: memstore.New()}
+	write(t, s, 10, 1)
+	var calls atomic.Int32
+	first := make(chan struct{})
+	r := newRunner(t, feed.Config{Store: s, BatchSize: 100, LeaseTTL: 300 * time.Millisecond})
+	r.Handle("stubborn", func(ctx context.Context, c usersync.Change) error {
+		if calls.Add(1) == 1 {
+			s.taken.Store(true) // another replica takes the lease over
+			select {
+			case <-ctx.Done(): // the next renewal found it lost
+			case <-time.After(time.Minute):
+				t.Error("the lost lease did not end the handler's context in a minute")
+			}
+			close(first)
+		}
+		return nil // as a handler that ignores its context does
+	})
+	stop := start(r)
+	<-first
+	stop() // waits for the consumer: what it delivered after the loss is counted
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d deliveries; want 1: the replica went on with the batch after its lease was lost", n)
+	}
+}
