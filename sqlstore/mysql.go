@@ -815,10 +815,18 @@ func mysqlErr(err error) (errKind, string) {
 		// A Galera node that opens a table while it applies another
 		// node's CREATE TRIGGER of it can read the trigger half made
 		// ("Unknown trigger has an error in its body: 'Query was
-		// empty'"), before the statement changed anything: the next
-		// attempt opens the table again. Any other 1064 is a syntax
-		// error.
-		if _, msg := mysqlError(err); strings.Contains(msg, "trigger has an error in its body") {
+		// empty'"); and under the certification conflicts of writes
+		// on several nodes at once, MariaDB 10.11 was seen to fail the
+		// parse of a trigger's body at a different token each time
+		// ("Trigger 'users_org_upd' has an error in its body: 'You
+		// have an error in your SQL syntax; ... near 'END, ...'"),
+		// after the same trigger had fired on that node. Either comes
+		// of opening the table, before the statement changed anything:
+		// the next attempt opens it again. Usersync's triggers parse
+		// (Migrate made them), so one that fails every attempt is
+		// returned. Any other 1064 is a syntax error.
+		if _, msg := mysqlError(err); strings.HasPrefix(msg, "Unknown trigger has an error in its body") ||
+			strings.HasPrefix(msg, "Trigger '") && strings.Contains(msg, "' has an error in its body") {
 			return errRetry, strconv.Itoa(n)
 		}
 		return errOther, ""
