@@ -375,9 +375,12 @@ func TestOneReplicaAtATimeAndTakeover(t *testing.T) {
 			// to do.
 			const beforeDeath = 15
 			var byA, byB atomic.Int32
+			var aHolds, overlap atomic.Bool // a is in its handler, holding its lease
 			a.Handle("effects", func(ctx context.Context, c usersync.Change) error {
 				if byA.Load() == beforeDeath {
+					aHolds.Store(true)
 					<-ctx.Done()
+					aHolds.Store(false)
 					return ctx.Err()
 				}
 				if err := slow(ctx, c); err != nil {
@@ -387,6 +390,9 @@ func TestOneReplicaAtATimeAndTakeover(t *testing.T) {
 				return nil
 			})
 			b.Handle("effects", func(ctx context.Context, c usersync.Change) error {
+				if aHolds.Load() {
+					overlap.Store(true) // b delivers while a, alive, holds the lease
+				}
 				byB.Add(1)
 				return slow(ctx, c)
 			})
@@ -398,7 +404,7 @@ func TestOneReplicaAtATimeAndTakeover(t *testing.T) {
 			stopA()
 			waitFor(t, "replica b to take over and finish", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.deliveries) == n })
 			stopB()
-			if l.overlap.Load() {
+			if l.overlap.Load() || overlap.Load() {
 				t.Fatal("the two replicas ran the consumer at the same time")
 			}
 			if got := byB.Load(); got < int32(n-beforeDeath) {
