@@ -22,7 +22,8 @@ import (
 // comment, so go test compiles it without running it, and cannot have
 // one: it fetches a real Clerk instance's keys at start and then serves
 // on a fixed port until the process ends. ExampleWire (package clerk) runs
-// the same wiring against a fake Clerk, with checked output.
+// the like with clerk.Wire and an instance's public key, with checked
+// output.
 func Example_quickStart() {
 	syncer, webhook, err := clerk.Setup(context.Background(), memstore.New(), clerk.SetupConfig{Config: clerk.Config{
 		Issuer:         "https://your-app.clerk.accounts.dev",       // your Frontend API URL

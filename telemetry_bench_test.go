@@ -54,7 +54,8 @@ func BenchmarkTelemetry(b *testing.B) {
 				r.Header.Set("X-Delivery", d.id)
 				w.Body.Reset()
 				h.ServeHTTP(w, r)
-				if w.Code != 200 || !strings.Contains(w.Body.String(), `"updated"`) && !strings.Contains(w.Body.String(), `"created"`) {
+				// (A reused recorder keeps its first status: the body tells.)
+				if !strings.Contains(w.Body.String(), `"updated"`) && !strings.Contains(w.Body.String(), `"created"`) {
 					b.Fatal(w.Code, w.Body.String())
 				}
 			}

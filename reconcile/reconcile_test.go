@@ -889,13 +889,19 @@ func turns(t *testing.T, newReconciler func(log *slog.Logger, onProgress func(re
 	ctx, cancel := context.WithCancel(context.Background())
 	ended := make(chan error, 1)
 	go func() { ended <- r.RunEvery(ctx, interval) }()
+	defer func() { // also when waitFor fails the test: RunEvery does not outlive it
+		cancel()
+		<-ended
+	}()
 	waitFor(t, "the turns", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return done(swept, skipped())
 	})
 	cancel()
-	if err := <-ended; !errors.Is(err, context.Canceled) {
+	err := <-ended
+	ended <- err // for the deferred drain
+	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("RunEvery: %v, want the context's error", err)
 	}
 	return swept, skipped()

@@ -30,8 +30,9 @@ func (conn) Begin() (driver.Tx, error)           { return nil, errors.New("not s
 func TestConnectRetriesATransientFailure(t *testing.T) {
 	d := &flakyDriver{}
 	d.refusals.Store(3)
-	sql.Register("testdb-flaky", d)
-	db, err := Connect("testdb-flaky", "")
+	name := "testdb-flaky-" + RandomHex(4) // a driver registers once per name: -count above 1
+	sql.Register(name, d)
+	db, err := Connect(name, "")
 	if err != nil {
 		t.Fatalf("Connect after 3 refusals: %v", err)
 	}
