@@ -127,6 +127,8 @@ type Config struct {
 	// take about 25 MB.
 	CacheSize int
 	// HTTPClient fetches the JWKS. Default: a client with a 10s timeout.
+	// Its transport must honour the request's context: Close cancels
+	// the fetches under way and waits for them.
 	HTTPClient *http.Client
 	// MaxJWKSSize caps a JWKS response body. Default 1 MiB.
 	MaxJWKSSize int64

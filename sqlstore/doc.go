@@ -79,7 +79,12 @@
 // Galera cluster reports a certification conflict with a write committed on
 // another node — the Store runs it again, up to Config.MaxAttempts times with
 // a jittered backoff, honouring the context. The error that finally surfaces
-// says how many attempts it took. Nothing else is retried.
+// says how many attempts it took. Two errors of a Galera node are run
+// again too: a trigger that MariaDB read half made, or whose parse it cut
+// short, as it opened the table, before the statement changed anything
+// (1064, "... has an error in its body", in the server's English
+// messages); and a transaction that a brute-force abort ended under the
+// Store's statements (see Galera below). Nothing else is retried.
 //
 // # Galera
 //
