@@ -111,8 +111,7 @@ func (b *Backend) DSN(t testing.TB) string {
 		return filepath.Join(t.TempDir(), "app.db")
 	}
 	db, _ := b.Open(t) // skips if unset
-	_ = db
-	schema := OwnSchema(t, b.db, b.Dialect)
+	schema := OwnSchema(t, db, b.Dialect)
 	dsn := os.Getenv(b.Env)
 	if b.Dialect == sqlstore.MySQL {
 		cfg, err := mysql.ParseDSN(dsn)
