@@ -157,6 +157,11 @@ type Write struct {
 	// At is the local time of the write, for CreatedAt, UpdatedAt and
 	// DeletedAt. The Syncer fills it in from its clock.
 	At time.Time
+
+	// checked is set by the Syncer on a write it has sanitised and
+	// validated, right before it hands the write to the store, whose
+	// Validate then does not check it twice. Only this package can set it.
+	checked bool
 }
 
 // Size limits of a write, the same for every store (SQL key columns have
@@ -179,8 +184,34 @@ const (
 // epoch to the year 9999; metadata JSON that every store can hold (at most 64
 // KiB and 31 levels deep, finite numbers, no NUL). It rewrites the metadata
 // in the form every store takes (invalid UTF-8 and lone surrogate escapes
-// become U+FFFD), so stores call it first and store what it leaves.
+// become U+FFFD), so stores call it first and store what it leaves. A write
+// the Syncer hands to its store has passed these checks already (the
+// Syncer drops the profile fields no store can hold, then checks the
+// rest), and passes at once.
 func (w *Write) Validate() error {
+	if w.checked {
+		return nil
+	}
+	if err := w.validateKeys(); err != nil {
+		return err
+	}
+	p := &w.Profile
+	for _, pf := range &profileFields {
+		if pf.storable != nil && !pf.storable(p) {
+			return fmt.Errorf("%w: profile field %s cannot be stored (too long, not UTF-8, a NUL character, a time out of range)", ErrInvalid, pf.name)
+		}
+	}
+	m, err := metadata.Normalize(p.Metadata)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	p.Metadata = m
+	return nil
+}
+
+// validateKeys is Validate without the Profile's checks: what is left to
+// check of a write whose profile Syncer.sanitize has made storable.
+func (w *Write) validateKeys() error {
 	switch {
 	case w.ID == "" || w.Issuer == "" || w.Subject == "":
 		return fmt.Errorf("%w: empty ID, issuer or subject", ErrInvalid)
@@ -199,17 +230,6 @@ func (w *Write) Validate() error {
 	case w.Fields&^AllFields != 0:
 		return fmt.Errorf("%w: unknown fields %#x", ErrInvalid, w.Fields&^AllFields)
 	}
-	p := &w.Profile
-	for _, pf := range &profileFields {
-		if pf.storable != nil && !pf.storable(p) {
-			return fmt.Errorf("%w: profile field %s cannot be stored (too long, not UTF-8, a NUL character, a time out of range)", ErrInvalid, pf.name)
-		}
-	}
-	m, err := metadata.Normalize(p.Metadata)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	p.Metadata = m
 	return nil
 }
 

@@ -216,9 +216,10 @@ func (s *Syncer) Upsert(ctx context.Context, w Write) (User, Outcome, error) {
 	if w.Version > versionOf(s.cfg.Now().Add(maxFutureSkew)) {
 		return User{}, Stale, fmt.Errorf("%w: version %d is more than %v in the future", ErrInvalid, w.Version, maxFutureSkew)
 	}
-	if err := w.Validate(); err != nil {
+	if err := w.validateKeys(); err != nil {
 		return User{}, Stale, err
 	}
+	w.checked = true
 	u, outcome, err := s.store.Upsert(ctx, w)
 	if err != nil {
 		return u, outcome, err
@@ -246,7 +247,7 @@ func (s *Syncer) UpsertBatch(ctx context.Context, ws []Write) ([]Outcome, error)
 	for i, w := range ws {
 		s.complete(&w)
 		s.sanitize(ctx, &w)
-		err := w.Validate()
+		err := w.validateKeys()
 		if err == nil && w.Version > latest {
 			err = fmt.Errorf("%w: version %d is more than %v in the future", ErrInvalid, w.Version, maxFutureSkew)
 		}
@@ -254,6 +255,7 @@ func (s *Syncer) UpsertBatch(ctx context.Context, ws []Write) ([]Outcome, error)
 			skipped = append(skipped, &WriteError{Index: i, Err: err})
 			continue
 		}
+		w.checked = true
 		valid = append(valid, w)
 		index = append(index, i)
 	}
@@ -302,9 +304,10 @@ func (s *Syncer) UpsertBatch(ctx context.Context, ws []Write) ([]Outcome, error)
 func (s *Syncer) Delete(ctx context.Context, issuer, subject string) (User, Outcome, error) {
 	w := Write{Issuer: issuer, Subject: subject}
 	s.complete(&w)
-	if err := w.Validate(); err != nil {
+	if err := w.validateKeys(); err != nil {
 		return User{}, Stale, err
 	}
+	w.checked = true
 	u, outcome, err := s.store.Delete(ctx, w)
 	if err != nil {
 		return u, outcome, err

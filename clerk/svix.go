@@ -46,11 +46,12 @@ type svixHeaders struct {
 }
 
 // readHeaders returns the delivery's headers, preferring the svix-* set
-// and falling back to the webhook-* one, as Svix does.
+// and falling back to the webhook-* one, as Svix does. The names are
+// written in their canonical form, which Get looks up without allocating.
 func readHeaders(h http.Header) (svixHeaders, error) {
-	w := svixHeaders{h.Get("svix-id"), h.Get("svix-timestamp"), h.Get("svix-signature")}
+	w := svixHeaders{h.Get("Svix-Id"), h.Get("Svix-Timestamp"), h.Get("Svix-Signature")}
 	if w.id == "" || w.timestamp == "" || w.signature == "" {
-		w = svixHeaders{h.Get("webhook-id"), h.Get("webhook-timestamp"), h.Get("webhook-signature")}
+		w = svixHeaders{h.Get("Webhook-Id"), h.Get("Webhook-Timestamp"), h.Get("Webhook-Signature")}
 	}
 	if w.id == "" || w.timestamp == "" || w.signature == "" {
 		return w, ErrMissingHeaders
