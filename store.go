@@ -2,6 +2,7 @@ package usersync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -158,10 +159,9 @@ type Write struct {
 	// DeletedAt. The Syncer fills it in from its clock.
 	At time.Time
 
-	// checked is set by the Syncer on a write it has sanitised and
-	// validated, right before it hands the write to the store, whose
-	// Validate then does not check it twice. Only this package can set it.
-	checked bool
+	// normalized is the Profile.Metadata that the Syncer normalised on the
+	// write's way to the store: Validate does not scan that slice again.
+	normalized json.RawMessage
 }
 
 // Size limits of a write, the same for every store (SQL key columns have
@@ -184,14 +184,10 @@ const (
 // epoch to the year 9999; metadata JSON that every store can hold (at most 64
 // KiB and 31 levels deep, finite numbers, no NUL). It rewrites the metadata
 // in the form every store takes (invalid UTF-8 and lone surrogate escapes
-// become U+FFFD), so stores call it first and store what it leaves. A write
-// the Syncer hands to its store has passed these checks already (the
-// Syncer drops the profile fields no store can hold, then checks the
-// rest), and passes at once.
+// become U+FFFD), so stores call it first and store what it leaves. The
+// metadata of a write the Syncer hands to its store was normalised on the
+// way: Validate does not scan that same slice again.
 func (w *Write) Validate() error {
-	if w.checked {
-		return nil
-	}
 	if err := w.validateKeys(); err != nil {
 		return err
 	}
@@ -200,6 +196,9 @@ func (w *Write) Validate() error {
 		if pf.storable != nil && !pf.storable(p) {
 			return fmt.Errorf("%w: profile field %s cannot be stored (too long, not UTF-8, a NUL character, a time out of range)", ErrInvalid, pf.name)
 		}
+	}
+	if m := p.Metadata; len(m) > 0 && len(m) == len(w.normalized) && &m[0] == &w.normalized[0] {
+		return nil
 	}
 	m, err := metadata.Normalize(p.Metadata)
 	if err != nil {

@@ -219,7 +219,7 @@ func (s *Syncer) Upsert(ctx context.Context, w Write) (User, Outcome, error) {
 	if err := w.validateKeys(); err != nil {
 		return User{}, Stale, err
 	}
-	w.checked = true
+	w.normalized = w.Profile.Metadata
 	u, outcome, err := s.store.Upsert(ctx, w)
 	if err != nil {
 		return u, outcome, err
@@ -255,7 +255,7 @@ func (s *Syncer) UpsertBatch(ctx context.Context, ws []Write) ([]Outcome, error)
 			skipped = append(skipped, &WriteError{Index: i, Err: err})
 			continue
 		}
-		w.checked = true
+		w.normalized = w.Profile.Metadata
 		valid = append(valid, w)
 		index = append(index, i)
 	}
@@ -307,7 +307,6 @@ func (s *Syncer) Delete(ctx context.Context, issuer, subject string) (User, Outc
 	if err := w.validateKeys(); err != nil {
 		return User{}, Stale, err
 	}
-	w.checked = true
 	u, outcome, err := s.store.Delete(ctx, w)
 	if err != nil {
 		return u, outcome, err

@@ -102,6 +102,8 @@ func TestUpsertDropsFieldsNoStoreCanHold(t *testing.T) {
 		// Finite float64s that PostgreSQL refuses (22003).
 		"metadata PostgreSQL refuses": {Name: "Ada L", Email: "new@example.com", Metadata: json.RawMessage(`{"n":1e-16384}`)},
 		"a zero PostgreSQL refuses":   {Name: "Ada L", Email: "new@example.com", Metadata: json.RawMessage(`{"n":0e-20000}`)},
+		// Under 64 KiB as sent, over it once each invalid byte is U+FFFD.
+		"metadata too large once normalised": {Name: "Ada L", Email: "new@example.com", Metadata: json.RawMessage(`"` + strings.Repeat("\xff", 30_000) + `"`)},
 	} {
 		logs.Reset()
 		u, outcome, err := s.Upsert(ctx, usersync.Write{Issuer: iss, Subject: "u1", Version: 2, Fields: usersync.AllFields, Profile: bad})

@@ -62,12 +62,18 @@ func Normalize(m json.RawMessage) (json.RawMessage, error) {
 	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	out := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	if len(out) > maxMetadataLen {
+		// Re-encoding can grow it: an invalid byte becomes U+FFFD (three
+		// bytes), a U+2028 the escape \u2028 (six).
+		return nil, fmt.Errorf("metadata larger than %d bytes once re-encoded", maxMetadataLen)
+	}
+	return out, nil
 }
 
 // scanJSON checks that m is one JSON value within the limits, in one pass
 // that allocates nothing (encoding/json's Valid is several times slower,
-// and metadata is checked twice per write: by the Syncer, then the store).
+// and metadata is checked on every write, by the Syncer or the store).
 // It reports whether m must be re-encoded: invalid UTF-8, or a surrogate
 // escape.
 func scanJSON(m []byte) (reencode bool, err error) {

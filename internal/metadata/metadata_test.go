@@ -3,6 +3,7 @@ package metadata
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -49,20 +50,31 @@ func TestNormalizeMetadata(t *testing.T) {
 		{"not JSON", `{"a":`, ""},
 		{"two values", `1 2`, ""},
 		{"too large", `"` + strings.Repeat("x", 64<<10) + `"`, ""},
+		// Within the limit, but not once re-encoded: 0xff becomes U+FFFD
+		// (three bytes), U+2028 the escape \u2028 (six bytes for three).
+		{"too large once invalid UTF-8 is replaced", `"` + strings.Repeat("\xff", 30_000) + `"`, ""},
+		{"too large once U+2028 is escaped", `"` + strings.Repeat("\u2028", 15_000) + "\xff" + `"`, ""},
+		{"invalid UTF-8 replaced within the limit", `"` + strings.Repeat("\xff", 21_000) + `"`, `"` + strings.Repeat("\ufffd", 21_000) + `"`},
+	}
+	short := func(b []byte) string { // what an error shows of a value
+		if len(b) > 80 {
+			return fmt.Sprintf("%.80q... (%d bytes)", b, len(b))
+		}
+		return fmt.Sprintf("%q", b)
 	}
 	for _, tt := range tests {
 		got, err := Normalize(json.RawMessage(tt.in))
 		switch {
 		case tt.want == "" && err == nil:
-			t.Errorf("%s: %s, %v; want an error", tt.name, got, err)
+			t.Errorf("%s: %s, %v; want an error", tt.name, short(got), err)
 		case tt.want != "" && (err != nil || string(got) != tt.want):
-			t.Errorf("%s: %s, %v; want %s", tt.name, got, err, tt.want)
+			t.Errorf("%s: %s, %v; want %s", tt.name, short(got), err, short([]byte(tt.want)))
 		}
 	}
 }
 
-// Metadata that needs no change costs no allocation: it is checked twice
-// per webhook (the Syncer, then the store).
+// Metadata that needs no change costs no allocation: it is checked on
+// every write.
 func TestNormalizeMetadataDoesNotAllocate(t *testing.T) {
 	m := json.RawMessage(`{"department":"engineering","plan":"pro","n":[1,2,3e5],"notes":"` + strings.Repeat("x", 900) + `"}`)
 	if n := testing.AllocsPerRun(100, func() { Normalize(m) }); n != 0 {
@@ -71,7 +83,7 @@ func TestNormalizeMetadataDoesNotAllocate(t *testing.T) {
 }
 
 func FuzzNormalizeMetadata(f *testing.F) {
-	for _, s := range []string{`{"a":1}`, `{"a":"\ud800"}`, `[1e309]`, `{"a":"\\u0000"}`, `"\ud83d\ude00"`, `{"a":[[[]]]}`, "\"\xff\"", `{"n":1e-16384}`, `{"n":0e-20000}`, `[0e-16383]`, `[-0.5E+3]`} {
+	for _, s := range []string{`{"a":1}`, `{"a":"\ud800"}`, `[1e309]`, `{"a":"\\u0000"}`, `"\ud83d\ude00"`, `{"a":[[[]]]}`, "\"\xff\"", `{"n":1e-16384}`, `{"n":0e-20000}`, `[0e-16383]`, `[-0.5E+3]`, `"` + strings.Repeat("\xff", 22_000) + `"`, `"` + strings.Repeat("\u2028", 11_000) + "\xff" + `"`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
