@@ -78,8 +78,9 @@ func (q *sessionStatements) build(n int) string {
 }
 
 // EndSessions implements sessions.Store in one transaction: a multi-row
-// INSERT per 250 endings, each ending's recorded_at the database server's
-// clock as its statement runs.
+// INSERT per 250 endings (on MySQL, an INSERT per ending: see
+// sessionDialect.rowByRow), each ending's recorded_at the database
+// server's clock as its statement runs.
 func (s *Store) EndSessions(ctx context.Context, endings ...sessions.Ending) (err error) {
 	ctx, op := s.tel.start(ctx, opEndSessions)
 	defer op.finish(ctx, &err)
@@ -95,21 +96,31 @@ func (s *Store) EndSessions(ctx context.Context, endings ...sessions.Ending) (er
 		return nil
 	}
 	q := &s.sql.sessions
+	rowByRow := s.dialect.sessions.rowByRow
 	// The statements of one ending and of a full chunk are prepared
 	// before the transaction (a pool of one connection, SQLite's, has
 	// none to spare inside it) and kept; those of other sizes run
 	// unprepared.
-	if len(endings) >= sessionChunk {
+	if len(endings) >= sessionChunk && !rowByRow {
 		if err := s.prepare(ctx, q.full); err != nil {
 			return err
 		}
 	}
-	if len(endings)%sessionChunk == 1 {
+	if len(endings)%sessionChunk == 1 || rowByRow {
 		if err := s.prepare(ctx, q.one); err != nil {
 			return err
 		}
 	}
 	return s.inTx(ctx, "end sessions", func(tx *sql.Tx) error {
+		if rowByRow {
+			for i := range endings {
+				e := &endings[i]
+				if err := s.txExec(ctx, tx, q.one, e.Issuer, e.SessionID, e.Subject, e.EndedAt.UnixMilli()); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		for start := 0; start < len(endings); start += sessionChunk {
 			part := endings[start:min(start+sessionChunk, len(endings))]
 			args := make([]any, 0, 4*len(part))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -220,6 +221,63 @@ func TestEndSessionsInChunks(t *testing.T) {
 				if e.RecordedAt.Before(before.Add(-slack)) || e.RecordedAt.After(after.Add(slack)) {
 					t.Fatalf("ending %d: RecordedAt %v, not between %v and %v", i, e.RecordedAt, before, after)
 				}
+			}
+		})
+	}
+}
+
+// Concurrent recordings that share keys record every new ending, each
+// once. On MariaDB, 16 multi-row INSERT ... ON DUPLICATE KEY UPDATE at
+// once lost a new ending now and then (the reason MySQL's endings are
+// inserted row by row): 40 rounds lost one in 11 runs of 20.
+func TestEndSessionsConcurrently(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends {
+		t.Run(b.Name, func(t *testing.T) {
+			b.SkipIfUnset(t)
+			s := b.NewStore(t)
+			// 80 rounds where the loss was seen; PostgreSQL's writers of
+			// one key wait for each other's commit, 0.3 s a round here.
+			rounds, writers := 80, 16
+			if b.Name != "mysql" {
+				rounds = 4
+			}
+			for r := range rounds {
+				var wg sync.WaitGroup
+				errs := make(chan error, writers)
+				for i := range writers {
+					wg.Go(func() {
+						errs <- s.EndSessions(ctx,
+							sessions.Ending{Issuer: orgIssuer, SessionID: fmt.Sprintf("sess_same_%02d", r), Subject: "alice", EndedAt: t0},
+							sessions.Ending{Issuer: orgIssuer, SessionID: fmt.Sprintf("sess_%02d_%02d", r, i), EndedAt: t0},
+							sessions.Ending{Issuer: orgIssuer, Subject: fmt.Sprintf("bob_%02d", r), EndedAt: t0})
+					})
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if err != nil {
+						t.Fatalf("round %d: EndSessions: %v", r, err)
+					}
+				}
+			}
+			seen := map[string]int{}
+			for _, e := range allEndings(t, s) {
+				seen[e.SessionID+"|"+e.Subject]++
+			}
+			for r := range rounds {
+				want := []string{fmt.Sprintf("sess_same_%02d|alice", r), fmt.Sprintf("|bob_%02d", r)}
+				for i := range writers {
+					want = append(want, fmt.Sprintf("sess_%02d_%02d|", r, i))
+				}
+				for _, k := range want {
+					if seen[k] != 1 {
+						t.Errorf("round %d: ending %s recorded %d times, want once", r, k, seen[k])
+					}
+				}
+			}
+			if len(seen) != rounds*(writers+2) {
+				t.Errorf("%d endings recorded, want %d", len(seen), rounds*(writers+2))
 			}
 		})
 	}
