@@ -171,12 +171,13 @@ type sessionDialect struct {
 	// recorded already (a unique index of the table) is not inserted,
 	// without hiding any other error.
 	keep string
-	// rowByRow records each ending with an INSERT of its own: MariaDB's
-	// multi-row INSERT ... ON DUPLICATE KEY UPDATE, when some of its rows
-	// meet a recorded key, can hand a new row an AUTO_INCREMENT seq that
-	// a concurrent INSERT took, and then "keeps" that other row instead:
-	// the ending is lost without an error (mysql.go).
-	rowByRow bool
+	// checkKept counts, after each INSERT of endings and in its
+	// transaction, the rows of its endings' keys, and runs the
+	// transaction again if one is missing: MariaDB's INSERT ... ON
+	// DUPLICATE KEY UPDATE can give a new row an AUTO_INCREMENT seq that
+	// a concurrent INSERT took, and then "keep" that other row instead,
+	// which loses the ending without an error (mysql.go).
+	checkKept bool
 }
 
 // statements are a store's SQL: its dialect's, for its table. New builds

@@ -36,10 +36,17 @@ var errKinds = [...]func(error) (errKind, string){sqliteErr, postgresErr, mysqlE
 // (see commit): it runs again.
 var errTxEnded = errors.New("usersync/sqlstore: the database ended the transaction under its statements (a Galera brute-force abort)")
 
+// errEndingLost reports an INSERT of ended sessions after which a key of
+// its endings has no row (see sessionDialect.checkKept): it runs again.
+var errEndingLost = errors.New("usersync/sqlstore: an ended session's INSERT kept another row (MariaDB gave it a taken AUTO_INCREMENT seq)")
+
 // ownErr tells the Store's own errors that ask for a run again.
 func ownErr(err error) (errKind, string) {
-	if errors.Is(err, errTxEnded) {
+	switch {
+	case errors.Is(err, errTxEnded):
 		return errRetry, "ended"
+	case errors.Is(err, errEndingLost):
+		return errRetry, "ending lost"
 	}
 	return errOther, ""
 }

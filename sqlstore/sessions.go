@@ -78,9 +78,9 @@ func (q *sessionStatements) build(n int) string {
 }
 
 // EndSessions implements sessions.Store in one transaction: a multi-row
-// INSERT per 250 endings (on MySQL, an INSERT per ending: see
-// sessionDialect.rowByRow), each ending's recorded_at the database
-// server's clock as its statement runs.
+// INSERT per 250 endings (on MySQL, each followed by a count of its
+// keys' rows: see sessionDialect.checkKept), each ending's recorded_at the
+// database server's clock as its statement runs.
 func (s *Store) EndSessions(ctx context.Context, endings ...sessions.Ending) (err error) {
 	ctx, op := s.tel.start(ctx, opEndSessions)
 	defer op.finish(ctx, &err)
@@ -96,31 +96,21 @@ func (s *Store) EndSessions(ctx context.Context, endings ...sessions.Ending) (er
 		return nil
 	}
 	q := &s.sql.sessions
-	rowByRow := s.dialect.sessions.rowByRow
 	// The statements of one ending and of a full chunk are prepared
 	// before the transaction (a pool of one connection, SQLite's, has
 	// none to spare inside it) and kept; those of other sizes run
 	// unprepared.
-	if len(endings) >= sessionChunk && !rowByRow {
+	if len(endings) >= sessionChunk {
 		if err := s.prepare(ctx, q.full); err != nil {
 			return err
 		}
 	}
-	if len(endings)%sessionChunk == 1 || rowByRow {
+	if len(endings)%sessionChunk == 1 {
 		if err := s.prepare(ctx, q.one); err != nil {
 			return err
 		}
 	}
 	return s.inTx(ctx, "end sessions", func(tx *sql.Tx) error {
-		if rowByRow {
-			for i := range endings {
-				e := &endings[i]
-				if err := s.txExec(ctx, tx, q.one, e.Issuer, e.SessionID, e.Subject, e.EndedAt.UnixMilli()); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
 		for start := 0; start < len(endings); start += sessionChunk {
 			part := endings[start:min(start+sessionChunk, len(endings))]
 			args := make([]any, 0, 4*len(part))
@@ -131,9 +121,52 @@ func (s *Store) EndSessions(ctx context.Context, endings ...sessions.Ending) (er
 			if err := s.txExec(ctx, tx, q.insert(len(part)), args...); err != nil {
 				return err
 			}
+			if err := s.checkKept(ctx, tx, part); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
+}
+
+// checkKept fails with errEndingLost if a key of endings, which tx has
+// just inserted, has no row, on a dialect that asks for the check
+// (sessionDialect.checkKept). Every key has one by then: the INSERT's own
+// row, or the row of the key's recorded ending, committed before the
+// INSERT could pass it; the count reads them all in tx.
+func (s *Store) checkKept(ctx context.Context, tx *sql.Tx, endings []sessions.Ending) error {
+	if !s.dialect.sessions.checkKept {
+		return nil
+	}
+	type key struct{ issuer, session, subject string }
+	keys := make(map[key]bool, len(endings))
+	var b strings.Builder
+	args := make([]any, 0, 2*len(endings))
+	fmt.Fprintf(&b, "SELECT COUNT(*) FROM %s WHERE ", s.sql.sessions.table)
+	for _, e := range endings {
+		k := key{e.Issuer, e.SessionID, ""}
+		column, value := "session_key", e.SessionID
+		if e.SessionID == "" {
+			k.subject, column, value = e.Subject, "user_key", e.Subject
+		}
+		if keys[k] {
+			continue
+		}
+		if len(keys) > 0 {
+			b.WriteString(" OR ")
+		}
+		keys[k] = true
+		fmt.Fprintf(&b, "(issuer = %s AND %s = %s)", s.dialect.placeholder(len(args)+1), column, s.dialect.placeholder(len(args)+2))
+		args = append(args, e.Issuer, value)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, b.String(), args...).Scan(&n); err != nil {
+		return err
+	}
+	if n < len(keys) {
+		return errEndingLost // try counts the run again
+	}
+	return nil
 }
 
 // maxEndedSessions is the largest limit of EndedSessions.
@@ -222,5 +255,8 @@ func (s *Store) endUserSessions(ctx context.Context, tx *sql.Tx, u *usersync.Use
 	if e.Validate() != nil {
 		return nil
 	}
-	return s.txExec(ctx, tx, s.sql.sessions.one, e.Issuer, "", e.Subject, e.EndedAt.UnixMilli())
+	if err := s.txExec(ctx, tx, s.sql.sessions.one, e.Issuer, "", e.Subject, e.EndedAt.UnixMilli()); err != nil {
+		return err
+	}
+	return s.checkKept(ctx, tx, []sessions.Ending{e})
 }
