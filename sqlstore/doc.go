@@ -84,7 +84,11 @@
 // short, as it opened the table, before the statement changed anything
 // (1064, "... has an error in its body", in the server's English
 // messages); and a transaction that a brute-force abort ended under the
-// Store's statements (see Galera below). Nothing else is retried.
+// Store's statements (see Galera below). On MySQL, a transaction that
+// records ended sessions runs again if a count of its endings' keys, after
+// its INSERT, finds one without a row: MariaDB's INSERT ... ON DUPLICATE
+// KEY UPDATE can give a new row an AUTO_INCREMENT key a concurrent INSERT
+// took, and keep that other row instead. Nothing else is retried.
 //
 // # Galera
 //
