@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/clock"
 )
 
 // completer completes, from the Backend API (GET /users/{id}), the users
@@ -72,7 +73,7 @@ const (
 
 func newCompleter(users *UserList, wait time.Duration, log *slog.Logger) *completer {
 	return &completer{
-		users: users, issuer: users.Issuer(), wait: wait, every: completionEvery, log: log, sleep: sleepCtx,
+		users: users, issuer: users.Issuer(), wait: wait, every: completionEvery, log: log, sleep: clock.Sleep,
 		pending: map[string]*completion{}, wake: make(chan struct{}, 1), up: make(chan struct{}),
 	}
 }

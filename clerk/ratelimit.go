@@ -6,6 +6,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/usersync/usersync/internal/clock"
 )
 
 // bucket is a token bucket: it holds up to burst tokens, gains rate of
@@ -75,7 +77,7 @@ func (b *bucket) take(ctx context.Context) error {
 	if wait <= 0 {
 		return nil
 	}
-	if err := sleepCtx(ctx, wait); err != nil {
+	if err := clock.Sleep(ctx, wait); err != nil {
 		b.unreserve()
 		return err
 	}

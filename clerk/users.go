@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/clock"
 	"github.com/usersync/usersync/internal/pubkey"
 )
 
@@ -91,7 +92,7 @@ func (p *Provider) newBackend() (*backend, error) {
 	if err := pubkey.CheckURL(base); err != nil {
 		return nil, fmt.Errorf("%w: clerk.Config.APIURL is %w", usersync.ErrInvalid, err)
 	}
-	l := &backend{issuer: p.cfg.Issuer, base: base, key: p.secretKey, maxBody: 64 << 20, sleep: sleepCtx, checking: make(chan struct{}, 1)}
+	l := &backend{issuer: p.cfg.Issuer, base: base, key: p.secretKey, maxBody: 64 << 20, sleep: clock.Sleep, checking: make(chan struct{}, 1)}
 	if p.cfg.PublicKeyPEM != "" {
 		key, err := pubkey.ParsePEM(p.cfg.PublicKeyPEM)
 		if err != nil {
@@ -361,15 +362,4 @@ func clerkCode(body []byte) string {
 		return ""
 	}
 	return e.Errors[0].Code
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

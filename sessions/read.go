@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/usersync/usersync/internal/clock"
 )
 
 // How a Set reads the store: every Poll, the endings recorded after the
@@ -185,29 +187,17 @@ func (s *Set) failed(ctx context.Context, err error) {
 // not prune together), until ctx ends. A prune runs apart from the reads,
 // so that a slow one does not make the Set stale.
 func (s *Set) pruneEvery(ctx context.Context, interval time.Duration) {
-	wait := rand.N(interval)
+	next := rand.N(interval)
 	for {
-		if sleep(ctx, wait) != nil {
+		if clock.Sleep(ctx, next) != nil {
 			return
 		}
-		wait = interval/2 + rand.N(interval)
+		next = interval/2 + rand.N(interval)
 		pctx, cancel := context.WithTimeout(ctx, interval)
 		_, err := s.cfg.Store.PruneEndedSessions(pctx, s.cfg.Now().Add(-s.cfg.Keep))
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "sessions: pruning the ended sessions failed", "error", err)
 		}
-	}
-}
-
-// sleep waits for d, or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/usersync/usersync"
+	"github.com/usersync/usersync/internal/clock"
 	"github.com/usersync/usersync/internal/config"
 	"github.com/usersync/usersync/internal/telemetry"
 )
@@ -142,7 +143,7 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 	startup, cancel := context.WithTimeout(ctx, cfg.StartupWait)
 	defer cancel()
 	for s.readNew(startup) != nil || !s.fresh.Load() {
-		if sleep(startup, cfg.Poll) != nil {
+		if clock.Sleep(startup, cfg.Poll) != nil {
 			break
 		}
 	}
